@@ -1,0 +1,1 @@
+"""Utilities shared by the experiments (never imported by the library)."""

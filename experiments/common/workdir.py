@@ -1,0 +1,41 @@
+"""Workdir handling that never overwrites a user's earlier outputs."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+
+def prepare_workdir(
+  workdir: str | pathlib.Path, outputs: tuple[str, ...]
+) -> pathlib.Path:
+  """Creates ``workdir``; refuses if any of ``outputs`` already exists in it."""
+  path = pathlib.Path(workdir)
+  existing = [name for name in outputs if (path / name).exists()]
+  if existing:
+    raise FileExistsError(
+      f'{path} already holds {", ".join(existing)} from an earlier run; jmeta does '
+      'not overwrite results. Pass a new --workdir, or move the old one away.'
+    )
+  path.mkdir(parents=True, exist_ok=True)
+  return path
+
+
+class JsonlWriter:
+  """Appends one JSON object per line; flushed after every write."""
+
+  def __init__(self, path: str | pathlib.Path):
+    self._file = open(path, 'a')  # noqa: SIM115 -- closed in close()
+
+  def write(self, record: dict) -> None:
+    self._file.write(json.dumps(record, sort_keys=True) + '\n')
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()

@@ -1,0 +1,66 @@
+"""Evaluation: adaptation curves over many held-out tasks, with confidence intervals."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import jax
+import numpy as np
+import optax
+
+from jmeta.batching import map_tasks
+from jmeta.inner_loop import LossFn, adaptation_curve
+from jmeta.models.base import Model, Params
+from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
+
+
+def adaptation_curves(
+  model: Model,
+  loss_fn: LossFn,
+  params: Params,
+  batch: TaskBatch,
+  *,
+  steps: int,
+  learning_rate: float | None = None,
+  optimizer: optax.GradientTransformation | None = None,
+  batching: str = 'auto',
+  chunk_size: int | None = None,
+) -> jax.Array:
+  """Per-task query loss after 0..``steps`` inner updates: shape ``(tasks, steps+1)``."""
+  check_task_batch_shapes(batch)
+
+  def curve(task):
+    task = Task(*task)
+    return adaptation_curve(
+      model,
+      loss_fn,
+      params,
+      (task.support_inputs, task.support_targets),
+      (task.query_inputs, task.query_targets),
+      steps=steps,
+      learning_rate=learning_rate,
+      optimizer=optimizer,
+    )
+
+  return map_tasks(curve, batch, strategy=batching, chunk_size=chunk_size)
+
+
+def mean_confidence_interval(
+  values, confidence: float = 0.95, axis: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and the half-width of its normal-approximation confidence interval.
+
+  half-width = z * s / sqrt(n), s the sample standard deviation (ddof=1), z the
+  two-sided standard-normal quantile (1.96 for 95%).
+  """
+  values = np.asarray(values, dtype=np.float64)
+  n = values.shape[axis]
+  if n < 2:
+    raise ValueError(f'need at least 2 values for a confidence interval, got {n}.')
+  if not 0 < confidence < 1:
+    raise ValueError(f'confidence must be in (0, 1), got {confidence}.')
+  z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+  mean = values.mean(axis=axis)
+  half = z * values.std(axis=axis, ddof=1) / math.sqrt(n)
+  return mean, half

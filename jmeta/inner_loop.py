@@ -1,0 +1,178 @@
+"""Inner-loop adaptation: ``lax.scan`` over a static number of differentiable steps.
+
+Each step is phi <- phi + u, where u comes from an optax transformation of
+grad L_support(phi) (plain SGD gives u = -alpha * grad). Because optax updates are
+pure functions, the whole loop can be differentiated (exact second-order MAML;
+Finn et al., 2017).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from jmeta.models.base import Model, Params, check_model_accepts
+
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def check_steps(steps: Any, name: str = 'steps') -> int:
+  """Returns ``steps`` as an ``int`` if it is a non-negative integer, else raises."""
+  if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
+    raise ValueError(
+      f'{name} must be a non-negative Python int (it is static: it fixes the '
+      f'length of the lax.scan); got {steps!r} of type {type(steps).__name__}.'
+    )
+  if steps < 0:
+    raise ValueError(f'{name} must be >= 0, got {steps}.')
+  return int(steps)
+
+
+def inner_optimizer(
+  optimizer: optax.GradientTransformation | None = None,
+  learning_rate: float | jax.Array | None = None,
+) -> optax.GradientTransformation:
+  """The inner update rule: ``optimizer`` if given, else ``optax.sgd(learning_rate)``."""
+  if optimizer is not None and learning_rate is not None:
+    raise ValueError(
+      'give either an inner optimizer or an inner learning rate, not '
+      'both (the learning rate belongs inside the optimizer).'
+    )
+  if optimizer is None:
+    if learning_rate is None:
+      raise ValueError(
+        'the inner loop needs a learning_rate (plain SGD) or an optax '
+        'optimizer, e.g. learning_rate=0.01 or '
+        'optimizer=optax.sgd(0.01, momentum=0.9).'
+      )
+    return optax.sgd(learning_rate)
+  if not isinstance(optimizer, optax.GradientTransformation):
+    raise ValueError(
+      f'the inner optimizer must be an optax.GradientTransformation, '
+      f'got {type(optimizer).__name__}.'
+    )
+  return optimizer
+
+
+def scan_inner_loop(
+  objective: Callable[[Params], jax.Array],
+  params: Params,
+  *,
+  steps: int,
+  optimizer: optax.GradientTransformation,
+  first_order: bool = False,
+  observe: Callable[[Params], Any] | None = None,
+) -> tuple[Params, jax.Array, Any]:
+  """Runs ``steps`` updates of ``optimizer`` on ``objective``.
+
+  Returns the adapted params, the objective before each step (shape ``(steps,)``) and
+  ``observe(params)`` before each step, stacked (``None`` if not given). With
+  ``first_order=True`` the gradients are treated as constants (first-order MAML), so
+  d phi / d theta = I.
+  """
+
+  def step(carry, _):
+    phi, opt_state = carry
+    value, grads = jax.value_and_grad(objective)(phi)
+    if first_order:
+      grads = lax.stop_gradient(grads)
+    seen = observe(phi) if observe is not None else None
+    updates, opt_state = optimizer.update(grads, opt_state, phi)
+    return (optax.apply_updates(phi, updates), opt_state), (value, seen)
+
+  (params, _), (values, seen) = lax.scan(
+    step, (params, optimizer.init(params)), None, length=steps
+  )
+  return params, values, seen
+
+
+def _check_support(
+  model: Model, params: Params, inputs: jax.Array, targets: jax.Array
+) -> None:
+  if inputs.ndim < 1 or inputs.shape[0] == 0:
+    raise ValueError(
+      f'the support set is empty (inputs of shape {inputs.shape}); '
+      'adaptation needs at least one support example.'
+    )
+  if targets.shape[:1] != inputs.shape[:1]:
+    raise ValueError(
+      f'support inputs {inputs.shape} and targets {targets.shape} '
+      'disagree on the number of examples.'
+    )
+  check_model_accepts(model, params, inputs, 'support inputs')
+
+
+def adapt(
+  model: Model,
+  loss_fn: LossFn,
+  params: Params,
+  inputs: jax.Array,
+  targets: jax.Array,
+  *,
+  steps: int,
+  learning_rate: float | jax.Array | None = None,
+  optimizer: optax.GradientTransformation | None = None,
+  first_order: bool = False,
+) -> Params:
+  """Adapts ``params`` to one task's support set by ``steps`` inner updates.
+
+  phi_0 = params; phi_{j+1} = phi_j + optimizer(grad L(phi_j)), with
+  L(phi) = loss_fn(model.apply(phi, inputs), targets). Plain SGD at
+  ``learning_rate`` unless an optax ``optimizer`` is given. The result is
+  differentiable with respect to ``params`` (and anything the optimizer closes
+  over). Works for one task; ``jax.vmap`` it for a batch.
+
+  Example::
+
+    phi = jmeta.adapt(model, jmeta.losses.mean_squared_error, params, x, y,
+                      steps=5, learning_rate=0.01)
+  """
+  steps = check_steps(steps)
+  _check_support(model, params, inputs, targets)
+  opt = inner_optimizer(optimizer, learning_rate)
+  adapted, _, _ = scan_inner_loop(
+    lambda p: loss_fn(model.apply(p, inputs), targets),
+    params,
+    steps=steps,
+    optimizer=opt,
+    first_order=first_order,
+  )
+  return adapted
+
+
+def adaptation_curve(
+  model: Model,
+  loss_fn: LossFn,
+  params: Params,
+  support: tuple[jax.Array, jax.Array],
+  query: tuple[jax.Array, jax.Array],
+  *,
+  steps: int,
+  learning_rate: float | jax.Array | None = None,
+  optimizer: optax.GradientTransformation | None = None,
+) -> jax.Array:
+  """Query loss after 0, 1, ..., ``steps`` inner updates on the support set.
+
+  Returns an array of shape ``(steps + 1,)``.
+  """
+  steps = check_steps(steps)
+  _check_support(model, params, *support)
+  opt = inner_optimizer(optimizer, learning_rate)
+
+  def query_loss(p):
+    return loss_fn(model.apply(p, query[0]), query[1])
+
+  adapted, _, seen = scan_inner_loop(
+    lambda p: loss_fn(model.apply(p, support[0]), support[1]),
+    params,
+    steps=steps,
+    optimizer=opt,
+    observe=query_loss,
+  )
+  return jnp.concatenate([seen, query_loss(adapted)[None]])

@@ -1,0 +1,25 @@
+"""Models: ``init`` plus a pure ``apply`` over a params pytree."""
+
+from jmeta.models.base import (
+  BATCH_NORM_MODES,
+  TRANSDUCTIVE,
+  Model,
+  check_model_accepts,
+)
+from jmeta.models.conv4 import CONV4_VARIANTS, conv4
+from jmeta.models.flax_adapters import from_linen, from_nnx
+from jmeta.models.layers import default_conv_impl
+from jmeta.models.mlp import mlp
+
+__all__ = [
+  'BATCH_NORM_MODES',
+  'CONV4_VARIANTS',
+  'Model',
+  'TRANSDUCTIVE',
+  'check_model_accepts',
+  'conv4',
+  'default_conv_impl',
+  'from_linen',
+  'from_nnx',
+  'mlp',
+]

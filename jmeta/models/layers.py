@@ -1,0 +1,88 @@
+"""Pure layer functions shared by the built-in models."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jmeta.models.base import TRANSDUCTIVE, check_batch_norm_mode
+
+CONV_IMPLS = ('auto', 'xla', 'patches')
+
+
+def default_conv_impl(backend: str | None = None) -> str:
+  """The convolution implementation jmeta uses on ``backend`` when asked for 'auto'.
+
+  On XLA:CPU, second-order MAML through Conv4 runs several times faster with each
+  convolution written as patch extraction plus a matmul (see
+  ``benchmarks/results/cpu_batching.md``); on GPU and TPU the native convolution is
+  used, as cuDNN and the TPU convolution units are tuned for it.
+  """
+  backend = backend or jax.default_backend()
+  return 'patches' if backend == 'cpu' else 'xla'
+
+
+def resolve_conv_impl(impl: str) -> str:
+  if impl not in CONV_IMPLS:
+    raise ValueError(f'unknown conv impl {impl!r}; expected one of {CONV_IMPLS}.')
+  return default_conv_impl() if impl == 'auto' else impl
+
+
+def conv2d(
+  x: jax.Array, w: jax.Array, b: jax.Array, *, stride: int, impl: str = 'xla'
+) -> jax.Array:
+  """'SAME'-padded 2-D convolution, NHWC inputs and HWIO weights.
+
+  ``impl='patches'`` extracts the (kh, kw, cin) patches with
+  ``lax.conv_general_dilated_patches`` and contracts them with one matmul; it
+  computes the same function as ``impl='xla'`` (``lax.conv_general_dilated``).
+  """
+  kh, kw, cin, cout = w.shape
+  dn = ('NHWC', 'HWIO', 'NHWC')
+  if impl == 'xla':
+    # Promote as the einsum of 'patches' does: lax convolutions need equal dtypes.
+    dtype = jnp.promote_types(x.dtype, w.dtype)
+    x, w = x.astype(dtype), w.astype(dtype)
+    y = lax.conv_general_dilated(x, w, (stride, stride), 'SAME', dimension_numbers=dn)
+  elif impl == 'patches':
+    patches = lax.conv_general_dilated_patches(
+      x, (kh, kw), (stride, stride), 'SAME', dimension_numbers=dn
+    )
+    # Patch features are ordered (cin, kh, kw).
+    w_mat = jnp.transpose(w, (2, 0, 1, 3)).reshape(cin * kh * kw, cout)
+    y = jnp.einsum('nhwk,kc->nhwc', patches, w_mat)
+  else:
+    raise ValueError(f'unknown conv impl {impl!r}; expected "xla" or "patches".')
+  return y + b
+
+
+def batch_norm(
+  x: jax.Array,
+  scale: jax.Array,
+  bias: jax.Array,
+  *,
+  mode: str = TRANSDUCTIVE,
+  eps: float = 1e-5,
+) -> jax.Array:
+  """Batch norm over every axis but the last, with statistics chosen by ``mode``.
+
+  ``transductive``: y = scale * (x - mean_B(x)) / sqrt(var_B(x) + eps) + bias, with
+  the mean and variance of this batch (Ioffe & Szegedy, 2015; as in MAML).
+  """
+  check_batch_norm_mode(mode)
+  axes = tuple(range(x.ndim - 1))
+  mean = jnp.mean(x, axis=axes)
+  var = jnp.mean(jnp.square(x - mean), axis=axes)
+  return (x - mean) * lax.rsqrt(var + eps) * scale + bias
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max-pooling with stride 2 and 'VALID' padding (NHWC)."""
+  return lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
+
+
+def dense_init(key: jax.Array, fan_in: int, fan_out: int) -> dict[str, jax.Array]:
+  """Glorot-uniform weights and zero biases, as MAML initialises its layers."""
+  w = jax.nn.initializers.glorot_uniform()(key, (fan_in, fan_out), jnp.float32)
+  return {'w': w, 'b': jnp.zeros((fan_out,), jnp.float32)}

@@ -1,0 +1,104 @@
+"""The outer (meta) update: an optax step on a meta-gradient, jit-compiled once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jmeta.estimators import MetaGradientEstimator
+from jmeta.models.base import Params
+from jmeta.tasks.batch import TaskBatch
+
+
+class MetaTrainState(NamedTuple):
+  """Everything the outer loop carries.
+
+  ``nonfinite_step`` is -1 until the meta-loss or meta-gradient is first non-finite,
+  then the step at which that happened; from then on updates are skipped, so the
+  params stay those of the last finite step.
+  """
+
+  step: jax.Array
+  params: Params
+  opt_state: optax.OptState
+  nonfinite_step: jax.Array
+
+
+class MetaTrainer(NamedTuple):
+  """``init(params) -> state`` and the jitted ``step(state, batch) -> (state, metrics)``.
+
+  If the trainer was built with ``sample_tasks``, ``step`` takes a PRNG key in place
+  of the batch and samples the tasks inside the compiled step.
+  """
+
+  init: Callable[[Params], MetaTrainState]
+  step: Callable[
+    [MetaTrainState, TaskBatch | jax.Array], tuple[MetaTrainState, dict[str, jax.Array]]
+  ]
+
+
+class NonFiniteMetaLossError(FloatingPointError):
+  """The meta-loss or meta-gradient became NaN or infinite during training."""
+
+
+def make_meta_trainer(
+  estimator: MetaGradientEstimator,
+  optimizer: optax.GradientTransformation,
+  *,
+  sample_tasks: Callable[[jax.Array], TaskBatch] | None = None,
+  jit: bool = True,
+) -> MetaTrainer:
+  """Builds the outer loop: theta <- theta + optimizer(meta_gradient(theta, batch)).
+
+  The step is compiled once, on its first call, and reused for every batch of the
+  same shapes. Non-finite meta-losses are recorded in the state rather than checked
+  on the host every step; call ``raise_if_nonfinite(state)`` whenever metrics are
+  fetched.
+  """
+
+  def init(params: Params) -> MetaTrainState:
+    return MetaTrainState(
+      jnp.zeros((), jnp.int32),
+      params,
+      optimizer.init(params),
+      jnp.full((), -1, jnp.int32),
+    )
+
+  def step(state: MetaTrainState, batch_or_key):
+    batch = sample_tasks(batch_or_key) if sample_tasks is not None else batch_or_key
+    grads, metrics = estimator.meta_gradient(state.params, batch)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(metrics['loss']) & jnp.all(
+      jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+    )
+    ok = finite & (state.nonfinite_step < 0)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)  # noqa: E731
+    nonfinite_step = jnp.where(
+      finite | (state.nonfinite_step >= 0), state.nonfinite_step, state.step
+    )
+    new_state = MetaTrainState(
+      state.step + 1,
+      keep(params, state.params),
+      keep(opt_state, state.opt_state),
+      nonfinite_step,
+    )
+    return new_state, metrics
+
+  return MetaTrainer(init, jax.jit(step) if jit else step)
+
+
+def raise_if_nonfinite(state: MetaTrainState) -> None:
+  """Raises ``NonFiniteMetaLossError`` naming the step if training hit a NaN/inf."""
+  bad = int(np.asarray(state.nonfinite_step))
+  if bad >= 0:
+    raise NonFiniteMetaLossError(
+      f'the meta-loss or meta-gradient became non-finite at step {bad}; the '
+      f'params were frozen at step {bad} and no later update was applied. Lower '
+      'the outer or inner learning rate, or check the task batch for NaNs.'
+    )

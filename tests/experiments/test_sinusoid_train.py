@@ -1,0 +1,43 @@
+"""A real, tiny train_and_evaluate of the sinusoid experiment."""
+
+import json
+
+import pytest
+
+from experiments.sinusoid import train
+from experiments.sinusoid.configs import smoke
+
+
+def test_train_and_evaluate_writes_every_output(tmp_path):
+  config = smoke.get_config()
+  config.algorithms = ('maml', 'reptile')
+  results = train.train_and_evaluate(config, str(tmp_path))
+
+  for name in train.OUTPUTS:
+    assert (tmp_path / name).stat().st_size > 0, name
+  saved = json.loads((tmp_path / 'results.json').read_text())
+  assert saved['algorithms'].keys() == {'maml', 'reptile'}
+  for r in results['algorithms'].values():
+    assert len(r['mse_mean']) == config.eval.steps + 1
+    assert all(h > 0 for h in r['mse_ci95'])
+  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').open()]
+  steps = [r['step'] for r in records if r['algorithm'] == 'maml']
+  assert steps == list(
+    range(config.log_every, config.num_iterations + 1, config.log_every)
+  )
+  table = (tmp_path / 'results.md').read_text()
+  assert 'MAML (second order)' in table and 'Reptile' in table
+
+
+def test_refuses_to_overwrite_an_earlier_run(tmp_path):
+  (tmp_path / 'results.json').write_text('{"precious": true}')
+  with pytest.raises(FileExistsError, match='does not overwrite'):
+    train.train_and_evaluate(smoke.get_config(), str(tmp_path))
+  assert json.loads((tmp_path / 'results.json').read_text()) == {'precious': True}
+
+
+def test_unknown_algorithm_is_named(tmp_path):
+  config = smoke.get_config()
+  config.algorithms = ('maml', 'mamll')
+  with pytest.raises(ValueError, match="unknown entries \\['mamll'\\]"):
+    train.train_and_evaluate(config, str(tmp_path))

@@ -1,0 +1,204 @@
+"""Conv4 and its layers: both convolution implementations, shapes, batch norm."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jmeta
+from jmeta.models import layers
+
+
+def numpy_conv_same(x, w, b, stride):
+  """'SAME'-padded NHWC/HWIO cross-correlation written with loops."""
+  n, h, wd, _ = x.shape
+  kh, kw, _, cout = w.shape
+  oh, ow = -(-h // stride), -(-wd // stride)
+  pad_h = max((oh - 1) * stride + kh - h, 0)
+  pad_w = max((ow - 1) * stride + kw - wd, 0)
+  xp = np.pad(
+    x,
+    (
+      (0, 0),
+      (pad_h // 2, pad_h - pad_h // 2),
+      (pad_w // 2, pad_w - pad_w // 2),
+      (0, 0),
+    ),
+  )
+  out = np.zeros((n, oh, ow, cout))
+  for i in range(oh):
+    for j in range(ow):
+      patch = xp[:, i * stride : i * stride + kh, j * stride : j * stride + kw, :]
+      out[:, i, j, :] = np.einsum('nhwc,hwco->no', patch, w)
+  return out + b
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('impl', ['xla', 'patches'])
+def test_conv2d_matches_numpy_loops(impl, stride):
+  rng = np.random.default_rng(stride)
+  x = rng.normal(size=(2, 7, 6, 3)).astype(np.float32)
+  w = rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
+  b = rng.normal(size=(4,)).astype(np.float32)
+  got = layers.conv2d(
+    jnp.asarray(x), jnp.asarray(w), jnp.asarray(b), stride=stride, impl=impl
+  )
+  np.testing.assert_allclose(
+    got, numpy_conv_same(x, w, b, stride), rtol=1e-4, atol=1e-5
+  )
+
+
+def test_max_pool_matches_numpy():
+  x = np.random.default_rng(0).normal(size=(2, 6, 5, 3)).astype(np.float32)
+  expected = x[:, :6, :4].reshape(2, 3, 2, 2, 2, 3).max(axis=(2, 4))
+  np.testing.assert_array_equal(layers.max_pool_2x2(jnp.asarray(x)), expected)
+
+
+def test_transductive_batch_norm_moments(x64):
+  rng = np.random.default_rng(1)
+  x = rng.normal(2.0, 0.01, size=(3, 4, 4, 5))
+  scale = rng.uniform(0.5, 2.0, size=5)
+  bias = rng.normal(size=5)
+  eps = 1e-5
+  y = np.asarray(layers.batch_norm(jnp.asarray(x), scale, bias, eps=eps))
+  var_x = np.var(x, axis=(0, 1, 2))
+  np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), bias, rtol=1e-10, atol=1e-12)
+  # var(y) = scale^2 var(x) / (var(x) + eps): the eps effect is visible at this spread.
+  np.testing.assert_allclose(
+    y.var(axis=(0, 1, 2)), scale**2 * var_x / (var_x + eps), rtol=1e-10
+  )
+  assert np.all(np.abs(y.var(axis=(0, 1, 2)) - scale**2) > 1e-3 * scale**2)
+  with pytest.raises(ValueError, match='unknown batch_norm mode'):
+    layers.batch_norm(x, scale, bias, mode='inference')
+
+
+def images(shape, seed=0):
+  return jax.random.normal(jax.random.key(seed), shape)
+
+
+def shapes(model, x):
+  """Params and output shapes, evaluated abstractly (nothing is compiled)."""
+  params = jax.eval_shape(model.init, jax.random.key(0), x)
+  return params, jax.eval_shape(model.apply, params, x)
+
+
+def test_strided_output_shapes():
+  x = jnp.zeros((3, 8, 8, 1))
+  params, out = shapes(jmeta.conv4(5, variant='strided', filters=4), x)
+  chex.assert_shape(out, (3, 5))
+  chex.assert_shape(params['head']['w'], (4, 5))
+  chex.assert_shape(params['block_0']['w'], (3, 3, 1, 4))
+  chex.assert_shape(params['block_3']['w'], (3, 3, 4, 4))
+  # Stride 2 with 'SAME' padding: 28 -> 14 -> 7 -> 4 -> 2, then a spatial mean.
+  eparams, eout = shapes(
+    jmeta.conv4(0, variant='strided', filters=4), jnp.zeros((3, 28, 28, 1))
+  )
+  assert 'head' not in eparams
+  chex.assert_shape(eout, (3, 4))
+
+
+def test_maxpool_output_shapes():
+  # 32 -> 16 -> 8 -> 4 -> 2: features are 2 * 2 * filters, flattened.
+  x = jnp.zeros((2, 32, 32, 3))
+  params, out = shapes(jmeta.conv4(0, variant='maxpool', filters=4), x)
+  chex.assert_shape(params['block_0']['w'], (3, 3, 3, 4))
+  chex.assert_shape(out, (2, 16))
+  hparams, hout = shapes(jmeta.conv4(7, variant='maxpool', filters=4), x)
+  chex.assert_shape(hparams['head']['w'], (16, 7))
+  chex.assert_shape(hout, (2, 7))
+
+
+def test_strided_block_output_is_spatially_halved():
+  x = jnp.zeros((2, 7, 7, 3))
+  w, b = jnp.zeros((3, 3, 3, 4)), jnp.zeros((4,))
+  for impl in ('xla', 'patches'):
+    chex.assert_shape(layers.conv2d(x, w, b, stride=2, impl=impl), (2, 4, 4, 4))
+    chex.assert_shape(layers.conv2d(x, w, b, stride=1, impl=impl), (2, 7, 7, 4))
+  chex.assert_shape(layers.max_pool_2x2(jnp.zeros((2, 7, 7, 3))), (2, 3, 3, 3))
+
+
+def test_transductive_outputs_depend_on_the_rest_of_the_batch():
+  x = images((4, 8, 8, 1), seed=1)
+  model = jmeta.conv4(3, filters=4, conv_impl='xla')
+  params = model.init(jax.random.key(2), x)
+  apply = jax.jit(model.apply)
+  whole = apply(params, x)
+  assert not np.allclose(whole[:2], apply(params, x[:2]))
+  # Normalisation statistics are per call: permuting the batch permutes the output.
+  chex.assert_trees_all_close(apply(params, x[::-1]), whole[::-1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('variant, size', [('strided', 8), ('maxpool', 16)])
+def test_patches_and_xla_give_the_same_outputs(variant, size):
+  x = images((3, size, size, 2), seed=2)
+  xla = jmeta.conv4(4, variant=variant, filters=4, conv_impl='xla')
+  patches = jmeta.conv4(4, variant=variant, filters=4, conv_impl='patches')
+  params = xla.init(jax.random.key(3), x)
+  chex.assert_trees_all_equal_shapes(params, patches.init(jax.random.key(3), x))
+  chex.assert_trees_all_close(
+    jax.jit(patches.apply)(params, x),
+    jax.jit(xla.apply)(params, x),
+    rtol=1e-4,
+    atol=1e-5,
+  )
+
+
+@pytest.mark.parametrize('dtype', [jnp.uint8, jnp.bfloat16])
+def test_both_conv_impls_accept_inputs_of_another_dtype_than_the_params(dtype):
+  # Regression: 'xla' used to raise on inputs whose dtype differed from the float32
+  # weights, while 'patches' promoted them.
+  x = (images((2, 8, 8, 1)) * 20 + 50).astype(dtype)
+  outs = []
+  for impl in ('xla', 'patches'):
+    model = jmeta.conv4(3, filters=4, conv_impl=impl)
+    params = model.init(jax.random.key(6), x)
+    outs.append(jax.jit(model.apply)(params, x))
+  assert outs[0].dtype == outs[1].dtype == jnp.float32
+  chex.assert_trees_all_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+
+
+def test_patches_and_xla_give_the_same_second_order_meta_gradient(x64):
+  num_tasks, n = 2, 3
+  keys = jax.random.split(jax.random.key(4), 2)
+  sx = jax.random.normal(keys[0], (num_tasks, n, 8, 8, 1), jnp.float64)
+  qx = jax.random.normal(keys[1], (num_tasks, n, 8, 8, 1), jnp.float64)
+  labels = jnp.tile(jnp.arange(n), (num_tasks, 1))
+  batch = jmeta.TaskBatch(sx, labels, qx, labels)
+  params = jmeta.conv4(n, filters=4).init(jax.random.key(5), sx[0])
+  params = jax.tree.map(lambda p: p.astype(jnp.float64), params)
+  grads = {}
+  for impl in ('xla', 'patches'):
+    model = jmeta.conv4(n, filters=4, conv_impl=impl)
+    est = jmeta.maml(
+      model,
+      jmeta.losses.cross_entropy,
+      inner_steps=1,
+      inner_learning_rate=0.5,
+      batching='map',
+    )
+    grads[impl], _ = jax.jit(est.meta_gradient)(params, batch)
+  chex.assert_tree_all_finite(grads['xla'])
+  chex.assert_trees_all_close(grads['patches'], grads['xla'], rtol=1e-8, atol=1e-12)
+  # Every block receives gradient, so the comparison covers every convolution.
+  for i in range(4):
+    assert np.max(np.abs(grads['xla'][f'block_{i}']['w'])) > 1e-8
+
+
+def test_default_conv_impl_per_backend():
+  assert jmeta.models.default_conv_impl('cpu') == 'patches'
+  assert jmeta.models.default_conv_impl('gpu') == 'xla'
+  assert layers.resolve_conv_impl('auto') == jmeta.models.default_conv_impl()
+
+
+def test_conv4_rejects_bad_arguments():
+  with pytest.raises(ValueError, match="unknown Conv4 variant 'resnet'"):
+    jmeta.conv4(5, variant='resnet')
+  with pytest.raises(ValueError, match='num_classes >= 0 and filters >= 1'):
+    jmeta.conv4(-1)
+  with pytest.raises(ValueError, match='num_classes >= 0 and filters >= 1'):
+    jmeta.conv4(5, filters=0)
+  with pytest.raises(ValueError, match='unknown conv impl'):
+    jmeta.conv4(5, conv_impl='cudnn')
+  with pytest.raises(ValueError, match='NHWC images'):
+    jmeta.conv4(5, filters=4).init(jax.random.key(0), jnp.zeros((2, 8, 8)))

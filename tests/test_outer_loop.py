@@ -1,0 +1,165 @@
+"""The outer loop: one optax step per batch, compiled once, reproducible, NaN-safe."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jmeta
+from jmeta.losses import mean_squared_error
+
+NUM_TASKS = 4
+TASKS = jmeta.sinusoid_tasks(5, 5)
+
+
+def sample(key, num_tasks=NUM_TASKS):
+  return TASKS.sample(key, num_tasks)
+
+
+def maml(model, **kwargs):
+  return jmeta.maml(
+    model, mean_squared_error, inner_steps=1, inner_learning_rate=0.05, **kwargs
+  )
+
+
+def initial_params(model):
+  return model.init(jax.random.key(42), jnp.zeros((1, 1)))
+
+
+def test_step_is_one_optax_update_of_the_meta_gradient():
+  model = jmeta.mlp((8,), 1)
+  est = maml(model, batching='vmap')
+  params = initial_params(model)
+  batch = sample(jax.random.key(0))
+  trainer = jmeta.make_meta_trainer(est, optax.sgd(0.1))
+  state, metrics = trainer.step(trainer.init(params), batch)
+  grads, expected_metrics = jax.jit(est.meta_gradient)(params, batch)
+  expected = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+  chex.assert_trees_all_close(state.params, expected, rtol=1e-5, atol=1e-7)
+  chex.assert_trees_all_close(metrics, expected_metrics, rtol=1e-5, atol=1e-7)
+  assert int(state.step) == 1 and int(state.nonfinite_step) == -1
+  jmeta.raise_if_nonfinite(state)  # a finite run does not raise
+
+  eager = jmeta.make_meta_trainer(est, optax.sgd(0.1), jit=False)
+  eager_state, _ = eager.step(eager.init(params), batch)
+  chex.assert_trees_all_close(eager_state.params, state.params, rtol=1e-5, atol=1e-7)
+
+
+def adam_trainer(model):
+  return jmeta.make_meta_trainer(maml(model), optax.adam(1e-2), sample_tasks=sample)
+
+
+def train(trainer, model, key, steps=5):
+  """``trainer`` run for ``steps`` steps from ``key``."""
+  state = trainer.init(initial_params(model))
+  for step_key in jax.random.split(key, steps):
+    state, metrics = trainer.step(state, step_key)
+  return state, metrics
+
+
+def test_training_is_bitwise_reproducible_from_a_key():
+  model = jmeta.mlp((8,), 1)
+  # Two separately built trainers: each compiles its own step.
+  a, metrics_a = train(adam_trainer(model), model, jax.random.key(7))
+  trainer = adam_trainer(model)
+  b, metrics_b = train(trainer, model, jax.random.key(7))
+  chex.assert_trees_all_equal(a.params, b.params)
+  chex.assert_trees_all_equal(a.opt_state, b.opt_state)
+  chex.assert_trees_all_equal(metrics_a, metrics_b)
+  assert int(a.step) == 5
+  # The run moved the params, and a different key gives a different run.
+  init = initial_params(model)
+  assert not np.array_equal(a.params['layer_0']['w'], init['layer_0']['w'])
+  c, _ = train(trainer, model, jax.random.key(8))
+  assert not np.array_equal(a.params['layer_0']['w'], c.params['layer_0']['w'])
+
+
+def counting_model():
+  """An MLP whose apply counts its Python calls: they happen only while tracing."""
+  base = jmeta.mlp((4,), 1)
+  calls = [0]
+
+  def apply(params, inputs, *, batch_norm=jmeta.TRANSDUCTIVE):
+    calls[0] += 1
+    return base.apply(params, inputs, batch_norm=batch_norm)
+
+  return jmeta.Model(base.init, apply), calls
+
+
+def test_step_is_compiled_once_per_batch_shape():
+  model, calls = counting_model()
+  trainer = jmeta.make_meta_trainer(maml(model), optax.sgd(0.01))
+  state = trainer.init(initial_params(model))
+  keys = jax.random.split(jax.random.key(0), 7)
+  state, _ = trainer.step(state, sample(keys[0]))
+  traced = calls[0]
+  assert traced > 0
+  for key in keys[1:6]:
+    state, _ = trainer.step(state, sample(key))
+  jax.block_until_ready(state)
+  assert calls[0] == traced, 'the step re-traced for a batch of the same shape'
+  # A batch of another shape must retrace, so the counter does see retracing.
+  state, _ = trainer.step(state, sample(keys[6], num_tasks=2))
+  assert calls[0] > traced
+
+
+def test_step_with_sampler_is_compiled_once():
+  model, calls = counting_model()
+  trainer = jmeta.make_meta_trainer(maml(model), optax.sgd(0.01), sample_tasks=sample)
+  state = trainer.init(initial_params(model))
+  keys = jax.random.split(jax.random.key(1), 6)
+  state, _ = trainer.step(state, keys[0])
+  traced = calls[0]
+  assert traced > 0
+  for key in keys[1:]:
+    state, _ = trainer.step(state, key)
+  assert calls[0] == traced
+  assert int(state.step) == 6
+
+
+def run_steps(trainer, state, batches):
+  """Runs the steps; returns the final state and the params before each step."""
+  history = []
+  for batch in batches:
+    history.append(state.params)
+    state, _ = trainer.step(state, batch)
+  return state, history
+
+
+def test_nan_in_a_batch_freezes_params_and_raises_with_the_step():
+  model = jmeta.mlp((8,), 1)
+  trainer = jmeta.make_meta_trainer(maml(model), optax.adam(1e-2))
+  batches = [sample(k) for k in jax.random.split(jax.random.key(3), 6)]
+  bad = batches[3].query_targets.at[1, 2, 0].set(jnp.nan)
+  batches[3] = batches[3]._replace(query_targets=bad)
+  state, history = run_steps(trainer, trainer.init(initial_params(model)), batches)
+  assert int(state.nonfinite_step) == 3
+  assert int(state.step) == 6
+  chex.assert_trees_all_equal(state.params, history[3])
+  chex.assert_tree_all_finite(state.params)
+  # Steps before the NaN did update the params.
+  assert not np.array_equal(history[3]['layer_0']['w'], history[2]['layer_0']['w'])
+  with pytest.raises(jmeta.NonFiniteMetaLossError, match='non-finite at step 3'):
+    jmeta.raise_if_nonfinite(state)
+  assert issubclass(jmeta.NonFiniteMetaLossError, FloatingPointError)
+
+
+def test_divergent_learning_rate_stops_at_the_first_nonfinite_step():
+  model = jmeta.mlp((8,), 1)
+  trainer = jmeta.make_meta_trainer(maml(model), optax.sgd(1e25))
+  batches = [sample(k) for k in jax.random.split(jax.random.key(4), 5)]
+  state, history = run_steps(trainer, trainer.init(initial_params(model)), batches)
+  bad = int(state.nonfinite_step)
+  assert 0 < bad < len(batches)  # step 0 is finite; the huge step then diverges
+  chex.assert_trees_all_equal(state.params, history[bad])
+  chex.assert_tree_all_finite(state.params)
+  # Nothing non-finite was seen before ``bad``: the state just before it is clean.
+  pre_state = trainer.init(initial_params(model))
+  for batch in batches[:bad]:
+    pre_state, metrics = trainer.step(pre_state, batch)
+    assert np.isfinite(metrics['loss'])
+  jmeta.raise_if_nonfinite(pre_state)
+  with pytest.raises(jmeta.NonFiniteMetaLossError, match=f'at step {bad}'):
+    jmeta.raise_if_nonfinite(state)
