@@ -22,7 +22,11 @@ from jmeta.estimators import (
   pretrain,
   reptile,
 )
-from jmeta.evaluation import adaptation_curves, mean_confidence_interval
+from jmeta.evaluation import (
+  adaptation_curves,
+  evaluate_adapted,
+  mean_confidence_interval,
+)
 from jmeta.inner_loop import adapt, adaptation_curve
 from jmeta.models import (
   BATCH_NORM_MODES,
@@ -62,6 +66,7 @@ __all__ = [
   'adaptation_curves',
   'conv4',
   'default_batching',
+  'evaluate_adapted',
   'fomaml',
   'from_linen',
   'from_nnx',

@@ -26,7 +26,7 @@ def default_batching(backend: str | None = None) -> str:
   """'map' on CPU, 'vmap' elsewhere.
 
   On XLA:CPU, second-order MAML with Conv4 ran several times faster with 'map' than
-  with 'vmap' (``benchmarks/results/cpu_batching.md``): vmapped per-task
+  with 'vmap' (``benchmarks/results/cpu_meta_step.md``): vmapped per-task
   convolution weights become grouped convolutions, which XLA:CPU runs slowly.
   """
   backend = backend or jax.default_backend()

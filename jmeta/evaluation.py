@@ -10,7 +10,8 @@ import numpy as np
 import optax
 
 from jmeta.batching import map_tasks
-from jmeta.inner_loop import LossFn, adaptation_curve
+from jmeta.estimators import MetricsFn
+from jmeta.inner_loop import LossFn, adapt, adaptation_curve
 from jmeta.models.base import Model, Params
 from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
 
@@ -44,6 +45,47 @@ def adaptation_curves(
     )
 
   return map_tasks(curve, batch, strategy=batching, chunk_size=chunk_size)
+
+
+def evaluate_adapted(
+  model: Model,
+  loss_fn: LossFn,
+  params: Params,
+  batch: TaskBatch,
+  *,
+  steps: int,
+  learning_rate: float | None = None,
+  optimizer: optax.GradientTransformation | None = None,
+  metrics_fn: MetricsFn | None = None,
+  batching: str = 'auto',
+  chunk_size: int | None = None,
+) -> dict[str, jax.Array]:
+  """Per-task query ``loss`` (and ``metrics_fn``'s metrics) after ``steps`` updates.
+
+  Each task adapts ``params`` on its own support set with ``jmeta.adapt``; every
+  returned array has a leading task axis.
+  """
+  check_task_batch_shapes(batch)
+
+  def one(task):
+    task = Task(*task)
+    adapted = adapt(
+      model,
+      loss_fn,
+      params,
+      task.support_inputs,
+      task.support_targets,
+      steps=steps,
+      learning_rate=learning_rate,
+      optimizer=optimizer,
+    )
+    outputs = model.apply(adapted, task.query_inputs)
+    metrics = {'loss': loss_fn(outputs, task.query_targets)}
+    if metrics_fn is not None:
+      metrics.update(metrics_fn(outputs, task.query_targets))
+    return metrics
+
+  return map_tasks(one, batch, strategy=batching, chunk_size=chunk_size)
 
 
 def mean_confidence_interval(

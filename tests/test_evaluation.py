@@ -127,3 +127,44 @@ def test_adaptation_curves_rejects_bad_batches(curve_setup):
     jmeta.adaptation_curves(
       model, mean_squared_error, params, batch, steps=-1, learning_rate=0.1
     )
+
+
+@pytest.mark.parametrize('batching', ['vmap', 'map'])
+def test_evaluate_adapted_equals_a_loop_of_adapt_and_accuracy(batching):
+  n_way, tasks_n = 3, 4
+  model = jmeta.mlp((8,), n_way)
+  keys = jax.random.split(jax.random.key(0), 3)
+  x_s = jax.random.normal(keys[0], (tasks_n, 6, 5))
+  x_q = jax.random.normal(keys[1], (tasks_n, 9, 5))
+  y_s = jnp.tile(jnp.arange(n_way), (tasks_n, 2))
+  y_q = jnp.tile(jnp.arange(n_way), (tasks_n, 3))
+  batch = jmeta.TaskBatch(x_s, y_s, x_q, y_q)
+  params = model.init(keys[2], x_s[0])
+
+  out = jmeta.evaluate_adapted(
+    model,
+    jmeta.losses.cross_entropy,
+    params,
+    batch,
+    steps=2,
+    learning_rate=0.5,
+    metrics_fn=jmeta.losses.classification_metrics,
+    batching=batching,
+  )
+
+  for i in range(tasks_n):
+    phi = jmeta.adapt(
+      model,
+      jmeta.losses.cross_entropy,
+      params,
+      x_s[i],
+      y_s[i],
+      steps=2,
+      learning_rate=0.5,
+    )
+    logits = np.asarray(model.apply(phi, x_q[i]))
+    expected_acc = np.mean(logits.argmax(-1) == np.asarray(y_q[i]))
+    np.testing.assert_allclose(out['accuracy'][i], expected_acc, rtol=1e-6)
+    np.testing.assert_allclose(
+      out['loss'][i], jmeta.losses.cross_entropy(logits, y_q[i]), rtol=1e-5
+    )

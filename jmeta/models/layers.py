@@ -16,7 +16,7 @@ def default_conv_impl(backend: str | None = None) -> str:
 
   On XLA:CPU, second-order MAML through Conv4 runs several times faster with each
   convolution written as patch extraction plus a matmul (see
-  ``benchmarks/results/cpu_batching.md``); on GPU and TPU the native convolution is
+  ``benchmarks/results/cpu_meta_step.md``); on GPU and TPU the native convolution is
   used, as cuDNN and the TPU convolution units are tuned for it.
   """
   backend = backend or jax.default_backend()
