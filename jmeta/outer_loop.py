@@ -32,8 +32,10 @@ class MetaTrainState(NamedTuple):
 class MetaTrainer(NamedTuple):
   """``init(params) -> state`` and the jitted ``step(state, batch) -> (state, metrics)``.
 
-  If the trainer was built with ``sample_tasks``, ``step`` takes a PRNG key in place
-  of the batch and samples the tasks inside the compiled step.
+  If the trainer was built with ``sample_tasks``, ``step(state, key, *data)`` takes a
+  PRNG key in place of the batch and samples the tasks inside the compiled step with
+  ``sample_tasks(key, *data)``. Pass arrays such as a device-resident dataset as
+  ``data`` rather than closing over them, so they are not baked into the program.
   """
 
   init: Callable[[Params], MetaTrainState]
@@ -69,8 +71,16 @@ def make_meta_trainer(
       jnp.full((), -1, jnp.int32),
     )
 
-  def step(state: MetaTrainState, batch_or_key):
-    batch = sample_tasks(batch_or_key) if sample_tasks is not None else batch_or_key
+  def step(state: MetaTrainState, batch_or_key, *data):
+    if sample_tasks is not None:
+      batch = sample_tasks(batch_or_key, *data)
+    elif data:
+      raise TypeError(
+        'step(state, batch) takes no data arguments; they are for '
+        'trainers built with sample_tasks.'
+      )
+    else:
+      batch = batch_or_key
     grads, metrics = estimator.meta_gradient(state.params, batch)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

@@ -1,0 +1,100 @@
+"""Orbax checkpoints that resume exactly and refuse an incompatible config."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+CONFIG_FILE = 'config.json'
+
+
+class CheckpointConfigMismatchError(ValueError):
+  """The workdir's checkpoints were written under a different config."""
+
+
+def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    key = f'{prefix}{k}'
+    if isinstance(v, dict):
+      out.update(_flatten(v, key + '.'))
+    else:
+      out[key] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def check_compatible(
+  saved: dict, current: dict, may_differ: Iterable[str] = ()
+) -> None:
+  """Raises ``CheckpointConfigMismatchError`` naming every field that differs.
+
+  Fields in ``may_differ`` (dotted names, or prefixes ending in '.') are ignored:
+  they change what is logged or evaluated, not the training trajectory.
+  """
+  may_differ = tuple(may_differ)
+  a, b = _flatten(saved), _flatten(current)
+  diffs = []
+  for key in sorted(set(a) | set(b)):
+    if any(key == m or (m.endswith('.') and key.startswith(m)) for m in may_differ):
+      continue
+    if a.get(key, '<missing>') != b.get(key, '<missing>'):
+      diffs.append(
+        f'{key}: checkpoint has {a.get(key, "<missing>")!r}, config has '
+        f'{b.get(key, "<missing>")!r}'
+      )
+  if diffs:
+    raise CheckpointConfigMismatchError(
+      'the checkpoints in this workdir were written under a different config, so '
+      'they are not loaded:\n  '
+      + '\n  '.join(diffs)
+      + '\nUse a new --workdir, or pass the config the checkpoints were made with.'
+    )
+
+
+class Checkpointer:
+  """Saves and restores a training-state pytree under ``workdir/checkpoints``.
+
+  The config is written to ``workdir/config.json`` on first use and compared with the
+  current one whenever the workdir already has checkpoints.
+  """
+
+  def __init__(
+    self,
+    workdir: str | pathlib.Path,
+    config: dict,
+    *,
+    max_to_keep: int = 2,
+    may_differ: Iterable[str] = (),
+  ):
+    self.workdir = pathlib.Path(workdir).absolute()
+    self.workdir.mkdir(parents=True, exist_ok=True)
+    config_path = self.workdir / CONFIG_FILE
+    if config_path.exists():
+      check_compatible(json.loads(config_path.read_text()), config, may_differ)
+    else:
+      config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+    self._manager = ocp.CheckpointManager(
+      self.workdir / 'checkpoints',
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+    )
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any) -> None:
+    self._manager.save(step, args=ocp.args.StandardSave(state))
+
+  def restore(self, template: Any, step: int | None = None) -> Any:
+    """The state saved at ``step`` (default: the latest), shaped like ``template``."""
+    step = self.latest_step() if step is None else step
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()

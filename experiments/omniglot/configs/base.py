@@ -1,0 +1,60 @@
+"""Fields shared by every Omniglot config; the algorithm files fill in the rest."""
+
+import ml_collections
+
+SETTINGS = ('5w1s', '5w5s', '20w1s', '20w5s')
+
+
+def parse_setting(setting: str) -> tuple[int, int]:
+  """'20w5s' -> (20, 5)."""
+  if setting not in SETTINGS:
+    raise ValueError(
+      f'unknown Omniglot setting {setting!r}; expected one of {SETTINGS}.'
+    )
+  n_way, k_shot = setting[:-1].split('w')
+  return int(n_way), int(k_shot)
+
+
+def get_base_config(setting: str) -> ml_collections.ConfigDict:
+  n_way, k_shot = parse_setting(setting)
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.algorithm = 'maml'
+  config.setting = setting
+
+  config.data = ml_collections.ConfigDict()
+  config.data.protocol = 'maml'  # 'maml' (random character split) or 'vinyals'
+  config.data.n_way = n_way
+  config.data.k_shot = k_shot
+  config.data.q_query = k_shot  # MAML samples 2K images per class: K support, K query
+
+  config.model = ml_collections.ConfigDict()
+  config.model.variant = 'strided'  # MAML's Omniglot Conv4
+  config.model.filters = 64
+  config.model.conv_impl = 'auto'
+
+  config.meta_batch_size = 32
+  config.batching = 'auto'
+  config.chunk_size = 8  # used with batching='chunked'
+  config.inner_steps = 1
+  # MAML's reference code sums the loss over the N classes (its loss is divided by K
+  # only); jmeta's cross-entropy is a mean over the N*K examples, so MAML's rate alpha
+  # becomes alpha * N here.
+  config.inner_learning_rate = 0.4 * n_way
+  config.inner_optimizer = 'sgd'  # 'sgd' or 'adam' (beta1 = 0, as Reptile)
+  config.outer_optimizer = 'adam'  # 'adam' or 'sgd'
+  config.outer_learning_rate = 1e-3
+  config.outer_schedule = 'constant'  # or 'linear' (to 0 at num_iterations)
+  config.num_iterations = 60_000
+
+  config.log_every = 100
+  config.checkpoint_every = 1_000
+  config.eval_every = 2_000
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.seed = 1_000_003
+  config.eval.val_episodes = 200
+  config.eval.test_episodes = (600, 1000)
+  config.eval.inner_steps = 3
+  config.eval.episodes_per_call = 100
+  return config

@@ -1,0 +1,287 @@
+"""Training loop for Omniglot meta-learning: checkpoints, validation, final test."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+from absl import logging
+
+import jmeta
+from experiments.common.checkpoint import Checkpointer
+from experiments.common.run_info import hardware_label, run_info
+from experiments.common.workdir import JsonlWriter
+from jmeta.data import episodes, omniglot
+
+ALGORITHMS = ('maml', 'fomaml', 'reptile')
+# Changing these does not change the training trajectory, so a resumed run may differ
+# in them from the run that wrote the checkpoints.
+MAY_DIFFER_ON_RESUME = (
+  'num_iterations',
+  'log_every',
+  'checkpoint_every',
+  'eval_every',
+  'eval.',
+  'batching',
+  'chunk_size',
+  'model.conv_impl',
+)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ``ValueError`` naming the field for values the types cannot catch."""
+  choices = {
+    'algorithm': (config.algorithm, ALGORITHMS),
+    'data.protocol': (config.data.protocol, omniglot.PROTOCOLS),
+    'inner_optimizer': (config.inner_optimizer, ('sgd', 'adam')),
+    'outer_optimizer': (config.outer_optimizer, ('sgd', 'adam')),
+    'outer_schedule': (config.outer_schedule, ('constant', 'linear')),
+    'model.variant': (config.model.variant, jmeta.models.CONV4_VARIANTS),
+  }
+  for field, (value, allowed) in choices.items():
+    if value not in allowed:
+      raise ValueError(f'config.{field} = {value!r} is not one of {tuple(allowed)}.')
+  positive = (
+    'meta_batch_size',
+    'num_iterations',
+    'log_every',
+    'checkpoint_every',
+    'eval_every',
+  )
+  for field in positive:
+    if config[field] < 1:
+      raise ValueError(f'config.{field} must be >= 1, got {config[field]}.')
+  if config.batching == 'chunked' and config.meta_batch_size % config.chunk_size:
+    raise ValueError(
+      f'config.chunk_size={config.chunk_size} does not divide '
+      f'config.meta_batch_size={config.meta_batch_size}.'
+    )
+
+
+def inner_optimizer(config) -> optax.GradientTransformation:
+  if config.inner_optimizer == 'adam':
+    # eps_root > 0 keeps second derivatives through Adam finite.
+    return optax.adam(config.inner_learning_rate, b1=0.0, eps_root=1e-8)
+  return optax.sgd(config.inner_learning_rate)
+
+
+def outer_optimizer(config) -> optax.GradientTransformation:
+  lr = config.outer_learning_rate
+  if config.outer_schedule == 'linear':
+    lr = optax.linear_schedule(lr, 0.0, config.num_iterations)
+  return optax.adam(lr) if config.outer_optimizer == 'adam' else optax.sgd(lr)
+
+
+def make_sampler(config, images: np.ndarray) -> episodes.EpisodeSampler:
+  return episodes.make_episode_sampler(
+    jnp.asarray(images),
+    n_way=config.data.n_way,
+    k_shot=config.data.k_shot,
+    q_query=config.data.q_query,
+    rotation=omniglot.protocol_rotation(config.data.protocol),
+  )
+
+
+def make_evaluator(config, model: jmeta.Model, sampler: episodes.EpisodeSampler):
+  """``evaluate(params, keys) -> per-episode accuracies``, jitted once per shape."""
+
+  @jax.jit
+  def evaluate_chunk(params, keys, bank):
+    batch = jax.vmap(
+      lambda k: jax.tree.map(lambda x: x[0], sampler.sample_from(bank, k, 1))
+    )(keys)
+    return jmeta.evaluate_adapted(
+      model,
+      jmeta.losses.cross_entropy,
+      params,
+      batch,
+      steps=config.eval.inner_steps,
+      optimizer=inner_optimizer(config),
+      metrics_fn=jmeta.losses.classification_metrics,
+      batching=config.batching,
+      chunk_size=config.chunk_size,
+    )['accuracy']
+
+  def evaluate(params, bank, num_episodes: int, seed: int) -> np.ndarray:
+    keys = episodes.evaluation_keys(seed, num_episodes)
+    per_call = config.eval.episodes_per_call
+    out = [
+      evaluate_chunk(params, keys[i : i + per_call], bank)
+      for i in range(0, num_episodes, per_call)
+    ]
+    return np.concatenate([np.asarray(o) for o in out])
+
+  return evaluate
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Meta-trains on Omniglot, resuming from ``workdir``'s checkpoints if any."""
+  check_config(config)
+  workdir = pathlib.Path(workdir)
+  checkpointer = Checkpointer(
+    workdir, config.to_dict(), may_differ=MAY_DIFFER_ON_RESUME
+  )
+  # Device-resident uint8 banks, passed to the jitted steps as arguments (a closed-over
+  # array would be compiled into the program as a constant).
+  banks = {
+    s: jnp.asarray(omniglot.load_split(config.data.protocol, s))
+    for s in omniglot.SPLITS
+  }
+  samplers = {s: make_sampler(config, bank) for s, bank in banks.items()}
+
+  model = jmeta.conv4(
+    config.data.n_way,
+    variant=config.model.variant,
+    filters=config.model.filters,
+    conv_impl=config.model.conv_impl,
+  )
+  probe = samplers['train'].sample(jax.random.key(0), 1)
+  jmeta.validate_task_batch(probe, num_classes=config.data.n_way)
+  root = jax.random.key(config.seed)
+  params = model.init(jax.random.fold_in(root, 0), probe.support_inputs[0])
+  estimator = jmeta.make_estimator(
+    config.algorithm,
+    model,
+    jmeta.losses.cross_entropy,
+    inner_steps=config.inner_steps,
+    inner_optimizer=inner_optimizer(config),
+    batching=config.batching,
+    chunk_size=config.chunk_size if config.batching == 'chunked' else None,
+    metrics_fn=jmeta.losses.classification_metrics,
+  )
+  trainer = jmeta.make_meta_trainer(
+    estimator,
+    outer_optimizer(config),
+    sample_tasks=lambda key, bank: samplers['train'].sample_from(
+      bank, key, config.meta_batch_size
+    ),
+  )
+  state = trainer.init(params)
+  if checkpointer.latest_step() is not None:
+    state = checkpointer.restore(state)
+    logging.info('resumed from step %d', int(state.step))
+  evaluate = {s: make_evaluator(config, model, samplers[s]) for s in ('val', 'test')}
+
+  train_key = jax.random.fold_in(root, 1)
+  start_step = int(state.step)
+  writer = JsonlWriter(workdir / 'metrics.jsonl')
+  tb = _tensorboard(workdir)
+  start = time.perf_counter()
+  metrics = None
+  with tqdm.trange(
+    start_step,
+    config.num_iterations,
+    initial=start_step,
+    total=config.num_iterations,
+    desc=config.algorithm,
+    disable=None,
+  ) as bar:
+    for step in bar:
+      state, metrics = trainer.step(
+        state, jax.random.fold_in(train_key, step), banks['train']
+      )
+      done = step + 1
+      if done % config.log_every == 0 or done == config.num_iterations:
+        jmeta.raise_if_nonfinite(state)
+        record = {f'train_{k}': float(v) for k, v in metrics.items()}
+        record.update(step=done, elapsed_s=round(time.perf_counter() - start, 2))
+        if done % config.eval_every == 0 or done == config.num_iterations:
+          acc = evaluate['val'](
+            state.params, banks['val'], config.eval.val_episodes, config.eval.seed
+          )
+          record['val_accuracy'] = float(acc.mean())
+        _log(writer, tb, record)
+        bar.set_postfix(
+          loss=f'{record["train_loss"]:.3f}', acc=f'{record["train_accuracy"]:.3f}'
+        )
+      if done % config.checkpoint_every == 0 or done == config.num_iterations:
+        checkpointer.save(done, state)
+  checkpointer.close()
+  tb.close()
+  writer.close()
+  train_seconds = time.perf_counter() - start
+  # One line per invocation, so a resumed run's total training time is known.
+  with JsonlWriter(workdir / 'timing.jsonl') as timing:
+    timing.write(
+      {
+        'from_step': start_step,
+        'to_step': int(state.step),
+        'seconds': round(train_seconds, 1),
+      }
+    )
+  total = sum(json.loads(line)['seconds'] for line in (workdir / 'timing.jsonl').open())
+
+  results = {
+    'run': run_info(),
+    'config': config.to_dict(),
+    'iterations': int(state.step),
+    'resumed_from_step': start_step,
+    'train_seconds_total': round(total, 1),
+    'test': {},
+  }
+  for n in config.eval.test_episodes:
+    acc = evaluate['test'](state.params, banks['test'], n, config.eval.seed + 1)
+    mean, ci = jmeta.mean_confidence_interval(acc)
+    results['test'][str(n)] = {'accuracy': float(mean), 'ci95': float(ci)}
+    logging.info('test accuracy over %d episodes: %.4f +- %.4f', n, mean, ci)
+  out = workdir / f'test_step{int(state.step)}.json'
+  if out.exists():
+    raise FileExistsError(
+      f'{out} exists; jmeta does not overwrite results. Move it away to re-evaluate.'
+    )
+  out.write_text(json.dumps(results, indent=2))
+  plot_learning_curve(
+    workdir / 'metrics.jsonl',
+    workdir / 'learning_curve.png',
+    title=f'{config.algorithm} {config.setting} ({hardware_label(results["run"])})',
+  )
+  return {'state': state, **results}
+
+
+def _tensorboard(workdir: pathlib.Path):
+  from tensorboardX import SummaryWriter
+
+  return SummaryWriter(str(workdir / 'tensorboard'))
+
+
+def _log(writer: JsonlWriter, tb, record: dict) -> None:
+  writer.write(record)
+  for k, v in record.items():
+    if k != 'step':
+      tb.add_scalar(k, v, record['step'])
+  logging.info(
+    'step %d: %s',
+    record['step'],
+    ', '.join(f'{k} {v:.4f}' for k, v in record.items() if k != 'step'),
+  )
+
+
+def plot_learning_curve(metrics_path: pathlib.Path, path: pathlib.Path, title: str):
+  """Train loss/accuracy and validation accuracy against the iteration."""
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  records = [json.loads(line) for line in metrics_path.open()]
+  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+  steps = [r['step'] for r in records]
+  ax_loss.plot(steps, [r['train_loss'] for r in records])
+  ax_loss.set(xlabel='iteration', ylabel='query loss (train)', yscale='log')
+  ax_acc.plot(steps, [r['train_accuracy'] for r in records], label='train (query)')
+  val = [(r['step'], r['val_accuracy']) for r in records if 'val_accuracy' in r]
+  if val:
+    ax_acc.plot(*zip(*val), 'o-', label='validation')
+  ax_acc.set(xlabel='iteration', ylabel='accuracy after adaptation')
+  ax_acc.legend()
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

@@ -1,0 +1,37 @@
+"""Datasets and episode samplers: Omniglot via tensorflow-datasets, N-way K-shot episodes."""
+
+from jmeta.data.episodes import (
+  ROTATIONS,
+  EpisodeSampler,
+  evaluation_keys,
+  make_episode_sampler,
+)
+from jmeta.data.omniglot import (
+  OMNIGLOT_DIR_ENV,
+  PROTOCOLS,
+  SPLITS,
+  TFDS_DATA_DIR_ENV,
+  OmniglotData,
+  OmniglotDataError,
+  load_omniglot,
+  load_split,
+  protocol_rotation,
+  split_names,
+)
+
+__all__ = [
+  'EpisodeSampler',
+  'OMNIGLOT_DIR_ENV',
+  'OmniglotData',
+  'OmniglotDataError',
+  'PROTOCOLS',
+  'ROTATIONS',
+  'SPLITS',
+  'TFDS_DATA_DIR_ENV',
+  'evaluation_keys',
+  'load_omniglot',
+  'load_split',
+  'make_episode_sampler',
+  'protocol_rotation',
+  'split_names',
+]

@@ -1,0 +1,104 @@
+"""Tiny end-to-end Omniglot training on the real data (JMETA_OMNIGLOT_DIR)."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from experiments.common.checkpoint import CheckpointConfigMismatchError
+from experiments.omniglot import train
+from experiments.omniglot.configs import tiny
+
+
+def _records(workdir):
+  return [json.loads(line) for line in (workdir / 'metrics.jsonl').open()]
+
+
+def test_loss_falls_and_outputs_are_written(tmp_path):
+  config = tiny.get_config()
+  config.num_iterations = 60
+  out = train.train_and_evaluate(config, str(tmp_path))
+  losses = [r['train_loss'] for r in _records(tmp_path)]
+  # Mean query loss of the first two logs (steps 5, 10) against the last two (55, 60).
+  assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.1, losses
+  assert np.log(config.data.n_way) > np.mean(losses[-2:])
+  result = json.loads((tmp_path / 'test_step60.json').read_text())
+  assert result['iterations'] == 60
+  assert 0 < result['test']['8']['accuracy'] <= 1
+  assert (tmp_path / 'learning_curve.png').stat().st_size > 0
+  assert list((tmp_path / 'tensorboard').iterdir())
+  assert any('val_accuracy' in r for r in _records(tmp_path))
+  chex.assert_tree_all_finite(out['state'].params)
+
+
+def test_resumed_run_ends_with_the_same_params(tmp_path):
+  config = tiny.get_config()
+  config.num_iterations = 20
+  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
+
+  interrupted = tmp_path / 'interrupted'
+  config.num_iterations = 10  # stops after the checkpoint at step 10
+  first = train.train_and_evaluate(config, str(interrupted))
+  config.num_iterations = 20
+  resumed = train.train_and_evaluate(config, str(interrupted))
+
+  assert resumed['resumed_from_step'] == 10
+  assert not jax.tree.all(
+    jax.tree.map(np.array_equal, first['state'].params, straight['state'].params)
+  )
+  jax.tree.map(
+    np.testing.assert_array_equal, resumed['state'].params, straight['state'].params
+  )
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    resumed['state'].opt_state,
+    straight['state'].opt_state,
+  )
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+  config = tiny.get_config()
+  config.num_iterations = 10
+  train.train_and_evaluate(config, str(tmp_path))
+  config.inner_learning_rate = 0.5
+  with pytest.raises(
+    CheckpointConfigMismatchError,
+    match='inner_learning_rate: checkpoint has 2.0, config has 0.5',
+  ):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_bad_config_values_are_named(tmp_path):
+  config = tiny.get_config()
+  config.algorithm = 'protonet'
+  with pytest.raises(ValueError, match="config.algorithm = 'protonet'"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = tiny.get_config()
+  config.data.n_way = 2000
+  with pytest.raises(ValueError, match='n_way'):
+    train.train_and_evaluate(config, str(tmp_path / 'b'))
+
+
+def test_command_line_rejects_misspelled_and_mistyped_fields(tmp_path):
+  base = [
+    sys.executable,
+    '-m',
+    'experiments.omniglot.main',
+    f'--workdir={tmp_path}',
+    '--config=experiments/omniglot/configs/tiny.py:5w1s',
+  ]
+  repo = pathlib.Path(__file__).parents[2]
+  misspelled = subprocess.run(
+    base + ['--config.inner_stepz=2'], capture_output=True, text=True, cwd=repo
+  )
+  assert misspelled.returncode != 0 and 'inner_stepz' in misspelled.stderr
+  mistyped = subprocess.run(
+    base + ['--config.inner_steps=two'], capture_output=True, text=True, cwd=repo
+  )
+  assert mistyped.returncode != 0 and 'inner_steps' in mistyped.stderr
+  assert not (tmp_path / 'checkpoints').exists()
