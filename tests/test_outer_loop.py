@@ -163,3 +163,27 @@ def test_divergent_learning_rate_stops_at_the_first_nonfinite_step():
   jmeta.raise_if_nonfinite(pre_state)
   with pytest.raises(jmeta.NonFiniteMetaLossError, match=f'at step {bad}'):
     jmeta.raise_if_nonfinite(state)
+
+
+def test_sampler_data_passed_as_arguments_equals_a_closure():
+  model = jmeta.mlp((8,), 1)
+  params = initial_params(model)
+  bank = jax.random.normal(jax.random.key(3), (50, 1))
+
+  def from_bank(key, bank):
+    idx = jax.random.randint(key, (NUM_TASKS, 7), 0, bank.shape[0])
+    x = bank[idx]
+    return jmeta.TaskBatch(x[:, :3], jnp.sin(x[:, :3]), x[:, 3:], jnp.sin(x[:, 3:]))
+
+  with_args = jmeta.make_meta_trainer(
+    maml(model), optax.sgd(0.1), sample_tasks=from_bank
+  )
+  closure = jmeta.make_meta_trainer(
+    maml(model), optax.sgd(0.1), sample_tasks=lambda key: from_bank(key, bank)
+  )
+  a, _ = with_args.step(with_args.init(params), jax.random.key(4), bank)
+  b, _ = closure.step(closure.init(params), jax.random.key(4))
+  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+  with pytest.raises(TypeError, match='no data arguments'):
+    plain = jmeta.make_meta_trainer(maml(model), optax.sgd(0.1))
+    plain.step(plain.init(params), sample(jax.random.key(5)), bank)
