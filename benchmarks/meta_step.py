@@ -1,0 +1,443 @@
+"""Benchmark of the full jitted meta-update on Conv4 with MAML's Omniglot episodes.
+
+Measures ``jmeta.make_meta_trainer(estimator, optax.adam(1e-3)).step`` on a fixed
+random ``TaskBatch`` of 28x28x1 images (support N*K, query N*1 per task) for every
+combination of estimator, episode config, batching strategy, convolution
+implementation and Conv4 variant asked for. Each combination runs in a fresh
+subprocess, so its peak resident memory (``ru_maxrss``) is its own.
+
+  python benchmarks/meta_step.py                      # the full grid
+  python benchmarks/meta_step.py --estimators maml --configs 5w1s --repeats 3
+
+Writes ``<backend>_meta_step.json`` and ``<backend>_meta_step.md`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+CONFIGS = {
+  '5w1s': {'n_way': 5, 'k_shot': 1, 'meta_batch': 32, 'inner_steps': 1},
+  '20w1s': {'n_way': 20, 'k_shot': 1, 'meta_batch': 16, 'inner_steps': 5},
+}
+INNER_LEARNING_RATE = 2.0
+CHUNK_SIZE = 8
+ESTIMATOR_NAMES = ('maml', 'fomaml', 'reptile')
+BATCHING = ('vmap', 'map', 'chunked')
+CONV_IMPLS = ('xla', 'patches')
+VARIANTS = ('strided', 'maxpool')
+# The max-pool variant is run for this (estimator, config) only, with its fastest
+# strided batching/conv, to show the cost of second derivatives through max-pooling.
+MAXPOOL_CELL = ('maml', '5w1s')
+
+
+def _csv(choices):
+  def parse(text):
+    items = [s.strip() for s in text.split(',') if s.strip()]
+    bad = [s for s in items if s not in choices]
+    if bad:
+      raise argparse.ArgumentTypeError(f'unknown {bad}; expected some of {choices}')
+    return items
+
+  return parse
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--estimators', type=_csv(ESTIMATOR_NAMES), default=ESTIMATOR_NAMES)
+  p.add_argument('--configs', type=_csv(tuple(CONFIGS)), default=tuple(CONFIGS))
+  p.add_argument('--batching', type=_csv(BATCHING), default=BATCHING)
+  p.add_argument('--conv-impl', type=_csv(CONV_IMPLS), default=CONV_IMPLS)
+  p.add_argument(
+    '--variants',
+    type=_csv(VARIANTS),
+    default=VARIANTS,
+    help="'maxpool' runs for maml 5w1s only, with its fastest batching/conv.",
+  )
+  p.add_argument('--repeats', type=int, default=5, help='timed calls per cell')
+  p.add_argument(
+    '--skip',
+    action='append',
+    default=[],
+    metavar='CONFIG:BATCHING|CONV',
+    help="leave out cells, e.g. '20w1s:chunked' or '20w1s:xla' (repeatable)",
+  )
+  p.add_argument(
+    '--append',
+    action='store_true',
+    help='add to (and replace matching cells of) the report already in --out',
+  )
+  p.add_argument('--timeout', type=float, default=900, help='seconds per cell')
+  p.add_argument(
+    '--out', default=os.path.join(os.path.dirname(__file__) or '.', 'results')
+  )
+  p.add_argument('--single', help=argparse.SUPPRESS)
+  return p.parse_args(argv)
+
+
+def random_task_batch(n_way, k_shot, meta_batch, seed=0):
+  """A fixed random TaskBatch shaped like MAML's Omniglot episodes."""
+  import jax.numpy as jnp
+  import numpy as np
+
+  import jmeta
+
+  rng = np.random.default_rng(seed)
+  n_support, n_query = n_way * k_shot, n_way
+
+  def images(n):
+    return rng.standard_normal((meta_batch, n, 28, 28, 1), np.float32)
+
+  def labels(k):
+    return np.tile(np.tile(np.arange(n_way, dtype=np.int32), k), (meta_batch, 1))
+
+  return jmeta.TaskBatch(
+    jnp.asarray(images(n_support)),
+    jnp.asarray(labels(k_shot)),
+    jnp.asarray(images(n_query)),
+    jnp.asarray(labels(1)),
+  )
+
+
+def run_cell(cell, repeats):
+  """Compiles and times one configuration in this process; returns its numbers."""
+  import jax
+  import optax
+
+  import jmeta
+
+  cfg = CONFIGS[cell['config']]
+  model = jmeta.conv4(
+    cfg['n_way'], variant=cell['variant'], conv_impl=cell['conv_impl']
+  )
+  batch = random_task_batch(cfg['n_way'], cfg['k_shot'], cfg['meta_batch'])
+  estimator = jmeta.make_estimator(
+    cell['estimator'],
+    model,
+    jmeta.losses.cross_entropy,
+    inner_steps=cfg['inner_steps'],
+    inner_learning_rate=INNER_LEARNING_RATE,
+    batching=cell['batching'],
+    chunk_size=CHUNK_SIZE if cell['batching'] == 'chunked' else None,
+  )
+  trainer = jmeta.make_meta_trainer(estimator, optax.adam(1e-3))
+  state = trainer.init(model.init(jax.random.key(0), batch.support_inputs[0]))
+  jax.block_until_ready(state)
+
+  start = time.perf_counter()
+  state, metrics = jax.block_until_ready(trainer.step(state, batch))
+  compile_s = time.perf_counter() - start
+  state, metrics = jax.block_until_ready(trainer.step(state, batch))  # warm-up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    state, metrics = jax.block_until_ready(trainer.step(state, batch))
+    times.append(time.perf_counter() - start)
+  step_s = statistics.median(times)
+  return {
+    'compile_s': compile_s,
+    'step_s': step_s,
+    'step_times_s': times,
+    'tasks_per_s': cfg['meta_batch'] / step_s,
+    'loss': float(metrics['loss']),
+    # ru_maxrss is in KiB on Linux.
+    'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    'backend': jax.default_backend(),
+  }
+
+
+def run_in_subprocess(cell, repeats, timeout):
+  cmd = [
+    sys.executable,
+    os.path.abspath(__file__),
+    '--single',
+    json.dumps(cell),
+    '--repeats',
+    str(repeats),
+  ]
+  start = time.perf_counter()
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+  except subprocess.TimeoutExpired:
+    return {**cell, 'error': f'timed out after {timeout:.0f}s'}
+  wall = time.perf_counter() - start
+  lines = proc.stdout.strip().splitlines()
+  if proc.returncode or not lines:
+    return {**cell, 'error': (proc.stderr.strip().splitlines() or ['?'])[-1]}
+  return {**cell, **json.loads(lines[-1]), 'wall_s': wall}
+
+
+def grid(args):
+  """The strided cells, in run order."""
+  cells = []
+  for config in args.configs:
+    for estimator in args.estimators:
+      for batching in args.batching:
+        for conv_impl in args.conv_impl:
+          if {f'{config}:{batching}', f'{config}:{conv_impl}'} & set(args.skip):
+            continue
+          cells.append(
+            {
+              'estimator': estimator,
+              'config': config,
+              'batching': batching,
+              'conv_impl': conv_impl,
+              'variant': 'strided',
+            }
+          )
+  return cells
+
+
+def fastest(results, estimator, config, variant='strided'):
+  ok = [
+    r
+    for r in results
+    if 'error' not in r
+    and (r['estimator'], r['config'], r['variant']) == (estimator, config, variant)
+  ]
+  return min(ok, key=lambda r: r['step_s']) if ok else None
+
+
+def missing_cells(results):
+  """Strided cells of the full grid of the estimators and configs in ``results``."""
+  have = {_key(r) for r in results}
+  estimators = [e for e in ESTIMATOR_NAMES if any(r['estimator'] == e for r in results)]
+  configs = [c for c in CONFIGS if any(r['config'] == c for r in results)]
+  return [
+    (e, c, 'strided', b, i)
+    for c in configs
+    for e in estimators
+    for b in BATCHING
+    for i in CONV_IMPLS
+    if (e, c, 'strided', b, i) not in have
+  ]
+
+
+def cpu_model():
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def hardware():
+  import jax
+  import jaxlib
+
+  return {
+    'cpu_model': cpu_model(),
+    'cpu_count': os.cpu_count(),
+    'backend': jax.default_backend(),
+    'devices': [str(d) for d in jax.devices()],
+    'jax': jax.__version__,
+    'jaxlib': jaxlib.__version__,
+    'python': platform.python_version(),
+    'platform': platform.platform(),
+  }
+
+
+def markdown(report):
+  hw, results = report['hardware'], report['results']
+  lines = [
+    f'# Meta-update benchmark ({hw["backend"]})',
+    '',
+    f'- Date: {report["date"]}',
+    f'- Hardware: {hw["cpu_model"]}, {hw["cpu_count"]} CPUs as seen by '
+    f'`os.cpu_count()`; backend `{hw["backend"]}` ({", ".join(hw["devices"])})',
+    f'- Software: jax {hw["jax"]}, jaxlib {hw["jaxlib"]}, Python {hw["python"]}',
+    *(f'- Command: `{c}`' for c in report['commands']),
+    f'- Total runtime: {report["total_s"] / 60:.1f} min',
+    '',
+    'Each row is `make_meta_trainer(estimator, optax.adam(1e-3)).step` on a fixed '
+    'random TaskBatch of 28x28x1 images (support N*K, query N per task), Conv4 '
+    f'with {{{", ".join(CONV_IMPLS)}}} convolutions, cross-entropy, inner SGD at lr '
+    f'{INNER_LEARNING_RATE}; chunked batching uses chunk_size={CHUNK_SIZE}. '
+    '*Compile* is the first call (tracing + compilation + one run); *step* is the '
+    f'median of {report["repeats"]} timed calls after one warm-up; *peak RSS* is '
+    '`ru_maxrss` of the fresh subprocess that ran the row (includes the Python/JAX '
+    'baseline). Bold marks the fastest batching/conv per (estimator, config).',
+    '',
+  ]
+  if hw['backend'] == 'cpu':
+    lines += [
+      '> Timings are noisy: the machine was shared with other jobs while this ran, '
+      'so treat differences under ~20% as ties.',
+      '',
+    ]
+  for name, cfg in CONFIGS.items():
+    if any(r['config'] == name for r in results):
+      lines.append(
+        f'- `{name}`: {cfg["n_way"]}-way {cfg["k_shot"]}-shot, meta-batch '
+        f'{cfg["meta_batch"]}, {cfg["inner_steps"]} inner step(s)'
+      )
+  for note in report.get('notes', []):
+    lines.append(f'- {note}')
+  missing = missing_cells(results)
+  if missing:
+    lines.append(
+      '- Not run (cut to bound the runtime on the shared machine): '
+      + ', '.join(' '.join(k[:2] + k[3:]) for k in missing)
+      + '.'
+    )
+  lines += [
+    '',
+    '| estimator | config | variant | batching | conv | compile (s) | step (s) '
+    '| tasks/s | peak RSS (MiB) |',
+    '|---|---|---|---|---|---:|---:|---:|---:|',
+  ]
+  for r in results:
+    key = (r['estimator'], r['config'], r['variant'])
+    group = [x for x in results if (x['estimator'], x['config'], x['variant']) == key]
+    mark = '**' if len(group) > 1 and fastest(results, *key) is r else ''
+    head = (
+      f'| {r["estimator"]} | {r["config"]} | {r["variant"]} | '
+      f'{mark}{r["batching"]}{mark} | {mark}{r["conv_impl"]}{mark} |'
+    )
+    if 'error' in r:
+      lines.append(f'{head} | failed: {r["error"]} | | |')
+    else:
+      lines.append(
+        f'{head} {r["compile_s"]:.1f} | {mark}{r["step_s"]:.3f}{mark} | '
+        f'{r["tasks_per_s"]:.1f} | {r["peak_rss_mib"]:.0f} |'
+      )
+  lines += ['', '## Fastest per (estimator, config)', '']
+  seen = []
+  for r in results:
+    key = (r['estimator'], r['config'], r['variant'])
+    if key in seen:
+      continue
+    seen.append(key)
+    best = fastest(results, *key)
+    if best is not None:
+      lines.append(
+        f'- {key[0]} {key[1]} ({key[2]}): {best["batching"]} + {best["conv_impl"]}, '
+        f'{best["step_s"]:.3f} s/step, {best["tasks_per_s"]:.1f} tasks/s'
+      )
+  return '\n'.join(lines) + '\n'
+
+
+def _key(r):
+  return (r['estimator'], r['config'], r['variant'], r['batching'], r['conv_impl'])
+
+
+def _order(r):
+  names = [ESTIMATOR_NAMES, tuple(CONFIGS), VARIANTS, BATCHING, CONV_IMPLS]
+  return (names[1].index(r['config']), *(n.index(v) for n, v in zip(names, _key(r))))
+
+
+def report_stem(args, hw):
+  return os.path.join(args.out, f'{hw["backend"]}_meta_step')
+
+
+def load_previous(args, hw):
+  """The report already in --out, for --append; None if there is none."""
+  path = report_stem(args, hw) + '.json'
+  if not (args.append and os.path.exists(path)):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def write_report(args, commands, results, total_s, hw, previous, complete=True):
+  """Writes the JSON and markdown reports; returns their common path stem."""
+  notes = list(previous['notes']) if previous else []
+  if previous:
+    new = {_key(r) for r in results}
+    old = [r for r in previous['results'] if _key(r) not in new]
+    results = sorted(old + results, key=_order)
+    total_s += previous['total_s']
+  # Earlier runs' cuts may be filled now; the commands list says what each ran.
+  notes = [n for n in notes if not n.startswith(('Partial results', 'Cells left'))]
+  if args.skip:
+    notes.append(f'Cells left out to bound the runtime: {", ".join(args.skip)}.')
+  if not complete:
+    notes.append('Partial results: the run is still going or was interrupted.')
+  report = {
+    'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+    'commands': commands,
+    'repeats': args.repeats,
+    'chunk_size': CHUNK_SIZE,
+    'inner_learning_rate': INNER_LEARNING_RATE,
+    'outer_optimizer': 'adam(1e-3)',
+    'configs': CONFIGS,
+    'hardware': hw,
+    'notes': notes,
+    'results': results,
+    'total_s': total_s,
+  }
+  os.makedirs(args.out, exist_ok=True)
+  stem = report_stem(args, hw)
+  with open(stem + '.json', 'w') as f:
+    json.dump(report, f, indent=2)
+  with open(stem + '.md', 'w') as f:
+    f.write(markdown(report))
+  return stem
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  if args.single:
+    print(json.dumps(run_cell(json.loads(args.single), args.repeats)), flush=True)
+    return
+
+  command = shlex.join(['python', os.path.relpath(__file__), *sys.argv[1:]])
+  start = time.perf_counter()
+  hw = hardware()
+  previous = load_previous(args, hw)
+  commands = (previous['commands'] if previous else []) + [command]
+  results = []
+  cells = grid(args) if 'strided' in args.variants else []
+  if 'maxpool' in args.variants and MAXPOOL_CELL[0] in args.estimators:
+    if MAXPOOL_CELL[1] in args.configs:
+      # Run right after the strided cells it depends on; None is filled in then.
+      at = [
+        i for i, c in enumerate(cells) if (c['estimator'], c['config']) == MAXPOOL_CELL
+      ]
+      cells.insert(at[-1] + 1 if at else len(cells), None)
+  for i, cell in enumerate(cells):
+    if cell is None:
+      best = fastest(results, *MAXPOOL_CELL)
+      cell = {
+        'estimator': MAXPOOL_CELL[0],
+        'config': MAXPOOL_CELL[1],
+        'batching': best['batching'] if best else 'map',
+        'conv_impl': best['conv_impl'] if best else 'patches',
+        'variant': 'maxpool',
+      }
+    r = run_in_subprocess(cell, args.repeats, args.timeout)
+    results.append(r)
+    desc = ' '.join(str(cell[k]) for k in ('estimator', 'config', 'variant'))
+    desc += f' {cell["batching"]}/{cell["conv_impl"]}'
+    if 'error' in r:
+      print(f'[{i + 1}/{len(cells)}] {desc}: FAILED {r["error"]}', flush=True)
+    else:
+      print(
+        f'[{i + 1}/{len(cells)}] {desc}: compile {r["compile_s"]:.1f}s, '
+        f'step {r["step_s"]:.3f}s, {r["tasks_per_s"]:.1f} tasks/s, '
+        f'{r["peak_rss_mib"]:.0f} MiB',
+        flush=True,
+      )
+    elapsed = time.perf_counter() - start
+    write_report(args, commands, results, elapsed, hw, previous, complete=False)
+
+  elapsed = time.perf_counter() - start
+  stem = write_report(args, commands, results, elapsed, hw, previous)
+  print(f'wrote {stem}.json and {stem}.md')
+
+
+if __name__ == '__main__':
+  main()
