@@ -49,6 +49,11 @@ def check_batching(strategy: str, chunk_size: int | None) -> str:
   return strategy
 
 
+def _resolve(strategy: str, chunk_size: int | None) -> str:
+  strategy = check_batching(strategy, chunk_size)
+  return default_batching() if strategy == 'auto' else strategy
+
+
 def _num_tasks(tasks: Any) -> int:
   sizes = {x.shape[0] for x in jax.tree.leaves(tasks)}
   if len(sizes) != 1:
@@ -79,9 +84,7 @@ def map_tasks(
   chunk_size: int | None = None,
 ) -> Any:
   """``fn`` applied to every task; outputs stacked along a leading task axis."""
-  strategy = check_batching(strategy, chunk_size)
-  if strategy == 'auto':
-    strategy = default_batching()
+  strategy = _resolve(strategy, chunk_size)
   if strategy == 'vmap':
     return jax.vmap(fn)(tasks)
   if strategy == 'map':
@@ -98,9 +101,7 @@ def mean_over_tasks(
   chunk_size: int | None = None,
 ) -> Any:
   """The mean over tasks of ``fn(task)``, a pytree of arrays."""
-  strategy = check_batching(strategy, chunk_size)
-  if strategy == 'auto':
-    strategy = default_batching()
+  strategy = _resolve(strategy, chunk_size)
   n = _num_tasks(tasks)
   if strategy == 'vmap':
     return jax.tree.map(lambda x: jnp.mean(x, axis=0), jax.vmap(fn)(tasks))
