@@ -20,7 +20,7 @@ def omniglot_dir() -> str:
     pytest.fail(
       f'{OMNIGLOT_DIR_ENV} is not set: point it at the folder holding '
       'images_background.zip and images_evaluation.zip, e.g. '
-      f'{OMNIGLOT_DIR_ENV}=/work/shared/data/omniglot pytest tests/data'
+      f'{OMNIGLOT_DIR_ENV}=/path/to/omniglot pytest tests/data'
     )
   return path
 
