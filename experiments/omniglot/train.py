@@ -79,9 +79,9 @@ def outer_optimizer(config) -> optax.GradientTransformation:
   return optax.adam(lr) if config.outer_optimizer == 'adam' else optax.sgd(lr)
 
 
-def make_sampler(config, images: np.ndarray) -> episodes.EpisodeSampler:
+def make_sampler(config, bank: jax.Array) -> episodes.EpisodeSampler:
   return episodes.make_episode_sampler(
-    jnp.asarray(images),
+    bank,
     n_way=config.data.n_way,
     k_shot=config.data.k_shot,
     q_query=config.data.q_query,
@@ -90,7 +90,11 @@ def make_sampler(config, images: np.ndarray) -> episodes.EpisodeSampler:
 
 
 def make_evaluator(config, model: jmeta.Model, sampler: episodes.EpisodeSampler):
-  """``evaluate(params, keys) -> per-episode accuracies``, jitted once per shape."""
+  """``evaluate(params, bank, num_episodes, seed) -> per-episode accuracies``.
+
+  The episodes come from ``evaluation_keys(seed, num_episodes)`` and are evaluated
+  ``config.eval.episodes_per_call`` at a time by one jitted function.
+  """
 
   @jax.jit
   def evaluate_chunk(params, keys, bank):
@@ -174,7 +178,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = JsonlWriter(workdir / 'metrics.jsonl')
   tb = _tensorboard(workdir)
   start = time.perf_counter()
-  metrics = None
   with tqdm.trange(
     start_step,
     config.num_iterations,
