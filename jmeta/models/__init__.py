@@ -2,6 +2,7 @@
 
 from jmeta.models.base import (
   BATCH_NORM_MODES,
+  SUPPORT,
   TRANSDUCTIVE,
   Model,
   check_model_accepts,
@@ -15,6 +16,7 @@ __all__ = [
   'BATCH_NORM_MODES',
   'CONV4_VARIANTS',
   'Model',
+  'SUPPORT',
   'TRANSDUCTIVE',
   'check_model_accepts',
   'conv4',

@@ -13,9 +13,14 @@ PRNGKey = jax.Array
 # Batch-norm statistics come from an explicit, named mode, never from hidden state.
 # ``transductive``: normalise with the mean and variance of the current call's batch,
 # as MAML does (support and query are normalised separately, each with its own
-# statistics).
+# statistics). A metric learner that embeds support and query in one call lets the
+# query statistics into the support embeddings in this mode.
+# ``support``: the statistics come from the first ``num_support`` examples of the
+# call (the support set) and normalise every example, so a query's output depends
+# on the support set and on itself only: no query statistics leak anywhere.
 TRANSDUCTIVE = 'transductive'
-BATCH_NORM_MODES = (TRANSDUCTIVE,)
+SUPPORT = 'support'
+BATCH_NORM_MODES = (TRANSDUCTIVE, SUPPORT)
 
 
 class Model(NamedTuple):
@@ -24,8 +29,10 @@ class Model(NamedTuple):
   Attributes:
     init: ``init(key, example_inputs) -> params``; ``example_inputs`` carries a
       leading batch axis and is used only for its shape.
-    apply: ``apply(params, inputs, *, batch_norm='transductive') -> outputs`` for a
-      batch of inputs. Models without batch norm accept and ignore the keyword.
+    apply: ``apply(params, inputs, *, batch_norm='transductive', num_support=None)
+      -> outputs`` for a batch of inputs. ``num_support`` is the number of leading
+      examples that supply the statistics in ``'support'`` mode. Models without
+      batch norm accept and ignore both keywords.
   """
 
   init: Callable[[PRNGKey, jax.Array], Params]
@@ -39,6 +46,21 @@ def check_batch_norm_mode(mode: str) -> str:
       f'unknown batch_norm mode {mode!r}; expected one of {BATCH_NORM_MODES}.'
     )
   return mode
+
+
+def check_num_support(mode: str, num_support: int | None, batch: int) -> None:
+  """Checks ``num_support`` against ``mode`` and the batch size (static ints)."""
+  if mode == SUPPORT:
+    if num_support is None or not 1 <= num_support <= batch:
+      raise ValueError(
+        f"batch_norm='support' needs num_support in [1, {batch}] (the number of "
+        f'leading support examples), got {num_support!r}.'
+      )
+  elif num_support is not None:
+    raise ValueError(
+      f"num_support is only used with batch_norm='support', not {mode!r}; "
+      'leave it unset.'
+    )
 
 
 def check_model_accepts(

@@ -47,11 +47,13 @@ def conv4(
   impl = resolve_conv_impl(conv_impl)
   stride = 2 if variant == 'strided' else 1
 
-  def embed(params: dict, x: jax.Array, bn_mode: str) -> jax.Array:
+  def embed(
+    params: dict, x: jax.Array, bn_mode: str, num_support: int | None = None
+  ) -> jax.Array:
     for i in range(4):
       p = params[f'block_{i}']
       x = conv2d(x, p['w'], p['b'], stride=stride, impl=impl)
-      x = batch_norm(x, p['scale'], p['bias'], mode=bn_mode)
+      x = batch_norm(x, p['scale'], p['bias'], mode=bn_mode, num_support=num_support)
       x = jax.nn.relu(x)
       if variant == 'maxpool':
         x = max_pool_2x2(x)
@@ -84,8 +86,14 @@ def conv4(
       params['head'] = dense_init(keys[4], features.shape[-1], num_classes)
     return params
 
-  def apply(params: dict, inputs: jax.Array, *, batch_norm: str = TRANSDUCTIVE):
-    x = embed(params, inputs, batch_norm)
+  def apply(
+    params: dict,
+    inputs: jax.Array,
+    *,
+    batch_norm: str = TRANSDUCTIVE,
+    num_support: int | None = None,
+  ):
+    x = embed(params, inputs, batch_norm, num_support)
     if 'head' in params:
       x = x @ params['head']['w'] + params['head']['b']
     return x

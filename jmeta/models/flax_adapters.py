@@ -14,6 +14,17 @@ from flax import linen, nnx
 from jmeta.models.base import TRANSDUCTIVE, Model, check_batch_norm_mode
 
 
+def _check_transductive(batch_norm: str, num_support: int | None) -> None:
+  check_batch_norm_mode(batch_norm)
+  if batch_norm != TRANSDUCTIVE or num_support is not None:
+    raise ValueError(
+      f'Flax modules wrapped by jmeta run batch norm on batch statistics only '
+      f"(batch_norm='transductive'); got batch_norm={batch_norm!r}, "
+      f'num_support={num_support!r}. Use a jmeta model (e.g. jmeta.conv4) for '
+      "batch_norm='support'."
+    )
+
+
 def from_linen(
   module: linen.Module, *, mutable: Sequence[str] = ('batch_stats',)
 ) -> Model:
@@ -28,8 +39,14 @@ def from_linen(
   def init(key: jax.Array, example_inputs: jax.Array):
     return module.init(key, example_inputs)['params']
 
-  def apply(params, inputs: jax.Array, *, batch_norm: str = TRANSDUCTIVE):
-    check_batch_norm_mode(batch_norm)
+  def apply(
+    params,
+    inputs: jax.Array,
+    *,
+    batch_norm: str = TRANSDUCTIVE,
+    num_support: int | None = None,
+  ):
+    _check_transductive(batch_norm, num_support)
     # Flax returns (outputs, state) for any mutable other than False, even [].
     out = module.apply({'params': params}, inputs, mutable=mutable or False)
     return out[0] if mutable else out
@@ -58,8 +75,14 @@ def from_nnx(module_fn: Callable[[nnx.Rngs], nnx.Module]) -> Model:
     _, params, _ = nnx.split(module_fn(nnx.Rngs(key)), nnx.Param, ...)
     return nnx.to_pure_dict(params)
 
-  def apply(params, inputs: jax.Array, *, batch_norm: str = TRANSDUCTIVE):
-    check_batch_norm_mode(batch_norm)
+  def apply(
+    params,
+    inputs: jax.Array,
+    *,
+    batch_norm: str = TRANSDUCTIVE,
+    num_support: int | None = None,
+  ):
+    _check_transductive(batch_norm, num_support)
     # Fresh Variables per call: NNX forbids mutating a Variable from another trace.
     param_state = jax.tree.map(lambda v: v, params_template)
     nnx.replace_by_pure_dict(param_state, params)

@@ -6,7 +6,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jmeta.models.base import TRANSDUCTIVE, check_batch_norm_mode
+from jmeta.models.base import (
+  SUPPORT,
+  TRANSDUCTIVE,
+  check_batch_norm_mode,
+  check_num_support,
+)
 
 CONV_IMPLS = ('auto', 'xla', 'patches')
 
@@ -63,23 +68,33 @@ def batch_norm(
   bias: jax.Array,
   *,
   mode: str = TRANSDUCTIVE,
+  num_support: int | None = None,
   eps: float = 1e-5,
 ) -> jax.Array:
   """Batch norm over every axis but the last, with statistics chosen by ``mode``.
 
-  ``transductive``: y = scale * (x - mean_B(x)) / sqrt(var_B(x) + eps) + bias, with
-  the mean and variance of this batch (Ioffe & Szegedy, 2015; as in MAML).
+  y = scale * (x - mean_S(x)) / sqrt(var_S(x) + eps) + bias (Ioffe & Szegedy, 2015)
+  where S is the whole batch for ``transductive`` (as in MAML) and the first
+  ``num_support`` examples for ``support``.
   """
   check_batch_norm_mode(mode)
+  check_num_support(mode, num_support, x.shape[0])
+  stats = x[:num_support] if mode == SUPPORT else x
   axes = tuple(range(x.ndim - 1))
-  mean = jnp.mean(x, axis=axes)
-  var = jnp.mean(jnp.square(x - mean), axis=axes)
+  mean = jnp.mean(stats, axis=axes)
+  var = jnp.mean(jnp.square(stats - mean), axis=axes)
   return (x - mean) * lax.rsqrt(var + eps) * scale + bias
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
-  """2x2 max-pooling with stride 2 and 'VALID' padding (NHWC)."""
-  return lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
+  """2x2 max-pooling with stride 2 and 'VALID' padding (NHWC).
+
+  Written as a crop, a reshape and a max, the same function as
+  ``lax.reduce_window``; its gradient avoids XLA:CPU's slow select-and-scatter.
+  """
+  n, h, w, c = x.shape
+  x = x[:, : h // 2 * 2, : w // 2 * 2]
+  return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
 
 
 def dense_init(key: jax.Array, fan_in: int, fan_out: int) -> dict[str, jax.Array]:

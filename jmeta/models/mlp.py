@@ -34,7 +34,14 @@ def mlp(
       fan_in = fan_out
     return params
 
-  def apply(params: dict, inputs: jax.Array, *, batch_norm: str = TRANSDUCTIVE):
+  def apply(
+    params: dict,
+    inputs: jax.Array,
+    *,
+    batch_norm: str = TRANSDUCTIVE,
+    num_support: int | None = None,
+  ):
+    del num_support  # no batch norm
     check_batch_norm_mode(batch_norm)
     x = inputs
     for i in range(len(sizes)):

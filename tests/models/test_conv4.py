@@ -55,6 +55,21 @@ def test_max_pool_matches_numpy():
   np.testing.assert_array_equal(layers.max_pool_2x2(jnp.asarray(x)), expected)
 
 
+def test_max_pool_gradient_matches_reduce_window():
+  """Without ties both route each window's cotangent to its maximum."""
+  x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3))
+  w = jax.random.normal(jax.random.key(1), (2, 3, 3, 3))
+
+  def reference(x):
+    return jax.lax.reduce_window(
+      x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID'
+    )
+
+  grad = jax.grad(lambda x: jnp.sum(layers.max_pool_2x2(x) * w))(x)
+  expected = jax.grad(lambda x: jnp.sum(reference(x) * w))(x)
+  np.testing.assert_array_equal(grad, expected)
+
+
 def test_transductive_batch_norm_moments(x64):
   rng = np.random.default_rng(1)
   x = rng.normal(2.0, 0.01, size=(3, 4, 4, 5))
@@ -71,6 +86,24 @@ def test_transductive_batch_norm_moments(x64):
   assert np.all(np.abs(y.var(axis=(0, 1, 2)) - scale**2) > 1e-3 * scale**2)
   with pytest.raises(ValueError, match='unknown batch_norm mode'):
     layers.batch_norm(x, scale, bias, mode='inference')
+
+
+def test_support_batch_norm_uses_the_support_statistics(x64):
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(5, 3, 3, 4))
+  scale, bias, eps = rng.uniform(0.5, 2.0, size=4), rng.normal(size=4), 1e-5
+  y = layers.batch_norm(jnp.asarray(x), scale, bias, mode='support', num_support=2)
+  mean = x[:2].mean(axis=(0, 1, 2))
+  var = x[:2].var(axis=(0, 1, 2))
+  np.testing.assert_allclose(
+    y, (x - mean) / np.sqrt(var + eps) * scale + bias, rtol=1e-10, atol=1e-12
+  )
+  with pytest.raises(ValueError, match='needs num_support in'):
+    layers.batch_norm(x, scale, bias, mode='support')
+  with pytest.raises(ValueError, match='needs num_support in'):
+    layers.batch_norm(x, scale, bias, mode='support', num_support=6)
+  with pytest.raises(ValueError, match='only used with'):
+    layers.batch_norm(x, scale, bias, num_support=2)
 
 
 def images(shape, seed=0):

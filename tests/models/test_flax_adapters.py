@@ -182,3 +182,5 @@ def test_adapters_reject_unknown_batch_norm_mode():
     params = model.init(jax.random.key(0), x)
     with pytest.raises(ValueError, match='unknown batch_norm mode'):
       model.apply(params, x, batch_norm='running_average')
+    with pytest.raises(ValueError, match="batch_norm='transductive'"):
+      model.apply(params, x, batch_norm='support', num_support=1)
