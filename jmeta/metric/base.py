@@ -1,0 +1,192 @@
+"""The metric-learner interface, its estimator and its evaluation.
+
+A ``MetricLearner`` scores query examples against a task's labelled support set
+through an embedding model; meta-training is plain gradient descent on its episode
+loss, so it plugs into ``jmeta.make_meta_trainer`` as a ``MetaGradientEstimator``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jmeta.batching import check_batching, map_tasks, mean_over_tasks
+from jmeta.estimators import MetaGradient, MetaGradientEstimator
+from jmeta.losses import accuracy
+from jmeta.models.base import SUPPORT, Model, Params, PRNGKey, check_batch_norm_mode
+from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
+
+# ``(embeddings (examples, features), labels (examples,)) -> scalar``
+EmbeddingLossFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+class MetricLearner(NamedTuple):
+  """A metric-based learner as pure functions of one task (``vmap``-able).
+
+  Attributes:
+    name: e.g. 'protonet'.
+    init: ``init(key, example_inputs) -> params``; ``example_inputs`` has a leading
+      batch axis.
+    embed: ``embed(params, support_inputs, query_inputs) -> (support_embeddings,
+      query_embeddings)``, each with a leading example axis, under the learner's
+      batch-norm mode.
+    logits: ``logits(params, support_inputs, support_labels, query_inputs, n_way)
+      -> (queries, n_way)`` scores; the arg-max is the prediction. ``n_way`` is a
+      static int and labels lie in ``[0, n_way)``.
+    loss: ``loss(params, task, n_way) -> (scalar, metrics)``, the episode loss on
+      the query set; ``metrics`` holds at least ``loss`` and ``accuracy``.
+  """
+
+  name: str
+  init: Callable[[PRNGKey, jax.Array], Params]
+  embed: Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+  logits: Callable[..., jax.Array]
+  loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+
+
+def embed_episode(
+  model: Model, batch_norm: str
+) -> Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
+  """Embeds support and query sets in one ``model.apply`` call.
+
+  With ``batch_norm='support'`` the batch-norm statistics come from the support
+  examples only, so no query affects any embedding but its own. With
+  ``'transductive'`` the statistics cover support and query together: the query set
+  leaks into the support embeddings (as in the reference ProtoNet training code).
+  """
+  check_batch_norm_mode(batch_norm)
+
+  def embed(params, support_inputs, query_inputs):
+    n = support_inputs.shape[0]
+    inputs = jnp.concatenate([support_inputs, query_inputs])
+    extra = {'num_support': n} if batch_norm == SUPPORT else {}
+    out = model.apply(params, inputs, batch_norm=batch_norm, **extra)
+    return out[:n], out[n:]
+
+  return embed
+
+
+def class_means(embeddings: jax.Array, labels: jax.Array, n_way: int) -> jax.Array:
+  """Per-class mean of ``embeddings`` (examples, ...): shape ``(n_way, ...)``.
+
+  c_k = sum_i [y_i = k] e_i / sum_i [y_i = k] (the prototypes of Snell et al., 2017).
+  """
+  one_hot = jax.nn.one_hot(labels, n_way, dtype=embeddings.dtype)
+  flat = embeddings.reshape(embeddings.shape[0], -1)
+  sums = one_hot.T @ flat
+  counts = jnp.maximum(one_hot.sum(axis=0), 1.0)
+  return (sums / counts[:, None]).reshape((n_way,) + embeddings.shape[1:])
+
+
+def squared_distances(a: jax.Array, b: jax.Array) -> jax.Array:
+  """``d[i, j] = ||a_i - b_j||^2`` for ``a`` (m, D) and ``b`` (n, D)."""
+  return jnp.sum(jnp.square(a[:, None, :] - b[None, :, :]), axis=-1)
+
+
+def cosine_similarities(a: jax.Array, b: jax.Array, eps: float = 1e-8) -> jax.Array:
+  """``s[i, j] = a_i . b_j / (||a_i|| ||b_j||)`` for ``a`` (m, D) and ``b`` (n, D)."""
+  a = a * jax.lax.rsqrt(jnp.sum(jnp.square(a), axis=-1, keepdims=True) + eps)
+  b = b * jax.lax.rsqrt(jnp.sum(jnp.square(b), axis=-1, keepdims=True) + eps)
+  return a @ b.T
+
+
+def classification_loss(
+  logits_fn: Callable[..., jax.Array],
+  loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
+) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
+  """``loss(params, task, n_way)`` = ``loss_fn(logits on the queries, query labels)``."""
+
+  def loss(params, task: Task, n_way: int):
+    logits = logits_fn(
+      params, task.support_inputs, task.support_targets, task.query_inputs, n_way
+    )
+    value = loss_fn(logits, task.query_targets)
+    return value, {'loss': value, 'accuracy': accuracy(logits, task.query_targets)}
+
+  return loss
+
+
+def with_embedding_loss(
+  learner: MetricLearner, embedding_loss: EmbeddingLossFn, weight: float
+) -> MetricLearner:
+  """Adds ``weight * embedding_loss(embeddings, labels)`` to the learner's loss.
+
+  The embedding loss (e.g. ``jmeta.metric.center_loss`` or a triplet loss) sees the
+  flattened support and query embeddings of the episode with their labels; the
+  metrics gain ``embedding_loss``.
+  """
+
+  def loss(params, task: Task, n_way: int):
+    value, metrics = learner.loss(params, task, n_way)
+    support, query = learner.embed(params, task.support_inputs, task.query_inputs)
+    embeddings = jnp.concatenate(
+      [support.reshape(support.shape[0], -1), query.reshape(query.shape[0], -1)]
+    )
+    labels = jnp.concatenate([task.support_targets, task.query_targets])
+    extra = embedding_loss(embeddings, labels)
+    total = value + weight * extra
+    return total, {**metrics, 'loss': total, 'embedding_loss': extra}
+
+  return learner._replace(loss=loss)
+
+
+def _check_n_way(n_way) -> int:
+  if isinstance(n_way, bool) or not isinstance(n_way, int) or n_way < 2:
+    raise ValueError(
+      f'n_way must be an int >= 2 (a static class count), got {n_way!r}.'
+    )
+  return n_way
+
+
+def metric_estimator(
+  learner: MetricLearner,
+  *,
+  n_way: int,
+  batching: str = 'auto',
+  chunk_size: int | None = None,
+) -> MetaGradientEstimator:
+  """The meta-gradient of a metric learner: mean_i grad L_i(theta) over the episodes.
+
+  No inner loop: the support set enters through the learner's loss. The result is
+  a ``MetaGradientEstimator`` named after the learner, for ``make_meta_trainer``.
+  """
+  _check_n_way(n_way)
+  check_batching(batching, chunk_size)
+
+  def task_gradient(params: Params, task: Task) -> MetaGradient:
+    grads, metrics = jax.grad(learner.loss, has_aux=True)(params, task, n_way)
+    return MetaGradient(grads, metrics)
+
+  def meta_gradient(params: Params, batch: TaskBatch) -> MetaGradient:
+    check_task_batch_shapes(batch)
+    return mean_over_tasks(
+      lambda task: task_gradient(params, Task(*task)),
+      batch,
+      strategy=batching,
+      chunk_size=chunk_size,
+    )
+
+  return MetaGradientEstimator(learner.name, task_gradient, meta_gradient)
+
+
+def evaluate_metric(
+  learner: MetricLearner,
+  params: Params,
+  batch: TaskBatch,
+  *,
+  n_way: int,
+  batching: str = 'auto',
+  chunk_size: int | None = None,
+) -> dict[str, jax.Array]:
+  """Per-task query ``loss`` and ``accuracy`` (each with a leading task axis)."""
+  _check_n_way(n_way)
+  check_task_batch_shapes(batch)
+  return map_tasks(
+    lambda task: learner.loss(params, Task(*task), n_way)[1],
+    batch,
+    strategy=batching,
+    chunk_size=chunk_size,
+  )
