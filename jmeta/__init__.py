@@ -44,6 +44,13 @@ from jmeta.outer_loop import (
   make_meta_trainer,
   raise_if_nonfinite,
 )
+from jmeta.sharding import (
+  replicate,
+  shard_task_batch,
+  sharded_meta_gradient,
+  task_mesh,
+  task_sharding,
+)
 from jmeta.tasks import Task, TaskBatch, sinusoid_tasks, validate_task_batch
 
 __version__ = '0.1.0'
@@ -80,7 +87,12 @@ __all__ = [
   'mlp',
   'pretrain',
   'raise_if_nonfinite',
+  'replicate',
   'reptile',
+  'shard_task_batch',
+  'sharded_meta_gradient',
   'sinusoid_tasks',
+  'task_mesh',
+  'task_sharding',
   'validate_task_batch',
 ]

@@ -9,9 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jmeta.estimators import MetaGradientEstimator
 from jmeta.models.base import Params
+from jmeta.sharding import replicate, sharded_meta_gradient
 from jmeta.tasks.batch import TaskBatch
 
 
@@ -54,6 +56,8 @@ def make_meta_trainer(
   *,
   sample_tasks: Callable[[jax.Array], TaskBatch] | None = None,
   jit: bool = True,
+  mesh: Mesh | None = None,
+  axis_name: str = 'tasks',
 ) -> MetaTrainer:
   """Builds the outer loop: theta <- theta + optimizer(meta_gradient(theta, batch)).
 
@@ -61,15 +65,24 @@ def make_meta_trainer(
   same shapes. Non-finite meta-losses are recorded in the state rather than checked
   on the host every step; call ``raise_if_nonfinite(state)`` whenever metrics are
   fetched.
+
+  With a ``mesh``, the task axis of every batch (passed in or sampled) is split
+  over its ``axis_name`` axis and the state is replicated; see ``jmeta.sharding``.
+  The meta-batch size must then be a multiple of the number of devices on that
+  axis, and the estimator's batching strategy applies to each device's tasks.
   """
+  meta_gradient = estimator.meta_gradient
+  if mesh is not None:
+    meta_gradient = sharded_meta_gradient(meta_gradient, mesh, axis_name)
 
   def init(params: Params) -> MetaTrainState:
-    return MetaTrainState(
+    state = MetaTrainState(
       jnp.zeros((), jnp.int32),
       params,
       optimizer.init(params),
       jnp.full((), -1, jnp.int32),
     )
+    return state if mesh is None else replicate(state, mesh)
 
   def step(state: MetaTrainState, batch_or_key, *data):
     if sample_tasks is not None:
@@ -81,7 +94,7 @@ def make_meta_trainer(
       )
     else:
       batch = batch_or_key
-    grads, metrics = estimator.meta_gradient(state.params, batch)
+    grads, metrics = meta_gradient(state.params, batch)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     finite = jnp.isfinite(metrics['loss']) & jnp.all(
@@ -98,6 +111,11 @@ def make_meta_trainer(
       keep(opt_state, state.opt_state),
       nonfinite_step,
     )
+    if mesh is not None:
+      # Replicated as init made it, so the next step takes it without a reshard.
+      new_state, metrics = jax.lax.with_sharding_constraint(
+        (new_state, metrics), NamedSharding(mesh, PartitionSpec())
+      )
     return new_state, metrics
 
   return MetaTrainer(init, jax.jit(step) if jit else step)
