@@ -1,0 +1,280 @@
+"""Relation networks (Sung et al., 2018, "Learning to Compare").
+
+Feature-map sizes on 28x28x1 Omniglot with the defaults (every convolution 'SAME',
+max-pooling 2x2 'VALID', so odd sizes are floored):
+
+  encoder f   28x28x1 -> block 1 + pool -> 14x14x64 -> block 2 + pool -> 7x7x64
+              -> block 3 -> 7x7x64 -> block 4 -> 7x7x64 (no flatten)
+  pair        concat(class feature, query feature) -> 7x7x128
+  relation g  block 1 + pool -> 3x3x64 -> block 2 + pool -> 1x1x64
+              -> FC 64 -> hidden (ReLU) -> FC hidden -> 1 (sigmoid)
+
+The paper's code pads the first two encoder convolutions with 0 ('VALID', a 5x5x64
+map: 28 -> 26 -> 13 -> 11 -> 5 -> 5 -> 5) and the relation convolutions with 1
+(5 -> 2 -> 1). jmeta's convolutions are 'SAME', giving a 7x7 map; 'VALID' relation
+convolutions could not reduce it (7 -> 5 -> 2 -> 0), while 'SAME' ones with floored
+pooling give 7 -> 3 -> 1, so the relation FC layer sees 64 features as in the
+paper (its H = 64 for Omniglot).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jmeta.metric.base import MetricLearner, classification_loss, embed_episode
+from jmeta.models.base import SUPPORT, TRANSDUCTIVE, Model, check_batch_norm_mode
+from jmeta.models.layers import (
+  CONV_IMPLS,
+  batch_norm,
+  conv2d,
+  dense_init,
+  max_pool_2x2,
+  resolve_conv_impl,
+)
+
+# The encoder pools after its first two of four blocks only (Sung et al., 2018).
+ENCODER_POOLED_BLOCKS = (True, True, False, False)
+
+
+def _check_positive_int(name: str, value) -> int:
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ValueError(f'{name} must be an int >= 1, got {value!r}.')
+  return value
+
+
+def _check_conv_impl(conv_impl: str) -> str:
+  if conv_impl not in CONV_IMPLS:
+    raise ValueError(f'unknown conv_impl {conv_impl!r}; expected one of {CONV_IMPLS}.')
+  return resolve_conv_impl(conv_impl)
+
+
+def _conv_block_params(key: jax.Array, cin: int, cout: int) -> dict:
+  return {
+    'w': jax.nn.initializers.glorot_uniform()(key, (3, 3, cin, cout), jnp.float32),
+    'b': jnp.zeros((cout,), jnp.float32),
+    'scale': jnp.ones((cout,), jnp.float32),
+    'bias': jnp.zeros((cout,), jnp.float32),
+  }
+
+
+def _conv_block(
+  p: dict, x: jax.Array, impl: str, mode: str, num_support: int | None, pool: bool
+) -> jax.Array:
+  """[3x3 'SAME' conv, batch norm, ReLU], then 2x2 max-pooling if ``pool``."""
+  x = conv2d(x, p['w'], p['b'], stride=1, impl=impl)
+  x = jax.nn.relu(
+    batch_norm(x, p['scale'], p['bias'], mode=mode, num_support=num_support)
+  )
+  return max_pool_2x2(x) if pool else x
+
+
+def _check_images(example_inputs: jax.Array, what: str) -> None:
+  if example_inputs.ndim != 4:
+    raise ValueError(
+      f'{what} expects NHWC inputs (batch, height, width, channels); got '
+      f'example inputs of shape {tuple(example_inputs.shape)}.'
+    )
+
+
+def relation_encoder(*, filters: int = 64, conv_impl: str = 'auto') -> Model:
+  """The embedding f of relation networks on Omniglot (Sung et al., 2018).
+
+  Four blocks of [3x3 conv (``filters``), batch norm, ReLU] with 2x2 max-pooling
+  after the first two only; 'SAME' padding, so 28x28x1 images give 7x7x``filters``
+  feature maps (NHWC, not flattened).
+  """
+  _check_positive_int('filters', filters)
+  impl = _check_conv_impl(conv_impl)
+
+  def init(key: jax.Array, example_inputs: jax.Array) -> dict:
+    _check_images(example_inputs, 'relation_encoder')
+    keys = jax.random.split(key, len(ENCODER_POOLED_BLOCKS))
+    cin = example_inputs.shape[-1]
+    params = {}
+    for i, k in enumerate(keys):
+      params[f'block_{i}'] = _conv_block_params(k, cin, filters)
+      cin = filters
+    return params
+
+  def apply(
+    params: dict,
+    inputs: jax.Array,
+    *,
+    batch_norm: str = TRANSDUCTIVE,
+    num_support: int | None = None,
+  ) -> jax.Array:
+    x = inputs
+    for i, pool in enumerate(ENCODER_POOLED_BLOCKS):
+      x = _conv_block(params[f'block_{i}'], x, impl, batch_norm, num_support, pool)
+    return x
+
+  return Model(init, apply)
+
+
+def relation_module(
+  *, filters: int = 64, hidden: int = 8, conv_impl: str = 'auto'
+) -> Model:
+  """The relation module g: a (pairs, H, W, 2C) batch of concatenated feature pairs
+  to (pairs,) relation scores in [0, 1].
+
+  r = sigmoid(FC_1(relu(FC_hidden(flatten(B_2(B_1(pair))))))) with B_i = [3x3 conv
+  (``filters``), batch norm, ReLU, 2x2 max-pool] (Sung et al., 2018). The first FC
+  layer's width is read from ``example_pairs`` in ``init``.
+  """
+  _check_positive_int('filters', filters)
+  _check_positive_int('hidden', hidden)
+  impl = _check_conv_impl(conv_impl)
+
+  def features(params, x, mode, num_support=None):
+    for i in range(2):
+      x = _conv_block(params[f'block_{i}'], x, impl, mode, num_support, True)
+    return x.reshape(x.shape[0], -1)
+
+  def init(key: jax.Array, example_pairs: jax.Array) -> dict:
+    _check_images(example_pairs, 'relation_module')
+    keys = jax.random.split(key, 4)
+    params = {
+      'block_0': _conv_block_params(keys[0], example_pairs.shape[-1], filters),
+      'block_1': _conv_block_params(keys[1], filters, filters),
+    }
+    one = jax.ShapeDtypeStruct((1,) + tuple(example_pairs.shape[1:]), jnp.float32)
+    dim = jax.eval_shape(lambda p, x: features(p, x, TRANSDUCTIVE), params, one)
+    if dim.shape[-1] == 0:
+      raise ValueError(
+        f'relation_module: feature pairs of spatial size '
+        f'{tuple(example_pairs.shape[1:3])} vanish under two 2x2 max-pools; the '
+        'encoder feature maps must be at least 4x4.'
+      )
+    params['hidden'] = dense_init(keys[2], dim.shape[-1], hidden)
+    params['out'] = dense_init(keys[3], hidden, 1)
+    return params
+
+  def apply(
+    params: dict,
+    inputs: jax.Array,
+    *,
+    batch_norm: str = TRANSDUCTIVE,
+    num_support: int | None = None,
+  ) -> jax.Array:
+    x = features(params, inputs, batch_norm, num_support)
+    x = jax.nn.relu(x @ params['hidden']['w'] + params['hidden']['b'])
+    return jax.nn.sigmoid(x @ params['out']['w'] + params['out']['b'])[:, 0]
+
+  return Model(init, apply)
+
+
+def class_features(feature_maps: jax.Array, labels: jax.Array, n_way: int) -> jax.Array:
+  """Per-class sum of ``feature_maps`` (examples, ...): shape ``(n_way, ...)``.
+
+  c_k = sum_i [y_i = k] f(x_i), the K-shot class feature of Sung et al. (2018).
+  A one-hot matmul rather than ``class_means * counts``, so no division rounds it.
+  """
+  one_hot = jax.nn.one_hot(labels, n_way, dtype=feature_maps.dtype)
+  flat = feature_maps.reshape(feature_maps.shape[0], -1)
+  return (one_hot.T @ flat).reshape((n_way,) + feature_maps.shape[1:])
+
+
+def relation_pairs(feature_maps: jax.Array, classes: jax.Array) -> jax.Array:
+  """All (example, class) pairs as concat(class feature, example feature) along
+  channels: ``(m, H, W, C)`` and ``(n, H, W, C)`` give ``(m * n, H, W, 2C)``, with
+  pair ``i * n + k`` for example ``i`` and class ``k``."""
+  m, n = feature_maps.shape[0], classes.shape[0]
+  shape = (m, n) + feature_maps.shape[1:]
+  left = jnp.broadcast_to(classes[None], shape)
+  right = jnp.broadcast_to(feature_maps[:, None], shape)
+  pairs = jnp.concatenate([left, right], axis=-1)
+  return pairs.reshape((m * n,) + pairs.shape[2:])
+
+
+def mse_to_one_hot(scores: jax.Array, labels: jax.Array) -> jax.Array:
+  """mean_{q, k} (r_qk - [y_q = k])^2, the loss of Sung et al. (2018)."""
+  target = jax.nn.one_hot(labels, scores.shape[-1], dtype=scores.dtype)
+  return jnp.mean(jnp.square(scores - target))
+
+
+def relation_network(
+  *,
+  filters: int = 64,
+  hidden: int = 8,
+  conv_impl: str = 'auto',
+  batch_norm: str = SUPPORT,
+  encoder: Model | None = None,
+) -> MetricLearner:
+  """Relation networks (Sung et al., 2018): a learned comparison of feature maps.
+
+  r_qk = g(concat(c_k, f(x_q))) in [0, 1] with c_k = sum_{i: y_i = k} f(x_i) the
+  sum of class k's support feature maps; the arg-max over k is the prediction and
+  the loss is mean_{q, k} (r_qk - [y_q = k])^2. f is ``relation_encoder(filters=
+  filters)`` unless ``encoder`` (any ``Model`` returning NHWC feature maps) is
+  given; g is ``relation_module(filters=filters, hidden=hidden)``. ``logits``
+  returns the scores r themselves.
+
+  Batch norm, in both f and g, follows ``batch_norm``:
+    * ``'support'``: f normalises with support statistics (``embed_episode``); g
+      takes its statistics from the (support example, class) pairs, each support
+      feature map paired with every class feature, and normalises the (query,
+      class) pairs with them. So no query affects another query's scores.
+    * ``'transductive'``: f normalises support and queries together; g normalises
+      with the statistics of all (query, class) pairs of the call.
+
+  ``params`` is ``{'encoder': ..., 'relation': ...}``.
+  """
+  _check_positive_int('filters', filters)
+  _check_positive_int('hidden', hidden)
+  _check_conv_impl(conv_impl)
+  check_batch_norm_mode(batch_norm)
+  if encoder is None:
+    encoder = relation_encoder(filters=filters, conv_impl=conv_impl)
+  elif not (
+    callable(getattr(encoder, 'init', None))
+    and callable(getattr(encoder, 'apply', None))
+  ):
+    raise ValueError(
+      'encoder must be a jmeta.Model (init, apply) or None, got '
+      f'{type(encoder).__name__}.'
+    )
+  relation = relation_module(filters=filters, hidden=hidden, conv_impl=conv_impl)
+  embed_params = embed_episode(encoder, batch_norm)
+
+  def embed(params, support_inputs, query_inputs):
+    return embed_params(params['encoder'], support_inputs, query_inputs)
+
+  def logits(params, support_inputs, support_labels, query_inputs, n_way: int):
+    support, query = embed(params, support_inputs, query_inputs)
+    classes = class_features(support, support_labels, n_way)
+    query_pairs = relation_pairs(query, classes)
+    if batch_norm == SUPPORT:
+      # Support pairs go first and alone supply g's statistics; their scores are
+      # dropped.
+      support_pairs = relation_pairs(support, classes)
+      pairs = jnp.concatenate([support_pairs, query_pairs])
+      n = support_pairs.shape[0]
+      scores = relation.apply(
+        params['relation'], pairs, batch_norm=SUPPORT, num_support=n
+      )[n:]
+    else:
+      scores = relation.apply(params['relation'], query_pairs, batch_norm=TRANSDUCTIVE)
+    return scores.reshape(query.shape[0], n_way)
+
+  def init(key: jax.Array, example_inputs: jax.Array) -> dict:
+    encoder_key, relation_key = jax.random.split(key)
+    encoder_params = encoder.init(encoder_key, example_inputs)
+    maps = jax.eval_shape(
+      lambda p, x: encoder.apply(p, x), encoder_params, example_inputs
+    )
+    if len(maps.shape) != 4:
+      raise ValueError(
+        'relation_network needs an encoder returning NHWC feature maps (batch, '
+        f'height, width, channels); it returned shape {maps.shape} for inputs of '
+        f'shape {tuple(example_inputs.shape)}.'
+      )
+    pair_shape = (1,) + maps.shape[1:3] + (2 * maps.shape[3],)
+    return {
+      'encoder': encoder_params,
+      'relation': relation.init(relation_key, jnp.zeros(pair_shape, maps.dtype)),
+    }
+
+  return MetricLearner(
+    'relation', init, embed, logits, classification_loss(logits, mse_to_one_hot)
+  )
