@@ -2,10 +2,12 @@
 
 Pure functions over one pytree model interface: ``adapt`` for the inner loop,
 meta-gradient estimators (``maml``, ``fomaml``, ``reptile``, ``pretrain``) behind one
-signature, and a jit-compiled optax outer loop.
+signature, metric learners (``jmeta.metric``: Prototypical, Matching, Relation and
+Siamese networks) behind the same estimator signature, and a jit-compiled optax
+outer loop that can shard the tasks over devices.
 """
 
-from jmeta import losses
+from jmeta import losses, metric
 from jmeta.batching import (
   BATCHING_STRATEGIES,
   default_batching,
@@ -84,6 +86,7 @@ __all__ = [
   'map_tasks',
   'mean_confidence_interval',
   'mean_over_tasks',
+  'metric',
   'mlp',
   'pretrain',
   'raise_if_nonfinite',

@@ -1,5 +1,13 @@
-"""Metric-based meta-learners on the shared model interface."""
+"""Metric-based meta-learners on the shared model interface.
 
+Prototypical, Matching, Relation and Siamese networks are ``MetricLearner``s: pure
+per-task functions that ``metric_estimator`` turns into a meta-gradient estimator
+for ``jmeta.make_meta_trainer``. ``jmeta.metric.losses`` holds the contrastive,
+triplet (batch-hard, semi-hard) and center losses, which ``with_embedding_loss``
+adds to any learner.
+"""
+
+from jmeta.metric import losses
 from jmeta.metric.base import (
   MetricLearner,
   class_means,
@@ -11,17 +19,39 @@ from jmeta.metric.base import (
   squared_distances,
   with_embedding_loss,
 )
+from jmeta.metric.losses import (
+  batch_hard_triplet_loss,
+  batch_semi_hard_triplet_loss,
+  center_loss,
+  contrastive_loss,
+  pairwise_contrastive_loss,
+  triplet_loss,
+)
+from jmeta.metric.matching import matching
 from jmeta.metric.protonet import prototypical
+from jmeta.metric.relation import relation_network
+from jmeta.metric.siamese import SIAMESE_LOSSES, siamese
 
 __all__ = [
   'MetricLearner',
+  'SIAMESE_LOSSES',
+  'batch_hard_triplet_loss',
+  'batch_semi_hard_triplet_loss',
+  'center_loss',
   'class_means',
   'classification_loss',
+  'contrastive_loss',
   'cosine_similarities',
   'embed_episode',
   'evaluate_metric',
+  'losses',
+  'matching',
   'metric_estimator',
+  'pairwise_contrastive_loss',
   'prototypical',
+  'relation_network',
+  'siamese',
   'squared_distances',
+  'triplet_loss',
   'with_embedding_loss',
 ]
