@@ -5,6 +5,7 @@ python -m experiments.omniglot.report results/omniglot
 
 from __future__ import annotations
 
+import importlib
 import json
 import pathlib
 import sys
@@ -25,31 +26,81 @@ PAPER = {
     {'5w1s': 97.68, '5w5s': 99.48, '20w1s': 89.43, '20w5s': 97.12},
     'Nichol et al. (2018), transductive',
   ),
+  'protonet': (
+    {'5w1s': 98.8, '5w5s': 99.7, '20w1s': 96.0, '20w5s': 98.9},
+    'Snell et al. (2017)',
+  ),
+  'matching': (
+    {'5w1s': 98.1, '5w5s': 98.9, '20w1s': 93.8, '20w5s': 98.5},
+    'Vinyals et al. (2016)',
+  ),
+  'relation': (
+    {'5w1s': 99.6, '5w5s': 99.8, '20w1s': 97.6, '20w5s': 99.1},
+    'Sung et al. (2018)',
+  ),
+  'siamese': (
+    {'5w1s': 96.7, '20w1s': 88.0},
+    'Koch et al. (2015), no fine-tuning, as reported by Vinyals et al. (2016)',
+  ),
 }
+
+
+def full_iterations(algorithm: str, setting: str) -> int:
+  """The iteration count of the algorithm's config, i.e. the full-scale run."""
+  module = importlib.import_module(f'experiments.omniglot.configs.{algorithm}')
+  return module.get_config(setting).num_iterations
+
+
+def _rows(r: dict):
+  """(setting, test results) per N-way evaluation of one run."""
+  config = r['config']
+  yield config['setting'], r['test']
+  shot = config['setting'].split('w')[1]
+  for way, test in sorted(
+    r.get('test_extra_ways', {}).items(), key=lambda t: int(t[0])
+  ):
+    yield f'{way}w{shot}', test
+
+
+def _variant(config: dict) -> str:
+  """What sets a run apart from the paper's recipe, for the table."""
+  notes = []
+  # Gradient-based configs have no field: their batch norm is transductive.
+  notes.append(f'BN {config["model"].get("batch_norm", "transductive")}')
+  extra = config.get('metric', {})
+  if config['algorithm'] == 'matching':
+    notes.append('FCE' if extra.get('full_context') else 'no FCE')
+  if config['algorithm'] == 'siamese':
+    notes.append(f'{extra.get("loss")} loss')
+  if extra.get('embedding_loss', 'none') != 'none':
+    notes.append(f'+ {extra["embedding_loss_weight"]} x {extra["embedding_loss"]}')
+  return ', '.join(notes)
 
 
 def table(results_dir: str | pathlib.Path) -> str:
   rows = [
     '| algorithm | setting | ours (600 episodes) | ours (1000 episodes) | paper | '
-    'iterations (of full) | hardware | train time | command |',
-    '|' + ' --- |' * 9,
+    'variant | iterations (of full) | hardware | train time | command |',
+    '|' + ' --- |' * 10,
   ]
   for path in sorted(pathlib.Path(results_dir).glob('*/test_step*.json')):
     r = json.loads(path.read_text())
-    config, test = r['config'], r['test']
+    config = r['config']
     paper, _ = PAPER[config['algorithm']]
+    full = full_iterations(config['algorithm'], config['setting'])
+    for setting, test in _rows(r):
 
-    def cell(n, test=test):
-      t = test.get(str(n))
-      return f'{100 * t["accuracy"]:.2f} ± {100 * t["ci95"]:.2f}' if t else '–'
+      def cell(n, test=test):
+        t = test.get(str(n))
+        return f'{100 * t["accuracy"]:.2f} ± {100 * t["ci95"]:.2f}' if t else '–'
 
-    full = {'maml': 60_000, 'fomaml': 60_000, 'reptile': 100_000}[config['algorithm']]
-    rows.append(
-      f'| {config["algorithm"]} | {config["setting"]} | {cell(600)} | {cell(1000)} | '
-      f'{paper[config["setting"]]} | {r["iterations"]:,} of {full:,} | '
-      f'{hardware_label(r["run"])} | {r["train_seconds_total"]:.0f} s | '
-      f'`{r["run"]["command"]}` |'
-    )
+      rows.append(
+        f'| {config["algorithm"]} | {setting} | {cell(600)} | {cell(1000)} | '
+        f'{paper.get(setting, "–")} | {_variant(config)} | '
+        f'{r["iterations"]:,} of {full:,} | '
+        f'{hardware_label(r["run"])} | {r["train_seconds_total"]:.0f} s | '
+        f'`{r["run"]["command"]}` |'
+      )
   return '\n'.join(rows) + '\n'
 
 

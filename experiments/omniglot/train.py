@@ -18,9 +18,9 @@ import jmeta
 from experiments.common.checkpoint import Checkpointer
 from experiments.common.run_info import hardware_label, run_info
 from experiments.common.workdir import JsonlWriter
+from experiments.omniglot import learners
 from jmeta.data import episodes, omniglot
 
-ALGORITHMS = ('maml', 'fomaml', 'reptile')
 # Changing these does not change the training trajectory, so a resumed run may differ
 # in them from the run that wrote the checkpoints.
 MAY_DIFFER_ON_RESUME = (
@@ -38,12 +38,15 @@ MAY_DIFFER_ON_RESUME = (
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ``ValueError`` naming the field for values the types cannot catch."""
   choices = {
-    'algorithm': (config.algorithm, ALGORITHMS),
+    'algorithm': (config.algorithm, learners.ALGORITHMS),
     'data.protocol': (config.data.protocol, omniglot.PROTOCOLS),
     'inner_optimizer': (config.inner_optimizer, ('sgd', 'adam')),
     'outer_optimizer': (config.outer_optimizer, ('sgd', 'adam')),
-    'outer_schedule': (config.outer_schedule, ('constant', 'linear')),
-    'model.variant': (config.model.variant, jmeta.models.CONV4_VARIANTS),
+    'outer_schedule': (config.outer_schedule, ('constant', 'linear', 'step')),
+    'model.variant': (
+      config.model.variant,
+      ('relation',) if config.algorithm == 'relation' else jmeta.models.CONV4_VARIANTS,
+    ),
   }
   for field, (value, allowed) in choices.items():
     if value not in allowed:
@@ -63,33 +66,56 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       f'config.chunk_size={config.chunk_size} does not divide '
       f'config.meta_batch_size={config.meta_batch_size}.'
     )
+  if config.algorithm in learners.METRIC_ALGORITHMS:
+    learners.check_metric_config(config)
+  elif test_ways(config) != (config.data.n_way,) or (
+    learners.train_n_way(config) != config.data.n_way
+  ):
+    raise ValueError(
+      f'{config.algorithm} trains an {config.data.n_way}-way classifier head, so '
+      'config.data.train_n_way and config.eval.extra_n_ways cannot change the '
+      'number of classes; use one run per setting.'
+    )
 
 
-def inner_optimizer(config) -> optax.GradientTransformation:
-  if config.inner_optimizer == 'adam':
-    # eps_root > 0 keeps second derivatives through Adam finite.
-    return optax.adam(config.inner_learning_rate, b1=0.0, eps_root=1e-8)
-  return optax.sgd(config.inner_learning_rate)
+def test_ways(config) -> tuple[int, ...]:
+  """The N of the test episodes: the config's setting first, then any extra N."""
+  extra = tuple(config.eval.get('extra_n_ways', ()))
+  return (config.data.n_way,) + tuple(n for n in extra if n != config.data.n_way)
 
 
 def outer_optimizer(config) -> optax.GradientTransformation:
   lr = config.outer_learning_rate
   if config.outer_schedule == 'linear':
     lr = optax.linear_schedule(lr, 0.0, config.num_iterations)
+  elif config.outer_schedule == 'step':
+    # ProtoNet's schedule: multiply by outer_decay_rate every outer_decay_every steps.
+    lr = optax.exponential_decay(
+      lr, config.outer_decay_every, config.outer_decay_rate, staircase=True
+    )
   return optax.adam(lr) if config.outer_optimizer == 'adam' else optax.sgd(lr)
 
 
-def make_sampler(config, bank: jax.Array) -> episodes.EpisodeSampler:
+def make_sampler(
+  config, bank: jax.Array, *, train: bool = False, n_way: int | None = None
+) -> episodes.EpisodeSampler:
+  """Training episodes may use more classes and queries (ProtoNet trains 60-way)."""
+  q_query = config.data.q_query
+  if train:
+    n_way = learners.train_n_way(config)
+    q_query = config.data.get('train_q_query', None) or q_query
   return episodes.make_episode_sampler(
     bank,
-    n_way=config.data.n_way,
+    n_way=n_way or config.data.n_way,
     k_shot=config.data.k_shot,
-    q_query=config.data.q_query,
+    q_query=q_query,
     rotation=omniglot.protocol_rotation(config.data.protocol),
   )
 
 
-def make_evaluator(config, model: jmeta.Model, sampler: episodes.EpisodeSampler):
+def make_evaluator(
+  config, learner: learners.Learner, sampler: episodes.EpisodeSampler, n_way: int
+):
   """``evaluate(params, bank, num_episodes, seed) -> per-episode accuracies``.
 
   The episodes come from ``evaluation_keys(seed, num_episodes)`` and are evaluated
@@ -101,17 +127,7 @@ def make_evaluator(config, model: jmeta.Model, sampler: episodes.EpisodeSampler)
     batch = jax.vmap(
       lambda k: jax.tree.map(lambda x: x[0], sampler.sample_from(bank, k, 1))
     )(keys)
-    return jmeta.evaluate_adapted(
-      model,
-      jmeta.losses.cross_entropy,
-      params,
-      batch,
-      steps=config.eval.inner_steps,
-      optimizer=inner_optimizer(config),
-      metrics_fn=jmeta.losses.classification_metrics,
-      batching=config.batching,
-      chunk_size=config.chunk_size,
-    )['accuracy']
+    return learner.accuracy(params, batch, n_way)
 
   def evaluate(params, bank, num_episodes: int, seed: int) -> np.ndarray:
     keys = episodes.evaluation_keys(seed, num_episodes)
@@ -138,32 +154,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     s: jnp.asarray(omniglot.load_split(config.data.protocol, s))
     for s in omniglot.SPLITS
   }
-  samplers = {s: make_sampler(config, bank) for s, bank in banks.items()}
+  train_sampler = make_sampler(config, banks['train'], train=True)
 
-  model = jmeta.conv4(
-    config.data.n_way,
-    variant=config.model.variant,
-    filters=config.model.filters,
-    conv_impl=config.model.conv_impl,
-  )
-  probe = samplers['train'].sample(jax.random.key(0), 1)
-  jmeta.validate_task_batch(probe, num_classes=config.data.n_way)
+  learner = learners.make_learner(config)
+  probe = train_sampler.sample(jax.random.key(0), 1)
+  jmeta.validate_task_batch(probe, num_classes=learners.train_n_way(config))
   root = jax.random.key(config.seed)
-  params = model.init(jax.random.fold_in(root, 0), probe.support_inputs[0])
-  estimator = jmeta.make_estimator(
-    config.algorithm,
-    model,
-    jmeta.losses.cross_entropy,
-    inner_steps=config.inner_steps,
-    inner_optimizer=inner_optimizer(config),
-    batching=config.batching,
-    chunk_size=config.chunk_size if config.batching == 'chunked' else None,
-    metrics_fn=jmeta.losses.classification_metrics,
-  )
+  params = learner.init(jax.random.fold_in(root, 0), probe.support_inputs[0])
   trainer = jmeta.make_meta_trainer(
-    estimator,
+    learner.estimator,
     outer_optimizer(config),
-    sample_tasks=lambda key, bank: samplers['train'].sample_from(
+    sample_tasks=lambda key, bank: train_sampler.sample_from(
       bank, key, config.meta_batch_size
     ),
   )
@@ -171,7 +172,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if checkpointer.latest_step() is not None:
     state = checkpointer.restore(state)
     logging.info('resumed from step %d', int(state.step))
-  evaluate = {s: make_evaluator(config, model, samplers[s]) for s in ('val', 'test')}
+  ways = test_ways(config)
+  evaluate = {
+    (s, n): make_evaluator(
+      config, learner, make_sampler(config, banks[s], n_way=n), n_way=n
+    )
+    for s in ('val', 'test')
+    for n in ways
+  }
 
   train_key = jax.random.fold_in(root, 1)
   start_step = int(state.step)
@@ -186,17 +194,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     desc=config.algorithm,
     disable=None,
   ) as bar:
+    # Train metrics are summed on device and averaged over the steps since the last
+    # log, so the loop never waits on the host between logs.
+    window, window_steps = None, 0
     for step in bar:
       state, metrics = trainer.step(
         state, jax.random.fold_in(train_key, step), banks['train']
       )
+      window = metrics if window is None else _add(window, metrics)
+      window_steps += 1
       done = step + 1
       if done % config.log_every == 0 or done == config.num_iterations:
         jmeta.raise_if_nonfinite(state)
-        record = {f'train_{k}': float(v) for k, v in metrics.items()}
+        record = {f'train_{k}': float(v) / window_steps for k, v in window.items()}
+        window, window_steps = None, 0
         record.update(step=done, elapsed_s=round(time.perf_counter() - start, 2))
         if done % config.eval_every == 0 or done == config.num_iterations:
-          acc = evaluate['val'](
+          acc = evaluate['val', ways[0]](
             state.params, banks['val'], config.eval.val_episodes, config.eval.seed
           )
           record['val_accuracy'] = float(acc.mean())
@@ -229,11 +243,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     'train_seconds_total': round(total, 1),
     'test': {},
   }
-  for n in config.eval.test_episodes:
-    acc = evaluate['test'](state.params, banks['test'], n, config.eval.seed + 1)
-    mean, ci = jmeta.mean_confidence_interval(acc)
-    results['test'][str(n)] = {'accuracy': float(mean), 'ci95': float(ci)}
-    logging.info('test accuracy over %d episodes: %.4f +- %.4f', n, mean, ci)
+  for way in ways:
+    # The config's own setting keeps the top-level 'test' key; extra N-way
+    # evaluations of the same params go under 'test_extra_ways'.
+    into = results['test']
+    if way != ways[0]:
+      into = results.setdefault('test_extra_ways', {}).setdefault(str(way), {})
+    for n in config.eval.test_episodes:
+      acc = evaluate['test', way](state.params, banks['test'], n, config.eval.seed + 1)
+      mean, ci = jmeta.mean_confidence_interval(acc)
+      into[str(n)] = {'accuracy': float(mean), 'ci95': float(ci)}
+      logging.info(
+        'test accuracy, %d-way, over %d episodes: %.4f +- %.4f', way, n, mean, ci
+      )
   out = workdir / f'test_step{int(state.step)}.json'
   if out.exists():
     raise FileExistsError(
@@ -246,6 +268,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     title=f'{config.algorithm} {config.setting} ({hardware_label(results["run"])})',
   )
   return {'state': state, **results}
+
+
+@jax.jit
+def _add(a, b):
+  return jax.tree.map(jnp.add, a, b)
 
 
 def _tensorboard(workdir: pathlib.Path):

@@ -1,0 +1,16 @@
+"""Prototypical networks on Omniglot (Snell et al., 2017).
+
+Training: 60-way episodes with 5 queries per class, train shot = test shot, Conv4
+with max-pooling, Adam at 1e-3 halved every 2000 episodes, Vinyals split with
+rotations. Usage: ``--config=experiments/omniglot/configs/protonet.py:5w1s`` (also
+tested 20-way 1-shot).
+"""
+
+from experiments.omniglot.configs.metric_base import get_metric_config
+
+
+def get_config(setting: str = '5w1s'):
+  config = get_metric_config(setting)
+  config.algorithm = 'protonet'
+  config.data.train_n_way = 60
+  return config

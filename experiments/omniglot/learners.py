@@ -1,0 +1,185 @@
+"""Builds each algorithm's model, meta-gradient estimator and test-time evaluation.
+
+Gradient-based learners (MAML, first-order MAML, Reptile) adapt a Conv4 classifier
+in an inner loop; metric learners (ProtoNet, Matching, Relation, Siamese) score
+queries against the support set through an embedding and need no inner loop.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import ml_collections
+import optax
+
+import jmeta
+from jmeta import metric
+from jmeta.metric import losses as metric_losses
+from jmeta.metric.matching import matching
+from jmeta.metric.relation import relation_network
+from jmeta.metric.siamese import SIAMESE_LOSSES, siamese
+
+GRADIENT_ALGORITHMS = ('maml', 'fomaml', 'reptile')
+METRIC_ALGORITHMS = ('protonet', 'matching', 'relation', 'siamese')
+ALGORITHMS = GRADIENT_ALGORITHMS + METRIC_ALGORITHMS
+EMBEDDING_LOSSES = ('none', 'center', 'triplet_batch_hard', 'triplet_semi_hard')
+
+
+class Learner(NamedTuple):
+  """What the training loop needs from an algorithm.
+
+  Attributes:
+    init: ``init(key, example_inputs) -> params``.
+    estimator: the meta-gradient estimator for training episodes.
+    accuracy: ``accuracy(params, batch, n_way) -> per-task query accuracy`` after
+      the algorithm's test-time adaptation, for ``n_way``-way episodes.
+  """
+
+  init: Callable
+  estimator: jmeta.MetaGradientEstimator
+  accuracy: Callable[[jmeta.models.base.Params, jmeta.TaskBatch, int], jax.Array]
+
+
+def inner_optimizer(config) -> optax.GradientTransformation:
+  if config.inner_optimizer == 'adam':
+    # eps_root > 0 keeps second derivatives through Adam finite.
+    return optax.adam(config.inner_learning_rate, b1=0.0, eps_root=1e-8)
+  return optax.sgd(config.inner_learning_rate)
+
+
+def train_n_way(config) -> int:
+  return config.data.get('train_n_way', None) or config.data.n_way
+
+
+def _chunk(config) -> int | None:
+  return config.chunk_size if config.batching == 'chunked' else None
+
+
+def _gradient_learner(config) -> Learner:
+  n_way = config.data.n_way
+  model = jmeta.conv4(
+    n_way,
+    variant=config.model.variant,
+    filters=config.model.filters,
+    conv_impl=config.model.conv_impl,
+  )
+  estimator = jmeta.make_estimator(
+    config.algorithm,
+    model,
+    jmeta.losses.cross_entropy,
+    inner_steps=config.inner_steps,
+    inner_optimizer=inner_optimizer(config),
+    batching=config.batching,
+    chunk_size=_chunk(config),
+    metrics_fn=jmeta.losses.classification_metrics,
+  )
+
+  def accuracy(params, batch, n_way):
+    del n_way  # the head fixes it; check_config rejects other test ways
+    return jmeta.evaluate_adapted(
+      model,
+      jmeta.losses.cross_entropy,
+      params,
+      batch,
+      steps=config.eval.inner_steps,
+      optimizer=inner_optimizer(config),
+      metrics_fn=jmeta.losses.classification_metrics,
+      batching=config.batching,
+      chunk_size=_chunk(config),
+    )['accuracy']
+
+  return Learner(model.init, estimator, accuracy)
+
+
+def embedding_loss(config) -> Callable | None:
+  name, margin = config.metric.embedding_loss, config.metric.margin
+  if name == 'none':
+    return None
+  if name == 'center':
+    return metric_losses.center_loss
+  if name == 'triplet_batch_hard':
+    return functools.partial(metric_losses.batch_hard_triplet_loss, margin=margin)
+  return functools.partial(metric_losses.batch_semi_hard_triplet_loss, margin=margin)
+
+
+def metric_learner(config) -> metric.MetricLearner:
+  """The ``MetricLearner`` named by ``config.algorithm``."""
+  bn = config.model.batch_norm
+  if config.algorithm == 'relation':
+    learner = relation_network(
+      filters=config.model.filters,
+      hidden=config.metric.relation_hidden,
+      conv_impl=config.model.conv_impl,
+      batch_norm=bn,
+    )
+  else:
+    embedding = jmeta.conv4(
+      0,
+      variant=config.model.variant,
+      filters=config.model.filters,
+      conv_impl=config.model.conv_impl,
+    )
+    if config.algorithm == 'protonet':
+      learner = metric.prototypical(
+        embedding, distance=config.metric.distance, batch_norm=bn
+      )
+    elif config.algorithm == 'matching':
+      learner = matching(
+        embedding, full_context=config.metric.full_context, batch_norm=bn
+      )
+    else:
+      learner = siamese(
+        embedding, loss=config.metric.loss, margin=config.metric.margin, batch_norm=bn
+      )
+  extra = embedding_loss(config)
+  if extra is not None:
+    learner = metric.with_embedding_loss(
+      learner, extra, config.metric.embedding_loss_weight
+    )
+  return learner
+
+
+def _metric_learner(config) -> Learner:
+  learner = metric_learner(config)
+  estimator = metric.metric_estimator(
+    learner,
+    n_way=train_n_way(config),
+    batching=config.batching,
+    chunk_size=_chunk(config),
+  )
+
+  def accuracy(params, batch, n_way):
+    return metric.evaluate_metric(
+      learner,
+      params,
+      batch,
+      n_way=n_way,
+      batching=config.batching,
+      chunk_size=_chunk(config),
+    )['accuracy']
+
+  return Learner(learner.init, estimator, accuracy)
+
+
+def make_learner(config: ml_collections.ConfigDict) -> Learner:
+  if config.algorithm in GRADIENT_ALGORITHMS:
+    return _gradient_learner(config)
+  return _metric_learner(config)
+
+
+def check_metric_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ``ValueError`` naming the field for bad metric-learner settings."""
+  choices = {
+    'model.batch_norm': (config.model.batch_norm, jmeta.models.BATCH_NORM_MODES),
+    'metric.embedding_loss': (config.metric.embedding_loss, EMBEDDING_LOSSES),
+  }
+  if config.algorithm == 'siamese':
+    choices['metric.loss'] = (config.metric.loss, SIAMESE_LOSSES)
+  if config.algorithm == 'protonet':
+    choices['metric.distance'] = (config.metric.distance, metric.protonet.DISTANCES)
+  for field, (value, allowed) in choices.items():
+    if value not in allowed:
+      raise ValueError(f'config.{field} = {value!r} is not one of {tuple(allowed)}.')

@@ -1,0 +1,37 @@
+"""Tiny end-to-end metric-learner training on the real Omniglot data."""
+
+import json
+
+import chex
+import numpy as np
+import pytest
+
+from experiments.omniglot import train
+from experiments.omniglot.configs import tiny_metric
+
+
+@pytest.mark.parametrize('algorithm', ['protonet', 'matching', 'relation', 'siamese'])
+def test_loss_falls_and_both_ways_are_tested(tmp_path, algorithm):
+  config = tiny_metric.get_config(algorithm)
+  out = train.train_and_evaluate(config, str(tmp_path))
+  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').open()]
+  losses = [r['train_loss'] for r in records]
+  # Each log is the mean over 5 steps; the first 20 steps against the last 20.
+  assert len(losses) == 12
+  assert np.mean(losses[-4:]) < 0.97 * np.mean(losses[:4]), losses
+  result = json.loads((tmp_path / 'test_step60.json').read_text())
+  assert 0 < result['test']['8']['accuracy'] <= 1
+  assert 0 < result['test_extra_ways']['20']['8']['accuracy'] <= 1
+  assert result['config']['model']['batch_norm'] == 'support'
+  chex.assert_tree_all_finite(out['state'].params)
+
+
+def test_bad_metric_settings_are_named(tmp_path):
+  config = tiny_metric.get_config('siamese')
+  config.metric.loss = 'hinge'
+  with pytest.raises(ValueError, match="config.metric.loss = 'hinge'"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = tiny_metric.get_config('protonet')
+  config.model.batch_norm = 'running'
+  with pytest.raises(ValueError, match="config.model.batch_norm = 'running'"):
+    train.train_and_evaluate(config, str(tmp_path))
