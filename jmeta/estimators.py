@@ -101,6 +101,7 @@ def _through_adaptation(
   batching,
   chunk_size,
   metrics_fn,
+  remat,
 ) -> MetaGradientEstimator:
   steps = check_steps(inner_steps, 'inner_steps')
   opt = inner_loop.inner_optimizer(inner_optimizer, inner_learning_rate)
@@ -108,7 +109,12 @@ def _through_adaptation(
   def objective(params: Params, task: Task):
     support = _loss(model, loss_fn, task.support_inputs, task.support_targets)
     adapted, support_losses, _ = scan_inner_loop(
-      support, params, steps=steps, optimizer=opt, first_order=first_order
+      support,
+      params,
+      steps=steps,
+      optimizer=opt,
+      first_order=first_order,
+      remat=remat,
     )
     pre = support_losses[0] if steps else support(params)
     return _query_metrics(model, loss_fn, metrics_fn, adapted, task, pre)
@@ -130,12 +136,16 @@ def maml(
   batching: str = 'auto',
   chunk_size: int | None = None,
   metrics_fn: MetricsFn | None = None,
+  remat: bool = False,
 ) -> MetaGradientEstimator:
   """Exact second-order MAML: differentiates through every inner step.
 
   grad = mean_i (dphi_i/dtheta)^T grad L_i^query(phi_i), phi_i after
   ``inner_steps`` updates of ``inner_optimizer`` (default SGD at
   ``inner_learning_rate``) on task i's support set (Finn et al., 2017).
+  ``remat=True`` recomputes each inner step in the backward pass instead of storing
+  its intermediates (``jax.checkpoint``), bounding memory for long inner loops;
+  ``batching='chunked'`` bounds it over tasks.
   """
   return _through_adaptation(
     'maml',
@@ -148,6 +158,7 @@ def maml(
     batching,
     chunk_size,
     metrics_fn,
+    remat,
   )
 
 
@@ -161,6 +172,7 @@ def fomaml(
   batching: str = 'auto',
   chunk_size: int | None = None,
   metrics_fn: MetricsFn | None = None,
+  remat: bool = False,
 ) -> MetaGradientEstimator:
   """First-order MAML: grad = mean_i grad L_i^query(phi_i), dphi_i/dtheta taken as I."""
   return _through_adaptation(
@@ -174,6 +186,7 @@ def fomaml(
     batching,
     chunk_size,
     metrics_fn,
+    remat,
   )
 
 

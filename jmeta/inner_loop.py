@@ -68,6 +68,7 @@ def scan_inner_loop(
   optimizer: optax.GradientTransformation,
   first_order: bool = False,
   observe: Callable[[Params], Any] | None = None,
+  remat: bool = False,
 ) -> tuple[Params, jax.Array, Any]:
   """Runs ``steps`` updates of ``optimizer`` on ``objective``.
 
@@ -75,6 +76,13 @@ def scan_inner_loop(
   ``observe(params)`` before each step, stacked (``None`` if not given). With
   ``first_order=True`` the gradients are treated as constants (first-order MAML), so
   d phi / d theta = I.
+
+  With ``remat=True`` each step is wrapped in ``jax.checkpoint``: differentiating
+  through the loop then stores only each step's input (phi_j and the optimizer
+  state) and recomputes the step's forward and inner backward pass on the way back,
+  so memory grows with ``steps`` times the size of the params instead of times the
+  activations of a forward-and-backward pass. Same values, about one extra step of
+  compute per step (Griewank & Walther, 2000; Chen et al., 2016).
   """
 
   def step(carry, _):
@@ -85,6 +93,12 @@ def scan_inner_loop(
     seen = observe(phi) if observe is not None else None
     updates, opt_state = optimizer.update(grads, opt_state, phi)
     return (optax.apply_updates(phi, updates), opt_state), (value, seen)
+
+  if remat:
+    # The default policy saves nothing but the step's inputs. Inside a scan, CSE
+    # cannot merge the recomputation with the forward pass, so prevent_cse=False
+    # (as the jax.checkpoint docs advise) spares the optimisation barriers.
+    step = jax.checkpoint(step, prevent_cse=False)
 
   (params, _), (values, seen) = lax.scan(
     step, (params, optimizer.init(params)), None, length=steps
@@ -119,6 +133,7 @@ def adapt(
   learning_rate: float | jax.Array | None = None,
   optimizer: optax.GradientTransformation | None = None,
   first_order: bool = False,
+  remat: bool = False,
 ) -> Params:
   """Adapts ``params`` to one task's support set by ``steps`` inner updates.
 
@@ -126,7 +141,8 @@ def adapt(
   L(phi) = loss_fn(model.apply(phi, inputs), targets). Plain SGD at
   ``learning_rate`` unless an optax ``optimizer`` is given. The result is
   differentiable with respect to ``params`` (and anything the optimizer closes
-  over). Works for one task; ``jax.vmap`` it for a batch.
+  over). Works for one task; ``jax.vmap`` it for a batch. ``remat=True`` recomputes
+  each step when differentiated instead of storing it (see ``scan_inner_loop``).
 
   Example::
 
@@ -142,6 +158,7 @@ def adapt(
     steps=steps,
     optimizer=opt,
     first_order=first_order,
+    remat=remat,
   )
   return adapted
 

@@ -422,3 +422,54 @@ def test_estimators_reject_both_inner_optimizer_and_learning_rate():
       )
     with pytest.raises(ValueError, match='needs a learning_rate'):
       make(model, mean_squared_error, inner_steps=1)
+
+
+# --- Memory bounds: rematerialised inner steps and chunked tasks --------------------
+
+
+def contains_remat(jaxpr) -> bool:
+  # jax.checkpoint shows up as a 'remat' (remat2) or 'checkpoint' equation, nested
+  # jaxprs included, in the printed program.
+  text = str(jaxpr)
+  return 'remat' in text or 'checkpoint' in text
+
+
+@pytest.mark.parametrize(
+  'make, k', [(jmeta.maml, 1), (jmeta.maml, 3), (jmeta.fomaml, 2)]
+)
+def test_remat_gives_the_same_meta_gradient(x64, make, k):
+  model, params, batch = mlp_setup()
+  results, programs = [], []
+  for remat in (False, True):
+    est = make(
+      model,
+      mean_squared_error,
+      inner_steps=k,
+      inner_learning_rate=0.05,
+      batching='vmap',
+      remat=remat,
+    )
+    results.append(jax.jit(est.meta_gradient)(params, batch))
+    programs.append(jax.make_jaxpr(est.meta_gradient)(params, batch))
+  chex.assert_trees_all_close(results[1], results[0], rtol=1e-12, atol=1e-15)
+  # The option really changes the program: each inner step is a checkpoint.
+  assert not contains_remat(programs[0])
+  assert contains_remat(programs[1])
+
+
+def test_maml_chunked_over_tasks_equals_vmap(x64):
+  model, params, batch = mlp_setup()
+  results = [
+    jax.jit(
+      jmeta.maml(
+        model,
+        mean_squared_error,
+        inner_steps=2,
+        inner_learning_rate=0.05,
+        batching=strategy,
+        chunk_size=chunk_size,
+      ).meta_gradient
+    )(params, batch)
+    for strategy, chunk_size in (('vmap', None), ('chunked', 2))
+  ]
+  chex.assert_trees_all_close(results[1], results[0], rtol=1e-12, atol=1e-15)

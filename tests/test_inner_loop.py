@@ -301,3 +301,25 @@ def test_adapt_rejects_bad_inner_optimizer_arguments():
     jmeta.adapt(
       LINEAR, mean_squared_error, params, x, y, steps=1, optimizer=lambda g: g
     )
+
+
+def test_remat_adapts_and_differentiates_identically(x64):
+  x, y, xq, yq = regression_data(seed=10)
+  params = as_jnp(linear_params(seed=11))
+
+  def query_after(p, remat):
+    phi = jmeta.adapt(
+      LINEAR, mean_squared_error, p, x, y, steps=3, learning_rate=0.1, remat=remat
+    )
+    return mean_squared_error(LINEAR.apply(phi, xq), yq)
+
+  plain = jax.value_and_grad(query_after)(params, False)
+  remat = jax.value_and_grad(query_after)(params, True)
+  chex.assert_trees_all_close(remat, plain, rtol=1e-12, atol=1e-15)
+
+  # jax.checkpoint (primitive 'remat'/'checkpoint') appears only with remat=True.
+  def program(r):
+    return str(jax.make_jaxpr(jax.grad(query_after), static_argnums=1)(params, r))
+
+  assert 'remat' not in program(False) and 'checkpoint' not in program(False)
+  assert 'remat' in program(True) or 'checkpoint' in program(True)
