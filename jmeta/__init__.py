@@ -1,13 +1,14 @@
 """jmeta: meta-learning in JAX.
 
 Pure functions over one pytree model interface: ``adapt`` for the inner loop,
-meta-gradient estimators (``maml``, ``fomaml``, ``reptile``, ``pretrain``) behind one
-signature, metric learners (``jmeta.metric``: Prototypical, Matching, Relation and
+meta-gradient estimators (``maml``, ``fomaml``, ``reptile``, ``pretrain``, ``imaml``,
+``meta_sgd``, ``anil``) behind one signature, metric learners (``jmeta.metric``: Prototypical, Matching, Relation and
 Siamese networks) behind the same estimator signature, and a jit-compiled optax
 outer loop that can shard the tasks over devices.
 """
 
 from jmeta import losses, metric
+from jmeta.anil import anil, anil_adapt, head_mask
 from jmeta.batching import (
   BATCHING_STRATEGIES,
   default_batching,
@@ -15,11 +16,9 @@ from jmeta.batching import (
   mean_over_tasks,
 )
 from jmeta.estimators import (
-  ESTIMATORS,
   MetaGradient,
   MetaGradientEstimator,
   fomaml,
-  make_estimator,
   maml,
   pretrain,
   reptile,
@@ -29,7 +28,9 @@ from jmeta.evaluation import (
   evaluate_adapted,
   mean_confidence_interval,
 )
+from jmeta.imaml import imaml
 from jmeta.inner_loop import adapt, adaptation_curve
+from jmeta.meta_sgd import MetaSGDParams, meta_sgd, meta_sgd_adapt, meta_sgd_params
 from jmeta.models import (
   BATCH_NORM_MODES,
   TRANSDUCTIVE,
@@ -46,6 +47,7 @@ from jmeta.outer_loop import (
   make_meta_trainer,
   raise_if_nonfinite,
 )
+from jmeta.registry import ESTIMATORS, make_estimator
 from jmeta.sharding import (
   replicate,
   shard_task_batch,
@@ -63,6 +65,7 @@ __all__ = [
   'ESTIMATORS',
   'MetaGradient',
   'MetaGradientEstimator',
+  'MetaSGDParams',
   'MetaTrainState',
   'MetaTrainer',
   'Model',
@@ -71,6 +74,8 @@ __all__ = [
   'Task',
   'TaskBatch',
   'adapt',
+  'anil',
+  'anil_adapt',
   'adaptation_curve',
   'adaptation_curves',
   'conv4',
@@ -79,6 +84,8 @@ __all__ = [
   'fomaml',
   'from_linen',
   'from_nnx',
+  'head_mask',
+  'imaml',
   'losses',
   'make_estimator',
   'make_meta_trainer',
@@ -86,6 +93,9 @@ __all__ = [
   'map_tasks',
   'mean_confidence_interval',
   'mean_over_tasks',
+  'meta_sgd',
+  'meta_sgd_adapt',
+  'meta_sgd_params',
   'metric',
   'mlp',
   'pretrain',

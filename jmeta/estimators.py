@@ -18,7 +18,7 @@ inner steps on task i's support set and L_i the query loss:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import optax
@@ -242,22 +242,3 @@ def pretrain(
     return MetaGradient(grads, metrics)
 
   return _estimator('pretrain', model, task_gradient, batching, chunk_size)
-
-
-ESTIMATORS: dict[str, Callable[..., MetaGradientEstimator]] = {
-  'maml': maml,
-  'fomaml': fomaml,
-  'reptile': reptile,
-  'pretrain': pretrain,
-}
-
-
-def make_estimator(
-  name: str, model: Model, loss_fn: LossFn, **kwargs: Any
-) -> MetaGradientEstimator:
-  """The estimator called ``name`` (a key of ``ESTIMATORS``) built with ``kwargs``."""
-  if name not in ESTIMATORS:
-    raise ValueError(
-      f'unknown estimator {name!r}; expected one of {sorted(ESTIMATORS)}.'
-    )
-  return ESTIMATORS[name](model, loss_fn, **kwargs)

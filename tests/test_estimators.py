@@ -311,6 +311,12 @@ def test_make_estimator_builds_by_name():
     )
     assert est.name == name
   assert jmeta.make_estimator('pretrain', model, mean_squared_error).name == 'pretrain'
+  for name, extra in (('imaml', {'regularization': 1.0}), ('anil', {})):
+    est = jmeta.make_estimator(
+      name, model, mean_squared_error, inner_steps=1, inner_learning_rate=0.1, **extra
+    )
+    assert est.name == name
+  assert jmeta.make_estimator('meta_sgd', model, mean_squared_error).name == 'meta_sgd'
   with pytest.raises(ValueError, match='unknown estimator'):
     jmeta.make_estimator('imaml2', model, mean_squared_error)
 

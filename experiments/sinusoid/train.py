@@ -40,11 +40,12 @@ LABELS = {
 
 
 def _check_config(config: ml_collections.ConfigDict) -> None:
-  unknown = [a for a in config.algorithms if a not in jmeta.ESTIMATORS]
+  # The estimators whose meta-parameters are the model's params and whose test-time
+  # adaptation is plain SGD, as this experiment evaluates.
+  unknown = [a for a in config.algorithms if a not in LABELS]
   if unknown:
     raise ValueError(
-      f'config.algorithms has unknown entries {unknown}; choose from '
-      f'{sorted(jmeta.ESTIMATORS)}.'
+      f'config.algorithms has unknown entries {unknown}; choose from {sorted(LABELS)}.'
     )
   missing = [a for a in config.algorithms if a not in config]
   if missing:
