@@ -15,6 +15,7 @@ from jmeta.batching import (
   map_tasks,
   mean_over_tasks,
 )
+from jmeta.compare import GradientComparison, compare_estimators, default_estimators
 from jmeta.estimators import (
   MetaGradient,
   MetaGradientEstimator,
@@ -63,6 +64,7 @@ __all__ = [
   'BATCHING_STRATEGIES',
   'BATCH_NORM_MODES',
   'ESTIMATORS',
+  'GradientComparison',
   'MetaGradient',
   'MetaGradientEstimator',
   'MetaSGDParams',
@@ -78,7 +80,9 @@ __all__ = [
   'anil_adapt',
   'adaptation_curve',
   'adaptation_curves',
+  'compare_estimators',
   'conv4',
+  'default_estimators',
   'default_batching',
   'evaluate_adapted',
   'fomaml',

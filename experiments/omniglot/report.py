@@ -78,13 +78,21 @@ def _variant(config: dict) -> str:
 
 
 def table(results_dir: str | pathlib.Path) -> str:
+  """One row per (run, test way): gradient-based learners first, then metric ones."""
   rows = [
-    '| algorithm | setting | ours (600 episodes) | ours (1000 episodes) | paper | '
-    'variant | iterations (of full) | hardware | train time | command |',
-    '|' + ' --- |' * 10,
+    '| algorithm | setting | split | ours (600 episodes) | ours (1000 episodes) | '
+    'paper | variant | iterations (of full) | hardware | train time | command |',
+    '|' + ' --- |' * 11,
   ]
-  for path in sorted(pathlib.Path(results_dir).glob('*/test_step*.json')):
-    r = json.loads(path.read_text())
+  order = list(PAPER)
+  runs = [
+    json.loads(p.read_text())
+    for p in pathlib.Path(results_dir).glob('*/test_step*.json')
+  ]
+  runs.sort(
+    key=lambda r: (order.index(r['config']['algorithm']), r['config']['setting'])
+  )
+  for r in runs:
     config = r['config']
     paper, _ = PAPER[config['algorithm']]
     full = full_iterations(config['algorithm'], config['setting'])
@@ -95,7 +103,8 @@ def table(results_dir: str | pathlib.Path) -> str:
         return f'{100 * t["accuracy"]:.2f} ± {100 * t["ci95"]:.2f}' if t else '–'
 
       rows.append(
-        f'| {config["algorithm"]} | {setting} | {cell(600)} | {cell(1000)} | '
+        f'| {config["algorithm"]} | {setting} | {config["data"]["protocol"]} | '
+        f'{cell(600)} | {cell(1000)} | '
         f'{paper.get(setting, "–")} | {_variant(config)} | '
         f'{r["iterations"]:,} of {full:,} | '
         f'{hardware_label(r["run"])} | {r["train_seconds_total"]:.0f} s | '

@@ -1,0 +1,266 @@
+"""Comparing meta-gradient estimators: tree math against numpy and closed forms."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jmeta
+from jmeta.compare import (
+  GradientComparison,
+  compare_estimators,
+  default_estimators,
+  layer_cosines,
+  tree_cosine,
+  tree_norm_ratio,
+  tree_relative_error,
+)
+from jmeta.losses import mean_squared_error
+
+DIM = 3
+NUM_TASKS = 4
+ALPHA = 0.1
+
+
+def np_cosine(a, b):
+  return a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+
+
+def flat(tree):
+  return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+
+
+def two_layer_trees(seed=0):
+  rng = np.random.default_rng(seed)
+
+  def tree():
+    return {
+      'layer_0': {'w': rng.normal(size=(3, 2)), 'b': rng.normal(size=(2,))},
+      'layer_1': {'w': rng.normal(size=(2, 1)), 'b': rng.normal(size=(1,))},
+    }
+
+  return tree(), tree()
+
+
+# --- Tree math ----------------------------------------------------------------------
+
+
+def test_identical_trees_give_exactly_one_and_zero(x64):
+  # The textbook dot / (||a|| ||b||) misses 1 here: fl(sqrt(2) ** 2) = 2 + 4.4e-16.
+  ones = jnp.ones(2, jnp.float64)
+  naive = jnp.vdot(ones, ones) / (jnp.linalg.norm(ones) * jnp.linalg.norm(ones))
+  assert naive != 1.0
+  a, _ = two_layer_trees()
+  big = {'x': jnp.asarray([1e200, 3e199]), 'y': jnp.asarray([1e-200])}
+  for tree in (ones, a, big):
+    copy = jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
+    for fn in (lambda f: f, jax.jit):
+      assert fn(tree_cosine)(tree, copy) == 1.0
+      assert fn(tree_norm_ratio)(tree, copy) == 1.0
+      assert fn(tree_relative_error)(tree, copy) == 0.0
+      assert all(v == 1.0 for v in fn(layer_cosines)(tree, copy).values())
+
+
+def test_tree_math_matches_numpy(x64):
+  a, b = two_layer_trees(seed=1)
+  fa, fb = flat(a), flat(b)
+  np.testing.assert_allclose(tree_cosine(a, b), np_cosine(fa, fb), rtol=1e-12)
+  np.testing.assert_allclose(
+    tree_norm_ratio(a, b), np.linalg.norm(fa) / np.linalg.norm(fb), rtol=1e-12
+  )
+  np.testing.assert_allclose(
+    tree_relative_error(a, b),
+    np.linalg.norm(fa - fb) / np.linalg.norm(fb),
+    rtol=1e-12,
+  )
+  # Opposite directions: -1, clipped so as never to pass it.
+  minus = jax.tree.map(lambda x: -x, a)
+  np.testing.assert_allclose(tree_cosine(a, minus), -1.0, rtol=1e-15)
+  assert tree_cosine(a, minus) >= -1.0
+
+
+def test_layer_cosines_match_numpy_per_key(x64):
+  a, b = two_layer_trees(seed=2)
+  got = layer_cosines(a, b)
+  expected = {}
+  for layer in ('layer_0', 'layer_1'):
+    expected[layer] = np_cosine(flat(a[layer]), flat(b[layer]))
+    for leaf in ('w', 'b'):
+      expected[f'{layer}/{leaf}'] = np_cosine(
+        np.ravel(a[layer][leaf]), np.ravel(b[layer][leaf])
+      )
+  assert set(got) == set(expected)
+  for key, value in expected.items():
+    np.testing.assert_allclose(got[key], value, rtol=1e-12, err_msg=key)
+
+
+def test_single_array_has_no_layers_and_zero_tree_has_no_angle(x64):
+  x = jnp.asarray([1.0, 2.0])
+  assert layer_cosines(x, x) == {}
+  assert math.isnan(tree_cosine(x, jnp.zeros(2)))
+  assert math.isnan(tree_norm_ratio(jnp.zeros(2), jnp.zeros(2)))
+
+
+def test_tree_math_rejects_different_structures():
+  with pytest.raises(ValueError, match='differ in structure'):
+    tree_cosine({'a': jnp.ones(2)}, {'b': jnp.ones(2)})
+  with pytest.raises(ValueError, match='differ in shape'):
+    tree_norm_ratio({'a': jnp.ones(2)}, {'a': jnp.ones(3)})
+
+
+# --- Quadratic tasks: L_i(theta) = 1/2 (theta - c_i)^T A_i (theta - c_i) -------------
+#
+# As in test_estimators.py: the model outputs theta; each target packs [A | c].
+
+
+def quadratic_model() -> jmeta.Model:
+  def init(key, example_inputs):
+    del example_inputs
+    return jax.random.normal(key, (DIM,))
+
+  def apply(theta, inputs, *, batch_norm=jmeta.TRANSDUCTIVE):
+    del batch_norm
+    return jnp.broadcast_to(theta, (inputs.shape[0], DIM))
+
+  return jmeta.Model(init, apply)
+
+
+def quadratic_loss(outputs, targets):
+  matrix, center = targets[..., :-1], targets[..., -1]
+  r = outputs - center
+  return jnp.mean(0.5 * jnp.einsum('ni,nij,nj->n', r, matrix, r))
+
+
+def quadratic_tasks(seed=0):
+  rng = np.random.default_rng(seed)
+
+  def spd():
+    m = rng.normal(size=(NUM_TASKS, DIM, DIM))
+    return m @ np.transpose(m, (0, 2, 1)) / DIM + 0.5 * np.eye(DIM)
+
+  a, b = spd(), spd()
+  c, d = rng.normal(size=(2, NUM_TASKS, DIM))
+  pack = lambda m, v: np.concatenate([m, v[..., None]], axis=-1)[:, None]  # noqa: E731
+  dummy = jnp.zeros((NUM_TASKS, 1, 1))
+  batch = jmeta.TaskBatch(
+    dummy, jnp.asarray(pack(a, c)), dummy, jnp.asarray(pack(b, d))
+  )
+  return (a, c, b, d), batch
+
+
+def test_one_step_quadratic_matches_hand_computed_agreement(x64):
+  (a, c, b, d), batch = quadratic_tasks()
+  theta = np.random.default_rng(1).normal(size=DIM)
+  ests = default_estimators(
+    quadratic_model(),
+    quadratic_loss,
+    inner_steps=1,
+    inner_learning_rate=ALPHA,
+    batching='vmap',
+  )
+  assert list(ests) == ['maml', 'fomaml', 'reptile', 'imaml']
+  report = compare_estimators(ests, jnp.asarray(theta), batch, timing_repeats=2)
+
+  # One SGD step: phi_i = P_i theta + alpha A_i c_i with P_i = I - alpha A_i, so
+  # MAML's gradient is mean_i P_i^T g_i and FOMAML's mean_i g_i, g_i the query
+  # gradient B_i (phi_i - d_i) at phi_i; Reptile's is mean_i (theta - phi_i).
+  p = np.eye(DIM) - ALPHA * a
+  phi = np.einsum('nij,j->ni', p, theta) + ALPHA * np.einsum('nij,nj->ni', a, c)
+  g = np.einsum('nij,nj->ni', b, phi - d)
+  grads = {
+    'maml': np.einsum('nji,nj->i', p, g) / NUM_TASKS,
+    'fomaml': g.mean(0),
+    'reptile': (theta - phi).mean(0),
+  }
+  ref = grads['maml']
+  assert np.linalg.norm(grads['fomaml'] - ref) / np.linalg.norm(ref) > 1e-2
+  for name, grad in grads.items():
+    got = report[name]
+    np.testing.assert_allclose(got.cosine, np_cosine(grad, ref), rtol=1e-12)
+    np.testing.assert_allclose(
+      got.norm_ratio, np.linalg.norm(grad) / np.linalg.norm(ref), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+      got.relative_error,
+      np.linalg.norm(grad - ref) / np.linalg.norm(ref),
+      rtol=1e-12,
+      atol=1e-15,
+    )
+  assert (report['maml'].cosine, report['maml'].norm_ratio) == (1.0, 1.0)
+  assert report['maml'].relative_error == 0.0
+  # A single vector of params has no layers.
+  assert report['maml'].layer_cosine == {}
+  loss = 0.5 * np.einsum('ni,nij,nj->n', phi - d, b, phi - d).mean()
+  np.testing.assert_allclose(report['fomaml'].metrics['loss'], loss, rtol=1e-12)
+
+  assert list(report) == list(ests)
+  for got in report.values():
+    assert isinstance(got, GradientComparison)
+    assert math.isfinite(got.cosine)
+    assert isinstance(got.seconds, float) and got.seconds > 0
+    assert isinstance(got.compile_seconds, float) and got.compile_seconds > 0
+    assert got.peak_bytes is None or (
+      isinstance(got.peak_bytes, int) and got.peak_bytes > 0
+    )
+    assert all(isinstance(v, float) for v in got.metrics.values())
+
+
+# --- A small MLP: per-layer cosines and Meta-SGD's params ---------------------------
+
+
+def test_mlp_estimator_against_itself_and_meta_sgd_init(x64):
+  model = jmeta.mlp((4,), 1, activation=jnp.tanh)
+  batch = jmeta.sinusoid_tasks(3, 4, dtype=jnp.float64).sample(jax.random.key(0), 2)
+  params = model.init(jax.random.key(1), batch.support_inputs[0])
+  params = jax.tree.map(lambda x: x.astype(jnp.float64), params)
+  kwargs = dict(inner_steps=1, inner_learning_rate=0.05, batching='vmap')
+  ests = {
+    'maml': jmeta.maml(model, mean_squared_error, **kwargs),
+    # Built and compiled separately, so its gradient is an equal, distinct array.
+    'maml_again': jmeta.maml(model, mean_squared_error, **kwargs),
+    'meta_sgd': jmeta.meta_sgd(model, mean_squared_error, batching='vmap'),
+  }
+  report = compare_estimators(
+    ests,
+    params,
+    batch,
+    params_for={'meta_sgd': jmeta.meta_sgd_params(params, 0.05)},
+    timing_repeats=1,
+  )
+  layers = {'layer_0', 'layer_0/w', 'layer_0/b', 'layer_1', 'layer_1/w', 'layer_1/b'}
+  for name in ('maml', 'maml_again'):
+    got = report[name]
+    assert set(got.layer_cosine) == layers
+    assert got.cosine == 1.0
+    assert all(v == 1.0 for v in got.layer_cosine.values())
+    assert got.norm_ratio == 1.0
+    assert got.relative_error == 0.0
+  # Meta-SGD with every step size at MAML's: its init gradient is MAML's.
+  got = report['meta_sgd']
+  assert set(got.layer_cosine) == layers
+  np.testing.assert_allclose(got.cosine, 1.0, rtol=1e-12)
+  assert got.relative_error < 1e-10
+  np.testing.assert_allclose(
+    got.metrics['loss'], report['maml'].metrics['loss'], rtol=1e-12
+  )
+
+
+# --- Bad input ----------------------------------------------------------------------
+
+
+def test_rejects_bad_reference_duplicates_and_unknown_params_for():
+  model = quadratic_model()
+  maml = jmeta.maml(model, quadratic_loss, inner_steps=1, inner_learning_rate=ALPHA)
+  fomaml = jmeta.fomaml(model, quadratic_loss, inner_steps=1, inner_learning_rate=ALPHA)
+  _, batch = quadratic_tasks()
+  theta = jnp.zeros(DIM)
+  with pytest.raises(ValueError, match=r"reference 'imaml' is not among .*'maml'"):
+    compare_estimators([maml, fomaml], theta, batch, reference='imaml')
+  with pytest.raises(ValueError, match=r"duplicate estimator names \['maml'\]"):
+    compare_estimators([maml, fomaml, maml], theta, batch)
+  with pytest.raises(ValueError, match=r"params_for names \['reptile'\]"):
+    compare_estimators([maml], theta, batch, params_for={'reptile': theta})
+  with pytest.raises(ValueError, match='timing_repeats must be'):
+    compare_estimators([maml], theta, batch, timing_repeats=0)
