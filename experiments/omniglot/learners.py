@@ -36,11 +36,14 @@ class Learner(NamedTuple):
     estimator: the meta-gradient estimator for training episodes.
     accuracy: ``accuracy(params, batch, n_way) -> per-task query accuracy`` after
       the algorithm's test-time adaptation, for ``n_way``-way episodes.
+    model: the adapted classifier of gradient-based learners (None for metric
+      learners).
   """
 
   init: Callable
   estimator: jmeta.MetaGradientEstimator
   accuracy: Callable[[jmeta.models.base.Params, jmeta.TaskBatch, int], jax.Array]
+  model: jmeta.Model | None = None
 
 
 def inner_optimizer(config) -> optax.GradientTransformation:
@@ -91,7 +94,7 @@ def _gradient_learner(config) -> Learner:
       chunk_size=_chunk(config),
     )['accuracy']
 
-  return Learner(model.init, estimator, accuracy)
+  return Learner(model.init, estimator, accuracy, model)
 
 
 def embedding_loss(config) -> Callable | None:
@@ -183,3 +186,40 @@ def check_metric_config(config: ml_collections.ConfigDict) -> None:
   for field, (value, allowed) in choices.items():
     if value not in allowed:
       raise ValueError(f'config.{field} = {value!r} is not one of {tuple(allowed)}.')
+
+
+def make_gradient_probe(
+  config: ml_collections.ConfigDict, learner: Learner
+) -> Callable:
+  """``probe(params, batch) -> {estimator: {metric: value}}``, jitted once.
+
+  Compares the meta-gradients of first-order MAML, Reptile and iMAML (same inner
+  loop) with exact second-order MAML on one batch: global cosine, norm ratio,
+  relative error and per-layer cosines (``layer/<name>``), as
+  ``jmeta.compare_estimators`` defines them, without its timing and memory.
+  """
+  estimators = jmeta.default_estimators(
+    learner.model,
+    jmeta.losses.cross_entropy,
+    inner_steps=config.inner_steps,
+    inner_optimizer=inner_optimizer(config),
+    imaml_regularization=config.compare.imaml_regularization,
+    batching=config.batching,
+    chunk_size=_chunk(config),
+  )
+
+  @jax.jit
+  def probe(params, batch):
+    grads = {n: e.meta_gradient(params, batch).grads for n, e in estimators.items()}
+    ref = grads.pop('maml')
+    out = {}
+    for name, g in grads.items():
+      out[name] = {
+        'cosine': jmeta.compare.tree_cosine(g, ref),
+        'norm_ratio': jmeta.compare.tree_norm_ratio(g, ref),
+        'relative_error': jmeta.compare.tree_relative_error(g, ref),
+        **{f'layer/{k}': v for k, v in jmeta.compare.layer_cosines(g, ref).items()},
+      }
+    return out
+
+  return probe

@@ -32,6 +32,8 @@ MAY_DIFFER_ON_RESUME = (
   'batching',
   'chunk_size',
   'model.conv_impl',
+  'compare_every',
+  'compare.',
 )
 
 
@@ -65,6 +67,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
       f'config.chunk_size={config.chunk_size} does not divide '
       f'config.meta_batch_size={config.meta_batch_size}.'
+    )
+  if config.get('compare_every', 0) and config.algorithm not in ('maml', 'fomaml'):
+    raise ValueError(
+      'config.compare_every compares meta-gradients through the inner loop of '
+      f'maml/fomaml configs; set it to 0 for {config.algorithm!r}.'
     )
   if config.algorithm in learners.METRIC_ALGORITHMS:
     learners.check_metric_config(config)
@@ -181,6 +188,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for n in ways
   }
 
+  compare_every = config.get('compare_every', 0)
+  if compare_every:
+    probe = learners.make_gradient_probe(config, learner)
+    # One fixed training batch, so the curves show how the params change.
+    probe_batch = train_sampler.sample(
+      jax.random.fold_in(root, 2), config.meta_batch_size
+    )
+    compare_log = JsonlWriter(workdir / 'compare.jsonl')
+
+    def compare(step: int, params) -> None:
+      values = jax.device_get(probe(params, probe_batch))
+      compare_log.write(
+        {
+          'step': step,
+          **{n: {k: float(v) for k, v in m.items()} for n, m in values.items()},
+        }
+      )
+
+    if int(state.step) == 0:
+      compare(0, state.params)
+
   train_key = jax.random.fold_in(root, 1)
   start_step = int(state.step)
   writer = JsonlWriter(workdir / 'metrics.jsonl')
@@ -218,11 +246,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         bar.set_postfix(
           loss=f'{record["train_loss"]:.3f}', acc=f'{record["train_accuracy"]:.3f}'
         )
+      if compare_every and done % compare_every == 0:
+        compare(done, state.params)
       if done % config.checkpoint_every == 0 or done == config.num_iterations:
         checkpointer.save(done, state)
   checkpointer.close()
   tb.close()
   writer.close()
+  if compare_every:
+    compare_log.close()
   train_seconds = time.perf_counter() - start
   # One line per invocation, so a resumed run's total training time is known.
   with JsonlWriter(workdir / 'timing.jsonl') as timing:

@@ -107,3 +107,26 @@ def test_command_line_rejects_misspelled_and_mistyped_fields(tmp_path):
   )
   assert mistyped.returncode != 0 and 'inner_steps' in mistyped.stderr
   assert not (tmp_path / 'checkpoints').exists()
+
+
+def test_meta_gradient_comparison_is_logged_along_training(tmp_path):
+  config = tiny.get_config()
+  config.compare_every = 10
+  train.train_and_evaluate(config, str(tmp_path))
+  entries = [json.loads(line) for line in (tmp_path / 'compare.jsonl').open()]
+  assert [e['step'] for e in entries] == [0, 10, 20, 30]
+  for entry in entries:
+    assert set(entry) == {'step', 'fomaml', 'reptile', 'imaml'}
+    for name in ('fomaml', 'reptile', 'imaml'):
+      values = entry[name]
+      assert -1 <= values['cosine'] <= 1 and values['norm_ratio'] > 0
+      layers = [k for k in values if k.startswith('layer/')]
+      assert 'layer/head' in layers and 'layer/block_0/w' in layers
+  # First-order MAML drops a term of MAML's gradient: the two differ.
+  assert entries[-1]['fomaml']['relative_error'] > 1e-3
+
+  config = tiny.get_config()
+  config.algorithm = 'reptile'
+  config.compare_every = 10
+  with pytest.raises(ValueError, match='compare_every'):
+    train.train_and_evaluate(config, str(tmp_path / 'reptile'))

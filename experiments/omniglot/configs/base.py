@@ -51,6 +51,13 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   config.checkpoint_every = 1_000
   config.eval_every = 2_000
 
+  # Every compare_every iterations (0: never), log to compare.jsonl how first-order
+  # MAML, Reptile and iMAML meta-gradients agree with exact second-order MAML on a
+  # fixed training batch (maml and fomaml configs only).
+  config.compare_every = 0
+  config.compare = ml_collections.ConfigDict()
+  config.compare.imaml_regularization = 1.0
+
   config.eval = ml_collections.ConfigDict()
   config.eval.seed = 1_000_003
   config.eval.val_episodes = 200
