@@ -327,13 +327,13 @@ def _log(writer: JsonlWriter, tb, record: dict) -> None:
 
 def plot_learning_curve(metrics_path: pathlib.Path, path: pathlib.Path, title: str):
   """Train loss/accuracy and validation accuracy against the iteration."""
-  import matplotlib
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
+  # A Figure without pyplot: no global backend switch in the caller's process (a
+  # notebook keeps its inline plots).
+  from matplotlib.figure import Figure
 
   records = [json.loads(line) for line in metrics_path.open()]
-  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+  fig = Figure(figsize=(9, 3.4))
+  ax_loss, ax_acc = fig.subplots(1, 2)
   steps = [r['step'] for r in records]
   ax_loss.plot(steps, [r['train_loss'] for r in records])
   ax_loss.set(xlabel='iteration', ylabel='query loss (train)', yscale='log')
@@ -346,4 +346,3 @@ def plot_learning_curve(metrics_path: pathlib.Path, path: pathlib.Path, title: s
   fig.suptitle(title, fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)

@@ -203,13 +203,13 @@ def results_table(results: dict) -> str:
 
 def plot(config, model, trained, results, eval_batch, eval_params, path) -> None:
   """Adaptation curves (MSE vs steps) and a few fitted tasks."""
-  import matplotlib
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
+  # A Figure without pyplot: no global backend switch in the caller's process (a
+  # notebook keeps its inline plots).
+  from matplotlib.figure import Figure
 
   n_tasks = config.eval.plot_tasks
-  fig, axes = plt.subplots(1, 1 + n_tasks, figsize=(4.2 * (1 + n_tasks), 3.6))
+  fig = Figure(figsize=(4.2 * (1 + n_tasks), 3.6))
+  axes = fig.subplots(1, 1 + n_tasks)
   steps = np.arange(config.eval.steps + 1)
   for name, r in results['algorithms'].items():
     mean, ci = np.array(r['mse_mean']), np.array(r['mse_ci95'])
@@ -252,4 +252,3 @@ def plot(config, model, trained, results, eval_batch, eval_params, path) -> None
   axes[1].legend(fontsize=6)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
