@@ -12,17 +12,19 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
 import jmeta
 from jmeta import metric
+from jmeta.inner_loop import scan_inner_loop
 from jmeta.metric import losses as metric_losses
 from jmeta.metric.matching import matching
 from jmeta.metric.relation import relation_network
 from jmeta.metric.siamese import SIAMESE_LOSSES, siamese
 
-GRADIENT_ALGORITHMS = ('maml', 'fomaml', 'reptile')
+GRADIENT_ALGORITHMS = ('maml', 'fomaml', 'reptile', 'imaml', 'meta_sgd', 'anil')
 METRIC_ALGORITHMS = ('protonet', 'matching', 'relation', 'siamese')
 ALGORITHMS = GRADIENT_ALGORITHMS + METRIC_ALGORITHMS
 EMBEDDING_LOSSES = ('none', 'center', 'triplet_batch_hard', 'triplet_semi_hard')
@@ -61,6 +63,58 @@ def _chunk(config) -> int | None:
   return config.chunk_size if config.batching == 'chunked' else None
 
 
+def _estimator_options(config) -> dict:
+  """The keyword arguments of ``jmeta.make_estimator`` for ``config.algorithm``."""
+  algorithm = config.algorithm
+  options = {
+    'batching': config.batching,
+    'chunk_size': _chunk(config),
+    'metrics_fn': jmeta.losses.classification_metrics,
+    'inner_steps': config.inner_steps,
+  }
+  if algorithm != 'meta_sgd':  # Meta-SGD's rates are meta-parameters
+    options['inner_optimizer'] = inner_optimizer(config)
+  if algorithm in ('maml', 'fomaml', 'meta_sgd', 'anil'):
+    options['remat'] = config.get('remat', False)
+  if algorithm == 'imaml':
+    options.update(
+      regularization=config.imaml.regularization, cg_steps=config.imaml.cg_steps
+    )
+  return options
+
+
+def _adapter(config, model: jmeta.Model) -> Callable:
+  """``adapt(params, support_inputs, support_labels) -> classifier params`` at test."""
+  loss, steps = jmeta.losses.cross_entropy, config.eval.inner_steps
+  if config.algorithm == 'meta_sgd':
+    return lambda p, x, y: jmeta.meta_sgd_adapt(model, loss, p, x, y, steps=steps)
+  if config.algorithm == 'anil':
+    return lambda p, x, y: jmeta.anil_adapt(
+      model, loss, p, x, y, steps=steps, optimizer=inner_optimizer(config)
+    )
+  if config.algorithm == 'imaml':
+    lam = config.imaml.regularization
+
+    def proximal(p, x, y):
+      # iMAML adapts on its proximal objective at test time too.
+      def objective(phi):
+        distance = sum(
+          jnp.sum(jnp.square(a - b))
+          for a, b in zip(jax.tree.leaves(phi), jax.tree.leaves(p))
+        )
+        return loss(model.apply(phi, x), y) + 0.5 * lam * distance
+
+      adapted, _, _ = scan_inner_loop(
+        objective, p, steps=steps, optimizer=inner_optimizer(config)
+      )
+      return adapted
+
+    return proximal
+  return lambda p, x, y: jmeta.adapt(
+    model, loss, p, x, y, steps=steps, optimizer=inner_optimizer(config)
+  )
+
+
 def _gradient_learner(config) -> Learner:
   n_way = config.data.n_way
   model = jmeta.conv4(
@@ -70,31 +124,32 @@ def _gradient_learner(config) -> Learner:
     conv_impl=config.model.conv_impl,
   )
   estimator = jmeta.make_estimator(
-    config.algorithm,
-    model,
-    jmeta.losses.cross_entropy,
-    inner_steps=config.inner_steps,
-    inner_optimizer=inner_optimizer(config),
-    batching=config.batching,
-    chunk_size=_chunk(config),
-    metrics_fn=jmeta.losses.classification_metrics,
+    config.algorithm, model, jmeta.losses.cross_entropy, **_estimator_options(config)
   )
+  adapt = _adapter(config, model)
 
   def accuracy(params, batch, n_way):
     del n_way  # the head fixes it; check_config rejects other test ways
-    return jmeta.evaluate_adapted(
-      model,
-      jmeta.losses.cross_entropy,
-      params,
-      batch,
-      steps=config.eval.inner_steps,
-      optimizer=inner_optimizer(config),
-      metrics_fn=jmeta.losses.classification_metrics,
-      batching=config.batching,
-      chunk_size=_chunk(config),
-    )['accuracy']
 
-  return Learner(model.init, estimator, accuracy, model)
+    def one(task):
+      task = jmeta.Task(*task)
+      adapted = adapt(params, task.support_inputs, task.support_targets)
+      logits = model.apply(adapted, task.query_inputs)
+      return jmeta.losses.accuracy(logits, task.query_targets)
+
+    return jmeta.map_tasks(
+      one, batch, strategy=config.batching, chunk_size=_chunk(config)
+    )
+
+  init = model.init
+  if config.algorithm == 'meta_sgd':
+
+    def init(key, example_inputs):
+      return jmeta.meta_sgd_params(
+        model.init(key, example_inputs), config.inner_learning_rate
+      )
+
+  return Learner(init, estimator, accuracy, model)
 
 
 def embedding_loss(config) -> Callable | None:
