@@ -11,6 +11,7 @@ import pathlib
 import sys
 
 from experiments.common.run_info import hardware_label
+from experiments.omniglot.configs.base import SETTINGS
 
 # Test accuracy (%) reported by the papers, per setting.
 PAPER = {
@@ -96,7 +97,10 @@ def table(results_dir: str | pathlib.Path) -> str:
     for p in pathlib.Path(results_dir).glob('*/test_step*.json')
   ]
   runs.sort(
-    key=lambda r: (order.index(r['config']['algorithm']), r['config']['setting'])
+    key=lambda r: (
+      order.index(r['config']['algorithm']),
+      SETTINGS.index(r['config']['setting']),
+    )
   )
   for r in runs:
     config = r['config']
