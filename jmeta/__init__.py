@@ -31,6 +31,13 @@ from jmeta.evaluation import (
 )
 from jmeta.imaml import imaml
 from jmeta.inner_loop import adapt, adaptation_curve
+from jmeta.maml_plus_plus import (
+  MAMLPlusPlusParams,
+  maml_plus_plus,
+  maml_plus_plus_adapt,
+  maml_plus_plus_params,
+  msl_weights,
+)
 from jmeta.meta_sgd import MetaSGDParams, meta_sgd, meta_sgd_adapt, meta_sgd_params
 from jmeta.models import (
   BATCH_NORM_MODES,
@@ -65,6 +72,7 @@ __all__ = [
   'BATCH_NORM_MODES',
   'ESTIMATORS',
   'GradientComparison',
+  'MAMLPlusPlusParams',
   'MetaGradient',
   'MetaGradientEstimator',
   'MetaSGDParams',
@@ -93,6 +101,9 @@ __all__ = [
   'losses',
   'make_estimator',
   'make_meta_trainer',
+  'maml_plus_plus',
+  'maml_plus_plus_adapt',
+  'maml_plus_plus_params',
   'maml',
   'map_tasks',
   'mean_confidence_interval',
@@ -102,6 +113,7 @@ __all__ = [
   'meta_sgd_params',
   'metric',
   'mlp',
+  'msl_weights',
   'pretrain',
   'raise_if_nonfinite',
   'replicate',

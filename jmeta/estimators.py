@@ -51,11 +51,16 @@ class MetaGradientEstimator(NamedTuple):
     task_gradient: ``(params, task) -> MetaGradient`` for one ``Task``.
     meta_gradient: ``(params, batch) -> MetaGradient``, the mean over the tasks of
       a ``TaskBatch``, batched as configured.
+    meta_gradient_at: ``(params, batch, iteration) -> MetaGradient`` for estimators
+      whose objective follows a schedule over training iterations (MAML++'s
+      annealing), ``iteration`` a scalar int array; ``make_meta_trainer`` passes
+      its step count. None (the default) for estimators without a schedule.
   """
 
   name: str
   task_gradient: Callable[[Params, Task], MetaGradient]
   meta_gradient: Callable[[Params, TaskBatch], MetaGradient]
+  meta_gradient_at: Callable[[Params, TaskBatch, jax.Array], MetaGradient] | None = None
 
 
 def _estimator(

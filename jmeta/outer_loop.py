@@ -13,7 +13,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jmeta.estimators import MetaGradientEstimator
 from jmeta.models.base import Params
-from jmeta.sharding import replicate, sharded_meta_gradient
+from jmeta.sharding import replicate, sharded_meta_gradient, task_sharding
 from jmeta.tasks.batch import TaskBatch
 
 
@@ -70,10 +70,23 @@ def make_meta_trainer(
   over its ``axis_name`` axis and the state is replicated; see ``jmeta.sharding``.
   The meta-batch size must then be a multiple of the number of devices on that
   axis, and the estimator's batching strategy applies to each device's tasks.
+
+  An estimator with ``meta_gradient_at`` (a schedule over training iterations, as
+  MAML++'s annealing) gets ``state.step`` as its iteration; others get
+  ``meta_gradient(params, batch)``.
   """
-  meta_gradient = estimator.meta_gradient
   if mesh is not None:
-    meta_gradient = sharded_meta_gradient(meta_gradient, mesh, axis_name)
+    task_sharding(mesh, axis_name)  # an unknown axis fails here, not at the first step
+
+  def meta_gradient(params: Params, batch: TaskBatch, iteration: jax.Array):
+    fn = estimator.meta_gradient
+    if estimator.meta_gradient_at is not None:
+      # A closure over the (replicated, unbatched) step, so the sharded path vmaps
+      # over task blocks only and a schedule's lax.cond stays a cond.
+      fn = lambda p, b: estimator.meta_gradient_at(p, b, iteration)  # noqa: E731
+    if mesh is not None:
+      fn = sharded_meta_gradient(fn, mesh, axis_name)
+    return fn(params, batch)
 
   def init(params: Params) -> MetaTrainState:
     state = MetaTrainState(
@@ -94,7 +107,7 @@ def make_meta_trainer(
       )
     else:
       batch = batch_or_key
-    grads, metrics = meta_gradient(state.params, batch)
+    grads, metrics = meta_gradient(state.params, batch, state.step)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     finite = jnp.isfinite(metrics['loss']) & jnp.all(

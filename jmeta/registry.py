@@ -9,6 +9,7 @@ from jmeta.anil import anil
 from jmeta.estimators import MetaGradientEstimator, fomaml, maml, pretrain, reptile
 from jmeta.imaml import imaml
 from jmeta.inner_loop import LossFn
+from jmeta.maml_plus_plus import maml_plus_plus
 from jmeta.meta_sgd import meta_sgd
 from jmeta.models.base import Model
 
@@ -20,6 +21,7 @@ ESTIMATORS: dict[str, Callable[..., MetaGradientEstimator]] = {
   'imaml': imaml,
   'meta_sgd': meta_sgd,
   'anil': anil,
+  'maml++': maml_plus_plus,
 }
 
 
@@ -28,7 +30,8 @@ def make_estimator(
 ) -> MetaGradientEstimator:
   """The estimator called ``name`` (a key of ``ESTIMATORS``) built with ``kwargs``.
 
-  ``meta_sgd`` trains ``MetaSGDParams`` (see ``jmeta.meta_sgd_params``), the others
+  ``meta_sgd`` trains ``MetaSGDParams`` (see ``jmeta.meta_sgd_params``) and ``maml++``
+  ``MAMLPlusPlusParams`` (see ``jmeta.maml_plus_plus_params``), the others
   the model's params; ``imaml`` also needs ``regularization``.
   """
   if name not in ESTIMATORS:

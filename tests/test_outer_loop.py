@@ -187,3 +187,44 @@ def test_sampler_data_passed_as_arguments_equals_a_closure():
   with pytest.raises(TypeError, match='no data arguments'):
     plain = jmeta.make_meta_trainer(maml(model), optax.sgd(0.1))
     plain.step(plain.init(params), sample(jax.random.key(5)), bank)
+
+
+def scheduled(estimator):
+  """``estimator`` with a schedule: its metrics report the iteration it was given."""
+
+  def meta_gradient_at(params, batch, iteration):
+    grads, metrics = estimator.meta_gradient(params, batch)
+    return jmeta.MetaGradient(grads, {**metrics, 'iteration': iteration})
+
+  return estimator._replace(meta_gradient_at=meta_gradient_at)
+
+
+@pytest.mark.parametrize('sharded', [False, True])
+def test_meta_gradient_at_gets_the_step_without_retracing(sharded):
+  model, calls = counting_model()
+  assert maml(model).meta_gradient_at is None  # estimators without a schedule
+  mesh = jmeta.task_mesh() if sharded else None  # one device here: the path runs
+  trainer = jmeta.make_meta_trainer(
+    scheduled(maml(model)), optax.sgd(0.01), sample_tasks=sample, mesh=mesh
+  )
+  state = trainer.init(initial_params(model))
+  for t, key in enumerate(jax.random.split(jax.random.key(2), 4)):
+    state, metrics = trainer.step(state, key)
+    assert int(metrics['iteration']) == t
+    if t == 0:
+      traced = calls[0]
+  assert calls[0] == traced, 'the step re-traced'
+  # The gradient itself is the estimator's: equal to a trainer without the schedule.
+  plain = jmeta.make_meta_trainer(maml(model), optax.sgd(0.01), sample_tasks=sample)
+  expected, _ = train(plain, model, jax.random.key(2), steps=4)
+  chex.assert_trees_all_close(state.params, expected.params, rtol=1e-6, atol=1e-7)
+
+
+def test_unknown_mesh_axis_fails_when_the_trainer_is_built():
+  with pytest.raises(ValueError, match="no axis 'batch'"):
+    jmeta.make_meta_trainer(
+      maml(jmeta.mlp((4,), 1)),
+      optax.sgd(0.1),
+      mesh=jmeta.task_mesh(),
+      axis_name='batch',
+    )
