@@ -29,7 +29,7 @@ from jmeta.evaluation import (
   evaluate_adapted,
   mean_confidence_interval,
 )
-from jmeta.imaml import imaml
+from jmeta.imaml import imaml, imaml_adapt
 from jmeta.inner_loop import adapt, adaptation_curve
 from jmeta.maml_plus_plus import (
   MAMLPlusPlusParams,
@@ -98,6 +98,7 @@ __all__ = [
   'from_nnx',
   'head_mask',
   'imaml',
+  'imaml_adapt',
   'losses',
   'make_estimator',
   'make_meta_trainer',

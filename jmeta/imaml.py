@@ -76,6 +76,35 @@ def _squared_distance(a: Params, b: Params) -> jax.Array:
   )
 
 
+def imaml_adapt(
+  model: Model,
+  loss_fn: LossFn,
+  params: Params,
+  inputs: jax.Array,
+  targets: jax.Array,
+  *,
+  steps: int,
+  regularization: float,
+  learning_rate: float | None = None,
+  optimizer: optax.GradientTransformation | None = None,
+) -> Params:
+  """iMAML's test-time adaptation: ``steps`` updates on the proximal objective.
+
+  phi* ~ argmin_phi L(phi) + (lambda / 2) ||phi - theta||^2 from phi = theta =
+  ``params``, lambda = ``regularization``; the evaluation counterpart of ``imaml``.
+  """
+  steps = check_steps(steps, 'steps')
+  lam = _check_positive_real(regularization, 'regularization')
+  opt = inner_loop.inner_optimizer(optimizer, learning_rate)
+  support = _loss(model, loss_fn, inputs, targets)
+
+  def proximal(phi):
+    return support(phi) + 0.5 * lam * _squared_distance(phi, params)
+
+  adapted, _, _ = scan_inner_loop(proximal, params, steps=steps, optimizer=opt)
+  return adapted
+
+
 def imaml(
   model: Model,
   loss_fn: LossFn,

@@ -366,3 +366,33 @@ def test_imaml_accepts_numpy_scalars():
     inner_steps=np.int64(2), cg_steps=np.int32(3), regularization=np.float32(0.5)
   )
   assert est.name == 'imaml'
+
+
+def test_imaml_adapt_reaches_the_proximal_solution(x64):
+  (a, c, b, d), batch = quadratic_tasks()
+  model = quadratic_model()
+  theta = model.init(jax.random.key(3), None)
+  lr, steps = converging_sgd(a[0], LAMBDA)
+  phi = jmeta.imaml_adapt(
+    model,
+    quadratic_loss,
+    theta,
+    batch.support_inputs[0],
+    batch.support_targets[0],
+    steps=steps,
+    regularization=LAMBDA,
+    learning_rate=lr,
+  )
+  ref = closed_form(np.asarray(theta), a, c, b, d, LAMBDA)['phi'][0]
+  np.testing.assert_allclose(phi, ref, rtol=1e-10, atol=1e-12)
+  with pytest.raises(ValueError, match='regularization'):
+    jmeta.imaml_adapt(
+      model,
+      quadratic_loss,
+      theta,
+      batch.support_inputs[0],
+      batch.support_targets[0],
+      steps=1,
+      regularization=0.0,
+      learning_rate=lr,
+    )

@@ -12,13 +12,11 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import optax
 
 import jmeta
 from jmeta import metric
-from jmeta.inner_loop import scan_inner_loop
 from jmeta.metric import losses as metric_losses
 from jmeta.metric.matching import matching
 from jmeta.metric.relation import relation_network
@@ -93,23 +91,17 @@ def _adapter(config, model: jmeta.Model) -> Callable:
       model, loss, p, x, y, steps=steps, optimizer=inner_optimizer(config)
     )
   if config.algorithm == 'imaml':
-    lam = config.imaml.regularization
-
-    def proximal(p, x, y):
-      # iMAML adapts on its proximal objective at test time too.
-      def objective(phi):
-        distance = sum(
-          jnp.sum(jnp.square(a - b))
-          for a, b in zip(jax.tree.leaves(phi), jax.tree.leaves(p))
-        )
-        return loss(model.apply(phi, x), y) + 0.5 * lam * distance
-
-      adapted, _, _ = scan_inner_loop(
-        objective, p, steps=steps, optimizer=inner_optimizer(config)
-      )
-      return adapted
-
-    return proximal
+    # iMAML adapts on its proximal objective at test time too.
+    return lambda p, x, y: jmeta.imaml_adapt(
+      model,
+      loss,
+      p,
+      x,
+      y,
+      steps=steps,
+      regularization=config.imaml.regularization,
+      optimizer=inner_optimizer(config),
+    )
   return lambda p, x, y: jmeta.adapt(
     model, loss, p, x, y, steps=steps, optimizer=inner_optimizer(config)
   )
