@@ -15,7 +15,12 @@ from jmeta.batching import (
   map_tasks,
   mean_over_tasks,
 )
-from jmeta.compare import GradientComparison, compare_estimators, default_estimators
+from jmeta.compare import (
+  GradientComparison,
+  compare_estimators,
+  default_estimators,
+  maml_plus_plus_at,
+)
 from jmeta.estimators import (
   MetaGradient,
   MetaGradientEstimator,
@@ -91,6 +96,7 @@ __all__ = [
   'compare_estimators',
   'conv4',
   'default_estimators',
+  'maml_plus_plus_at',
   'default_batching',
   'evaluate_adapted',
   'fomaml',

@@ -33,12 +33,20 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jmeta.estimators import MetaGradientEstimator, MetricsFn, fomaml, maml, reptile
+from jmeta.estimators import (
+  MetaGradient,
+  MetaGradientEstimator,
+  MetricsFn,
+  fomaml,
+  maml,
+  reptile,
+)
 from jmeta.imaml import _check_positive_int, imaml
-from jmeta.inner_loop import LossFn
+from jmeta.inner_loop import LossFn, check_steps
+from jmeta.maml_plus_plus import MAMLPlusPlusParams, maml_plus_plus
 from jmeta.meta_sgd import MetaSGDParams
 from jmeta.models.base import Model, Params
-from jmeta.tasks.batch import TaskBatch
+from jmeta.tasks.batch import Task, TaskBatch
 
 
 class GradientComparison(NamedTuple):
@@ -341,6 +349,58 @@ def compare_estimators(
   return report
 
 
+def maml_plus_plus_at(
+  model: Model,
+  loss_fn: LossFn,
+  *,
+  inner_steps: int,
+  inner_learning_rate: float,
+  iteration: int,
+  anneal_iterations: int,
+  first_order_while_annealing: bool,
+  batching: str = 'auto',
+  chunk_size: int | None = None,
+  metrics_fn: MetricsFn | None = None,
+) -> MetaGradientEstimator:
+  """MAML++'s meta-gradient at training iteration ``iteration``, on the model's params.
+
+  The multi-step loss sum_j w_j(t) L^query(phi_j) with t = ``iteration`` and w
+  annealed over ``anneal_iterations`` (``jmeta.maml_plus_plus.msl_weights``), at
+  a fixed inner rate; with ``first_order_while_annealing`` also first order while
+  t < ``anneal_iterations`` (derivative-order annealing). It takes and returns
+  plain model params (no learned rates or per-step weights), so it compares
+  directly with MAML: from t = ``anneal_iterations`` on it is MAML's gradient.
+  """
+  t = check_steps(iteration, 'iteration')
+  anneal = check_steps(anneal_iterations, 'anneal_iterations')
+  if anneal < 1:
+    raise ValueError(f'anneal_iterations must be >= 1, got {anneal}.')
+  est = maml_plus_plus(
+    model,
+    loss_fn,
+    inner_steps=inner_steps,
+    inner_learning_rate=inner_learning_rate,
+    multi_step_loss=True,
+    msl_anneal_iterations=anneal,
+    derivative_order_annealing_iterations=anneal if first_order_while_annealing else 0,
+    batching=batching,
+    chunk_size=chunk_size,
+    metrics_fn=metrics_fn,
+  )
+
+  def meta_gradient(params: Params, batch: TaskBatch) -> MetaGradient:
+    full = MAMLPlusPlusParams(params, None, None)
+    grads, metrics = est.meta_gradient_at(full, batch, jnp.asarray(t))
+    return MetaGradient(grads.init, metrics)
+
+  def task_gradient(params: Params, task: Task) -> MetaGradient:
+    one = jax.tree.map(lambda x: jnp.asarray(x)[None], TaskBatch(*task))
+    return meta_gradient(params, one)
+
+  name = 'maml++_first_order' if first_order_while_annealing else 'maml++'
+  return MetaGradientEstimator(name, task_gradient, meta_gradient)
+
+
 def default_estimators(
   model: Model,
   loss_fn: LossFn,
@@ -350,16 +410,22 @@ def default_estimators(
   inner_optimizer: optax.GradientTransformation | None = None,
   imaml_regularization: float = 1.0,
   imaml_cg_steps: int = 5,
+  maml_plus_plus_iteration: int = 0,
+  maml_plus_plus_anneal_iterations: int = 10_000,
   batching: str = 'auto',
   chunk_size: int | None = None,
   metrics_fn: MetricsFn | None = None,
 ) -> dict[str, MetaGradientEstimator]:
-  """MAML, first-order MAML, Reptile and iMAML with the same inner loop.
+  """MAML, first-order MAML, Reptile, iMAML and MAML++ with the same inner loop.
 
   Returns ``{'maml', 'fomaml', 'reptile', 'imaml'}`` -> estimator, ready for
   ``compare_estimators``. iMAML runs the same inner optimizer on its proximal
   problem, with lambda = ``imaml_regularization`` and ``imaml_cg_steps``
-  conjugate-gradient steps. MAML++ will be added here when it lands in jmeta.
+  conjugate-gradient steps. With plain SGD (``inner_learning_rate``, no
+  ``inner_optimizer``) it also has MAML++ at training iteration
+  ``maml_plus_plus_iteration`` of a ``maml_plus_plus_anneal_iterations`` annealing
+  (``maml_plus_plus_at``): ``'maml++'``, the multi-step loss at second order, and
+  ``'maml++_first_order'``, with derivative-order annealing too.
   """
   inner = dict(
     inner_steps=inner_steps,
@@ -369,7 +435,7 @@ def default_estimators(
     chunk_size=chunk_size,
     metrics_fn=metrics_fn,
   )
-  return {
+  estimators = {
     'maml': maml(model, loss_fn, **inner),
     'fomaml': fomaml(model, loss_fn, **inner),
     'reptile': reptile(model, loss_fn, **inner),
@@ -381,3 +447,19 @@ def default_estimators(
       **inner,
     ),
   }
+  if inner_optimizer is None and inner_learning_rate is not None:
+    for first_order in (False, True):
+      est = maml_plus_plus_at(
+        model,
+        loss_fn,
+        inner_steps=inner_steps,
+        inner_learning_rate=inner_learning_rate,
+        iteration=maml_plus_plus_iteration,
+        anneal_iterations=maml_plus_plus_anneal_iterations,
+        first_order_while_annealing=first_order,
+        batching=batching,
+        chunk_size=chunk_size,
+        metrics_fn=metrics_fn,
+      )
+      estimators[est.name] = est
+  return estimators

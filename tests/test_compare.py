@@ -18,6 +18,7 @@ from jmeta.compare import (
   tree_relative_error,
 )
 from jmeta.losses import mean_squared_error
+from jmeta.maml_plus_plus import msl_weights
 
 DIM = 3
 NUM_TASKS = 4
@@ -160,7 +161,14 @@ def test_one_step_quadratic_matches_hand_computed_agreement(x64):
     inner_learning_rate=ALPHA,
     batching='vmap',
   )
-  assert list(ests) == ['maml', 'fomaml', 'reptile', 'imaml']
+  assert list(ests) == [
+    'maml',
+    'fomaml',
+    'reptile',
+    'imaml',
+    'maml++',
+    'maml++_first_order',
+  ]
   report = compare_estimators(ests, jnp.asarray(theta), batch, timing_repeats=2)
 
   # One SGD step: phi_i = P_i theta + alpha A_i c_i with P_i = I - alpha A_i, so
@@ -174,6 +182,10 @@ def test_one_step_quadratic_matches_hand_computed_agreement(x64):
     'fomaml': g.mean(0),
     'reptile': (theta - phi).mean(0),
   }
+  # With one inner step the multi-step loss is the final loss: MAML++ is MAML, and
+  # MAML++ while it anneals the derivative order is first-order MAML.
+  grads['maml++'] = grads['maml']
+  grads['maml++_first_order'] = grads['fomaml']
   ref = grads['maml']
   assert np.linalg.norm(grads['fomaml'] - ref) / np.linalg.norm(ref) > 1e-2
   for name, grad in grads.items():
@@ -205,6 +217,48 @@ def test_one_step_quadratic_matches_hand_computed_agreement(x64):
       isinstance(got.peak_bytes, int) and got.peak_bytes > 0
     )
     assert all(isinstance(v, float) for v in got.metrics.values())
+
+
+@pytest.mark.parametrize('iteration', [0, 7, 40])
+def test_maml_plus_plus_is_the_msl_weighted_sum_of_maml_gradients(x64, iteration):
+  # sum_j w_j(t) L(phi_j) differentiates into sum_j w_j(t) MAML_j, MAML_j the
+  # gradient through j inner steps; likewise for the first-order versions while
+  # the derivative order anneals (t < N), and plain MAML_K from N on.
+  _, batch = quadratic_tasks(seed=2)
+  model, steps, anneal = quadratic_model(), 3, 20
+  theta = jnp.asarray(np.random.default_rng(3).normal(size=DIM))
+  weights = np.asarray(msl_weights(iteration, steps, anneal))
+  for first_order, reference in ((False, jmeta.maml), (True, jmeta.fomaml)):
+    est = jmeta.maml_plus_plus_at(
+      model,
+      quadratic_loss,
+      inner_steps=steps,
+      inner_learning_rate=ALPHA,
+      iteration=iteration,
+      anneal_iterations=anneal,
+      first_order_while_annealing=first_order,
+      batching='vmap',
+    )
+    if iteration >= anneal:
+      reference = jmeta.maml
+    expected = sum(
+      w
+      * reference(model, quadratic_loss, inner_steps=j, inner_learning_rate=ALPHA)
+      .meta_gradient(theta, batch)
+      .grads
+      for j, w in enumerate(weights, start=1)
+    )
+    got = jax.jit(est.meta_gradient)(theta, batch).grads
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # One task's gradient is the meta-gradient of a batch of that task alone.
+    one = jax.tree.map(lambda x: x[:1], batch)
+    np.testing.assert_allclose(
+      est.task_gradient(theta, jmeta.Task(*jax.tree.map(lambda x: x[0], one))).grads,
+      est.meta_gradient(theta, one).grads,
+      rtol=1e-12,
+    )
+  if iteration < anneal:
+    assert weights[0] > 0  # the intermediate steps count
 
 
 # --- A small MLP: per-layer cosines and Meta-SGD's params ---------------------------
