@@ -22,7 +22,15 @@ from jmeta.metric.matching import matching
 from jmeta.metric.relation import relation_network
 from jmeta.metric.siamese import SIAMESE_LOSSES, siamese
 
-GRADIENT_ALGORITHMS = ('maml', 'fomaml', 'reptile', 'imaml', 'meta_sgd', 'anil')
+GRADIENT_ALGORITHMS = (
+  'maml',
+  'fomaml',
+  'reptile',
+  'imaml',
+  'meta_sgd',
+  'anil',
+  'maml_plus_plus',
+)
 METRIC_ALGORITHMS = ('protonet', 'matching', 'relation', 'siamese')
 ALGORITHMS = GRADIENT_ALGORITHMS + METRIC_ALGORITHMS
 EMBEDDING_LOSSES = ('none', 'center', 'triplet_batch_hard', 'triplet_semi_hard')
@@ -61,6 +69,25 @@ def _chunk(config) -> int | None:
   return config.chunk_size if config.batching == 'chunked' else None
 
 
+def bn_weight_leaves(path: tuple) -> bool:
+  """Conv4's batch-norm scale and bias: MAML++'s per-step batch-norm weights."""
+  return path[-1].key in ('scale', 'bias')
+
+
+def _maml_plus_plus_options(config) -> dict:
+  options = config.maml_plus_plus
+  return {
+    'inner_learning_rate': config.inner_learning_rate,
+    'multi_step_loss': options.msl_anneal_iterations > 0,
+    'msl_anneal_iterations': options.msl_anneal_iterations,
+    'derivative_order_annealing_iterations': (
+      options.derivative_order_annealing_iterations
+    ),
+    'learn_inner_rates': options.learn_inner_rates,
+    'per_step_bn_weights': bn_weight_leaves if options.per_step_bn_weights else None,
+  }
+
+
 def _estimator_options(config) -> dict:
   """The keyword arguments of ``jmeta.make_estimator`` for ``config.algorithm``."""
   algorithm = config.algorithm
@@ -70,9 +97,12 @@ def _estimator_options(config) -> dict:
     'metrics_fn': jmeta.losses.classification_metrics,
     'inner_steps': config.inner_steps,
   }
-  if algorithm != 'meta_sgd':  # Meta-SGD's rates are meta-parameters
+  if algorithm == 'maml_plus_plus':
+    # Plain SGD inner steps at fixed or learned per-layer, per-step rates.
+    options.update(_maml_plus_plus_options(config))
+  elif algorithm != 'meta_sgd':  # Meta-SGD's rates are meta-parameters
     options['inner_optimizer'] = inner_optimizer(config)
-  if algorithm in ('maml', 'fomaml', 'meta_sgd', 'anil'):
+  if algorithm in ('maml', 'fomaml', 'meta_sgd', 'anil', 'maml_plus_plus'):
     options['remat'] = config.get('remat', False)
   if algorithm == 'imaml':
     options.update(
@@ -86,6 +116,11 @@ def _adapter(config, model: jmeta.Model) -> Callable:
   loss, steps = jmeta.losses.cross_entropy, config.eval.inner_steps
   if config.algorithm == 'meta_sgd':
     return lambda p, x, y: jmeta.meta_sgd_adapt(model, loss, p, x, y, steps=steps)
+  if config.algorithm == 'maml_plus_plus':
+    # The learned per-step rates and batch-norm weights (the last ones beyond K).
+    return lambda p, x, y: jmeta.maml_plus_plus_adapt(
+      model, loss, p, x, y, steps=steps, inner_learning_rate=config.inner_learning_rate
+    )
   if config.algorithm == 'anil':
     return lambda p, x, y: jmeta.anil_adapt(
       model, loss, p, x, y, steps=steps, optimizer=inner_optimizer(config)
@@ -115,8 +150,9 @@ def _gradient_learner(config) -> Learner:
     filters=config.model.filters,
     conv_impl=config.model.conv_impl,
   )
+  name = 'maml++' if config.algorithm == 'maml_plus_plus' else config.algorithm
   estimator = jmeta.make_estimator(
-    config.algorithm, model, jmeta.losses.cross_entropy, **_estimator_options(config)
+    name, model, jmeta.losses.cross_entropy, **_estimator_options(config)
   )
   adapt = _adapter(config, model)
 
@@ -139,6 +175,18 @@ def _gradient_learner(config) -> Learner:
     def init(key, example_inputs):
       return jmeta.meta_sgd_params(
         model.init(key, example_inputs), config.inner_learning_rate
+      )
+
+  elif config.algorithm == 'maml_plus_plus':
+    options = _maml_plus_plus_options(config)
+
+    def init(key, example_inputs):
+      return jmeta.maml_plus_plus_params(
+        model.init(key, example_inputs),
+        inner_steps=config.inner_steps,
+        inner_learning_rate=config.inner_learning_rate,
+        learn_inner_rates=options['learn_inner_rates'],
+        per_step_bn_weights=options['per_step_bn_weights'],
       )
 
   return Learner(init, estimator, accuracy, model)
@@ -240,17 +288,23 @@ def make_gradient_probe(
 ) -> Callable:
   """``probe(params, batch) -> {estimator: {metric: value}}``, jitted once.
 
-  Compares the meta-gradients of first-order MAML, Reptile and iMAML (same inner
-  loop) with exact second-order MAML on one batch: global cosine, norm ratio,
+  Compares the meta-gradients of first-order MAML, Reptile, iMAML and, with SGD
+  inner steps, MAML++ at the start of its annealing (uniform multi-step loss, at
+  second order and at first order; ``jmeta.maml_plus_plus_at`` at iteration 0)
+  with exact second-order MAML on one batch (same inner loop): global cosine, norm ratio,
   relative error and per-layer cosines (``layer/<name>``), as
   ``jmeta.compare_estimators`` defines them, without its timing and memory.
   """
+  # Plain SGD as a rate, so that MAML++ (SGD inner steps) joins the comparison.
+  sgd = config.inner_optimizer == 'sgd'
   estimators = jmeta.default_estimators(
     learner.model,
     jmeta.losses.cross_entropy,
     inner_steps=config.inner_steps,
-    inner_optimizer=inner_optimizer(config),
+    inner_learning_rate=config.inner_learning_rate if sgd else None,
+    inner_optimizer=None if sgd else inner_optimizer(config),
     imaml_regularization=config.compare.imaml_regularization,
+    maml_plus_plus_anneal_iterations=config.compare.maml_plus_plus_anneal_iterations,
     batching=config.batching,
     chunk_size=_chunk(config),
   )

@@ -27,6 +27,10 @@ PAPER = {
     {'5w1s': 97.68, '5w5s': 99.48, '20w1s': 89.43, '20w5s': 97.12},
     'Nichol et al. (2018), transductive',
   ),
+  'maml_plus_plus': (
+    {'5w1s': 99.47, '5w5s': 99.93, '20w1s': 97.65, '20w5s': 99.33},
+    'Antoniou et al. (2019)',
+  ),
   'imaml': (
     {'5w1s': 99.16, '5w5s': 99.67, '20w1s': 94.46, '20w5s': 98.69},
     'Rajeswaran et al. (2019)',

@@ -37,6 +37,13 @@ MAY_DIFFER_ON_RESUME = (
 )
 
 
+def may_differ_on_resume(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """``MAY_DIFFER_ON_RESUME``, less num_iterations when the schedule anneals over it."""
+  if config.outer_schedule in ('linear', 'cosine'):
+    return tuple(f for f in MAY_DIFFER_ON_RESUME if f != 'num_iterations')
+  return MAY_DIFFER_ON_RESUME
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ``ValueError`` naming the field for values the types cannot catch."""
   choices = {
@@ -44,7 +51,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     'data.protocol': (config.data.protocol, omniglot.PROTOCOLS),
     'inner_optimizer': (config.inner_optimizer, ('sgd', 'adam')),
     'outer_optimizer': (config.outer_optimizer, ('sgd', 'adam')),
-    'outer_schedule': (config.outer_schedule, ('constant', 'linear', 'step')),
+    'outer_schedule': (
+      config.outer_schedule,
+      ('constant', 'linear', 'step', 'cosine'),
+    ),
     'model.variant': (
       config.model.variant,
       ('relation',) if config.algorithm == 'relation' else jmeta.models.CONV4_VARIANTS,
@@ -95,6 +105,11 @@ def outer_optimizer(config) -> optax.GradientTransformation:
   lr = config.outer_learning_rate
   if config.outer_schedule == 'linear':
     lr = optax.linear_schedule(lr, 0.0, config.num_iterations)
+  elif config.outer_schedule == 'cosine':
+    # MAML++'s annealing: lr -> outer_min_learning_rate along a half cosine.
+    lr = optax.cosine_decay_schedule(
+      lr, config.num_iterations, alpha=config.get('outer_min_learning_rate', 0.0) / lr
+    )
   elif config.outer_schedule == 'step':
     # ProtoNet's schedule: multiply by outer_decay_rate every outer_decay_every steps.
     lr = optax.exponential_decay(
@@ -153,7 +168,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   check_config(config)
   workdir = pathlib.Path(workdir)
   checkpointer = Checkpointer(
-    workdir, config.to_dict(), may_differ=MAY_DIFFER_ON_RESUME
+    workdir, config.to_dict(), may_differ=may_differ_on_resume(config)
   )
   # Device-resident uint8 banks, passed to the jitted steps as arguments (a closed-over
   # array would be compiled into the program as a constant).

@@ -10,9 +10,10 @@ import jax
 import numpy as np
 import pytest
 
+import jmeta
 from experiments.common.checkpoint import CheckpointConfigMismatchError
 from experiments.omniglot import train
-from experiments.omniglot.configs import imaml, tiny
+from experiments.omniglot.configs import imaml, maml_plus_plus, tiny
 
 
 def _records(workdir):
@@ -116,14 +117,23 @@ def test_meta_gradient_comparison_is_logged_along_training(tmp_path):
   entries = [json.loads(line) for line in (tmp_path / 'compare.jsonl').open()]
   assert [e['step'] for e in entries] == [0, 10, 20, 30]
   for entry in entries:
-    assert set(entry) == {'step', 'fomaml', 'reptile', 'imaml'}
-    for name in ('fomaml', 'reptile', 'imaml'):
+    names = {'fomaml', 'reptile', 'imaml', 'maml++', 'maml++_first_order'}
+    assert set(entry) == {'step'} | names
+    for name in names:
       values = entry[name]
       assert -1 <= values['cosine'] <= 1 and values['norm_ratio'] > 0
       layers = [k for k in values if k.startswith('layer/')]
       assert 'layer/head' in layers and 'layer/block_0/w' in layers
   # First-order MAML drops a term of MAML's gradient: the two differ.
   assert entries[-1]['fomaml']['relative_error'] > 1e-3
+  # One inner step: the multi-step loss is the final loss, so MAML++ is MAML and
+  # MAML++ at first order is first-order MAML.
+  assert entries[-1]['maml++']['relative_error'] < 1e-5
+  np.testing.assert_allclose(
+    entries[-1]['maml++_first_order']['cosine'],
+    entries[-1]['fomaml']['cosine'],
+    atol=1e-5,
+  )
 
   config = tiny.get_config()
   config.algorithm = 'reptile'
@@ -148,3 +158,73 @@ def test_more_gradient_learners_train_on_omniglot(tmp_path, algorithm):
   result = json.loads((tmp_path / 'test_step60.json').read_text())
   assert 0 < result['test']['8']['accuracy'] <= 1
   chex.assert_tree_all_finite(out['state'].params)
+
+
+def _tiny_maml_plus_plus():
+  config = maml_plus_plus.get_config()
+  small = tiny.get_config()
+  for field in ('meta_batch_size', 'log_every', 'checkpoint_every', 'eval_every'):
+    config[field] = small[field]
+  config.model.filters = small.model.filters
+  config.eval = small.eval
+  config.eval.inner_steps = 5
+  config.inner_steps = 2
+  # The tiny Conv4 needs larger inner steps and more queries than the paper's to
+  # learn visibly in 40 iterations.
+  config.inner_learning_rate = 1.0
+  config.data.q_query = 5
+  config.outer_learning_rate = 3e-3
+  config.num_iterations = 40
+  # Every schedule changes phase inside the run: multi-step loss until 20, first
+  # order until 10.
+  config.maml_plus_plus.msl_anneal_iterations = 20
+  config.maml_plus_plus.derivative_order_annealing_iterations = 10
+  return config
+
+
+def test_maml_plus_plus_trains_on_omniglot(tmp_path):
+  config = _tiny_maml_plus_plus()
+  out = train.train_and_evaluate(config, str(tmp_path))
+  losses = [r['train_loss'] for r in _records(tmp_path)]
+  assert np.mean(losses[-3:]) < 0.95 * np.mean(losses[:3]), losses
+  params = out['state'].params
+  assert isinstance(params, jmeta.MAMLPlusPlusParams)
+  # Learned per-layer, per-step rates moved from their start; every batch-norm
+  # scale has K + 1 = 3 per-step copies.
+  rates = jax.tree.leaves(params.learning_rates)
+  assert all(r.shape == (2,) for r in rates)
+  assert any(
+    np.abs(np.asarray(r) - config.inner_learning_rate).max() > 1e-4 for r in rates
+  )
+  assert params.step_weights['block_0']['scale'].shape == (3, 8)
+  assert params.init['block_0']['scale'] is None
+  result = json.loads((tmp_path / 'test_step40.json').read_text())
+  assert 0 < result['test']['8']['accuracy'] <= 1
+
+
+def test_cosine_schedule_anneals_the_meta_rate_to_its_floor():
+  config = _tiny_maml_plus_plus()
+  config.outer_optimizer = 'sgd'
+  config.num_iterations = 10
+  opt = train.outer_optimizer(config)
+  params = {'w': np.ones((), np.float32)}
+  state = opt.init(params)
+  steps = []
+  for _ in range(config.num_iterations + 1):
+    update, state = opt.update({'w': np.ones((), np.float32)}, state)
+    steps.append(-float(update['w']))
+  np.testing.assert_allclose(steps[0], config.outer_learning_rate, rtol=1e-6)
+  # Half way, the half cosine is at its mean: (lr + floor) / 2.
+  halfway = (config.outer_learning_rate + config.outer_min_learning_rate) / 2
+  np.testing.assert_allclose(steps[5], halfway, rtol=1e-5)
+  np.testing.assert_allclose(steps[-1], config.outer_min_learning_rate, rtol=1e-5)
+
+
+def test_annealed_schedule_refuses_resume_with_other_length(tmp_path):
+  config = tiny.get_config()
+  config.outer_schedule = 'cosine'
+  config.num_iterations = 10
+  train.train_and_evaluate(config, str(tmp_path))
+  config.num_iterations = 20
+  with pytest.raises(CheckpointConfigMismatchError, match='num_iterations'):
+    train.train_and_evaluate(config, str(tmp_path))

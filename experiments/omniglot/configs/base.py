@@ -44,7 +44,7 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   config.inner_optimizer = 'sgd'  # 'sgd' or 'adam' (beta1 = 0, as Reptile)
   config.outer_optimizer = 'adam'  # 'adam' or 'sgd'
   config.outer_learning_rate = 1e-3
-  config.outer_schedule = 'constant'  # or 'linear' (to 0 at num_iterations)
+  config.outer_schedule = 'constant'  # 'linear' (to 0), 'cosine' or 'step'
   config.num_iterations = 60_000
 
   config.log_every = 100
@@ -52,11 +52,13 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   config.eval_every = 2_000
 
   # Every compare_every iterations (0: never), log to compare.jsonl how first-order
-  # MAML, Reptile and iMAML meta-gradients agree with exact second-order MAML on a
+  # MAML, Reptile, iMAML and MAML++ meta-gradients agree with exact second-order MAML on a
   # fixed training batch (maml and fomaml configs only).
   config.compare_every = 0
   config.compare = ml_collections.ConfigDict()
   config.compare.imaml_regularization = 1.0
+  # MAML++ is compared at iteration 0 of a multi-step-loss annealing this long.
+  config.compare.maml_plus_plus_anneal_iterations = 5_000
 
   config.eval = ml_collections.ConfigDict()
   config.eval.seed = 1_000_003
