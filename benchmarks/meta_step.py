@@ -1,7 +1,7 @@
 """Benchmark of the full jitted meta-update on Conv4 with MAML's Omniglot episodes.
 
 Measures ``jmeta.make_meta_trainer(estimator, optax.adam(1e-3)).step`` on a fixed
-random ``TaskBatch`` of 28x28x1 images (support N*K, query N*1 per task) for every
+random ``TaskBatch`` of 28x28x1 images (support N*K, query N*Q per task, Q = 1 for the gradient-based configs) for every
 combination of estimator, episode config, batching strategy, convolution
 implementation and Conv4 variant asked for. Each combination runs in a fresh
 subprocess, so its peak resident memory (``ru_maxrss``) is its own.
@@ -29,10 +29,22 @@ import time
 CONFIGS = {
   '5w1s': {'n_way': 5, 'k_shot': 1, 'meta_batch': 32, 'inner_steps': 1},
   '20w1s': {'n_way': 20, 'k_shot': 1, 'meta_batch': 16, 'inner_steps': 5},
+  # ProtoNet's Omniglot training episode: 60-way 5-shot, 5 queries per class.
+  '60w5s5q': {
+    'n_way': 60,
+    'k_shot': 5,
+    'q_query': 5,
+    'meta_batch': 1,
+    'inner_steps': 0,
+  },
 }
 INNER_LEARNING_RATE = 2.0
 CHUNK_SIZE = 8
-ESTIMATOR_NAMES = ('maml', 'fomaml', 'reptile')
+ESTIMATOR_NAMES = ('maml', 'fomaml', 'reptile', 'maml++', 'protonet')
+# ProtoNet has no inner loop and trains on its own episodes with its max-pool
+# embedding; the gradient-based estimators run on MAML's episodes.
+METRIC_ESTIMATORS = ('protonet',)
+METRIC_CONFIGS = ('60w5s5q',)
 BATCHING = ('vmap', 'map', 'chunked')
 CONV_IMPLS = ('xla', 'patches')
 VARIANTS = ('strided', 'maxpool')
@@ -85,7 +97,7 @@ def parse_args(argv=None):
   return p.parse_args(argv)
 
 
-def random_task_batch(n_way, k_shot, meta_batch, seed=0):
+def random_task_batch(n_way, k_shot, meta_batch, q_query=1, seed=0):
   """A fixed random TaskBatch shaped like MAML's Omniglot episodes."""
   import jax.numpy as jnp
   import numpy as np
@@ -93,7 +105,7 @@ def random_task_batch(n_way, k_shot, meta_batch, seed=0):
   import jmeta
 
   rng = np.random.default_rng(seed)
-  n_support, n_query = n_way * k_shot, n_way
+  n_support, n_query = n_way * k_shot, n_way * q_query
 
   def images(n):
     return rng.standard_normal((meta_batch, n, 28, 28, 1), np.float32)
@@ -105,8 +117,59 @@ def random_task_batch(n_way, k_shot, meta_batch, seed=0):
     jnp.asarray(images(n_support)),
     jnp.asarray(labels(k_shot)),
     jnp.asarray(images(n_query)),
-    jnp.asarray(labels(1)),
+    jnp.asarray(labels(q_query)),
   )
+
+
+def make_estimator(cell, cfg):
+  """(estimator, initial params) for a cell."""
+  import jax
+
+  import jmeta
+  from jmeta import metric
+
+  batching = cell['batching']
+  chunk = CHUNK_SIZE if batching == 'chunked' else None
+  n_way = cfg['n_way']
+  example = jax.numpy.zeros((1, 28, 28, 1))
+  if cell['estimator'] == 'protonet':
+    embedding = jmeta.conv4(0, variant=cell['variant'], conv_impl=cell['conv_impl'])
+    learner = metric.prototypical(embedding)
+    estimator = metric.metric_estimator(
+      learner, n_way=n_way, batching=batching, chunk_size=chunk
+    )
+    return estimator, learner.init(jax.random.key(0), example)
+  model = jmeta.conv4(n_way, variant=cell['variant'], conv_impl=cell['conv_impl'])
+  params = model.init(jax.random.key(0), example)
+  options = dict(
+    inner_steps=cfg['inner_steps'],
+    inner_learning_rate=INNER_LEARNING_RATE,
+    batching=batching,
+    chunk_size=chunk,
+  )
+  if cell['estimator'] == 'maml++':
+    # Every MAML++ option on: multi-step loss (annealing), learned per-layer,
+    # per-step rates, per-step batch-norm weights; second order.
+    def bn(path):
+      return path[-1].key in ('scale', 'bias')
+
+    options.update(
+      multi_step_loss=True,
+      msl_anneal_iterations=1_000_000,
+      learn_inner_rates=True,
+      per_step_bn_weights=bn,
+    )
+    params = jmeta.maml_plus_plus_params(
+      params,
+      inner_steps=cfg['inner_steps'],
+      inner_learning_rate=INNER_LEARNING_RATE,
+      learn_inner_rates=True,
+      per_step_bn_weights=bn,
+    )
+  estimator = jmeta.make_estimator(
+    cell['estimator'], model, jmeta.losses.cross_entropy, **options
+  )
+  return estimator, params
 
 
 def run_cell(cell, repeats):
@@ -117,21 +180,12 @@ def run_cell(cell, repeats):
   import jmeta
 
   cfg = CONFIGS[cell['config']]
-  model = jmeta.conv4(
-    cfg['n_way'], variant=cell['variant'], conv_impl=cell['conv_impl']
+  batch = random_task_batch(
+    cfg['n_way'], cfg['k_shot'], cfg['meta_batch'], cfg.get('q_query', 1)
   )
-  batch = random_task_batch(cfg['n_way'], cfg['k_shot'], cfg['meta_batch'])
-  estimator = jmeta.make_estimator(
-    cell['estimator'],
-    model,
-    jmeta.losses.cross_entropy,
-    inner_steps=cfg['inner_steps'],
-    inner_learning_rate=INNER_LEARNING_RATE,
-    batching=cell['batching'],
-    chunk_size=CHUNK_SIZE if cell['batching'] == 'chunked' else None,
-  )
+  estimator, params = make_estimator(cell, cfg)
   trainer = jmeta.make_meta_trainer(estimator, optax.adam(1e-3))
-  state = trainer.init(model.init(jax.random.key(0), batch.support_inputs[0]))
+  state = trainer.init(params)
   jax.block_until_ready(state)
 
   start = time.perf_counter()
@@ -182,6 +236,9 @@ def grid(args):
   cells = []
   for config in args.configs:
     for estimator in args.estimators:
+      metric = estimator in METRIC_ESTIMATORS
+      if metric != (config in METRIC_CONFIGS):
+        continue
       for batching in args.batching:
         for conv_impl in args.conv_impl:
           if {f'{config}:{batching}', f'{config}:{conv_impl}'} & set(args.skip):
@@ -192,7 +249,7 @@ def grid(args):
               'config': config,
               'batching': batching,
               'conv_impl': conv_impl,
-              'variant': 'strided',
+              'variant': 'maxpool' if metric else 'strided',
             }
           )
   return cells
@@ -213,13 +270,18 @@ def missing_cells(results):
   have = {_key(r) for r in results}
   estimators = [e for e in ESTIMATOR_NAMES if any(r['estimator'] == e for r in results)]
   configs = [c for c in CONFIGS if any(r['config'] == c for r in results)]
+
+  def variant(e):
+    return 'maxpool' if e in METRIC_ESTIMATORS else 'strided'
+
   return [
-    (e, c, 'strided', b, i)
+    (e, c, variant(e), b, i)
     for c in configs
     for e in estimators
     for b in BATCHING
     for i in CONV_IMPLS
-    if (e, c, 'strided', b, i) not in have
+    if (e in METRIC_ESTIMATORS) == (c in METRIC_CONFIGS)
+    and (e, c, variant(e), b, i) not in have
   ]
 
 
@@ -263,7 +325,7 @@ def markdown(report):
     f'- Total runtime: {report["total_s"] / 60:.1f} min',
     '',
     'Each row is `make_meta_trainer(estimator, optax.adam(1e-3)).step` on a fixed '
-    'random TaskBatch of 28x28x1 images (support N*K, query N per task), Conv4 '
+    'random TaskBatch of 28x28x1 images (support N*K, query N*Q per task), Conv4 '
     f'with {{{", ".join(CONV_IMPLS)}}} convolutions, cross-entropy, inner SGD at lr '
     f'{INNER_LEARNING_RATE}; chunked batching uses chunk_size={CHUNK_SIZE}. '
     '*Compile* is the first call (tracing + compilation + one run); *step* is the '
@@ -281,8 +343,10 @@ def markdown(report):
   for name, cfg in CONFIGS.items():
     if any(r['config'] == name for r in results):
       lines.append(
-        f'- `{name}`: {cfg["n_way"]}-way {cfg["k_shot"]}-shot, meta-batch '
-        f'{cfg["meta_batch"]}, {cfg["inner_steps"]} inner step(s)'
+        f'- `{name}`: {cfg["n_way"]}-way {cfg["k_shot"]}-shot, '
+        f'{cfg.get("q_query", 1)} quer{"y" if cfg.get("q_query", 1) == 1 else "ies"} '
+        f'per class, meta-batch {cfg["meta_batch"]}, {cfg["inner_steps"]} inner '
+        'step(s)'
       )
   for note in report.get('notes', []):
     lines.append(f'- {note}')
