@@ -54,6 +54,7 @@ from jmeta.models import (
   mlp,
 )
 from jmeta.outer_loop import (
+  MetaStepOutOfMemoryError,
   MetaTrainer,
   MetaTrainState,
   NonFiniteMetaLossError,
@@ -85,6 +86,7 @@ __all__ = [
   'MetaTrainer',
   'Model',
   'NonFiniteMetaLossError',
+  'MetaStepOutOfMemoryError',
   'TRANSDUCTIVE',
   'Task',
   'TaskBatch',

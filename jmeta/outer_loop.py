@@ -50,6 +50,38 @@ class NonFiniteMetaLossError(FloatingPointError):
   """The meta-loss or meta-gradient became NaN or infinite during training."""
 
 
+class MetaStepOutOfMemoryError(MemoryError):
+  """The device ran out of memory in a meta-update; the message names the knobs."""
+
+
+# What shrinks a meta-update's memory, in the library's terms.
+MEMORY_KNOBS = (
+  "batching='chunked' with a small chunk_size (or 'map': one task at a time)",
+  'remat=True (recompute each inner step instead of storing it)',
+  'first order (fomaml, or first_order=True in adapt)',
+  'a smaller meta-batch',
+)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+  """Whether ``error`` is XLA's out-of-memory (RESOURCE_EXHAUSTED) runtime error."""
+  return isinstance(error, jax.errors.JaxRuntimeError) and (
+    'RESOURCE_EXHAUSTED' in str(error) or 'Out of memory' in str(error)
+  )
+
+
+def out_of_memory_error(
+  error: BaseException, knobs: tuple[str, ...] = MEMORY_KNOBS
+) -> MetaStepOutOfMemoryError:
+  """A ``MetaStepOutOfMemoryError`` for XLA's ``error``, listing ``knobs``."""
+  first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+  return MetaStepOutOfMemoryError(
+    f'the meta-update ran out of device memory ({first}). To reduce its memory, '
+    'use any of: ' + '; '.join(knobs) + '. benchmarks/memory_inner_steps.py '
+    'measures what each saves.'
+  )
+
+
 def make_meta_trainer(
   estimator: MetaGradientEstimator,
   optimizer: optax.GradientTransformation,
@@ -131,7 +163,21 @@ def make_meta_trainer(
       )
     return new_state, metrics
 
-  return MetaTrainer(init, jax.jit(step) if jit else step)
+  if not jit:
+    return MetaTrainer(init, step)
+  jitted = jax.jit(step)
+
+  def checked_step(state: MetaTrainState, batch_or_key, *data):
+    try:
+      return jitted(state, batch_or_key, *data)
+    except jax.errors.JaxRuntimeError as e:
+      if is_out_of_memory(e):
+        raise out_of_memory_error(e) from e
+      raise
+
+  # Ahead-of-time lowering (compiled memory and cost analysis) stays available.
+  checked_step.lower = jitted.lower
+  return MetaTrainer(init, checked_step)
 
 
 def raise_if_nonfinite(state: MetaTrainState) -> None:

@@ -228,3 +228,35 @@ def test_unknown_mesh_axis_fails_when_the_trainer_is_built():
       mesh=jmeta.task_mesh(),
       axis_name='batch',
     )
+
+
+# More than any machine has: XLA refuses the allocation at once, touching nothing.
+HUGE = 2**38  # float32 elements, 1 TiB
+
+
+def _huge_estimator():
+  def meta_gradient(params, batch):
+    del batch
+    # An output buffer of 1 TiB, so it cannot be optimised away.
+    big = jnp.zeros((HUGE,), jnp.float32) + params['w'].sum()
+    return jmeta.MetaGradient(params, {'loss': jnp.zeros(()), 'big': big})
+
+  return jmeta.MetaGradientEstimator('huge', None, meta_gradient)
+
+
+def test_out_of_memory_names_the_knobs_that_reduce_memory():
+  trainer = jmeta.make_meta_trainer(_huge_estimator(), optax.sgd(0.1))
+  state = trainer.init({'w': jnp.ones(2)})
+  batch = jmeta.TaskBatch(*[jnp.zeros((2, 1, 1))] * 4)
+  with pytest.raises(jmeta.MetaStepOutOfMemoryError) as info:
+    trainer.step(state, batch)
+  message = str(info.value)
+  assert 'RESOURCE_EXHAUSTED' in message
+  for knob in ("batching='chunked'", 'remat=True', 'fomaml', 'smaller meta-batch'):
+    assert knob in message
+  assert isinstance(info.value.__cause__, jax.errors.JaxRuntimeError)
+  # Other runtime errors pass through unchanged, and the step still lowers ahead of
+  # time (compiled memory can be read before running).
+  assert not jmeta.outer_loop.is_out_of_memory(jax.errors.JaxRuntimeError('INTERNAL'))
+  compiled = trainer.step.lower(state, batch).compile()
+  assert compiled.memory_analysis().output_size_in_bytes >= 4 * HUGE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import time
@@ -31,6 +32,7 @@ MAY_DIFFER_ON_RESUME = (
   'eval.',
   'batching',
   'chunk_size',
+  'remat',
   'model.conv_impl',
   'compare_every',
   'compare.',
@@ -163,9 +165,52 @@ def make_evaluator(
   return evaluate
 
 
+def memory_knobs(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The config fields that shrink a run's memory, for an out-of-memory error."""
+  knobs = [
+    f'--config.batching=chunked --config.chunk_size=<a divisor of '
+    f'{config.meta_batch_size}> (or --config.batching=map: one task at a time)',
+  ]
+  if config.algorithm in ('maml', 'meta_sgd', 'anil', 'maml_plus_plus'):
+    knobs.append('--config.remat=True (recomputes each inner step, same gradient)')
+  if config.algorithm == 'maml':
+    knobs.append('first order: --config=experiments/omniglot/configs/fomaml.py')
+  elif config.algorithm == 'maml_plus_plus':
+    knobs.append(
+      'first order for longer: '
+      '--config.maml_plus_plus.derivative_order_annealing_iterations=<N>'
+    )
+  knobs.append(f'a smaller --config.meta_batch_size (now {config.meta_batch_size})')
+  knobs.append(
+    'for evaluation, a smaller --config.eval.episodes_per_call '
+    f'(now {config.eval.episodes_per_call})'
+  )
+  return tuple(knobs)
+
+
+@contextlib.contextmanager
+def _explain_out_of_memory(config: ml_collections.ConfigDict):
+  try:
+    yield
+  except (jmeta.MetaStepOutOfMemoryError, jax.errors.JaxRuntimeError) as e:
+    cause = e.__cause__ if isinstance(e, jmeta.MetaStepOutOfMemoryError) else e
+    if not jmeta.outer_loop.is_out_of_memory(cause):
+      raise
+    raise jmeta.outer_loop.out_of_memory_error(cause, memory_knobs(config)) from cause
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Meta-trains on Omniglot, resuming from ``workdir``'s checkpoints if any."""
+  """Meta-trains on Omniglot, resuming from ``workdir``'s checkpoints if any.
+
+  Running out of device memory raises ``jmeta.MetaStepOutOfMemoryError`` naming
+  the config fields that reduce memory.
+  """
   check_config(config)
+  with _explain_out_of_memory(config):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   workdir = pathlib.Path(workdir)
   checkpointer = Checkpointer(
     workdir, config.to_dict(), may_differ=may_differ_on_resume(config)

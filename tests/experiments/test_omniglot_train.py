@@ -228,3 +228,26 @@ def test_annealed_schedule_refuses_resume_with_other_length(tmp_path):
   config.num_iterations = 20
   with pytest.raises(CheckpointConfigMismatchError, match='num_iterations'):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_out_of_memory_in_a_run_names_the_config_fields():
+  config = maml_plus_plus.get_config()
+  huge = jax.jit(lambda x: jax.numpy.zeros((2**38,), jax.numpy.float32) + x)
+  with pytest.raises(jmeta.MetaStepOutOfMemoryError) as info:
+    with train._explain_out_of_memory(config):
+      huge(1.0)
+  message = str(info.value)
+  for field in (
+    '--config.batching=chunked',
+    '--config.remat=True',
+    'derivative_order_annealing_iterations',
+    '--config.meta_batch_size (now 8)',
+    '--config.eval.episodes_per_call',
+  ):
+    assert field in message, field
+  # Each named field exists, so the suggested override parses.
+  assert config.remat is False and config.chunk_size > 0
+  # Other errors are not rewritten.
+  with pytest.raises(ValueError, match='unrelated'):
+    with train._explain_out_of_memory(config):
+      raise ValueError('unrelated')
