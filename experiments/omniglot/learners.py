@@ -142,14 +142,21 @@ def _adapter(config, model: jmeta.Model) -> Callable:
   )
 
 
-def _gradient_learner(config) -> Learner:
-  n_way = config.data.n_way
+def conv4(config, num_classes: int) -> jmeta.Model:
+  """The config's Conv4, in its compute dtype."""
   model = jmeta.conv4(
-    n_way,
+    num_classes,
     variant=config.model.variant,
     filters=config.model.filters,
     conv_impl=config.model.conv_impl,
   )
+  dtype = config.model.get('compute_dtype', 'float32')
+  return model if dtype == 'float32' else jmeta.models.mixed_precision(model, dtype)
+
+
+def _gradient_learner(config) -> Learner:
+  n_way = config.data.n_way
+  model = conv4(config, n_way)
   name = 'maml++' if config.algorithm == 'maml_plus_plus' else config.algorithm
   estimator = jmeta.make_estimator(
     name, model, jmeta.losses.cross_entropy, **_estimator_options(config)
@@ -214,12 +221,7 @@ def metric_learner(config) -> metric.MetricLearner:
       batch_norm=bn,
     )
   else:
-    embedding = jmeta.conv4(
-      0,
-      variant=config.model.variant,
-      filters=config.model.filters,
-      conv_impl=config.model.conv_impl,
-    )
+    embedding = conv4(config, 0)
     if config.algorithm == 'protonet':
       learner = metric.prototypical(
         embedding, distance=config.metric.distance, batch_norm=bn

@@ -53,6 +53,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     'data.protocol': (config.data.protocol, omniglot.PROTOCOLS),
     'inner_optimizer': (config.inner_optimizer, ('sgd', 'adam')),
     'outer_optimizer': (config.outer_optimizer, ('sgd', 'adam')),
+    'model.compute_dtype': (
+      config.model.get('compute_dtype', 'float32'),
+      jmeta.models.COMPUTE_DTYPES,
+    ),
     'outer_schedule': (
       config.outer_schedule,
       ('constant', 'linear', 'step', 'cosine'),
@@ -84,6 +88,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
       'config.compare_every compares meta-gradients through the inner loop of '
       f'maml/fomaml configs; set it to 0 for {config.algorithm!r}.'
+    )
+  if config.algorithm == 'relation' and config.model.get('compute_dtype') not in (
+    None,
+    'float32',
+  ):
+    raise ValueError(
+      'config.model.compute_dtype applies to Conv4; the relation network has its '
+      'own encoder and computes in float32. Leave it at float32.'
     )
   if config.algorithm in learners.METRIC_ALGORITHMS:
     learners.check_metric_config(config)

@@ -11,9 +11,11 @@ from jmeta.models.conv4 import CONV4_VARIANTS, conv4
 from jmeta.models.flax_adapters import from_linen, from_nnx
 from jmeta.models.layers import default_conv_impl
 from jmeta.models.mlp import mlp
+from jmeta.models.precision import COMPUTE_DTYPES, mixed_precision
 
 __all__ = [
   'BATCH_NORM_MODES',
+  'COMPUTE_DTYPES',
   'CONV4_VARIANTS',
   'Model',
   'SUPPORT',
@@ -23,5 +25,6 @@ __all__ = [
   'default_conv_impl',
   'from_linen',
   'from_nnx',
+  'mixed_precision',
   'mlp',
 ]

@@ -9,6 +9,7 @@ from jmeta.models.base import TRANSDUCTIVE, Model
 from jmeta.models.layers import (
   batch_norm,
   conv2d,
+  dense,
   dense_init,
   max_pool_2x2,
   resolve_conv_impl,
@@ -95,7 +96,7 @@ def conv4(
   ):
     x = embed(params, inputs, batch_norm, num_support)
     if 'head' in params:
-      x = x @ params['head']['w'] + params['head']['b']
+      x = dense(x, params['head']['w'], params['head']['b'])
     return x
 
   return Model(init, apply)

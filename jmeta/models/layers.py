@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -34,6 +36,25 @@ def resolve_conv_impl(impl: str) -> str:
   return default_conv_impl() if impl == 'auto' else impl
 
 
+def operand_dtypes(x: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array, Any]:
+  """(x, w, output dtype) for a matmul or convolution of ``x`` with weights ``w``.
+
+  Weights below float32 (``jmeta.models.mixed_precision``) set the operand dtype and
+  the products accumulate into float32, as mixed-precision hardware does; otherwise
+  both operands are promoted to a common dtype, which is also the output's.
+  """
+  if jnp.finfo(w.dtype).bits < 32:
+    return x.astype(w.dtype), w, jnp.float32
+  dtype = jnp.promote_types(x.dtype, w.dtype)
+  return x.astype(dtype), w.astype(dtype), dtype
+
+
+def dense(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+  """x @ w + b, with ``operand_dtypes``' precision rules."""
+  x, w, out = operand_dtypes(x, w)
+  return jnp.matmul(x, w, preferred_element_type=out) + b
+
+
 def conv2d(
   x: jax.Array, w: jax.Array, b: jax.Array, *, stride: int, impl: str = 'xla'
 ) -> jax.Array:
@@ -45,18 +66,23 @@ def conv2d(
   """
   kh, kw, cin, cout = w.shape
   dn = ('NHWC', 'HWIO', 'NHWC')
+  x, w, out = operand_dtypes(x, w)
   if impl == 'xla':
-    # Promote as the einsum of 'patches' does: lax convolutions need equal dtypes.
-    dtype = jnp.promote_types(x.dtype, w.dtype)
-    x, w = x.astype(dtype), w.astype(dtype)
-    y = lax.conv_general_dilated(x, w, (stride, stride), 'SAME', dimension_numbers=dn)
+    y = lax.conv_general_dilated(
+      x,
+      w,
+      (stride, stride),
+      'SAME',
+      dimension_numbers=dn,
+      preferred_element_type=out,
+    )
   elif impl == 'patches':
     patches = lax.conv_general_dilated_patches(
       x, (kh, kw), (stride, stride), 'SAME', dimension_numbers=dn
     )
     # Patch features are ordered (cin, kh, kw).
     w_mat = jnp.transpose(w, (2, 0, 1, 3)).reshape(cin * kh * kw, cout)
-    y = jnp.einsum('nhwk,kc->nhwc', patches, w_mat)
+    y = jnp.einsum('nhwk,kc->nhwc', patches, w_mat, preferred_element_type=out)
   else:
     raise ValueError(f'unknown conv impl {impl!r}; expected "xla" or "patches".')
   return y + b
@@ -79,11 +105,15 @@ def batch_norm(
   """
   check_batch_norm_mode(mode)
   check_num_support(mode, num_support, x.shape[0])
+  # Statistics and normalisation in at least float32, so bfloat16 compute (see
+  # jmeta.models.mixed_precision) keeps accurate means and variances.
+  dtype = x.dtype
+  x = x.astype(jnp.promote_types(dtype, jnp.float32))
   stats = x[:num_support] if mode == SUPPORT else x
   axes = tuple(range(x.ndim - 1))
   mean = jnp.mean(stats, axis=axes)
   var = jnp.mean(jnp.square(stats - mean), axis=axes)
-  return (x - mean) * lax.rsqrt(var + eps) * scale + bias
+  return ((x - mean) * lax.rsqrt(var + eps) * scale + bias).astype(dtype)
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:

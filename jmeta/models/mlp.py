@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import jax
 
 from jmeta.models.base import TRANSDUCTIVE, Model, check_batch_norm_mode
-from jmeta.models.layers import dense_init
+from jmeta.models.layers import dense, dense_init
 
 
 def mlp(
@@ -46,7 +46,7 @@ def mlp(
     x = inputs
     for i in range(len(sizes)):
       layer = params[f'layer_{i}']
-      x = x @ layer['w'] + layer['b']
+      x = dense(x, layer['w'], layer['b'])
       if i < len(sizes) - 1:
         x = activation(x)
     return x

@@ -251,3 +251,15 @@ def test_out_of_memory_in_a_run_names_the_config_fields():
   with pytest.raises(ValueError, match='unrelated'):
     with train._explain_out_of_memory(config):
       raise ValueError('unrelated')
+
+
+def test_bfloat16_compute_trains_with_float32_params(tmp_path):
+  config = tiny.get_config()
+  config.model.compute_dtype = 'bfloat16'
+  config.num_iterations = 10
+  out = train.train_and_evaluate(config, str(tmp_path))
+  assert all(p.dtype == np.float32 for p in jax.tree.leaves(out['state'].params))
+  assert all(np.isfinite(r['train_loss']) for r in _records(tmp_path))
+  config.model.compute_dtype = 'float8'
+  with pytest.raises(ValueError, match='config.model.compute_dtype'):
+    train.train_and_evaluate(config, str(tmp_path / 'bad'))

@@ -32,6 +32,9 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   config.model.variant = 'strided'  # MAML's Omniglot Conv4
   config.model.filters = 64
   config.model.conv_impl = 'auto'
+  # 'bfloat16': compute in bfloat16 with float32 params, gradients and loss
+  # (jmeta.models.mixed_precision); float32 accumulation of every product.
+  config.model.compute_dtype = 'float32'
 
   config.meta_batch_size = 32
   config.batching = 'auto'
