@@ -178,6 +178,31 @@ def make_estimator(cell, cfg):
   return estimator, params
 
 
+def time_step(trainer, state, batch, repeats: int):
+  """({'compile_s', 'step_s', 'step_times_s'}, state, metrics) of ``trainer.step``.
+
+  The first call compiles; one warm-up call follows; ``step_s`` is the median of
+  ``repeats`` timed calls, each ending in ``block_until_ready``.
+  """
+  import jax
+
+  start = time.perf_counter()
+  state, metrics = jax.block_until_ready(trainer.step(state, batch))
+  compile_s = time.perf_counter() - start
+  state, metrics = jax.block_until_ready(trainer.step(state, batch))  # warm-up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    state, metrics = jax.block_until_ready(trainer.step(state, batch))
+    times.append(time.perf_counter() - start)
+  timing = {
+    'compile_s': compile_s,
+    'step_s': statistics.median(times),
+    'step_times_s': times,
+  }
+  return timing, state, metrics
+
+
 def run_cell(cell, repeats):
   """Compiles and times one configuration in this process; returns its numbers."""
   import jax
@@ -194,21 +219,10 @@ def run_cell(cell, repeats):
   state = trainer.init(params)
   jax.block_until_ready(state)
 
-  start = time.perf_counter()
-  state, metrics = jax.block_until_ready(trainer.step(state, batch))
-  compile_s = time.perf_counter() - start
-  state, metrics = jax.block_until_ready(trainer.step(state, batch))  # warm-up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    state, metrics = jax.block_until_ready(trainer.step(state, batch))
-    times.append(time.perf_counter() - start)
-  step_s = statistics.median(times)
+  timing, state, metrics = time_step(trainer, state, batch, repeats)
   return {
-    'compile_s': compile_s,
-    'step_s': step_s,
-    'step_times_s': times,
-    'tasks_per_s': cfg['meta_batch'] / step_s,
+    **timing,
+    'tasks_per_s': cfg['meta_batch'] / timing['step_s'],
     'loss': float(metrics['loss']),
     # ru_maxrss is in KiB on Linux.
     'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

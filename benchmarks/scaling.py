@@ -17,10 +17,8 @@ import datetime
 import json
 import os
 import shlex
-import statistics
 import subprocess
 import sys
-import time
 
 DEVICE_COUNTS = (1, 2, 4, 8)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,7 +31,7 @@ def run_one(devices: int, meta_batch: int, repeats: int) -> dict:
   import jmeta
 
   sys.path.insert(0, HERE)
-  from meta_step import INNER_LEARNING_RATE, random_task_batch
+  from meta_step import INNER_LEARNING_RATE, random_task_batch, time_step
 
   if len(jax.devices()) < devices:
     raise SystemExit(f'only {len(jax.devices())} devices, asked for {devices}')
@@ -49,22 +47,11 @@ def run_one(devices: int, meta_batch: int, repeats: int) -> dict:
   trainer = jmeta.make_meta_trainer(estimator, optax.adam(1e-3), mesh=mesh)
   state = trainer.init(model.init(jax.random.key(0), batch.support_inputs[0]))
   batch = jmeta.shard_task_batch(batch, mesh)
-  start = time.perf_counter()
-  state, metrics = jax.block_until_ready(trainer.step(state, batch))
-  compile_s = time.perf_counter() - start
-  state, metrics = jax.block_until_ready(trainer.step(state, batch))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    state, metrics = jax.block_until_ready(trainer.step(state, batch))
-    times.append(time.perf_counter() - start)
-  step_s = statistics.median(times)
+  timing, state, metrics = time_step(trainer, state, batch, repeats)
   return {
     'devices': devices,
-    'compile_s': compile_s,
-    'step_s': step_s,
-    'step_times_s': times,
-    'tasks_per_s': meta_batch / step_s,
+    **timing,
+    'tasks_per_s': meta_batch / timing['step_s'],
     'backend': jax.default_backend(),
     'device_kind': jax.devices()[0].device_kind,
     'cpu_count': os.cpu_count(),

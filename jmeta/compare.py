@@ -452,14 +452,10 @@ def default_estimators(
       est = maml_plus_plus_at(
         model,
         loss_fn,
-        inner_steps=inner_steps,
-        inner_learning_rate=inner_learning_rate,
         iteration=maml_plus_plus_iteration,
         anneal_iterations=maml_plus_plus_anneal_iterations,
         first_order_while_annealing=first_order,
-        batching=batching,
-        chunk_size=chunk_size,
-        metrics_fn=metrics_fn,
+        **{k: v for k, v in inner.items() if k != 'inner_optimizer'},
       )
       estimators[est.name] = est
   return estimators
