@@ -275,6 +275,25 @@ def grid(args):
   return cells
 
 
+def _groups(results) -> list[tuple[str, str, str]]:
+  """The distinct (estimator, config, variant) of ``results``, in their order."""
+  return list(
+    dict.fromkeys((r['estimator'], r['config'], r['variant']) for r in results)
+  )
+
+
+def device_fields() -> dict:
+  """Backend, device kind, CPU count and jax version, for a benchmark row."""
+  import jax
+
+  return {
+    'backend': jax.default_backend(),
+    'device_kind': jax.devices()[0].device_kind,
+    'cpu_count': os.cpu_count(),
+    'jax': jax.__version__,
+  }
+
+
 def fastest(results, estimator, config, variant='strided'):
   ok = [
     r
@@ -399,12 +418,7 @@ def markdown(report):
         f'{r["tasks_per_s"]:.1f} | {r["peak_rss_mib"]:.0f} |'
       )
   lines += ['', '## Fastest per (estimator, config)', '']
-  seen = []
-  for r in results:
-    key = (r['estimator'], r['config'], r['variant'])
-    if key in seen:
-      continue
-    seen.append(key)
+  for key in _groups(results):
     best = fastest(results, *key)
     if best is not None:
       lines.append(
@@ -432,12 +446,7 @@ def readme_table(report) -> str:
     f'| estimator | config | variant | {head} | fastest | tasks/s | peak RSS (MiB) |',
     '|---|---|---|' + '---:|' * len(README_CELLS) + '---|---:|---:|',
   ]
-  seen = []
-  for r in results:
-    key = (r['estimator'], r['config'], r['variant'])
-    if key in seen:
-      continue
-    seen.append(key)
+  for key in _groups(results):
     cells = []
     for batching, conv in README_CELLS:
       match = [x for x in results if _key(x) == (*key, batching, conv)]

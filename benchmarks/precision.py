@@ -29,7 +29,13 @@ def run_one(config: str, dtype: str, repeats: int) -> dict:
   import jmeta
 
   sys.path.insert(0, HERE)
-  from meta_step import CONFIGS, INNER_LEARNING_RATE, random_task_batch, time_step
+  from meta_step import (
+    CONFIGS,
+    INNER_LEARNING_RATE,
+    device_fields,
+    random_task_batch,
+    time_step,
+  )
 
   cfg = CONFIGS[config]
   model = jmeta.conv4(cfg['n_way'])
@@ -52,10 +58,7 @@ def run_one(config: str, dtype: str, repeats: int) -> dict:
     'compute_dtype': dtype,
     **timing,
     'temp_mib': memory.temp_size_in_bytes / 2**20 if memory else None,
-    'backend': jax.default_backend(),
-    'device_kind': jax.devices()[0].device_kind,
-    'cpu_count': os.cpu_count(),
-    'jax': jax.__version__,
+    **device_fields(),
   }
 
 

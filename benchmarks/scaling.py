@@ -31,7 +31,7 @@ def run_one(devices: int, meta_batch: int, repeats: int) -> dict:
   import jmeta
 
   sys.path.insert(0, HERE)
-  from meta_step import INNER_LEARNING_RATE, random_task_batch, time_step
+  from meta_step import INNER_LEARNING_RATE, device_fields, random_task_batch, time_step
 
   if len(jax.devices()) < devices:
     raise SystemExit(f'only {len(jax.devices())} devices, asked for {devices}')
@@ -52,10 +52,7 @@ def run_one(devices: int, meta_batch: int, repeats: int) -> dict:
     'devices': devices,
     **timing,
     'tasks_per_s': meta_batch / timing['step_s'],
-    'backend': jax.default_backend(),
-    'device_kind': jax.devices()[0].device_kind,
-    'cpu_count': os.cpu_count(),
-    'jax': jax.__version__,
+    **device_fields(),
   }
 
 
