@@ -32,6 +32,8 @@ GRADIENT_ALGORITHMS = (
   'maml_plus_plus',
 )
 METRIC_ALGORITHMS = ('protonet', 'matching', 'relation', 'siamese')
+# The algorithms whose estimators take remat=True (config.remat).
+REMAT_ALGORITHMS = ('maml', 'fomaml', 'meta_sgd', 'anil', 'maml_plus_plus')
 ALGORITHMS = GRADIENT_ALGORITHMS + METRIC_ALGORITHMS
 EMBEDDING_LOSSES = ('none', 'center', 'triplet_batch_hard', 'triplet_semi_hard')
 
@@ -102,7 +104,7 @@ def _estimator_options(config) -> dict:
     options.update(_maml_plus_plus_options(config))
   elif algorithm != 'meta_sgd':  # Meta-SGD's rates are meta-parameters
     options['inner_optimizer'] = inner_optimizer(config)
-  if algorithm in ('maml', 'fomaml', 'meta_sgd', 'anil', 'maml_plus_plus'):
+  if algorithm in REMAT_ALGORITHMS:
     options['remat'] = config.get('remat', False)
   if algorithm == 'imaml':
     options.update(

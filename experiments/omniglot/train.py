@@ -183,7 +183,7 @@ def memory_knobs(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     f'--config.batching=chunked --config.chunk_size=<a divisor of '
     f'{config.meta_batch_size}> (or --config.batching=map: one task at a time)',
   ]
-  if config.algorithm in ('maml', 'meta_sgd', 'anil', 'maml_plus_plus'):
+  if config.algorithm in learners.REMAT_ALGORITHMS:
     knobs.append('--config.remat=True (recomputes each inner step, same gradient)')
   if config.algorithm == 'maml':
     knobs.append('first order: --config=experiments/omniglot/configs/fomaml.py')
