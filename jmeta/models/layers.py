@@ -55,17 +55,52 @@ def dense(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.matmul(x, w, preferred_element_type=out) + b
 
 
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+  """(low, high) padding of XLA's 'SAME' along one axis: output ceil(size / stride)."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + kernel - size, 0)
+  return total // 2, total - total // 2
+
+
+def image_patches(x: jax.Array, kh: int, kw: int, stride: int) -> jax.Array:
+  """'SAME'-padded (kh, kw) patches of NHWC ``x``, features ordered (kh, kw, cin).
+
+  Built from ``kh * kw`` strided slices of the padded input and one concatenate,
+  so its gradient is pads and adds. ``lax.conv_general_dilated_patches`` computes
+  the same patches as a convolution with a one-hot kernel, which (with its
+  convolution gradient) made second-order MAML on XLA:CPU about twice as slow
+  (``benchmarks/results/cpu_meta_step.md``).
+  """
+  n, h, w, c = x.shape
+  (top, bottom), (left, right) = (
+    same_padding(h, kh, stride),
+    same_padding(w, kw, stride),
+  )
+  x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+  ho, wo = -(-h // stride), -(-w // stride)
+  cols = [
+    lax.slice(
+      x,
+      (0, i, j, 0),
+      (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
+      (1, stride, stride, 1),
+    )
+    for i in range(kh)
+    for j in range(kw)
+  ]
+  return jnp.concatenate(cols, axis=-1)
+
+
 def conv2d(
   x: jax.Array, w: jax.Array, b: jax.Array, *, stride: int, impl: str = 'xla'
 ) -> jax.Array:
   """'SAME'-padded 2-D convolution, NHWC inputs and HWIO weights.
 
-  ``impl='patches'`` extracts the (kh, kw, cin) patches with
-  ``lax.conv_general_dilated_patches`` and contracts them with one matmul; it
-  computes the same function as ``impl='xla'`` (``lax.conv_general_dilated``).
+  ``impl='patches'`` extracts the (kh, kw, cin) patches (``image_patches``) and
+  contracts them with one matmul; it computes the same function as ``impl='xla'``
+  (``lax.conv_general_dilated``).
   """
   kh, kw, cin, cout = w.shape
-  dn = ('NHWC', 'HWIO', 'NHWC')
   x, w, out = operand_dtypes(x, w)
   if impl == 'xla':
     y = lax.conv_general_dilated(
@@ -73,15 +108,13 @@ def conv2d(
       w,
       (stride, stride),
       'SAME',
-      dimension_numbers=dn,
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
       preferred_element_type=out,
     )
   elif impl == 'patches':
-    patches = lax.conv_general_dilated_patches(
-      x, (kh, kw), (stride, stride), 'SAME', dimension_numbers=dn
-    )
-    # Patch features are ordered (cin, kh, kw).
-    w_mat = jnp.transpose(w, (2, 0, 1, 3)).reshape(cin * kh * kw, cout)
+    patches = image_patches(x, kh, kw, stride)
+    # HWIO flattens to the patches' (kh, kw, cin) feature order.
+    w_mat = w.reshape(kh * kw * cin, cout)
     y = jnp.einsum('nhwk,kc->nhwc', patches, w_mat, preferred_element_type=out)
   else:
     raise ValueError(f'unknown conv impl {impl!r}; expected "xla" or "patches".')

@@ -49,6 +49,36 @@ def test_conv2d_matches_numpy_loops(impl, stride):
   )
 
 
+@pytest.mark.parametrize('size, stride', [(28, 2), (7, 2), (4, 2), (5, 1), (8, 3)])
+def test_image_patches_equal_lax_patches(size, stride, x64):
+  x = jax.random.normal(jax.random.key(size), (2, size, size + 1, 3), jnp.float64)
+  got = layers.image_patches(x, 3, 2, stride)
+  ref = jax.lax.conv_general_dilated_patches(
+    x, (3, 2), (stride, stride), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
+  # lax orders patch features (cin, kh, kw); image_patches orders them (kh, kw, cin).
+  n, h, w, _ = ref.shape
+  ref = ref.reshape(n, h, w, 3, 3, 2).transpose(0, 1, 2, 4, 5, 3).reshape(n, h, w, -1)
+  np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+def test_patches_conv_gradients_equal_xla_conv(stride, x64):
+  keys = jax.random.split(jax.random.key(stride), 3)
+  x = jax.random.normal(keys[0], (2, 7, 6, 3), jnp.float64)
+  w = jax.random.normal(keys[1], (3, 3, 3, 4), jnp.float64)
+  b = jnp.zeros((4,), jnp.float64)
+  ct = jax.random.normal(keys[2], layers.conv2d(x, w, b, stride=stride).shape)
+
+  def vjp(impl):
+    out, pull = jax.vjp(
+      lambda x, w: layers.conv2d(x, w, b, stride=stride, impl=impl), x, w
+    )
+    return out, pull(ct)
+
+  chex.assert_trees_all_close(vjp('patches'), vjp('xla'), rtol=1e-10, atol=1e-12)
+
+
 def test_max_pool_matches_numpy():
   x = np.random.default_rng(0).normal(size=(2, 6, 5, 3)).astype(np.float32)
   expected = x[:, :6, :4].reshape(2, 3, 2, 2, 2, 3).max(axis=(2, 4))
