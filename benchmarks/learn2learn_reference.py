@@ -122,8 +122,8 @@ def markdown(report: dict) -> str:
     f'- Command: `{report["command"]}`',
     '',
     'One meta-update of `l2l.algorithms.MAML` on `l2l.vision.models.OmniglotCNN`, '
-    "the episodes of `meta_step.py` (random 28x28x1 images, one query per class), "
-    'inner SGD at 2.0, Adam at 1e-3; tasks in a Python loop as in learn2learn\'s '
+    'the episodes of `meta_step.py` (random 28x28x1 images, one query per class), '
+    "inner SGD at 2.0, Adam at 1e-3; tasks in a Python loop as in learn2learn's "
     'Omniglot example. *step* is the median of the timed calls after one warm-up; '
     '*peak RSS* is `ru_maxrss` of the fresh subprocess that ran the cell.',
     '',
@@ -156,14 +156,21 @@ def main(argv=None) -> None:
     return
   configs = [c for c in args.configs.split(',') if c]
   estimators = [e for e in args.estimators.split(',') if e]
-  bad = [c for c in configs if c not in CONFIGS] + [e for e in estimators if e not in ORDERS]
+  bad = [c for c in configs if c not in CONFIGS] + [
+    e for e in estimators if e not in ORDERS
+  ]
   if bad:
     p.error(f'unknown {bad}; configs are {list(CONFIGS)}, estimators {list(ORDERS)}')
   results, versions = [], {}
   start = time.perf_counter()
   for config in configs:
     for estimator in estimators:
-      cmd = [sys.executable, os.path.abspath(__file__), '--single', f'{config}:{estimator}']
+      cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        '--single',
+        f'{config}:{estimator}',
+      ]
       cmd += ['--repeats', str(args.repeats)]
       cell = {'estimator': estimator, 'config': config}
       try:
@@ -173,7 +180,9 @@ def main(argv=None) -> None:
         continue
       lines = proc.stdout.strip().splitlines()
       if proc.returncode or not lines:
-        results.append({**cell, 'error': (proc.stderr.strip().splitlines() or ['?'])[-1]})
+        results.append(
+          {**cell, 'error': (proc.stderr.strip().splitlines() or ['?'])[-1]}
+        )
         continue
       out = json.loads(lines[-1])
       versions = {'torch': out.pop('torch'), 'learn2learn': out.pop('learn2learn')}
@@ -181,7 +190,9 @@ def main(argv=None) -> None:
       print(json.dumps(results[-1]), flush=True)
   report = {
     'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-    'command': shlex.join(['python', 'benchmarks/learn2learn_reference.py', *sys.argv[1:]]),
+    'command': shlex.join(
+      ['python', 'benchmarks/learn2learn_reference.py', *sys.argv[1:]]
+    ),
     'total_s': time.perf_counter() - start,
     'hardware': {
       'cpu_model': cpu_model(),

@@ -368,7 +368,8 @@ def markdown(report):
     f'with {{{", ".join(CONV_IMPLS)}}} convolutions, cross-entropy, inner SGD at lr '
     f'{INNER_LEARNING_RATE}; chunked batching uses chunk_size={CHUNK_SIZE}. '
     '*Compile* is the first call (tracing + compilation + one run); *step* is the '
-    f'median of {report["repeats"]} timed calls after one warm-up; *peak RSS* is '
+    f'median of {repeats_text(report["results"])} timed calls after one warm-up '
+    '(per cell in the JSON); *peak RSS* is '
     '`ru_maxrss` of the fresh subprocess that ran the row (includes the Python/JAX '
     'baseline). Bold marks the fastest batching/conv per (estimator, config).',
     '',
@@ -438,8 +439,45 @@ README_CELLS = (
 )
 
 
-def readme_table(report) -> str:
-  """The README's table: seconds per meta-update for each batching + conv, per row."""
+def repeats_text(results) -> str:
+  """How many timed calls the cells' medians are over ('3', or '3 or 5' after --append)."""
+  counts = sorted({len(r['step_times_s']) for r in results if 'step_times_s' in r})
+  return ' or '.join(map(str, counts)) or '0'
+
+
+def reference_table(report, reference) -> str:
+  """jmeta's fastest cell against learn2learn's (``learn2learn_reference.py``)."""
+  lines = [
+    '| estimator | config | jmeta (s) | learn2learn (s) | speedup | jmeta peak RSS '
+    '(MiB) | learn2learn peak RSS (MiB) | RSS ratio |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
+  ]
+  for ref in reference['results']:
+    ours = fastest(report['results'], ref['estimator'], ref['config'])
+    if 'error' in ref or ours is None:
+      continue
+    lines.append(
+      f'| {ref["estimator"]} | {ref["config"]} | {ours["step_s"]:.3f} '
+      f'({ours["batching"]} + {ours["conv_impl"]}) | {ref["step_s"]:.3f} | '
+      f'{ref["step_s"] / ours["step_s"]:.2f}x | {ours["peak_rss_mib"]:.0f} | '
+      f'{ref["peak_rss_mib"]:.0f} | {ours["peak_rss_mib"] / ref["peak_rss_mib"]:.2f} |'
+    )
+  v = reference['versions']
+  lines += [
+    '',
+    f'learn2learn {v["learn2learn"]} on torch {v["torch"]} '
+    f'(`benchmarks/results/cpu_learn2learn.md`, run {reference["date"][:10]}), the '
+    "same episodes and model, tasks in a Python loop. Speedup is learn2learn's "
+    "seconds per meta-update over jmeta's.",
+  ]
+  return '\n'.join(lines) + '\n'
+
+
+def readme_table(report, reference=None) -> str:
+  """The README's table: seconds per meta-update for each batching + conv, per row.
+
+  With a learn2learn ``reference`` report, a second table compares the two.
+  """
   hw, results = report['hardware'], report['results']
   head = ' | '.join(f'`{b}` + {c}' for b, c in README_CELLS)
   lines = [
@@ -468,16 +506,18 @@ def readme_table(report) -> str:
     )
   lines += [
     '',
-    f'Seconds per meta-update (median of {report["repeats"]}); "–": not run. '
+    f'Seconds per meta-update (median of {repeats_text(results)}); "–": not run. '
     f'Hardware: {hw["cpu_model"]}, {hw["cpu_count"]} CPUs, backend '
     f'`{hw["backend"]}`; jax {hw["jax"]}. Commands and notes: '
     f'`benchmarks/results/{hw["backend"]}_meta_step.md`.',
   ]
+  if reference is not None:
+    lines += ['', reference_table(report, reference).rstrip('\n')]
   return '\n'.join(lines) + '\n'
 
 
-def write_readme(path: str, report) -> None:
-  """Replaces the text between the README markers with ``readme_table(report)``."""
+def write_readme(path: str, report, reference=None) -> None:
+  """Replaces the text between the README markers with ``readme_table(...)``."""
   with open(path) as f:
     text = f.read()
   if README_BEGIN not in text or README_END not in text:
@@ -485,7 +525,14 @@ def write_readme(path: str, report) -> None:
   before, rest = text.split(README_BEGIN, 1)
   _, after = rest.split(README_END, 1)
   with open(path, 'w') as f:
-    f.write(before + README_BEGIN + '\n' + readme_table(report) + README_END + after)
+    f.write(
+      before
+      + README_BEGIN
+      + '\n'
+      + readme_table(report, reference)
+      + README_END
+      + after
+    )
 
 
 def _key(r):
@@ -557,7 +604,13 @@ def main(argv=None):
 
     stem = os.path.join(args.out, f'{jax.default_backend()}_meta_step')
     with open(stem + '.json') as f:
-      write_readme(args.readme, json.load(f))
+      report = json.load(f)
+    reference = None
+    ref_path = os.path.join(args.out, f'{jax.default_backend()}_learn2learn.json')
+    if os.path.exists(ref_path):
+      with open(ref_path) as f:
+        reference = json.load(f)
+    write_readme(args.readme, report, reference)
     print(f'wrote the table of {stem}.json into {args.readme}')
     return
 

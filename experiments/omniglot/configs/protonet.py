@@ -17,8 +17,7 @@ def get_config(setting: str = '5w1s'):
   # segfault (jax 0.10.2) seen with batching='map' on 60-way 5-shot 5-query episodes
   # (600 images in the scanned step; 360 images ran fine).
   config.batching = 'vmap'
-  # XLA's convolution, not 'auto' (patches + matmul on CPU): on a 60-way 5-shot
-  # 5-query episode it is 3.6x faster with 3.4x less memory on CPU
-  # (benchmarks/results/cpu_meta_step.md), and 'auto' picks it on GPU anyway.
-  config.model.conv_impl = 'xla'
+  # conv_impl stays 'auto' (patches + matmul on CPU): with the strided-slice patches
+  # it is 3.9x faster than XLA's convolution on a 60-way 5-shot 5-query episode, at
+  # 1.3x the peak memory (benchmarks/results/cpu_meta_step.md).
   return config
