@@ -439,14 +439,17 @@ def default_estimators(
     'maml': maml(model, loss_fn, **inner),
     'fomaml': fomaml(model, loss_fn, **inner),
     'reptile': reptile(model, loss_fn, **inner),
-    'imaml': imaml(
+  }
+  try:
+    estimators['imaml'] = imaml(
       model,
       loss_fn,
       regularization=imaml_regularization,
       cg_steps=imaml_cg_steps,
       **inner,
-    ),
-  }
+    )
+  except ValueError as e:
+    raise ValueError(f'default_estimators, imaml_regularization: {e}') from e
   if inner_optimizer is None and inner_learning_rate is not None:
     for first_order in (False, True):
       est = maml_plus_plus_at(

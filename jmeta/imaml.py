@@ -70,6 +70,30 @@ def _check_positive_int(value: Any, name: str) -> int:
   return int(value)
 
 
+def check_proximal_sgd(learning_rate: Any, lam: float, steps: int) -> None:
+  """Refuses plain SGD rates at which the proximal term alone cannot converge.
+
+  On (lambda / 2) ||phi - theta||^2 a step of SGD at rate eta maps phi - theta to
+  (1 - eta lambda)(phi - theta), so the inner loop diverges once eta lambda >= 2
+  (from the second step: the first starts at phi = theta).
+  """
+  if learning_rate is None or steps < 2:
+    return
+  try:
+    eta = float(learning_rate)
+  except TypeError:  # a traced rate: nothing to check before tracing
+    return
+  if eta * lam >= 2:
+    raise ValueError(
+      f'inner SGD at learning rate {eta} with regularization {lam} cannot solve '
+      f"iMAML's proximal problem: each step multiplies phi - theta by "
+      f'1 - rate * regularization = {1 - eta * lam:g}, so {steps} steps diverge. '
+      f'Use a learning rate below 2 / regularization = {2 / lam:g} (1 / '
+      'regularization solves the proximal term in one step), or pass an optax '
+      'optimizer.'
+    )
+
+
 def _squared_distance(a: Params, b: Params) -> jax.Array:
   return sum(
     jax.tree.leaves(jax.tree.map(lambda x, y: jnp.sum(jnp.square(x - y)), a, b))
@@ -96,6 +120,7 @@ def imaml_adapt(
   steps = check_steps(steps, 'steps')
   lam = _check_positive_real(regularization, 'regularization')
   opt = inner_loop.inner_optimizer(optimizer, learning_rate)
+  check_proximal_sgd(learning_rate, lam, steps)
   support = _loss(model, loss_fn, inputs, targets)
 
   def proximal(phi):
@@ -147,6 +172,7 @@ def imaml(
   max_cg = _check_positive_int(cg_steps, 'cg_steps')
   tol = _check_positive_real(cg_tolerance, 'cg_tolerance', allow_zero=True)
   opt = inner_loop.inner_optimizer(inner_optimizer, inner_learning_rate)
+  check_proximal_sgd(inner_learning_rate, lam, steps)
 
   def task_gradient(params: Params, task: Task) -> MetaGradient:
     # theta is a constant of the inner problem: nothing is differentiated through

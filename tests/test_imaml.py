@@ -361,6 +361,34 @@ def test_imaml_rejects_bad_inner_optimizer_and_batching():
     )
 
 
+def test_imaml_refuses_sgd_rates_that_diverge_on_the_proximal_term():
+  # eta * lambda >= 2 flips and grows phi - theta at every step after the first.
+  with pytest.raises(ValueError, match=r'below 2 / regularization = 1\b'):
+    make(inner_steps=2, inner_learning_rate=1.0, regularization=2.0)
+  with pytest.raises(ValueError, match='cannot solve'):
+    jmeta.imaml_adapt(
+      jmeta.mlp((4,), 1),
+      mean_squared_error,
+      {},
+      np.zeros((3, 1)),
+      np.zeros((3, 1)),
+      steps=3,
+      regularization=0.5,
+      learning_rate=4.0,
+    )
+  with pytest.raises(ValueError, match='default_estimators, imaml_regularization'):
+    jmeta.default_estimators(
+      jmeta.mlp((4,), 1),
+      mean_squared_error,
+      inner_steps=5,
+      inner_learning_rate=2.0,
+      imaml_regularization=1.0,
+    )
+  # One step starts at phi = theta, where the proximal term has no gradient.
+  assert make(inner_steps=1, inner_learning_rate=1.0, regularization=2.0)
+  assert make(inner_steps=5, inner_learning_rate=0.99, regularization=2.0)
+
+
 def test_imaml_accepts_numpy_scalars():
   est = make(
     inner_steps=np.int64(2), cg_steps=np.int32(3), regularization=np.float32(0.5)

@@ -17,6 +17,7 @@ import optax
 
 import jmeta
 from jmeta import metric
+from jmeta.imaml import check_proximal_sgd
 from jmeta.metric import losses as metric_losses
 from jmeta.metric.matching import matching
 from jmeta.metric.relation import relation_network
@@ -156,7 +157,25 @@ def conv4(config, num_classes: int) -> jmeta.Model:
   return model if dtype == 'float32' else jmeta.models.mixed_precision(model, dtype)
 
 
+def _check_imaml_inner_loop(config) -> None:
+  """Refuses SGD rates at which iMAML's proximal inner loop diverges, before training."""
+  if config.inner_optimizer != 'sgd':
+    return
+  lr, lam = config.inner_learning_rate, config.imaml.regularization
+  for field in ('inner_steps', 'eval.inner_steps'):
+    steps = config.inner_steps if field == 'inner_steps' else config.eval.inner_steps
+    try:
+      check_proximal_sgd(lr, lam, steps)
+    except ValueError as e:
+      raise ValueError(
+        f'config.inner_learning_rate = {lr} with config.imaml.regularization = '
+        f'{lam} and config.{field} = {steps}: {e}'
+      ) from e
+
+
 def _gradient_learner(config) -> Learner:
+  if config.algorithm == 'imaml':
+    _check_imaml_inner_loop(config)
   n_way = config.data.n_way
   model = conv4(config, n_way)
   name = 'maml++' if config.algorithm == 'maml_plus_plus' else config.algorithm

@@ -16,4 +16,7 @@ def get_config(setting: str = '5w1s'):
     config.inner_steps = 5
     config.inner_learning_rate = 0.1 * config.data.n_way
     config.eval.inner_steps = 5
+    # iMAML in the comparison runs these five SGD steps on its proximal problem,
+    # which converges only for rate * lambda < 2 (2.0 * 0.5 = 1).
+    config.compare.imaml_regularization = 0.5
   return config
