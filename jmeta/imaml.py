@@ -87,7 +87,7 @@ def check_proximal_sgd(learning_rate: Any, lam: float, steps: int) -> None:
     raise ValueError(
       f'inner SGD at learning rate {eta} with regularization {lam} cannot solve '
       f"iMAML's proximal problem: each step multiplies phi - theta by "
-      f'1 - rate * regularization = {1 - eta * lam:g}, so {steps} steps diverge. '
+      f'1 - rate * regularization = {1 - eta * lam:g}, so {steps} steps do not converge. '
       f'Use a learning rate below 2 / regularization = {2 / lam:g} (1 / '
       'regularization solves the proximal term in one step), or pass an optax '
       'optimizer.'
