@@ -78,6 +78,9 @@ def _variant(config: dict) -> str:
   notes = []
   # Gradient-based configs have no field: their batch norm is transductive.
   notes.append(f'BN {config["model"].get("batch_norm", "transductive")}')
+  dtype = config['model'].get('compute_dtype', 'float32')
+  if dtype != 'float32':
+    notes.append(f'{dtype} compute')
   extra = config.get('metric', {})
   if config['algorithm'] == 'matching':
     notes.append('FCE' if extra.get('full_context') else 'no FCE')
@@ -104,6 +107,8 @@ def table(results_dir: str | pathlib.Path) -> str:
     key=lambda r: (
       order.index(r['config']['algorithm']),
       SETTINGS.index(r['config']['setting']),
+      # Runs of one setting (e.g. float32 and bfloat16) in a fixed order.
+      r['run']['command'],
     )
   )
   for r in runs:
