@@ -1,0 +1,378 @@
+"""Matmul FLOPs per meta-update, the achieved FLOP/s, and its fraction of peak.
+
+XLA's ``compiled.cost_analysis()['flops']`` counts a ``while`` body once, whatever
+its trip count, so it undercounts every ``lax.scan`` (the inner steps; the tasks
+under ``batching='map'``) by the loop's length. This script counts on the jaxpr
+instead: ``dot_general`` is 2 * |out| * (contracted size), ``conv_general_dilated``
+is 2 * |out| * (kernel size per output feature, padding taps included, as the
+patches matmul computes them), a ``scan`` body counts ``length`` times, a ``cond``
+its costliest branch, after dead-code elimination. Elementwise work is left out, as
+model-FLOP utilisation counts it.
+
+The peak is measured, not looked up: the best of square ``jnp.dot`` calls in
+``--peak-dtype``. ``--nominal-peak-tflops`` adds a column against a datasheet figure.
+
+  python benchmarks/flops.py --repeats 5
+  python benchmarks/flops.py --cells maml:5w1s:map:patches --repeats 3
+  python benchmarks/flops.py --readme README.md   # the README's table, from --out
+
+Writes ``<backend>_flops.{json,md}`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import shlex
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# (estimator, config, batching, conv_impl) of the main rows of meta_step.py, with
+# the backend's defaults ('auto' is resolved in the report); FLOPs do not depend
+# on batching or conv_impl.
+DEFAULT_CELLS = (
+  'maml:5w1s:auto:auto',
+  'maml:20w1s:auto:auto',
+  'fomaml:5w1s:auto:auto',
+  'fomaml:20w1s:auto:auto',
+  'reptile:5w1s:auto:auto',
+  'reptile:20w1s:auto:auto',
+  'maml++:5w1s:auto:auto',
+  'protonet:60w5s5q:vmap:auto',
+)
+
+
+def _subjaxprs(value):
+  """The jaxprs held by one equation parameter (a jaxpr, a closed one, or a tuple)."""
+  if hasattr(value, 'eqns'):
+    yield value
+  elif hasattr(value, 'jaxpr') and hasattr(value, 'consts'):
+    yield value.jaxpr
+  elif isinstance(value, (tuple, list)):
+    for v in value:
+      yield from _subjaxprs(v)
+
+
+def _dot_flops(eqn) -> int:
+  (contract, _), _ = eqn.params['dimension_numbers']
+  lhs = eqn.invars[0].aval.shape
+  out = eqn.outvars[0].aval.shape
+  return 2 * math.prod(out) * math.prod(lhs[i] for i in contract)
+
+
+def _conv_flops(eqn) -> int:
+  rhs = eqn.invars[1].aval.shape
+  out_feature = eqn.params['dimension_numbers'].rhs_spec[0]
+  out = eqn.outvars[0].aval.shape
+  return 2 * math.prod(out) * (math.prod(rhs) // rhs[out_feature])
+
+
+def jaxpr_matmul_flops(jaxpr) -> int:
+  """Matmul and convolution FLOPs of one evaluation of ``jaxpr``, loops included."""
+  total = 0
+  for eqn in jaxpr.eqns:
+    name = eqn.primitive.name
+    if name == 'dot_general':
+      total += _dot_flops(eqn)
+    elif name == 'conv_general_dilated':
+      total += _conv_flops(eqn)
+    elif name == 'scan':
+      total += eqn.params['length'] * jaxpr_matmul_flops(eqn.params['jaxpr'].jaxpr)
+    elif name == 'cond':
+      total += max(jaxpr_matmul_flops(b.jaxpr) for b in eqn.params['branches'])
+    elif name == 'while':
+      body = jaxpr_matmul_flops(eqn.params['body_jaxpr'].jaxpr)
+      if body:
+        raise ValueError(
+          'a while loop with matmuls has no static trip count to count its FLOPs '
+          'by; write it as lax.scan (or lax.fori_loop with static bounds).'
+        )
+    else:
+      for value in eqn.params.values():
+        for sub in _subjaxprs(value):
+          total += jaxpr_matmul_flops(sub)
+  return total
+
+
+def matmul_flops(fn, *args) -> int:
+  """Matmul FLOPs of ``fn(*args)``: traced, dead code removed (as XLA does), counted."""
+  import jax
+  from jax.interpreters import partial_eval as pe
+
+  jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+  jaxpr, _ = pe.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
+  return jaxpr_matmul_flops(jaxpr)
+
+
+def xla_flops(fn, *args) -> float:
+  """XLA's own count (``cost_analysis``) of the compiled ``jax.jit(fn)``."""
+  import jax
+
+  analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0]
+  return float(analysis['flops'])
+
+
+def measured_peak(dtype: str, size: int, repeats: int) -> dict:
+  """Best FLOP/s of a square ``size`` x ``size`` ``jnp.dot`` in ``dtype``."""
+  import jax
+  import jax.numpy as jnp
+
+  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+  b = jax.random.normal(jax.random.key(1), (size, size), dtype)
+  dot = jax.jit(jnp.dot)
+  jax.block_until_ready(dot(a, b))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(dot(a, b))
+    times.append(time.perf_counter() - start)
+  return {'dtype': dtype, 'size': size, 'flop_per_s': 2 * size**3 / min(times)}
+
+
+def run_cell(spec: str, repeats: int) -> dict:
+  """FLOPs (ours and XLA's), step time and achieved FLOP/s of one cell."""
+  import optax
+
+  import jmeta
+
+  sys.path.insert(0, HERE)
+  from meta_step import CONFIGS, make_estimator, random_task_batch, time_step
+
+  estimator_name, config, batching, conv_impl = spec.split(':')
+  if batching == 'auto':
+    batching = jmeta.default_batching()
+  if conv_impl == 'auto':
+    conv_impl = jmeta.models.default_conv_impl()
+  cfg = CONFIGS[config]
+  cell = {
+    'estimator': estimator_name,
+    'config': config,
+    'batching': batching,
+    'conv_impl': conv_impl,
+    'variant': 'maxpool' if estimator_name == 'protonet' else 'strided',
+  }
+  batch = random_task_batch(
+    cfg['n_way'], cfg['k_shot'], cfg['meta_batch'], cfg.get('q_query', 1)
+  )
+  estimator, params = make_estimator(cell, cfg)
+  trainer = jmeta.make_meta_trainer(estimator, optax.adam(1e-3))
+  state = trainer.init(params)
+  flops = matmul_flops(trainer.step, state, batch)
+  xla = xla_flops(trainer.step, state, batch)
+  timing, _, _ = time_step(trainer, state, batch, repeats)
+  return {
+    **cell,
+    'matmul_flops': flops,
+    'xla_cost_analysis_flops': xla,
+    **timing,
+    'achieved_flop_per_s': flops / timing['step_s'],
+  }
+
+
+def table(report) -> list[str]:
+  """The report's rows: FLOPs, step time, achieved FLOP/s and fraction of peak."""
+  peak = report['peak']['flop_per_s']
+  nominal = report.get('nominal_peak_tflops')
+  lines = [
+    '| estimator | config | batching + conv | GFLOP | XLA cost analysis GFLOP | '
+    'step (s) | GFLOP/s | of measured peak |'
+    + (' of nominal peak |' if nominal else ''),
+    '|---|---|---|---:|---:|---:|---:|---:|' + ('---:|' if nominal else ''),
+  ]
+  for r in report['results']:
+    if 'error' in r:
+      lines.append(f'| {r["spec"]} | failed: {r["error"]} |')
+      continue
+    achieved = r['achieved_flop_per_s']
+    row = (
+      f'| {r["estimator"]} | {r["config"]} | {r["batching"]} + {r["conv_impl"]} | '
+      f'{r["matmul_flops"] / 1e9:.2f} | {r["xla_cost_analysis_flops"] / 1e9:.2f} | '
+      f'{r["step_s"]:.3f} | {achieved / 1e9:.1f} | {100 * achieved / peak:.0f}% |'
+    )
+    if nominal:
+      row += f' {100 * achieved / (nominal * 1e12):.1f}% |'
+    lines.append(row)
+  return lines
+
+
+README_BEGIN = (
+  '<!-- generated by `python benchmarks/flops.py --readme README.md`; do not edit by '
+  'hand -->'
+)
+README_END = '<!-- end generated flops -->'
+
+
+def readme_section(report) -> str:
+  """The README's block: the table and the measured peak it is a fraction of."""
+  hw, peak = report['hardware'], report['peak']
+  return (
+    '\n'.join(
+      [
+        *table(report),
+        '',
+        f'Measured peak: {peak["flop_per_s"] / 1e9:.1f} GFLOP/s ({peak["size"]}x'
+        f'{peak["size"]} {peak["dtype"]} `jnp.dot`); {hw["cpu_model"]}, '
+        f'{hw["cpu_count"]} CPUs, backend `{hw["backend"]}`, run {report["date"][:10]}. '
+        f'Command and notes: `benchmarks/results/{hw["backend"]}_flops.md`.',
+      ]
+    )
+    + '\n'
+  )
+
+
+def write_readme(path: str, report) -> None:
+  """Replaces the text between the README markers with ``readme_section(report)``."""
+  with open(path) as f:
+    text = f.read()
+  if README_BEGIN not in text or README_END not in text:
+    raise ValueError(f'{path} has no {README_BEGIN!r} ... {README_END!r} markers.')
+  before, rest = text.split(README_BEGIN, 1)
+  _, after = rest.split(README_END, 1)
+  with open(path, 'w') as f:
+    f.write(before + README_BEGIN + '\n' + readme_section(report) + README_END + after)
+
+
+def markdown(report) -> str:
+  hw, peak = report['hardware'], report['peak']
+  lines = [
+    f'# Matmul FLOPs and fraction of peak ({hw["backend"]})',
+    '',
+    f'- Date: {report["date"]}',
+    f'- Hardware: {hw["cpu_model"]}, {hw["cpu_count"]} CPUs; devices '
+    f'{", ".join(hw["devices"])}; jax {hw["jax"]}',
+    f'- Command: `{report["command"]}`',
+    f'- Measured peak: {peak["flop_per_s"] / 1e9:.1f} GFLOP/s, the best of '
+    f'{report["peak_repeats"]} {peak["size"]}x{peak["size"]} {peak["dtype"]} '
+    '`jnp.dot` calls.',
+    '- GFLOP: matmul and convolution FLOPs of one meta-update, counted on the '
+    "jaxpr with loops multiplied out; XLA's `cost_analysis` counts each loop body "
+    'once (and adds elementwise work), so its figure is shown beside it.',
+    f'- Step: median of {report["repeats"]} timed calls after one warm-up, as in '
+    '`meta_step.py`.',
+    *(f'- {n}' for n in report.get('notes', [])),
+    '',
+    *table(report),
+  ]
+  return '\n'.join(lines) + '\n'
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument(
+    '--cells',
+    default=','.join(DEFAULT_CELLS),
+    help='comma-separated ESTIMATOR:CONFIG:BATCHING:CONV cells (meta_step.py names)',
+  )
+  p.add_argument('--repeats', type=int, default=5, help='timed calls per cell')
+  p.add_argument('--peak-size', type=int, default=None, help='side of the peak matmul')
+  p.add_argument('--peak-dtype', default='float32')
+  p.add_argument('--nominal-peak-tflops', type=float, default=None)
+  p.add_argument('--note', action='append', default=[])
+  p.add_argument('--out', default=os.path.join(HERE, 'results'))
+  p.add_argument(
+    '--readme',
+    metavar='PATH',
+    help="write the table of --out's report into PATH between its markers, and run "
+    'nothing',
+  )
+  p.add_argument('--single', help=argparse.SUPPRESS)
+  return p.parse_args(argv)
+
+
+def _check_cells(specs) -> None:
+  sys.path.insert(0, HERE)
+  from meta_step import CONFIGS, ESTIMATOR_NAMES
+
+  for spec in specs:
+    parts = spec.split(':')
+    if (
+      len(parts) != 4
+      or parts[0] not in ESTIMATOR_NAMES
+      or parts[1] not in CONFIGS
+      or parts[2] not in ('auto', 'vmap', 'map', 'chunked')
+      or parts[3] not in ('auto', 'xla', 'patches')
+    ):
+      raise SystemExit(
+        f'bad cell {spec!r}: expected ESTIMATOR:CONFIG:BATCHING:CONV with '
+        f'ESTIMATOR in {ESTIMATOR_NAMES}, CONFIG in {tuple(CONFIGS)}, BATCHING in '
+        "('auto', 'vmap', 'map', 'chunked') and CONV in ('auto', 'xla', 'patches')."
+      )
+
+
+def main(argv=None):
+  import subprocess
+
+  args = parse_args(argv)
+  if args.single:
+    print(json.dumps(run_cell(args.single, args.repeats)), flush=True)
+    return
+  import jax
+
+  if args.readme:
+    stem = os.path.join(args.out, f'{jax.default_backend()}_flops')
+    with open(stem + '.json') as f:
+      write_readme(args.readme, json.load(f))
+    print(f'wrote the table of {stem}.json into {args.readme}')
+    return
+  specs = [s.strip() for s in args.cells.split(',') if s.strip()]
+  _check_cells(specs)
+
+  sys.path.insert(0, HERE)
+  from meta_step import hardware
+
+  hw = hardware()
+  size = args.peak_size or (8192 if hw['backend'] == 'gpu' else 2048)
+  peak_repeats = 10
+  peak = measured_peak(args.peak_dtype, size, peak_repeats)
+  print(f'peak: {peak["flop_per_s"] / 1e9:.1f} GFLOP/s', flush=True)
+  results = []
+  for spec in specs:
+    # A fresh process per cell, as meta_step.py, so cells do not share caches.
+    proc = subprocess.run(
+      [sys.executable, __file__, '--single', spec, '--repeats', str(args.repeats)],
+      capture_output=True,
+      text=True,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines:
+      err = (proc.stderr.strip().splitlines() or ['?'])[-1]
+      results.append({'spec': spec, 'error': err})
+      print(f'{spec}: FAILED {err}', flush=True)
+      continue
+    r = json.loads(lines[-1])
+    results.append(r)
+    print(
+      f'{spec}: {r["matmul_flops"] / 1e9:.2f} GFLOP '
+      f'(XLA {r["xla_cost_analysis_flops"] / 1e9:.2f}), step {r["step_s"]:.3f} s, '
+      f'{r["achieved_flop_per_s"] / 1e9:.1f} GFLOP/s',
+      flush=True,
+    )
+  report = {
+    'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+    'command': shlex.join(['python', os.path.relpath(__file__), *sys.argv[1:]]),
+    'hardware': hw,
+    'peak': peak,
+    'peak_repeats': peak_repeats,
+    'nominal_peak_tflops': args.nominal_peak_tflops,
+    'repeats': args.repeats,
+    'notes': args.note,
+    'results': results,
+  }
+  os.makedirs(args.out, exist_ok=True)
+  stem = os.path.join(args.out, f'{jax.default_backend()}_flops')
+  with open(stem + '.json', 'w') as f:
+    json.dump(report, f, indent=2)
+  with open(stem + '.md', 'w') as f:
+    f.write(markdown(report))
+  print(f'wrote {stem}.json and {stem}.md')
+
+
+if __name__ == '__main__':
+  main()
