@@ -1,6 +1,7 @@
 """The FLOP count behind benchmarks/flops.py: closed forms, and loops against twins."""
 
 import importlib.util
+import json
 import pathlib
 
 import jax
@@ -113,3 +114,22 @@ def test_meta_update_count_is_the_same_over_a_task_loop_and_linear_in_inner_step
   # Second order: each extra inner step adds the same forward, backward and
   # backward-of-backward matmuls.
   assert counts[2] - counts[1] == counts[1] - counts[0] > 0
+
+
+def test_readme_table_is_generated_from_the_committed_report(tmp_path):
+  report = json.loads((ROOT / 'benchmarks/results/cpu_flops.json').read_text())
+  readme = (ROOT / 'README.md').read_text()
+  section = readme.split(flops.README_BEGIN, 1)[1].split(flops.README_END)[0]
+  assert section == '\n' + flops.readme_section(report)
+  peak = report['peak']['flop_per_s']
+  for r in report['results']:
+    achieved = r['matmul_flops'] / r['step_s']
+    assert f'{r["matmul_flops"] / 1e9:.2f} |' in section
+    assert f'{achieved / 1e9:.1f} | {100 * achieved / peak:.0f}% |' in section
+  copy = tmp_path / 'README.md'
+  copy.write_text(readme.replace(section, '\nstale\n'))
+  flops.write_readme(str(copy), report)
+  assert copy.read_text() == readme
+  copy.write_text('no markers')
+  with pytest.raises(ValueError, match='markers'):
+    flops.write_readme(str(copy), report)
