@@ -25,7 +25,13 @@ import optax
 
 from jmeta import inner_loop
 from jmeta.batching import check_batching, mean_over_tasks
-from jmeta.inner_loop import LossFn, check_steps, scan_inner_loop
+from jmeta.inner_loop import (
+  LossFn,
+  check_batch_size,
+  check_steps,
+  minibatch_objective,
+  scan_inner_loop,
+)
 from jmeta.models.base import Model, Params, check_model_accepts
 from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
 
@@ -205,22 +211,38 @@ def reptile(
   batching: str = 'auto',
   chunk_size: int | None = None,
   metrics_fn: MetricsFn | None = None,
+  inner_batch_size: int | None = None,
 ) -> MetaGradientEstimator:
   """Reptile: grad = mean_i (theta - phi_i), phi_i adapted on task i's support set.
 
   With outer ``optax.sgd(epsilon)`` this is Reptile's update
   theta <- theta + epsilon * mean_i (phi_i - theta) (Nichol et al., 2018). The query
-  set is used only for the reported metrics.
+  set is used only for the reported metrics. With ``inner_batch_size`` each inner
+  step sees one minibatch of the support set, drawn without replacement as in the
+  paper's code (``jmeta.inner_loop.minibatch_indices``, keyed by
+  ``data_key(support_inputs)``); with it the paper trains on 10 shots per class
+  in minibatches of 10 (5-way) or 20 (20-way), one epoch per task.
   """
   steps = check_steps(inner_steps, 'inner_steps')
   opt = inner_loop.inner_optimizer(inner_optimizer, inner_learning_rate)
+  if inner_batch_size is not None:
+    check_batch_size(inner_batch_size, inner_batch_size)
 
   def task_gradient(params: Params, task: Task) -> MetaGradient:
     support = _loss(model, loss_fn, task.support_inputs, task.support_targets)
-    adapted, support_losses, _ = scan_inner_loop(
-      support, params, steps=steps, optimizer=opt
+    objective, xs = minibatch_objective(
+      model,
+      loss_fn,
+      task.support_inputs,
+      task.support_targets,
+      steps=steps,
+      batch_size=inner_batch_size,
     )
-    pre = support_losses[0] if steps else support(params)
+    adapted, support_losses, _ = scan_inner_loop(
+      objective, params, steps=steps, optimizer=opt, xs=xs
+    )
+    full_batch = steps and inner_batch_size is None
+    pre = support_losses[0] if full_batch else support(params)
     _, metrics = _query_metrics(model, loss_fn, metrics_fn, adapted, task, pre)
     grads = jax.tree.map(lambda t, p: t - p, params, adapted)
     return MetaGradient(grads, jax.lax.stop_gradient(metrics))

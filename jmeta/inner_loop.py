@@ -60,8 +60,61 @@ def inner_optimizer(
   return optimizer
 
 
+def check_batch_size(batch_size: Any, num_examples: int) -> int:
+  """Returns ``batch_size`` as an ``int`` if 1 <= batch_size <= num_examples."""
+  if (
+    isinstance(batch_size, (bool, np.bool_))
+    or not isinstance(batch_size, (int, np.integer))
+    or batch_size < 1
+  ):
+    raise ValueError(
+      f'the inner batch size must be a positive Python int, got {batch_size!r}.'
+    )
+  if batch_size > num_examples:
+    raise ValueError(
+      f'the inner batch size {batch_size} exceeds the {num_examples} support '
+      'examples; use at most that many, or None for full-batch steps.'
+    )
+  return int(batch_size)
+
+
+def minibatch_indices(
+  key: jax.Array, num_examples: int, batch_size: int, steps: int
+) -> jax.Array:
+  """Indices ``(steps, batch_size)`` of minibatches drawn without replacement.
+
+  Consecutive batches of a stream of fresh random permutations of
+  ``range(num_examples)``, so each example is seen once per epoch and a batch may
+  straddle two epochs: the inner-loop sampling of Reptile's reference code
+  (Nichol et al., 2018). A pure function of ``key``.
+  """
+  steps = check_steps(steps)
+  batch_size = check_batch_size(batch_size, num_examples)
+  epochs = max(1, -(-steps * batch_size // num_examples))
+  perms = jax.vmap(lambda k: jax.random.permutation(k, num_examples))(
+    jax.random.split(key, epochs)
+  )
+  return perms.reshape(-1)[: steps * batch_size].reshape(steps, batch_size)
+
+
+def data_key(inputs: jax.Array, seed: int = 0) -> jax.Array:
+  """A PRNG key that is a pure function of ``inputs`` (their bits) and ``seed``.
+
+  For stochastic inner loops whose caller holds no key (an estimator sees only
+  params and tasks): every episode gets its own minibatch order, the same episode
+  always the same one, and a task's order does not depend on which device or
+  batch position it lands on. The hash is a position-weighted wrapping sum of the
+  float32 bits (Knuth's multiplicative constant), not a cryptographic one.
+  """
+  bits = lax.bitcast_convert_type(jnp.asarray(inputs, jnp.float32), jnp.uint32)
+  bits = bits.reshape(-1)
+  weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2654435761)
+  digest = jnp.sum(bits * (weights | jnp.uint32(1)), dtype=jnp.uint32)
+  return jax.random.fold_in(jax.random.key(seed), digest)
+
+
 def scan_inner_loop(
-  objective: Callable[[Params], jax.Array],
+  objective: Callable[..., jax.Array],
   params: Params,
   *,
   steps: int,
@@ -69,8 +122,12 @@ def scan_inner_loop(
   first_order: bool = False,
   observe: Callable[[Params], Any] | None = None,
   remat: bool = False,
+  xs: Any = None,
 ) -> tuple[Params, jax.Array, Any]:
   """Runs ``steps`` updates of ``optimizer`` on ``objective``.
+
+  ``objective(params)``, or with ``xs`` (a pytree with a leading axis of length
+  ``steps``, e.g. minibatch indices) step j minimises ``objective(params, xs[j])``.
 
   Returns the adapted params, the objective before each step (shape ``(steps,)``) and
   ``observe(params)`` before each step, stacked (``None`` if not given). With
@@ -85,9 +142,9 @@ def scan_inner_loop(
   compute per step (Griewank & Walther, 2000; Chen et al., 2016).
   """
 
-  def step(carry, _):
+  def step(carry, x):
     phi, opt_state = carry
-    value, grads = jax.value_and_grad(objective)(phi)
+    value, grads = jax.value_and_grad(objective)(phi, *(() if xs is None else (x,)))
     if first_order:
       grads = lax.stop_gradient(grads)
     seen = observe(phi) if observe is not None else None
@@ -101,7 +158,7 @@ def scan_inner_loop(
     step = jax.checkpoint(step, prevent_cse=False)
 
   (params, _), (values, seen) = lax.scan(
-    step, (params, optimizer.init(params)), None, length=steps
+    step, (params, optimizer.init(params)), xs, length=steps
   )
   return params, values, seen
 
@@ -134,6 +191,8 @@ def adapt(
   optimizer: optax.GradientTransformation | None = None,
   first_order: bool = False,
   remat: bool = False,
+  batch_size: int | None = None,
+  key: jax.Array | None = None,
 ) -> Params:
   """Adapts ``params`` to one task's support set by ``steps`` inner updates.
 
@@ -144,6 +203,10 @@ def adapt(
   over). Works for one task; ``jax.vmap`` it for a batch. ``remat=True`` recomputes
   each step when differentiated instead of storing it (see ``scan_inner_loop``).
 
+  With ``batch_size``, step j takes L on minibatch j of ``minibatch_indices(key,
+  ...)`` instead of the whole support set (Reptile's inner loop); ``key`` defaults
+  to ``data_key(inputs)``.
+
   Example::
 
     phi = jmeta.adapt(model, jmeta.losses.mean_squared_error, params, x, y,
@@ -152,15 +215,42 @@ def adapt(
   steps = check_steps(steps)
   _check_support(model, params, inputs, targets)
   opt = inner_optimizer(optimizer, learning_rate)
+  objective, xs = minibatch_objective(
+    model, loss_fn, inputs, targets, steps=steps, batch_size=batch_size, key=key
+  )
   adapted, _, _ = scan_inner_loop(
-    lambda p: loss_fn(model.apply(p, inputs), targets),
+    objective,
     params,
     steps=steps,
     optimizer=opt,
     first_order=first_order,
     remat=remat,
+    xs=xs,
   )
   return adapted
+
+
+def minibatch_objective(
+  model: Model,
+  loss_fn: LossFn,
+  inputs: jax.Array,
+  targets: jax.Array,
+  *,
+  steps: int,
+  batch_size: int | None,
+  key: jax.Array | None = None,
+) -> tuple[Callable[..., jax.Array], jax.Array | None]:
+  """``(objective, xs)`` for ``scan_inner_loop``: full batch, or minibatches.
+
+  With ``batch_size=None`` the objective is the loss on the whole support set and
+  ``xs`` is None; otherwise ``xs`` holds ``minibatch_indices`` (from ``key``, by
+  default ``data_key(inputs)``) and the objective takes the loss on one batch.
+  """
+  if batch_size is None:
+    return lambda p: loss_fn(model.apply(p, inputs), targets), None
+  key = data_key(inputs) if key is None else key
+  xs = minibatch_indices(key, inputs.shape[0], batch_size, steps)
+  return lambda p, i: loss_fn(model.apply(p, inputs[i]), targets[i]), xs
 
 
 def adaptation_curve(

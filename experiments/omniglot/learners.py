@@ -68,6 +68,38 @@ def train_n_way(config) -> int:
   return config.data.get('train_n_way', None) or config.data.n_way
 
 
+def train_k_shot(config) -> int:
+  return config.data.get('train_k_shot', None) or config.data.k_shot
+
+
+def inner_batch_size(config, *, train: bool) -> int | None:
+  """Reptile's inner minibatch (config.inner_batch_size, config.eval.inner_batch_size);
+  None (0 in the config) for full-batch inner steps on the support set."""
+  return (config if train else config.eval).get('inner_batch_size', 0) or None
+
+
+def check_inner_batch_sizes(config) -> None:
+  """Raises ``ValueError`` naming the field for an inner batch the support can't fill."""
+  for field, train, shots in (
+    ('inner_batch_size', True, train_k_shot(config)),
+    ('eval.inner_batch_size', False, config.data.k_shot),
+  ):
+    size, support = inner_batch_size(config, train=train), config.data.n_way * shots
+    if size is None:
+      continue
+    if config.algorithm != 'reptile':
+      raise ValueError(
+        f'config.{field} applies to reptile only; {config.algorithm!r} takes '
+        'full-batch inner steps. Leave it at 0.'
+      )
+    if size < 0 or size > support:
+      raise ValueError(
+        f'config.{field} = {size} must be between 1 and the {support} support '
+        f'images of a {"training" if train else "test"} episode ({config.data.n_way} '
+        f'ways x {shots} shots), or 0 for full-batch steps.'
+      )
+
+
 def _chunk(config) -> int | None:
   return config.chunk_size if config.batching == 'chunked' else None
 
@@ -105,6 +137,8 @@ def _estimator_options(config) -> dict:
     options.update(_maml_plus_plus_options(config))
   elif algorithm != 'meta_sgd':  # Meta-SGD's rates are meta-parameters
     options['inner_optimizer'] = inner_optimizer(config)
+  if algorithm == 'reptile':
+    options['inner_batch_size'] = inner_batch_size(config, train=True)
   if algorithm in REMAT_ALGORITHMS:
     options['remat'] = config.get('remat', False)
   if algorithm == 'imaml':
@@ -140,8 +174,18 @@ def _adapter(config, model: jmeta.Model) -> Callable:
       regularization=config.imaml.regularization,
       optimizer=inner_optimizer(config),
     )
+  # Reptile's test adaptation may take minibatches of the support set, each
+  # episode's order keyed by its images (jmeta.inner_loop.data_key).
+  batch_size = inner_batch_size(config, train=False)
   return lambda p, x, y: jmeta.adapt(
-    model, loss, p, x, y, steps=steps, optimizer=inner_optimizer(config)
+    model,
+    loss,
+    p,
+    x,
+    y,
+    steps=steps,
+    optimizer=inner_optimizer(config),
+    batch_size=batch_size,
   )
 
 

@@ -81,6 +81,8 @@ def _variant(config: dict) -> str:
   dtype = config['model'].get('compute_dtype', 'float32')
   if dtype != 'float32':
     notes.append(f'{dtype} compute')
+  if config['algorithm'] == 'reptile':
+    notes.append(_reptile_inner_loop(config))
   extra = config.get('metric', {})
   if config['algorithm'] == 'matching':
     notes.append('FCE' if extra.get('full_context') else 'no FCE')
@@ -89,6 +91,18 @@ def _variant(config: dict) -> str:
   if extra.get('embedding_loss', 'none') != 'none':
     notes.append(f'+ {extra["embedding_loss_weight"]} x {extra["embedding_loss"]}')
   return ', '.join(notes)
+
+
+def _reptile_inner_loop(config: dict) -> str:
+  """Reptile's inner sampling: the paper's minibatches, or full-batch steps."""
+  train, test = (
+    config.get('inner_batch_size', 0),
+    config['eval'].get('inner_batch_size', 0),
+  )
+  shots = config['data'].get('train_k_shot', 0) or config['data']['k_shot']
+  train = f'batches of {train}' if train else 'full batch'
+  test = f'batches of {test}' if test else 'full batch'
+  return f'inner steps: {train} of {shots}-shot train episodes, {test} at test'
 
 
 def table(results_dir: str | pathlib.Path) -> str:

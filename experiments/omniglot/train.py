@@ -97,6 +97,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       'config.model.compute_dtype applies to Conv4; the relation network has its '
       'own encoder and computes in float32. Leave it at float32.'
     )
+  learners.check_inner_batch_sizes(config)
   if config.algorithm in learners.METRIC_ALGORITHMS:
     learners.check_metric_config(config)
   elif test_ways(config) != (config.data.n_way,) or (
@@ -135,15 +136,17 @@ def outer_optimizer(config) -> optax.GradientTransformation:
 def make_sampler(
   config, bank: jax.Array, *, train: bool = False, n_way: int | None = None
 ) -> episodes.EpisodeSampler:
-  """Training episodes may use more classes and queries (ProtoNet trains 60-way)."""
-  q_query = config.data.q_query
+  """Training episodes may use more classes, shots and queries (ProtoNet trains
+  60-way, Reptile on 10 shots per class)."""
+  q_query, k_shot = config.data.q_query, config.data.k_shot
   if train:
     n_way = learners.train_n_way(config)
     q_query = config.data.get('train_q_query', None) or q_query
+    k_shot = learners.train_k_shot(config)
   return episodes.make_episode_sampler(
     bank,
     n_way=n_way or config.data.n_way,
-    k_shot=config.data.k_shot,
+    k_shot=k_shot,
     q_query=q_query,
     rotation=omniglot.protocol_rotation(config.data.protocol),
   )

@@ -1,9 +1,13 @@
 """Reptile on Omniglot, transductive (Nichol et al., 2018, Omniglot settings).
 
-Inner loop: Adam (beta1 = 0) at 1e-3 for 5 steps (10 at 20-way); outer: SGD on the
-Reptile direction with meta step 1.0 annealed linearly to 0, meta-batch 5, 100k
-iterations; evaluation with 50 inner steps. The paper's inner minibatching over 10
-training shots is replaced by full-batch steps on the episode's support set.
+The settings of the paper's reference code (its first published commands):
+training episodes have 10 shots per class, seen in one epoch of inner minibatches
+(5 inner steps on batches of 10 at 5-way, 10 steps on batches of 20 at 20-way) with
+Adam (beta1 = 0) at 1e-3 (5e-4 at 20-way); outer SGD on the Reptile direction, meta
+step 1.0 annealed linearly to 0, meta-batch 5, 100k iterations (200k at 20-way);
+evaluation with 50 inner steps on minibatches of 5 (10 at 20-way) of the support
+set. ``--config.inner_batch_size=0 --config.eval.inner_batch_size=0
+--config.data.train_k_shot=0`` gives full-batch steps on test-shot episodes.
 """
 
 from experiments.omniglot.configs.base import get_base_config
@@ -11,14 +15,18 @@ from experiments.omniglot.configs.base import get_base_config
 
 def get_config(setting: str = '5w1s'):
   config = get_base_config(setting)
+  twenty = config.data.n_way == 20
   config.algorithm = 'reptile'
   config.meta_batch_size = 5
+  config.data.train_k_shot = 10
   config.inner_optimizer = 'adam'
-  config.inner_learning_rate = 1e-3
-  config.inner_steps = 10 if config.data.n_way == 20 else 5
+  config.inner_learning_rate = 5e-4 if twenty else 1e-3
+  config.inner_steps = 10 if twenty else 5
+  config.inner_batch_size = 20 if twenty else 10
   config.outer_optimizer = 'sgd'
   config.outer_learning_rate = 1.0
   config.outer_schedule = 'linear'
-  config.num_iterations = 100_000
+  config.num_iterations = 200_000 if twenty else 100_000
   config.eval.inner_steps = 50
+  config.eval.inner_batch_size = 10 if twenty else 5
   return config
