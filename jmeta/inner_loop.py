@@ -248,6 +248,7 @@ def minibatch_objective(
   """
   if batch_size is None:
     return lambda p: loss_fn(model.apply(p, inputs), targets), None
+  inputs, targets = jnp.asarray(inputs), jnp.asarray(targets)
   key = data_key(inputs) if key is None else key
   xs = minibatch_indices(key, inputs.shape[0], batch_size, steps)
   return lambda p, i: loss_fn(model.apply(p, inputs[i]), targets[i]), xs

@@ -479,3 +479,63 @@ def test_maml_chunked_over_tasks_equals_vmap(x64):
     for strategy, chunk_size in (('vmap', None), ('chunked', 2))
   ]
   chex.assert_trees_all_close(results[1], results[0], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize('batching', ['vmap', 'map'])
+def test_reptile_on_minibatches_equals_a_loop_over_the_drawn_batches(x64, batching):
+  rng = np.random.default_rng(11)
+  num_tasks, n, features = 3, 6, 2
+  x = rng.normal(size=(num_tasks, n, features))
+  y = rng.normal(size=(num_tasks, n, 1))
+  batch = jmeta.TaskBatch(*map(jnp.asarray, (x, y, x[:, :2], y[:, :2])))
+  model = jmeta.mlp((), 1)
+  params = model.init(jax.random.key(0), jnp.zeros((1, features)))
+  params = jax.tree.map(lambda p: p.astype(jnp.float64), params)
+  est = jmeta.reptile(
+    model,
+    jmeta.losses.mean_squared_error,
+    inner_steps=4,  # 4 batches of 4 straddle an epoch of 6 examples
+    inner_learning_rate=0.1,
+    inner_batch_size=4,
+    batching=batching,
+  )
+  grads, metrics = jax.jit(est.meta_gradient)(params, batch)
+
+  loss = lambda p, xs, ys: jmeta.losses.mean_squared_error(model.apply(p, xs), ys)  # noqa: E731
+  deltas, support_losses = [], []
+  for i in range(num_tasks):
+    key = jmeta.inner_loop.data_key(batch.support_inputs[i])
+    phi = params
+    for idx in np.asarray(jmeta.inner_loop.minibatch_indices(key, n, 4, 4)):
+      g = jax.grad(loss)(phi, x[i][idx], y[i][idx])
+      phi = jax.tree.map(lambda p, gi: p - 0.1 * gi, phi, g)
+    deltas.append(jax.tree.map(jnp.subtract, params, phi))
+    support_losses.append(loss(params, x[i], y[i]))
+  expected = jax.tree.map(lambda *d: jnp.mean(jnp.stack(d), 0), *deltas)
+  chex.assert_trees_all_close(grads, expected, rtol=1e-10, atol=1e-12)
+  # The reported support loss is the whole support set's, before adaptation.
+  np.testing.assert_allclose(metrics['support_loss'], np.mean(support_losses))
+
+
+def test_reptile_rejects_an_inner_batch_larger_than_the_support_set():
+  batch = small_regression_batch()
+  model = jmeta.mlp((), 1)
+  params = model.init(jax.random.key(0), batch.support_inputs[0])
+  n = batch.support_inputs.shape[1]
+  est = jmeta.reptile(
+    model,
+    jmeta.losses.mean_squared_error,
+    inner_steps=2,
+    inner_learning_rate=0.1,
+    inner_batch_size=n + 1,
+  )
+  with pytest.raises(ValueError, match=f'inner batch size {n + 1} exceeds the {n}'):
+    est.meta_gradient(params, batch)
+  with pytest.raises(ValueError, match='positive Python int'):
+    jmeta.reptile(
+      model,
+      jmeta.losses.mean_squared_error,
+      inner_steps=2,
+      inner_learning_rate=0.1,
+      inner_batch_size=0,
+    )

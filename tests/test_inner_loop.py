@@ -323,3 +323,107 @@ def test_remat_adapts_and_differentiates_identically(x64):
 
   assert 'remat' not in program(False) and 'checkpoint' not in program(False)
   assert 'remat' in program(True) or 'checkpoint' in program(True)
+
+
+# Minibatched inner loops (Reptile's sampling).
+
+
+@pytest.mark.parametrize('n, batch_size, steps', [(6, 2, 3), (6, 4, 5), (5, 5, 2)])
+def test_minibatch_indices_visit_every_example_once_per_epoch(n, batch_size, steps):
+  idx = np.asarray(
+    jmeta.inner_loop.minibatch_indices(jax.random.key(3), n, batch_size, steps)
+  )
+  assert idx.shape == (steps, batch_size) and idx.dtype.kind == 'i'
+  stream = idx.reshape(-1)
+  for start in range(0, stream.size, n):
+    epoch = stream[start : start + n]
+    # A full epoch is a permutation; a partial last one has no repeats.
+    assert len(set(epoch.tolist())) == epoch.size
+    assert set(epoch.tolist()) <= set(range(n))
+    if epoch.size == n:
+      assert sorted(epoch.tolist()) == list(range(n))
+
+
+def test_minibatch_indices_are_a_pure_function_of_the_key():
+  draw = jmeta.inner_loop.minibatch_indices
+  np.testing.assert_array_equal(
+    draw(jax.random.key(0), 20, 5, 8), draw(jax.random.key(0), 20, 5, 8)
+  )
+  assert not np.array_equal(
+    draw(jax.random.key(0), 20, 5, 8), draw(jax.random.key(1), 20, 5, 8)
+  )
+
+
+@pytest.mark.parametrize('batch_size', [0, 7, 2.0, True])
+def test_minibatch_indices_reject_batches_the_support_cannot_fill(batch_size):
+  with pytest.raises(ValueError, match='inner batch size'):
+    jmeta.inner_loop.minibatch_indices(jax.random.key(0), 6, batch_size, 3)
+
+
+def test_data_key_depends_on_every_value_and_its_position():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
+  same = jmeta.inner_loop.data_key(x)
+  bits = lambda k: np.asarray(jax.random.key_data(k))  # noqa: E731
+  np.testing.assert_array_equal(bits(same), bits(jmeta.inner_loop.data_key(x + 0)))
+  others = [x.at[2, 1].add(1e-3), x[::-1], x.at[0].set(x[1]).at[1].set(x[0])]
+  for other in others + [x]:
+    key = jmeta.inner_loop.data_key(other, seed=1 if other is x else 0)
+    assert not np.array_equal(bits(key), bits(same))
+
+
+def test_adapt_on_minibatches_equals_hand_sgd_on_the_drawn_batches(x64):
+  x, y, _, _ = regression_data(n=6)
+  params = linear_params()
+  key = jax.random.key(7)
+  idx = np.asarray(jmeta.inner_loop.minibatch_indices(key, 6, 4, 5))
+  expected = params
+  for batch in idx:
+    g = mse_grad(expected, x[batch], y[batch])
+    expected = jax.tree.map(lambda p, gi: p - 0.1 * gi, expected, g)
+  adapted = jmeta.adapt(
+    LINEAR,
+    mean_squared_error,
+    as_jnp(params),
+    x,
+    y,
+    steps=5,
+    learning_rate=0.1,
+    batch_size=4,
+    key=key,
+  )
+  chex.assert_trees_all_close(adapted, expected, rtol=1e-12, atol=1e-14)
+  # Without a key the order comes from the support inputs themselves.
+  keyed = jmeta.adapt(
+    LINEAR,
+    mean_squared_error,
+    as_jnp(params),
+    x,
+    y,
+    steps=5,
+    learning_rate=0.1,
+    batch_size=4,
+    key=jmeta.inner_loop.data_key(x),
+  )
+  default = jmeta.adapt(
+    LINEAR,
+    mean_squared_error,
+    as_jnp(params),
+    x,
+    y,
+    steps=5,
+    learning_rate=0.1,
+    batch_size=4,
+  )
+  chex.assert_trees_all_equal(keyed, default)
+
+
+def test_adapt_on_full_size_minibatches_equals_full_batch_steps(x64):
+  # A batch of every example is a permutation of the support set: same mean loss.
+  x, y, _, _ = regression_data(n=6)
+  params = as_jnp(linear_params())
+  kwargs = dict(steps=4, optimizer=optax.adam(0.05))
+  full = jmeta.adapt(LINEAR, mean_squared_error, params, x, y, **kwargs)
+  batched = jmeta.adapt(
+    LINEAR, mean_squared_error, params, x, y, batch_size=6, **kwargs
+  )
+  chex.assert_trees_all_close(batched, full, rtol=1e-12, atol=1e-14)

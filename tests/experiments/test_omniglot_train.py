@@ -13,7 +13,7 @@ import pytest
 import jmeta
 from experiments.common.checkpoint import CheckpointConfigMismatchError
 from experiments.omniglot import train
-from experiments.omniglot.configs import imaml, maml_plus_plus, tiny
+from experiments.omniglot.configs import imaml, maml_plus_plus, reptile, tiny
 
 
 def _records(workdir):
@@ -285,3 +285,52 @@ def test_bfloat16_compute_trains_with_float32_params(tmp_path):
   config.model.compute_dtype = 'float8'
   with pytest.raises(ValueError, match='config.model.compute_dtype'):
     train.train_and_evaluate(config, str(tmp_path / 'bad'))
+
+
+def _tiny_reptile():
+  """The reptile config (10-shot training episodes, inner minibatches) made tiny."""
+  config = reptile.get_config('5w1s')
+  small = tiny.get_config()
+  for field in ('num_iterations', 'log_every', 'checkpoint_every', 'eval_every'):
+    config[field] = small[field]
+  config.model.filters = small.model.filters
+  config.eval.inner_steps = 10
+  for field in ('val_episodes', 'test_episodes', 'episodes_per_call'):
+    config.eval[field] = small.eval[field]
+  return config
+
+
+def test_reptile_trains_on_ten_shot_episodes_in_minibatches(tmp_path):
+  config = _tiny_reptile()
+  bank = jax.numpy.zeros((30, 20, 28, 28), jax.numpy.uint8)
+  episode = train.make_sampler(config, bank, train=True).sample(jax.random.key(0), 1)
+  assert episode.support_inputs.shape[1] == 5 * 10  # 10 shots per class
+  test_episode = train.make_sampler(config, bank).sample(jax.random.key(0), 1)
+  assert test_episode.support_inputs.shape[1] == 5 * 1
+  config.num_iterations = 60
+  # The paper's 5 Adam steps at 1e-3 barely move the tiny Conv4 in 60 iterations.
+  config.inner_learning_rate = 1e-2
+  out = train.train_and_evaluate(config, str(tmp_path))
+  losses = [r['train_loss'] for r in _records(tmp_path)]
+  assert len(losses) == 12 and np.all(np.isfinite(losses))
+  assert np.mean(losses[-4:]) < 0.95 * np.mean(losses[:4]), losses
+  result = json.loads((tmp_path / 'test_step60.json').read_text())
+  assert 0 < result['test']['8']['accuracy'] <= 1
+  chex.assert_tree_all_finite(out['state'].params)
+
+
+def test_inner_batch_sizes_the_episodes_cannot_fill_are_named(tmp_path):
+  config = _tiny_reptile()
+  config.eval.inner_batch_size = 6  # a 5-way 1-shot test episode has 5 images
+  with pytest.raises(
+    ValueError, match=r'config.eval.inner_batch_size = 6 .* 5 support'
+  ):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = _tiny_reptile()
+  config.inner_batch_size = 51  # 5 ways x 10 training shots
+  with pytest.raises(ValueError, match=r'config.inner_batch_size = 51 .* 50 support'):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = _tiny_reptile()
+  config.algorithm = 'fomaml'
+  with pytest.raises(ValueError, match='applies to reptile only'):
+    train.train_and_evaluate(config, str(tmp_path))

@@ -10,10 +10,12 @@ import jmeta
 from jmeta.metric.base import metric_estimator
 from jmeta.metric.relation import (
   class_features,
+  paired_first_conv,
   relation_encoder,
   relation_module,
   relation_network,
   relation_pairs,
+  relation_scores,
 )
 
 N_WAY = 3
@@ -186,3 +188,37 @@ def test_bad_arguments_name_the_problem():
   tiny = jmeta.Model(lambda key, x: {}, lambda p, x, **kw: x[:, :3, :3])
   with pytest.raises(ValueError, match='at least 4x4'):
     relation_network(encoder=tiny, **TINY).init(jax.random.key(0), episode()[0])
+
+
+@pytest.mark.parametrize('conv_impl', ['xla', 'patches'])
+@pytest.mark.parametrize('batch_norm', ['transductive', 'support'])
+def test_factored_first_convolution_equals_g_on_concatenated_pairs(
+  x64, conv_impl, batch_norm
+):
+  """conv(concat(c, f); [W_c | W_f]) = conv(c; W_c) + conv(f; W_f), in float64."""
+  rng = np.random.default_rng(8)
+  maps = jnp.asarray(rng.normal(size=(5, 7, 7, 4)))
+  classes = jnp.asarray(rng.normal(size=(3, 7, 7, 4)))
+  g = relation_module(filters=4, hidden=8, conv_impl=conv_impl)
+  pairs = relation_pairs(maps, classes)
+  params = jax.tree.map(
+    lambda x: jnp.asarray(x, jnp.float64), g.init(jax.random.key(0), pairs)
+  )
+  block = params['block_0']
+  direct = jmeta.models.layers.conv2d(
+    pairs, block['w'], block['b'], stride=1, impl=conv_impl
+  )
+  np.testing.assert_allclose(
+    paired_first_conv(block, maps, classes, conv_impl), direct, rtol=1e-12, atol=1e-12
+  )
+  num_support = 2 * 3 if batch_norm == 'support' else None
+  expected = g.apply(params, pairs, batch_norm=batch_norm, num_support=num_support)
+  got = relation_scores(
+    params,
+    maps,
+    classes,
+    conv_impl=conv_impl,
+    batch_norm=batch_norm,
+    num_support=num_support,
+  )
+  np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
