@@ -380,41 +380,23 @@ def test_adapt_on_minibatches_equals_hand_sgd_on_the_drawn_batches(x64):
   for batch in idx:
     g = mse_grad(expected, x[batch], y[batch])
     expected = jax.tree.map(lambda p, gi: p - 0.1 * gi, expected, g)
-  adapted = jmeta.adapt(
-    LINEAR,
-    mean_squared_error,
-    as_jnp(params),
-    x,
-    y,
-    steps=5,
-    learning_rate=0.1,
-    batch_size=4,
-    key=key,
-  )
-  chex.assert_trees_all_close(adapted, expected, rtol=1e-12, atol=1e-14)
+
+  def adapt(**kwargs):
+    return jmeta.adapt(
+      LINEAR,
+      mean_squared_error,
+      as_jnp(params),
+      x,
+      y,
+      steps=5,
+      learning_rate=0.1,
+      batch_size=4,
+      **kwargs,
+    )
+
+  chex.assert_trees_all_close(adapt(key=key), expected, rtol=1e-12, atol=1e-14)
   # Without a key the order comes from the support inputs themselves.
-  keyed = jmeta.adapt(
-    LINEAR,
-    mean_squared_error,
-    as_jnp(params),
-    x,
-    y,
-    steps=5,
-    learning_rate=0.1,
-    batch_size=4,
-    key=jmeta.inner_loop.data_key(x),
-  )
-  default = jmeta.adapt(
-    LINEAR,
-    mean_squared_error,
-    as_jnp(params),
-    x,
-    y,
-    steps=5,
-    learning_rate=0.1,
-    batch_size=4,
-  )
-  chex.assert_trees_all_equal(keyed, default)
+  chex.assert_trees_all_equal(adapt(), adapt(key=jmeta.inner_loop.data_key(x)))
 
 
 def test_adapt_on_full_size_minibatches_equals_full_batch_steps(x64):
