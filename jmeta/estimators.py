@@ -226,7 +226,8 @@ def reptile(
   steps = check_steps(inner_steps, 'inner_steps')
   opt = inner_loop.inner_optimizer(inner_optimizer, inner_learning_rate)
   if inner_batch_size is not None:
-    check_batch_size(inner_batch_size, inner_batch_size)
+    # Its type now; whether the support set can fill it, when the shapes are known.
+    check_batch_size(inner_batch_size, num_examples=inner_batch_size)
 
   def task_gradient(params: Params, task: Task) -> MetaGradient:
     support = _loss(model, loss_fn, task.support_inputs, task.support_targets)
