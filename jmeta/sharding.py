@@ -20,6 +20,18 @@ strategy applies within each device's block ('map' scans over a device's own tas
 so 'auto', which is 'map' on CPU, still runs the devices in parallel; 'chunked'
 needs ``chunk_size`` to divide N/D).
 
+On a multi-core CPU, the same sharding runs tasks on the cores in parallel: split
+the CPU into one XLA host device per core right after importing jax, before any
+JAX operation, and shard over them::
+
+  jax.config.update('jax_num_cpu_devices', os.cpu_count())
+  mesh = jmeta.task_mesh(num_tasks=meta_batch_size)
+
+XLA:CPU parallelises each operation over the cores, but the matmuls of one task's
+Conv4 are too small to keep them busy; one task stream per core did better on the
+2-core benchmark machine (``benchmarks/results/cpu_meta_step.md``, the ``devices``
+column). The Omniglot experiments do this by default (``--cpu_devices``).
+
 Several hosts: start the same program on every host, initialise the distributed
 runtime before anything else touches JAX, then build the mesh over the devices of
 every host. Each host feeds only its own block of tasks::
@@ -64,12 +76,27 @@ MetaGradientFn = Callable[[Params, TaskBatch], MetaGradient]
 
 
 def task_mesh(
-  devices: Sequence[jax.Device] | None = None, axis_name: str = 'tasks'
+  devices: Sequence[jax.Device] | None = None,
+  axis_name: str = 'tasks',
+  *,
+  num_tasks: int | None = None,
 ) -> Mesh:
-  """A 1-D mesh named ``axis_name`` over ``devices`` (default: ``jax.devices()``)."""
+  """A 1-D mesh named ``axis_name`` over ``devices`` (default: ``jax.devices()``).
+
+  With ``num_tasks``, the mesh takes the first d devices, d the largest count that
+  divides ``num_tasks``, so every device gets the same number of tasks and none is
+  padded or dropped (a meta-batch of 12 on 8 devices uses 6 of them).
+  """
   devices = jax.devices() if devices is None else list(devices)
   if not devices:
     raise ValueError('task_mesh needs at least one device.')
+  if num_tasks is not None:
+    if isinstance(num_tasks, bool) or not isinstance(num_tasks, (int, np.integer)):
+      raise ValueError(f'num_tasks must be a positive int, got {num_tasks!r}.')
+    if num_tasks < 1:
+      raise ValueError(f'num_tasks must be a positive int, got {num_tasks}.')
+    count = max(d for d in range(1, len(devices) + 1) if num_tasks % d == 0)
+    devices = devices[:count]
   return Mesh(np.asarray(devices), (axis_name,))
 
 

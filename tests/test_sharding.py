@@ -132,6 +132,17 @@ def check_indivisible_batch_raises():
     jmeta.task_sharding(mesh, 'batch')
 
 
+def check_mesh_for_a_meta_batch_uses_the_devices_that_divide_it():
+  devices = jax.devices()
+  for tasks, count in ((16, 8), (12, 6), (10, 5), (7, 7), (11, 1), (1, 1)):
+    mesh = jmeta.task_mesh(num_tasks=tasks)
+    assert list(mesh.devices) == devices[:count], (tasks, mesh)
+    batch = jmeta.shard_task_batch(TASKS.sample(jax.random.key(4), tasks), mesh)
+    assert {s.data.shape[0] for s in batch.support_inputs.addressable_shards} == {
+      tasks // count
+    }
+
+
 CHECKS = {name: fn for name, fn in globals().items() if name.startswith('check_')}
 
 
@@ -167,6 +178,12 @@ def results():
   )
   assert proc.returncode == 0, proc.stderr[-4000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize('num_tasks', [0, -2, 2.0, True])
+def test_task_mesh_refuses_a_task_count_that_is_not_a_positive_int(num_tasks):
+  with pytest.raises(ValueError, match='num_tasks must be a positive int'):
+    jmeta.task_mesh(num_tasks=num_tasks)
 
 
 @pytest.mark.parametrize('name', sorted(CHECKS))
