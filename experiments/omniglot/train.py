@@ -180,6 +180,32 @@ def make_evaluator(
   return evaluate
 
 
+def training_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh | None:
+  """The mesh the meta-batch is sharded over: this host's devices, or None for one.
+
+  Uses the most devices that split ``config.meta_batch_size`` evenly
+  (``jmeta.task_mesh``). On a CPU, ``main``'s ``--cpu_devices`` sets how many host
+  devices there are (default: one per core).
+  """
+  devices = jax.local_devices()
+  if len(devices) == 1:
+    return None
+  mesh = jmeta.task_mesh(devices, num_tasks=config.meta_batch_size)
+  logging.info(
+    'sharding the meta-batch of %d tasks over %d of %d %s devices',
+    config.meta_batch_size,
+    mesh.size,
+    len(devices),
+    jax.default_backend(),
+  )
+  return None if mesh.size == 1 else mesh
+
+
+def on_first_device(tree):
+  """``tree`` on this host's first device, where evaluation runs."""
+  return jax.device_put(tree, jax.local_devices()[0])
+
+
 def memory_knobs(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   """The config fields that shrink a run's memory, for an out-of-memory error."""
   knobs = [
@@ -237,6 +263,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     for s in omniglot.SPLITS
   }
   train_sampler = make_sampler(config, banks['train'], train=True)
+  mesh = training_mesh(config)
 
   learner = learners.make_learner(config)
   probe = train_sampler.sample(jax.random.key(0), 1)
@@ -249,7 +276,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     sample_tasks=lambda key, bank: train_sampler.sample_from(
       bank, key, config.meta_batch_size
     ),
+    mesh=mesh,
   )
+  # The trainer's inputs live on the mesh's devices; evaluation runs on the first.
+  train_bank = banks['train'] if mesh is None else jmeta.replicate(banks['train'], mesh)
   state = trainer.init(params)
   if checkpointer.latest_step() is not None:
     state = checkpointer.restore(state)
@@ -273,7 +303,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     compare_log = JsonlWriter(workdir / 'compare.jsonl')
 
     def compare(step: int, params) -> None:
-      values = jax.device_get(probe(params, probe_batch))
+      values = jax.device_get(probe(on_first_device(params), probe_batch))
       compare_log.write(
         {
           'step': step,
@@ -302,7 +332,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     window, window_steps = None, 0
     for step in bar:
       state, metrics = trainer.step(
-        state, jax.random.fold_in(train_key, step), banks['train']
+        state, jax.random.fold_in(train_key, step), train_bank
       )
       window = metrics if window is None else _add(window, metrics)
       window_steps += 1
@@ -314,7 +344,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         record.update(step=done, elapsed_s=round(time.perf_counter() - start, 2))
         if done % config.eval_every == 0 or done == config.num_iterations:
           acc = evaluate['val', ways[0]](
-            state.params, banks['val'], config.eval.val_episodes, config.eval.seed
+            on_first_device(state.params),
+            banks['val'],
+            config.eval.val_episodes,
+            config.eval.seed,
           )
           record['val_accuracy'] = float(acc.mean())
         _log(writer, tb, record)
@@ -348,8 +381,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     'iterations': int(state.step),
     'resumed_from_step': start_step,
     'train_seconds_total': round(total, 1),
+    'train_devices': 1 if mesh is None else mesh.size,
     'test': {},
   }
+  params = on_first_device(state.params)
   for way in ways:
     # The config's own setting keeps the top-level 'test' key; extra N-way
     # evaluations of the same params go under 'test_extra_ways'.
@@ -357,7 +392,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     if way != ways[0]:
       into = results.setdefault('test_extra_ways', {}).setdefault(str(way), {})
     for n in config.eval.test_episodes:
-      acc = evaluate['test', way](state.params, banks['test'], n, config.eval.seed + 1)
+      acc = evaluate['test', way](params, banks['test'], n, config.eval.seed + 1)
       mean, ci = jmeta.mean_confidence_interval(acc)
       into[str(n)] = {'accuracy': float(mean), 'ci95': float(ci)}
       logging.info(

@@ -110,6 +110,38 @@ def test_command_line_rejects_misspelled_and_mistyped_fields(tmp_path):
   assert not (tmp_path / 'checkpoints').exists()
 
 
+def test_command_line_shards_over_cpu_devices_along_the_same_trajectory(tmp_path):
+  config = tiny.get_config()
+  config.num_iterations = 10
+  one = train.train_and_evaluate(config, str(tmp_path / 'one'))
+  command = [
+    sys.executable,
+    '-m',
+    'experiments.omniglot.main',
+    f'--workdir={tmp_path / "two"}',
+    '--config=experiments/omniglot/configs/tiny.py:5w1s',
+    '--config.num_iterations=10',
+    '--cpu_devices=2',
+  ]
+  repo = pathlib.Path(__file__).parents[2]
+  proc = subprocess.run(command, capture_output=True, text=True, cwd=repo, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  two = json.loads((tmp_path / 'two' / 'test_step10.json').read_text())
+  assert (one['train_devices'], two['train_devices']) == (1, 2)
+  assert 'sharding the meta-batch of 4 tasks over 2 of 2 cpu devices' in proc.stderr
+  # The same episodes; the two blocks' means are averaged, so only float
+  # summation order differs.
+  np.testing.assert_allclose(
+    [r['train_loss'] for r in _records(tmp_path / 'two')],
+    [r['train_loss'] for r in _records(tmp_path / 'one')],
+    rtol=1e-4,
+  )
+  bad = subprocess.run(
+    command[:-1] + ['--cpu_devices=-1'], capture_output=True, text=True, cwd=repo
+  )
+  assert bad.returncode != 0 and '--cpu_devices must be >= 0' in bad.stderr
+
+
 def test_meta_gradient_comparison_is_logged_along_training(tmp_path):
   config = tiny.get_config()
   config.compare_every = 10
