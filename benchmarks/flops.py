@@ -325,7 +325,7 @@ def main(argv=None):
   _check_cells(specs)
 
   sys.path.insert(0, HERE)
-  from meta_step import hardware
+  from meta_step import hardware, save_report
 
   hw = hardware()
   size = args.peak_size or (8192 if hw['backend'] == 'gpu' else 2048)
@@ -365,13 +365,7 @@ def main(argv=None):
     'notes': args.note,
     'results': results,
   }
-  os.makedirs(args.out, exist_ok=True)
-  stem = os.path.join(args.out, f'{jax.default_backend()}_flops')
-  with open(stem + '.json', 'w') as f:
-    json.dump(report, f, indent=2)
-  with open(stem + '.md', 'w') as f:
-    f.write(markdown(report))
-  print(f'wrote {stem}.json and {stem}.md')
+  save_report(args.out, f'{jax.default_backend()}_flops', report, markdown(report))
 
 
 if __name__ == '__main__':

@@ -10,13 +10,24 @@ on the support loss for the inner steps, backward of the query loss (accumulated
 over the meta-batch, divided by it), then ``optimizer.step()``.
 
 It needs torch and learn2learn, which jmeta does not depend on, so it runs in a
-venv of its own (see ``benchmarks/README.md``):
+venv of its own (``benchmarks/README.md`` gives the install, with torch 2.13.0 and
+two workarounds for learn2learn 0.2.0 on Python 3.11):
 
-  python -m venv /tmp/l2l && /tmp/l2l/bin/pip install torch==2.13.0 learn2learn==0.2.0
   /tmp/l2l/bin/python benchmarks/learn2learn_reference.py --repeats 5
 
 Each (config, order) cell runs in a fresh subprocess, so its peak RSS is its own.
 Writes ``cpu_learn2learn.json`` and ``cpu_learn2learn.md`` to ``--out``.
+
+The speed of a shared machine drifts over minutes, so a comparison with jmeta is
+fairest when both run at the same time. With ``--jmeta-python`` (an interpreter
+with jmeta installed) every cell is followed by jmeta's meta-update on the same
+episodes (``meta_step.py``'s cell with the CPU defaults, map + patches, on each of
+``--jmeta-devices``), and ``--rounds`` repeats the whole sequence; the speedup of a
+round divides times measured a few seconds apart, and the report gives the median
+over rounds::
+
+  /tmp/l2l/bin/python benchmarks/learn2learn_reference.py --repeats 5 --rounds 3 \
+      --jmeta-python .venv/bin/python --jmeta-devices 1,2
 """
 
 from __future__ import annotations
@@ -99,6 +110,56 @@ def run_cell(config: str, estimator: str, repeats: int) -> dict:
   }
 
 
+def jmeta_cell(estimator: str, config: str, devices: int) -> dict:
+  """``meta_step.py``'s cell for jmeta's CPU defaults on ``devices`` devices."""
+  return {
+    'estimator': estimator,
+    'config': config,
+    'variant': 'strided',
+    'batching': 'map',
+    'conv_impl': 'patches',
+    'devices': devices,
+  }
+
+
+def comparison(report: dict) -> list[dict]:
+  """Per (estimator, config): learn2learn's and jmeta's medians over rounds.
+
+  ``speedup[d]`` is the median over rounds of learn2learn's step time over jmeta's
+  on d devices in the same round; ``speedup_range[d]`` its (min, max).
+  """
+  rows = []
+  ok = [r for r in report['results'] if 'error' not in r]
+  for estimator in ORDERS:
+    for config in CONFIGS:
+      mine = [r for r in ok if (r['estimator'], r['config']) == (estimator, config)]
+      ref = {r.get('round', 0): r for r in mine if r.get('impl') != 'jmeta'}
+      if not ref:
+        continue
+      row = {
+        'estimator': estimator,
+        'config': config,
+        'learn2learn_s': statistics.median(r['step_s'] for r in ref.values()),
+        'learn2learn_rss_mib': max(r['peak_rss_mib'] for r in ref.values()),
+        'jmeta': {},
+        'speedup': {},
+        'speedup_range': {},
+      }
+      for d in sorted({r['devices'] for r in mine if r.get('impl') == 'jmeta'}):
+        ours = {
+          r['round']: r for r in mine if r.get('impl') == 'jmeta' and r['devices'] == d
+        }
+        ratios = [ref[k]['step_s'] / ours[k]['step_s'] for k in ours if k in ref]
+        row['jmeta'][d] = {
+          'step_s': statistics.median(r['step_s'] for r in ours.values()),
+          'peak_rss_mib': max(r['peak_rss_mib'] for r in ours.values()),
+        }
+        row['speedup'][d] = statistics.median(ratios)
+        row['speedup_range'][d] = (min(ratios), max(ratios))
+      rows.append(row)
+  return rows
+
+
 def cpu_model() -> str:
   try:
     with open('/proc/cpuinfo') as f:
@@ -125,19 +186,61 @@ def markdown(report: dict) -> str:
     'the episodes of `meta_step.py` (random 28x28x1 images, one query per class), '
     "inner SGD at 2.0, Adam at 1e-3; tasks in a Python loop as in learn2learn's "
     'Omniglot example. *step* is the median of the timed calls after one warm-up; '
-    '*peak RSS* is `ru_maxrss` of the fresh subprocess that ran the cell.',
+    '*peak RSS* is `ru_maxrss` of the fresh subprocess that ran the cell.'
+    + (
+      f' The whole sequence ran {report["rounds"]} times (rounds).'
+      if report.get('rounds', 1) > 1
+      else ''
+    ),
     '',
     '| estimator | config | first step (s) | step (s) | tasks/s | peak RSS (MiB) |',
     '|---|---|---:|---:|---:|---:|',
   ]
+  rounds = report.get('rounds', 1)
+  if rounds > 1:
+    # One row per cell and round, in run order.
+    rows[-2] = rows[-2].replace('| estimator |', '| round | estimator |')
+    rows[-1] = '|---' + rows[-1]
   for r in report['results']:
+    if r.get('impl') == 'jmeta':
+      continue
+    head = f'| {r["round"]} ' if rounds > 1 else ''
     if 'error' in r:
-      rows.append(f'| {r["estimator"]} | {r["config"]} | failed: {r["error"]} | | | |')
+      rows.append(
+        f'{head}| {r["estimator"]} | {r["config"]} | failed: {r["error"]} | | | |'
+      )
       continue
     rows.append(
-      f'| {r["estimator"]} | {r["config"]} | {r["first_step_s"]:.2f} | '
+      f'{head}| {r["estimator"]} | {r["config"]} | {r["first_step_s"]:.2f} | '
       f'{r["step_s"]:.3f} | {r["tasks_per_s"]:.1f} | {r["peak_rss_mib"]:.0f} |'
     )
+  table = comparison(report)
+  if any(row['jmeta'] for row in table):
+    rows += [
+      '',
+      '## Against jmeta, interleaved',
+      '',
+      "jmeta's meta-update (`meta_step.py`'s cell: map + patches, the CPU defaults) "
+      'ran right after each learn2learn cell, in every round. Times are medians over '
+      "rounds; the speedup is the median over rounds of learn2learn's time over "
+      "jmeta's in the same round, with its range.",
+      '',
+      '| estimator | config | learn2learn (s) | jmeta devices | jmeta (s) | speedup '
+      '| range | learn2learn RSS (MiB) | jmeta RSS (MiB) |',
+      '|---|---|---:|---:|---:|---:|---|---:|---:|',
+    ]
+    for row in table:
+      for d, ours in row['jmeta'].items():
+        lo, hi = row['speedup_range'][d]
+        rows.append(
+          f'| {row["estimator"]} | {row["config"]} | {row["learn2learn_s"]:.3f} | '
+          f'{d} | {ours["step_s"]:.3f} | {row["speedup"][d]:.2f}x | '
+          f'{lo:.2f}–{hi:.2f}x | {row["learn2learn_rss_mib"]:.0f} | '
+          f'{ours["peak_rss_mib"]:.0f} |'
+        )
+    errors = [r for r in report['results'] if r.get('impl') == 'jmeta' and 'error' in r]
+    for r in errors:
+      rows.append(f'- jmeta {r["estimator"]} {r["config"]} failed: {r["error"]}')
   return '\n'.join(rows) + '\n'
 
 
@@ -148,6 +251,13 @@ def main(argv=None) -> None:
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--timeout', type=float, default=900)
   p.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results'))
+  p.add_argument('--rounds', type=int, default=1, help='repeat every cell, in turn')
+  p.add_argument(
+    '--jmeta-python',
+    help="an interpreter with jmeta installed: time jmeta's meta-update after each "
+    'learn2learn cell (see the module docstring)',
+  )
+  p.add_argument('--jmeta-devices', default='1', help='e.g. 1,2')
   p.add_argument('--single', help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.single:
@@ -161,33 +271,40 @@ def main(argv=None) -> None:
   ]
   if bad:
     p.error(f'unknown {bad}; configs are {list(CONFIGS)}, estimators {list(ORDERS)}')
+  devices = [int(d) for d in args.jmeta_devices.split(',') if d]
+  here = os.path.dirname(os.path.abspath(__file__))
   results, versions = [], {}
   start = time.perf_counter()
-  for config in configs:
-    for estimator in estimators:
-      cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        '--single',
-        f'{config}:{estimator}',
-      ]
-      cmd += ['--repeats', str(args.repeats)]
-      cell = {'estimator': estimator, 'config': config}
-      try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-      except subprocess.TimeoutExpired:
-        results.append({**cell, 'error': f'timed out after {args.timeout:.0f}s'})
-        continue
-      lines = proc.stdout.strip().splitlines()
-      if proc.returncode or not lines:
-        results.append(
-          {**cell, 'error': (proc.stderr.strip().splitlines() or ['?'])[-1]}
-        )
-        continue
-      out = json.loads(lines[-1])
-      versions = {'torch': out.pop('torch'), 'learn2learn': out.pop('learn2learn')}
-      results.append({**cell, **out})
-      print(json.dumps(results[-1]), flush=True)
+
+  def run(cmd, cell):
+    try:
+      proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+      results.append({**cell, 'error': f'timed out after {args.timeout:.0f}s'})
+      return None
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines:
+      results.append({**cell, 'error': (proc.stderr.strip().splitlines() or ['?'])[-1]})
+      return None
+    out = json.loads(lines[-1])
+    results.append({**cell, **out})
+    print(json.dumps(results[-1]), flush=True)
+    return results[-1]
+
+  for round_ in range(args.rounds):
+    for config in configs:
+      for estimator in estimators:
+        cmd = [sys.executable, os.path.abspath(__file__), '--single']
+        cmd += [f'{config}:{estimator}', '--repeats', str(args.repeats)]
+        cell = {'impl': 'learn2learn', 'estimator': estimator, 'config': config}
+        out = run(cmd, {**cell, 'round': round_})
+        if out is not None:
+          versions = {'torch': out.pop('torch'), 'learn2learn': out.pop('learn2learn')}
+        for d in devices if args.jmeta_python else ():
+          mine = jmeta_cell(estimator, config, d)
+          cmd = [args.jmeta_python, os.path.join(here, 'meta_step.py'), '--single']
+          cmd += [json.dumps(mine), '--repeats', str(args.repeats)]
+          run(cmd, {'impl': 'jmeta', **mine, 'round': round_})
   report = {
     'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
     'command': shlex.join(
@@ -201,6 +318,7 @@ def main(argv=None) -> None:
       'platform': platform.platform(),
     },
     'versions': versions,
+    'rounds': args.rounds,
     'results': results,
   }
   os.makedirs(args.out, exist_ok=True)

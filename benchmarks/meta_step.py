@@ -3,8 +3,12 @@
 Measures ``jmeta.make_meta_trainer(estimator, optax.adam(1e-3)).step`` on a fixed
 random ``TaskBatch`` of 28x28x1 images (support N*K, query N*Q per task, Q = 1 for the gradient-based configs) for every
 combination of estimator, episode config, batching strategy, convolution
-implementation and Conv4 variant asked for. Each combination runs in a fresh
-subprocess, so its peak resident memory (``ru_maxrss``) is its own.
+implementation and Conv4 variant asked for, on each device count asked for
+(``--devices``: with d > 1 the task axis is sharded over d devices with
+``make_meta_trainer(..., mesh=jmeta.task_mesh(...))``; on a CPU they are host devices
+made with ``jax_num_cpu_devices``, so d = the core count runs one task stream per
+core). Each combination runs in a fresh subprocess, so its peak resident memory
+(``ru_maxrss``) is its own.
 
   python benchmarks/meta_step.py                      # the full grid
   python benchmarks/meta_step.py --estimators maml --configs 5w1s --repeats 3
@@ -64,6 +68,16 @@ def _csv(choices):
   return parse
 
 
+def _counts(text):
+  try:
+    counts = tuple(int(x) for x in text.split(','))
+  except ValueError:
+    counts = ()
+  if not counts or min(counts) < 1:
+    raise argparse.ArgumentTypeError(f'expected positive integers like 1,2; got {text}')
+  return counts
+
+
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--estimators', type=_csv(ESTIMATOR_NAMES), default=ESTIMATOR_NAMES)
@@ -75,6 +89,13 @@ def parse_args(argv=None):
     type=_csv(VARIANTS),
     default=VARIANTS,
     help="'maxpool' runs for maml 5w1s only, with its fastest batching/conv.",
+  )
+  p.add_argument(
+    '--devices',
+    type=_counts,
+    default=(1,),
+    help='comma-separated device counts, e.g. 1,2; cells whose meta-batch does not '
+    'split over a count are not run with it',
   )
   p.add_argument('--repeats', type=int, default=5, help='timed calls per cell')
   p.add_argument(
@@ -210,13 +231,21 @@ def run_cell(cell, repeats):
 
   import jmeta
 
+  devices = cell.get('devices', 1)
+  # Before the first JAX operation; it sets the CPU platform's device count only.
+  jax.config.update('jax_num_cpu_devices', devices)
+  if len(jax.devices()) < devices:
+    raise SystemExit(f'{devices} devices asked for, {len(jax.devices())} present')
+  mesh = jmeta.task_mesh(jax.devices()[:devices]) if devices > 1 else None
   cfg = CONFIGS[cell['config']]
   batch = random_task_batch(
     cfg['n_way'], cfg['k_shot'], cfg['meta_batch'], cfg.get('q_query', 1)
   )
   estimator, params = make_estimator(cell, cfg)
-  trainer = jmeta.make_meta_trainer(estimator, optax.adam(1e-3))
+  trainer = jmeta.make_meta_trainer(estimator, optax.adam(1e-3), mesh=mesh)
   state = trainer.init(params)
+  if mesh is not None:
+    batch = jmeta.shard_task_batch(batch, mesh)
   jax.block_until_ready(state)
 
   timing, state, metrics = time_step(trainer, state, batch, repeats)
@@ -259,19 +288,23 @@ def grid(args):
       metric = estimator in METRIC_ESTIMATORS
       if metric != (config in METRIC_CONFIGS):
         continue
-      for batching in args.batching:
-        for conv_impl in args.conv_impl:
-          if {f'{config}:{batching}', f'{config}:{conv_impl}'} & set(args.skip):
-            continue
-          cells.append(
-            {
-              'estimator': estimator,
-              'config': config,
-              'batching': batching,
-              'conv_impl': conv_impl,
-              'variant': 'maxpool' if metric else 'strided',
-            }
-          )
+      for devices in args.devices:
+        if CONFIGS[config]['meta_batch'] % devices:
+          continue
+        for batching in args.batching:
+          for conv_impl in args.conv_impl:
+            if {f'{config}:{batching}', f'{config}:{conv_impl}'} & set(args.skip):
+              continue
+            cells.append(
+              {
+                'estimator': estimator,
+                'config': config,
+                'batching': batching,
+                'conv_impl': conv_impl,
+                'variant': 'maxpool' if metric else 'strided',
+                'devices': devices,
+              }
+            )
   return cells
 
 
@@ -320,8 +353,19 @@ def missing_cells(results):
     for b in BATCHING
     for i in CONV_IMPLS
     if (e in METRIC_ESTIMATORS) == (c in METRIC_CONFIGS)
-    and (e, c, variant(e), b, i) not in have
+    and (e, c, variant(e), b, i, 1) not in have
   ]
+
+
+def devices_of(r) -> int:
+  """The device count of a row (rows from before ``--devices`` ran on one)."""
+  return r.get('devices', 1)
+
+
+def setup(r) -> str:
+  """'map + patches', or 'map + patches on 2 devices'."""
+  d = devices_of(r)
+  return f'{r["batching"]} + {r["conv_impl"]}' + (f' on {d} devices' if d > 1 else '')
 
 
 def cpu_model():
@@ -371,7 +415,9 @@ def markdown(report):
     f'median of {repeats_text(report["results"])} timed calls after one warm-up '
     '(per cell in the JSON); *peak RSS* is '
     '`ru_maxrss` of the fresh subprocess that ran the row (includes the Python/JAX '
-    'baseline). Bold marks the fastest batching/conv per (estimator, config).',
+    'baseline). *Devices*: the task axis sharded over that many devices (host '
+    'devices on a CPU, one task stream each). Bold marks the fastest setup per '
+    '(estimator, config).',
     '',
   ]
   if hw['backend'] == 'cpu':
@@ -399,9 +445,9 @@ def markdown(report):
     )
   lines += [
     '',
-    '| estimator | config | variant | batching | conv | compile (s) | step (s) '
-    '| tasks/s | peak RSS (MiB) |',
-    '|---|---|---|---|---|---:|---:|---:|---:|',
+    '| estimator | config | variant | batching | conv | devices | compile (s) '
+    '| step (s) | tasks/s | peak RSS (MiB) |',
+    '|---|---|---|---|---|---:|---:|---:|---:|---:|',
   ]
   for r in results:
     key = (r['estimator'], r['config'], r['variant'])
@@ -409,7 +455,8 @@ def markdown(report):
     mark = '**' if len(group) > 1 and fastest(results, *key) is r else ''
     head = (
       f'| {r["estimator"]} | {r["config"]} | {r["variant"]} | '
-      f'{mark}{r["batching"]}{mark} | {mark}{r["conv_impl"]}{mark} |'
+      f'{mark}{r["batching"]}{mark} | {mark}{r["conv_impl"]}{mark} | '
+      f'{devices_of(r)} |'
     )
     if 'error' in r:
       lines.append(f'{head} | failed: {r["error"]} | | |')
@@ -423,7 +470,7 @@ def markdown(report):
     best = fastest(results, *key)
     if best is not None:
       lines.append(
-        f'- {key[0]} {key[1]} ({key[2]}): {best["batching"]} + {best["conv_impl"]}, '
+        f'- {key[0]} {key[1]} ({key[2]}): {setup(best)}, '
         f'{best["step_s"]:.3f} s/step, {best["tasks_per_s"]:.1f} tasks/s'
       )
   return '\n'.join(lines) + '\n'
@@ -431,11 +478,13 @@ def markdown(report):
 
 README_BEGIN = '<!-- generated by `python benchmarks/meta_step.py --readme README.md`; do not edit by hand -->'
 README_END = '<!-- end generated meta_step -->'
+# (batching, conv, devices) columns of the README table.
 README_CELLS = (
-  ('map', 'patches'),
-  ('vmap', 'patches'),
-  ('map', 'xla'),
-  ('vmap', 'xla'),
+  ('map', 'patches', 2),
+  ('map', 'patches', 1),
+  ('vmap', 'patches', 1),
+  ('map', 'xla', 1),
+  ('vmap', 'xla', 1),
 )
 
 
@@ -445,30 +494,70 @@ def repeats_text(results) -> str:
   return ' or '.join(map(str, counts)) or '0'
 
 
+def _learn2learn_reference():
+  import importlib.util
+
+  path = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), 'learn2learn_reference.py'
+  )
+  spec = importlib.util.spec_from_file_location('learn2learn_reference', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def reference_table(report, reference) -> str:
-  """jmeta's fastest cell against learn2learn's (``learn2learn_reference.py``)."""
+  """jmeta against learn2learn (``learn2learn_reference.py``).
+
+  If the reference report timed jmeta too, interleaved with learn2learn
+  (``--jmeta-python``), the table is that comparison; otherwise jmeta's fastest
+  cell of ``report`` against learn2learn's time.
+  """
   lines = [
     '| estimator | config | jmeta (s) | learn2learn (s) | speedup | jmeta peak RSS '
     '(MiB) | learn2learn peak RSS (MiB) | RSS ratio |',
     '|---|---|---:|---:|---:|---:|---:|---:|',
   ]
+  v = reference['versions']
+  source = (
+    f'learn2learn {v["learn2learn"]} on torch {v["torch"]} '
+    f'(`benchmarks/results/cpu_learn2learn.md`, run {reference["date"][:10]}), the '
+    'same episodes and model, tasks in a Python loop.'
+  )
+  table = _learn2learn_reference().comparison(reference)
+  if any(row['jmeta'] for row in table):
+    for row in table:
+      for d, ours in row['jmeta'].items():
+        lo, hi = row['speedup_range'][d]
+        setup_ = 'map + patches' + (f' on {d} devices' if d > 1 else '')
+        lines.append(
+          f'| {row["estimator"]} | {row["config"]} | {ours["step_s"]:.3f} '
+          f'({setup_}) | {row["learn2learn_s"]:.3f} | {row["speedup"][d]:.2f}x '
+          f'({lo:.2f}–{hi:.2f}) | {ours["peak_rss_mib"]:.0f} | '
+          f'{row["learn2learn_rss_mib"]:.0f} | '
+          f'{ours["peak_rss_mib"] / row["learn2learn_rss_mib"]:.2f} |'
+        )
+    lines += [
+      '',
+      source + f' jmeta ran right after each learn2learn cell, {reference["rounds"]} '
+      'rounds of every cell; times are medians over rounds, and the speedup is the '
+      "median over rounds of learn2learn's time over jmeta's in the same round "
+      '(range in brackets).',
+    ]
+    return '\n'.join(lines) + '\n'
   for ref in reference['results']:
     ours = fastest(report['results'], ref['estimator'], ref['config'])
     if 'error' in ref or ours is None:
       continue
     lines.append(
       f'| {ref["estimator"]} | {ref["config"]} | {ours["step_s"]:.3f} '
-      f'({ours["batching"]} + {ours["conv_impl"]}) | {ref["step_s"]:.3f} | '
+      f'({setup(ours)}) | {ref["step_s"]:.3f} | '
       f'{ref["step_s"] / ours["step_s"]:.2f}x | {ours["peak_rss_mib"]:.0f} | '
       f'{ref["peak_rss_mib"]:.0f} | {ours["peak_rss_mib"] / ref["peak_rss_mib"]:.2f} |'
     )
-  v = reference['versions']
   lines += [
     '',
-    f'learn2learn {v["learn2learn"]} on torch {v["torch"]} '
-    f'(`benchmarks/results/cpu_learn2learn.md`, run {reference["date"][:10]}), the '
-    "same episodes and model, tasks in a Python loop. Speedup is learn2learn's "
-    "seconds per meta-update over jmeta's.",
+    source + " Speedup is learn2learn's seconds per meta-update over jmeta's.",
   ]
   return '\n'.join(lines) + '\n'
 
@@ -479,15 +568,17 @@ def readme_table(report, reference=None) -> str:
   With a learn2learn ``reference`` report, a second table compares the two.
   """
   hw, results = report['hardware'], report['results']
-  head = ' | '.join(f'`{b}` + {c}' for b, c in README_CELLS)
+  head = ' | '.join(
+    f'`{b}` + {c}' + (f' on {d} devices' if d > 1 else '') for b, c, d in README_CELLS
+  )
   lines = [
     f'| estimator | config | variant | {head} | fastest | tasks/s | peak RSS (MiB) |',
     '|---|---|---|' + '---:|' * len(README_CELLS) + '---|---:|---:|',
   ]
   for key in _groups(results):
     cells = []
-    for batching, conv in README_CELLS:
-      match = [x for x in results if _key(x) == (*key, batching, conv)]
+    for batching, conv, devices in README_CELLS:
+      match = [x for x in results if _key(x) == (*key, batching, conv, devices)]
       if not match:
         cells.append('–')
       elif 'error' in match[0]:
@@ -498,8 +589,7 @@ def readme_table(report, reference=None) -> str:
     lines.append(
       f'| {key[0]} | {key[1]} | {key[2]} | {" | ".join(cells)} | '
       + (
-        f'{best["batching"]} + {best["conv_impl"]} | {best["tasks_per_s"]:.1f} | '
-        f'{best["peak_rss_mib"]:.0f} |'
+        f'{setup(best)} | {best["tasks_per_s"]:.1f} | {best["peak_rss_mib"]:.0f} |'
         if best
         else '– | – | – |'
       )
@@ -536,12 +626,35 @@ def write_readme(path: str, report, reference=None) -> None:
 
 
 def _key(r):
-  return (r['estimator'], r['config'], r['variant'], r['batching'], r['conv_impl'])
+  return (
+    r['estimator'],
+    r['config'],
+    r['variant'],
+    r['batching'],
+    r['conv_impl'],
+    devices_of(r),
+  )
 
 
 def _order(r):
   names = [ESTIMATOR_NAMES, tuple(CONFIGS), VARIANTS, BATCHING, CONV_IMPLS]
-  return (names[1].index(r['config']), *(n.index(v) for n, v in zip(names, _key(r))))
+  return (
+    names[1].index(r['config']),
+    *(n.index(v) for n, v in zip(names, _key(r))),
+    devices_of(r),
+  )
+
+
+def save_report(out: str, name: str, report: dict, text: str) -> str:
+  """Writes ``report`` as ``<out>/<name>.json`` and ``text`` beside it as ``.md``."""
+  os.makedirs(out, exist_ok=True)
+  stem = os.path.join(out, name)
+  with open(stem + '.json', 'w') as f:
+    json.dump(report, f, indent=2)
+  with open(stem + '.md', 'w') as f:
+    f.write(text)
+  print(f'wrote {stem}.json and {stem}.md')
+  return stem
 
 
 def report_stem(args, hw):
@@ -637,11 +750,12 @@ def main(argv=None):
         'batching': best['batching'] if best else 'map',
         'conv_impl': best['conv_impl'] if best else 'patches',
         'variant': 'maxpool',
+        'devices': devices_of(best) if best else 1,
       }
     r = run_in_subprocess(cell, args.repeats, args.timeout)
     results.append(r)
     desc = ' '.join(str(cell[k]) for k in ('estimator', 'config', 'variant'))
-    desc += f' {cell["batching"]}/{cell["conv_impl"]}'
+    desc += f' {cell["batching"]}/{cell["conv_impl"]} x{cell.get("devices", 1)}'
     if 'error' in r:
       print(f'[{i + 1}/{len(cells)}] {desc}: FAILED {r["error"]}', flush=True)
     else:
