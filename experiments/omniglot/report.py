@@ -73,8 +73,12 @@ def _rows(r: dict):
     yield f'{way}w{shot}', test
 
 
-def _variant(config: dict) -> str:
-  """What sets a run apart from the paper's recipe, for the table."""
+def _variant(config: dict, devices: int = 1, backend: str = 'cpu') -> str:
+  """What sets a run apart from the paper's recipe, for the table.
+
+  ``devices``: how many devices the meta-batch was sharded over (a run's
+  ``train_devices``; runs from before it was recorded trained on one).
+  """
   notes = []
   # Gradient-based configs have no field: their batch norm is transductive.
   notes.append(f'BN {config["model"].get("batch_norm", "transductive")}')
@@ -90,6 +94,8 @@ def _variant(config: dict) -> str:
     notes.append(f'{extra.get("loss")} loss')
   if extra.get('embedding_loss', 'none') != 'none':
     notes.append(f'+ {extra["embedding_loss_weight"]} x {extra["embedding_loss"]}')
+  if devices > 1:
+    notes.append(f'sharded over {devices} {backend.upper()} devices')
   return ', '.join(notes)
 
 
@@ -138,7 +144,8 @@ def table(results_dir: str | pathlib.Path) -> str:
       rows.append(
         f'| {config["algorithm"]} | {setting} | {config["data"]["protocol"]} | '
         f'{cell(600)} | {cell(1000)} | '
-        f'{paper.get(setting, "–")} | {_variant(config)} | '
+        f'{paper.get(setting, "–")} | '
+        f'{_variant(config, r.get("train_devices", 1), r["run"]["backend"])} | '
         f'{r["iterations"]:,} of {full:,} | '
         f'{hardware_label(r["run"])} | {r["train_seconds_total"]:.0f} s | '
         f'`{r["run"]["command"]}` |'

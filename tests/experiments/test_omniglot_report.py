@@ -30,6 +30,10 @@ def test_variant_names_what_differs_from_the_paper():
   assert report._variant(config) == 'BN transductive'
   config['model']['compute_dtype'] = 'bfloat16'
   assert report._variant(config) == 'BN transductive, bfloat16 compute'
+  assert (
+    report._variant(config, devices=2, backend='cpu')
+    == 'BN transductive, bfloat16 compute, sharded over 2 CPU devices'
+  )
   matching = {
     'algorithm': 'matching',
     'model': {'batch_norm': 'support'},
