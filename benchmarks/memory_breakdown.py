@@ -1,0 +1,162 @@
+"""Where a meta-update's peak resident memory goes: baseline, compiling, running.
+
+``meta_step.py`` reports one peak RSS per cell (``ru_maxrss``), which mixes the
+Python/JAX baseline, what XLA takes while compiling the step and what the step takes
+while it runs. This script compiles the step ahead of time and reads the peak after
+each phase, in a fresh subprocess per cell:
+
+* **import**: after importing jax and jmeta and running one JAX operation;
+* **lowered**: after tracing and lowering the step to StableHLO;
+* **compiled**: after XLA compiled it;
+* **ran**: after one warm-up and ``--repeats`` calls of the compiled step;
+
+and XLA's own count of the compiled step's temporary buffers
+(``memory_analysis().temp_size_in_bytes``). The cells are ``meta_step.py``'s
+(map + patches on CPU) on 1 and 2 devices.
+
+  python benchmarks/memory_breakdown.py   # writes results/<backend>_memory_breakdown.*
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import shlex
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CELLS = (('maml', '5w1s'), ('maml', '20w1s'), ('fomaml', '20w1s'))
+DEVICES = (1, 2)
+PHASES = ('import', 'lowered', 'compiled', 'ran')
+
+
+def peak_mib() -> float:
+  # ru_maxrss is in KiB on Linux.
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_one(estimator: str, config: str, devices: int, repeats: int) -> dict:
+  import jax
+
+  jax.config.update('jax_num_cpu_devices', devices)
+  import jax.numpy as jnp
+  import optax
+
+  import jmeta
+
+  sys.path.insert(0, HERE)
+  from meta_step import CONFIGS, make_estimator, random_task_batch
+
+  jnp.zeros(()).block_until_ready()
+  peaks = {'import': peak_mib()}
+  cell = {
+    'estimator': estimator,
+    'config': config,
+    'variant': 'strided',
+    'batching': 'map',
+    'conv_impl': 'patches',
+  }
+  cfg = CONFIGS[config]
+  batch = random_task_batch(cfg['n_way'], cfg['k_shot'], cfg['meta_batch'])
+  est, params = make_estimator(cell, cfg)
+  mesh = jmeta.task_mesh(jax.devices()[:devices]) if devices > 1 else None
+  trainer = jmeta.make_meta_trainer(est, optax.adam(1e-3), mesh=mesh)
+  state = trainer.init(params)
+  if mesh is not None:
+    batch = jmeta.shard_task_batch(batch, mesh)
+  lowered = trainer.step.lower(state, batch)
+  peaks['lowered'] = peak_mib()
+  compiled = lowered.compile()
+  peaks['compiled'] = peak_mib()
+  for _ in range(repeats + 1):
+    state, _ = jax.block_until_ready(compiled(state, batch))
+  peaks['ran'] = peak_mib()
+  analysis = compiled.memory_analysis()
+  return {
+    'estimator': estimator,
+    'config': config,
+    'devices': devices,
+    'peak_mib': peaks,
+    'temp_mib': analysis.temp_size_in_bytes / 2**20 if analysis else None,
+    'backend': jax.default_backend(),
+  }
+
+
+def markdown(report: dict) -> str:
+  hw = report['hardware']
+  lines = [
+    f'# Peak memory of a meta-update, by phase ({hw["backend"]})',
+    '',
+    f'- Date: {report["date"]}; command: `{report["command"]}`',
+    f'- Hardware: {hw["cpu_model"]}, {hw["cpu_count"]} CPUs; jax {hw["jax"]}',
+    "- `meta_step.py`'s episodes and model, map + patches; each row a fresh "
+    'subprocess. Each phase column is the process peak RSS (`ru_maxrss`, MiB) once '
+    'that phase has run, so the differences are what the phase added: *lowered* '
+    'traces and lowers the step, *compiled* is XLA compiling it, *ran* is a warm-up '
+    f'and {report["repeats"]} calls of the compiled step. *XLA temp* is the '
+    "compiled step's temporary buffers as XLA counts them (per device).",
+    *(f'- {n}' for n in report['notes']),
+    '',
+    '| estimator | config | devices | import | lowered | compiled | ran | XLA temp |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
+  ]
+  for r in report['results']:
+    head = f'| {r["estimator"]} | {r["config"]} | {r["devices"]} |'
+    if 'error' in r:
+      lines.append(f'{head} failed: {r["error"]} | | | | |')
+      continue
+    p = r['peak_mib']
+    temp = f'{r["temp_mib"]:.0f}' if r['temp_mib'] is not None else '–'
+    lines.append(
+      f'{head} ' + ' | '.join(f'{p[k]:.0f}' for k in PHASES) + f' | {temp} |'
+    )
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--repeats', type=int, default=3)
+  p.add_argument('--out', default=os.path.join(HERE, 'results'))
+  p.add_argument('--note', action='append', default=[], help='a line for the report')
+  p.add_argument('--single', help=argparse.SUPPRESS)
+  args = p.parse_args(argv)
+  if args.single:
+    print(json.dumps(run_one(*json.loads(args.single), args.repeats)), flush=True)
+    return
+
+  sys.path.insert(0, HERE)
+  from meta_step import hardware, save_report
+
+  results = []
+  for estimator, config in CELLS:
+    for devices in DEVICES:
+      cmd = [sys.executable, os.path.abspath(__file__), '--repeats', str(args.repeats)]
+      cmd += ['--single', json.dumps([estimator, config, devices])]
+      proc = subprocess.run(cmd, capture_output=True, text=True)
+      lines = proc.stdout.strip().splitlines()
+      if proc.returncode or not lines:
+        error = (proc.stderr.strip().splitlines() or ['?'])[-1]
+        results.append(
+          {'estimator': estimator, 'config': config, 'devices': devices, 'error': error}
+        )
+      else:
+        results.append(json.loads(lines[-1]))
+      print(json.dumps(results[-1]), flush=True)
+  report = {
+    'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+    'command': shlex.join(['python', os.path.relpath(__file__), *sys.argv[1:]]),
+    'repeats': args.repeats,
+    'hardware': hardware(),
+    'notes': args.note,
+    'results': results,
+  }
+  name = f'{report["hardware"]["backend"]}_memory_breakdown'
+  save_report(args.out, name, report, markdown(report))
+
+
+if __name__ == '__main__':
+  main()
