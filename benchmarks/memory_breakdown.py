@@ -25,7 +25,6 @@ import json
 import os
 import resource
 import shlex
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -129,22 +128,15 @@ def main(argv=None) -> None:
     return
 
   sys.path.insert(0, HERE)
-  from meta_step import hardware, save_report
+  from meta_step import hardware, run_json, save_report
 
   results = []
   for estimator, config in CELLS:
     for devices in DEVICES:
       cmd = [sys.executable, os.path.abspath(__file__), '--repeats', str(args.repeats)]
       cmd += ['--single', json.dumps([estimator, config, devices])]
-      proc = subprocess.run(cmd, capture_output=True, text=True)
-      lines = proc.stdout.strip().splitlines()
-      if proc.returncode or not lines:
-        error = (proc.stderr.strip().splitlines() or ['?'])[-1]
-        results.append(
-          {'estimator': estimator, 'config': config, 'devices': devices, 'error': error}
-        )
-      else:
-        results.append(json.loads(lines[-1]))
+      cell = {'estimator': estimator, 'config': config, 'devices': devices}
+      results.append(run_json(cmd, cell))
       print(json.dumps(results[-1]), flush=True)
   report = {
     'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),

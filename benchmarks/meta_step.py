@@ -259,25 +259,27 @@ def run_cell(cell, repeats):
   }
 
 
-def run_in_subprocess(cell, repeats, timeout):
-  cmd = [
-    sys.executable,
-    os.path.abspath(__file__),
-    '--single',
-    json.dumps(cell),
-    '--repeats',
-    str(repeats),
-  ]
-  start = time.perf_counter()
+def run_json(cmd, cell: dict, timeout: float | None = None) -> dict:
+  """``cell`` updated with the JSON line ``cmd`` prints last, or with its error.
+
+  A benchmark's cells each run in a fresh subprocess, so peak memory and caches are
+  their own; a failed or timed-out cell becomes ``{**cell, 'error': ...}``.
+  """
   try:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
   except subprocess.TimeoutExpired:
     return {**cell, 'error': f'timed out after {timeout:.0f}s'}
-  wall = time.perf_counter() - start
   lines = proc.stdout.strip().splitlines()
   if proc.returncode or not lines:
     return {**cell, 'error': (proc.stderr.strip().splitlines() or ['?'])[-1]}
-  return {**cell, **json.loads(lines[-1]), 'wall_s': wall}
+  return {**cell, **json.loads(lines[-1])}
+
+
+def run_in_subprocess(cell, repeats, timeout):
+  cmd = [sys.executable, os.path.abspath(__file__), '--single', json.dumps(cell)]
+  start = time.perf_counter()
+  r = run_json(cmd + ['--repeats', str(repeats)], cell, timeout)
+  return r if 'error' in r else {**r, 'wall_s': time.perf_counter() - start}
 
 
 def grid(args):

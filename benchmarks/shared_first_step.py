@@ -26,7 +26,6 @@ import datetime
 import json
 import os
 import shlex
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -186,22 +185,15 @@ def main(argv=None) -> None:
     return
 
   sys.path.insert(0, HERE)
-  from meta_step import hardware, save_report
+  from meta_step import hardware, run_json, save_report
 
   results = []
   for estimator, config in CELLS:
     for way in WAYS:
       cmd = [sys.executable, os.path.abspath(__file__), '--repeats', str(args.repeats)]
       cmd += ['--single', json.dumps([estimator, config, way])]
-      proc = subprocess.run(cmd, capture_output=True, text=True)
-      lines = proc.stdout.strip().splitlines()
-      if proc.returncode or not lines:
-        error = (proc.stderr.strip().splitlines() or ['?'])[-1]
-        results.append(
-          {'estimator': estimator, 'config': config, 'way': way, 'error': error}
-        )
-      else:
-        results.append(json.loads(lines[-1]))
+      cell = {'estimator': estimator, 'config': config, 'way': way}
+      results.append(run_json(cmd, cell))
       print(json.dumps(results[-1]), flush=True)
   report = {
     'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
