@@ -21,6 +21,7 @@ from jmeta.compare import (
   default_estimators,
   maml_plus_plus_at,
 )
+from jmeta.compilation import precompile, release_host_memory
 from jmeta.estimators import (
   MetaGradient,
   MetaGradientEstimator,
@@ -123,9 +124,11 @@ __all__ = [
   'metric',
   'mlp',
   'msl_weights',
+  'precompile',
   'pretrain',
   'raise_if_nonfinite',
   'replicate',
+  'release_host_memory',
   'reptile',
   'shard_task_batch',
   'sharded_meta_gradient',

@@ -94,9 +94,10 @@ def make_meta_trainer(
   """Builds the outer loop: theta <- theta + optimizer(meta_gradient(theta, batch)).
 
   The step is compiled once, on its first call, and reused for every batch of the
-  same shapes. Non-finite meta-losses are recorded in the state rather than checked
-  on the host every step; call ``raise_if_nonfinite(state)`` whenever metrics are
-  fetched.
+  same shapes; ``jmeta.precompile(trainer.step, state, batch)`` compiles it before
+  the loop and hands the compiler's freed host memory back first. Non-finite
+  meta-losses are recorded in the state rather than checked on the host every step;
+  call ``raise_if_nonfinite(state)`` whenever metrics are fetched.
 
   With a ``mesh``, the task axis of every batch (passed in or sampled) is split
   over its ``axis_name`` axis and the state is replicated; see ``jmeta.sharding``.

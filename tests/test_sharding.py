@@ -118,6 +118,37 @@ def check_trainer_matches_one_device():
   chex.assert_trees_all_close(got.params, expected.params, **TOL)
 
 
+def check_precompiled_sharded_step_does_not_compile_again():
+  mesh = jmeta.task_mesh()
+  model = jmeta.mlp((8,), 1)
+  data = jmeta.replicate(jnp.arange(3.0), mesh)  # a dataset passed as an argument
+  trainer = jmeta.make_meta_trainer(
+    maml(model),
+    optax.adam(1e-2),
+    sample_tasks=lambda key, data: TASKS.sample(key, 16),
+    mesh=mesh,
+  )
+  state = trainer.init(initial_params(model))
+  root = jax.random.key(5)
+  compiles = [0]
+
+  def listener(event, duration, **kwargs):
+    compiles[0] += event == '/jax/core/compile/backend_compile_duration'
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    jmeta.precompile(trainer.step, state, jax.random.fold_in(root, 0), data)
+    assert compiles[0] >= 1
+    before = compiles[0]
+    # As the Omniglot loop calls it: a fresh key each step, the state it returned.
+    for step in range(3):
+      state, _ = trainer.step(state, jax.random.fold_in(root, step), data)
+    jax.block_until_ready(state)
+    assert compiles[0] == before, 'the sharded step compiled again after precompile'
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def check_indivisible_batch_raises():
   mesh = jmeta.task_mesh()
   batch = TASKS.sample(jax.random.key(3), 6)
