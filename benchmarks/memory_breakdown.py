@@ -8,11 +8,14 @@ each phase, in a fresh subprocess per cell:
 * **import**: after importing jax and jmeta and running one JAX operation;
 * **lowered**: after tracing and lowering the step to StableHLO;
 * **compiled**: after XLA compiled it;
+* **released**: the resident (not peak) memory once ``jmeta.release_host_memory()``
+  handed the compiler's freed heap back, as ``jmeta.precompile`` does;
 * **ran**: after one warm-up and ``--repeats`` calls of the compiled step;
 
 and XLA's own count of the compiled step's temporary buffers
 (``memory_analysis().temp_size_in_bytes``). The cells are ``meta_step.py``'s
-(map + patches on CPU) on 1 and 2 devices.
+(map + patches on CPU) on 1 and 2 devices, each also under every ``--xla-flags``
+value given (set as ``XLA_FLAGS`` for that cell's subprocess).
 
   python benchmarks/memory_breakdown.py   # writes results/<backend>_memory_breakdown.*
 """
@@ -25,17 +28,24 @@ import json
 import os
 import resource
 import shlex
+import statistics
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CELLS = (('maml', '5w1s'), ('maml', '20w1s'), ('fomaml', '20w1s'))
+CELLS = (('maml', '5w1s'), ('maml', '20w1s'), ('fomaml', '5w1s'), ('fomaml', '20w1s'))
 DEVICES = (1, 2)
-PHASES = ('import', 'lowered', 'compiled', 'ran')
+PHASES = ('import', 'lowered', 'compiled', 'released', 'ran')
 
 
 def peak_mib() -> float:
   # ru_maxrss is in KiB on Linux.
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def resident_mib() -> float:
+  with open('/proc/self/status') as f:
+    return int(next(x for x in f if x.startswith('VmRSS:')).split()[1]) / 1024
 
 
 def run_one(estimator: str, config: str, devices: int, repeats: int) -> dict:
@@ -71,8 +81,14 @@ def run_one(estimator: str, config: str, devices: int, repeats: int) -> dict:
   peaks['lowered'] = peak_mib()
   compiled = lowered.compile()
   peaks['compiled'] = peak_mib()
-  for _ in range(repeats + 1):
+  jmeta.release_host_memory()
+  peaks['released'] = resident_mib()
+  state, _ = jax.block_until_ready(compiled(state, batch))  # warm-up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
     state, _ = jax.block_until_ready(compiled(state, batch))
+    times.append(time.perf_counter() - start)
   peaks['ran'] = peak_mib()
   analysis = compiled.memory_analysis()
   return {
@@ -80,6 +96,7 @@ def run_one(estimator: str, config: str, devices: int, repeats: int) -> dict:
     'config': config,
     'devices': devices,
     'peak_mib': peaks,
+    'step_s': statistics.median(times),
     'temp_mib': analysis.temp_size_in_bytes / 2**20 if analysis else None,
     'backend': jax.default_backend(),
   }
@@ -96,22 +113,30 @@ def markdown(report: dict) -> str:
     'subprocess. Each phase column is the process peak RSS (`ru_maxrss`, MiB) once '
     'that phase has run, so the differences are what the phase added: *lowered* '
     'traces and lowers the step, *compiled* is XLA compiling it, *ran* is a warm-up '
-    f'and {report["repeats"]} calls of the compiled step. *XLA temp* is the '
-    "compiled step's temporary buffers as XLA counts them (per device).",
+    f'and {report["repeats"]} calls of the compiled step. *released* is not a peak '
+    'but the resident memory right after `jmeta.release_host_memory()` returned '
+    "the compiler's freed heap to the OS (what `jmeta.precompile` does). *XLA "
+    "temp* is the compiled step's temporary buffers as XLA counts them (per "
+    'device). *XLA flags* is the `XLA_FLAGS` the cell ran with; a cell runs under '
+    'each value right after the other, and *step* is the median of its timed calls '
+    '(seconds; this machine drifts, so only compare cells that ran together).',
     *(f'- {n}' for n in report['notes']),
     '',
-    '| estimator | config | devices | import | lowered | compiled | ran | XLA temp |',
-    '|---|---|---:|---:|---:|---:|---:|---:|',
+    '| estimator | config | devices | XLA flags | import | lowered | compiled '
+    '| released | ran | XLA temp | step (s) |',
+    '|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|',
   ]
   for r in report['results']:
-    head = f'| {r["estimator"]} | {r["config"]} | {r["devices"]} |'
+    flags = f'`{r["xla_flags"]}`' if r.get('xla_flags') else 'default'
+    head = f'| {r["estimator"]} | {r["config"]} | {r["devices"]} | {flags} |'
     if 'error' in r:
-      lines.append(f'{head} failed: {r["error"]} | | | | |')
+      lines.append(f'{head} failed: {r["error"]} | | | | | | |')
       continue
     p = r['peak_mib']
     temp = f'{r["temp_mib"]:.0f}' if r['temp_mib'] is not None else '–'
+    step = f'{r["step_s"]:.3f}' if 'step_s' in r else '–'
     lines.append(
-      f'{head} ' + ' | '.join(f'{p[k]:.0f}' for k in PHASES) + f' | {temp} |'
+      f'{head} ' + ' | '.join(f'{p[k]:.0f}' for k in PHASES) + f' | {temp} | {step} |'
     )
   return '\n'.join(lines) + '\n'
 
@@ -121,6 +146,13 @@ def main(argv=None) -> None:
   p.add_argument('--repeats', type=int, default=3)
   p.add_argument('--out', default=os.path.join(HERE, 'results'))
   p.add_argument('--note', action='append', default=[], help='a line for the report')
+  p.add_argument(
+    '--xla-flags',
+    action='append',
+    default=[],
+    help='also run every cell with this XLA_FLAGS value, e.g. '
+    "'--xla_cpu_use_fusion_emitters=false' (repeatable)",
+  )
   p.add_argument('--single', help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.single:
@@ -133,11 +165,14 @@ def main(argv=None) -> None:
   results = []
   for estimator, config in CELLS:
     for devices in DEVICES:
-      cmd = [sys.executable, os.path.abspath(__file__), '--repeats', str(args.repeats)]
-      cmd += ['--single', json.dumps([estimator, config, devices])]
-      cell = {'estimator': estimator, 'config': config, 'devices': devices}
-      results.append(run_json(cmd, cell))
-      print(json.dumps(results[-1]), flush=True)
+      for flags in ('', *args.xla_flags):
+        cmd = [sys.executable, os.path.abspath(__file__)]
+        cmd += ['--repeats', str(args.repeats)]
+        cmd += ['--single', json.dumps([estimator, config, devices])]
+        cell = {'estimator': estimator, 'config': config, 'devices': devices}
+        cell['xla_flags'] = flags
+        results.append(run_json(cmd, cell, env={**os.environ, 'XLA_FLAGS': flags}))
+        print(json.dumps(results[-1]), flush=True)
   report = {
     'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
     'command': shlex.join(['python', os.path.relpath(__file__), *sys.argv[1:]]),

@@ -202,12 +202,17 @@ def make_estimator(cell, cfg):
 def time_step(trainer, state, batch, repeats: int):
   """({'compile_s', 'step_s', 'step_times_s'}, state, metrics) of ``trainer.step``.
 
-  The first call compiles; one warm-up call follows; ``step_s`` is the median of
-  ``repeats`` timed calls, each ending in ``block_until_ready``.
+  ``compile_s`` is ``jmeta.precompile`` (which also hands the compiler's freed memory
+  back, as the Omniglot experiments do) plus the first call; one warm-up call
+  follows; ``step_s`` is the median of ``repeats`` timed calls, each ending in
+  ``block_until_ready``.
   """
   import jax
 
+  import jmeta
+
   start = time.perf_counter()
+  jmeta.precompile(trainer.step, state, batch)
   state, metrics = jax.block_until_ready(trainer.step(state, batch))
   compile_s = time.perf_counter() - start
   state, metrics = jax.block_until_ready(trainer.step(state, batch))  # warm-up
@@ -253,20 +258,23 @@ def run_cell(cell, repeats):
     **timing,
     'tasks_per_s': cfg['meta_batch'] / timing['step_s'],
     'loss': float(metrics['loss']),
+    # Compiled by jmeta.precompile, which hands the compiler's memory back first.
+    'precompiled': True,
     # ru_maxrss is in KiB on Linux.
     'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     'backend': jax.default_backend(),
   }
 
 
-def run_json(cmd, cell: dict, timeout: float | None = None) -> dict:
+def run_json(cmd, cell: dict, timeout: float | None = None, env=None) -> dict:
   """``cell`` updated with the JSON line ``cmd`` prints last, or with its error.
 
-  A benchmark's cells each run in a fresh subprocess, so peak memory and caches are
-  their own; a failed or timed-out cell becomes ``{**cell, 'error': ...}``.
+  A benchmark's cells each run in a fresh subprocess (with ``env``, default this
+  process's), so peak memory and caches are their own; a failed or timed-out cell
+  becomes ``{**cell, 'error': ...}``.
   """
   try:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
   except subprocess.TimeoutExpired:
     return {**cell, 'error': f'timed out after {timeout:.0f}s'}
   lines = proc.stdout.strip().splitlines()
@@ -413,11 +421,12 @@ def markdown(report):
     'random TaskBatch of 28x28x1 images (support N*K, query N*Q per task), Conv4 '
     f'with {{{", ".join(CONV_IMPLS)}}} convolutions, cross-entropy, inner SGD at lr '
     f'{INNER_LEARNING_RATE}; chunked batching uses chunk_size={CHUNK_SIZE}. '
-    '*Compile* is the first call (tracing + compilation + one run); *step* is the '
+    '*Compile* is `jmeta.precompile` (tracing + compilation) plus the first call; '
+    '*step* is the '
     f'median of {repeats_text(report["results"])} timed calls after one warm-up '
     '(per cell in the JSON); *peak RSS* is '
     '`ru_maxrss` of the fresh subprocess that ran the row (includes the Python/JAX '
-    'baseline). *Devices*: the task axis sharded over that many devices (host '
+    f'baseline; {PRE_PRECOMPILE}). *Devices*: the task axis sharded over that many devices (host '
     'devices on a CPU, one task stream each). Bold marks the fastest setup per '
     '(estimator, config).',
     '',
@@ -465,7 +474,7 @@ def markdown(report):
     else:
       lines.append(
         f'{head} {r["compile_s"]:.1f} | {mark}{r["step_s"]:.3f}{mark} | '
-        f'{r["tasks_per_s"]:.1f} | {r["peak_rss_mib"]:.0f} |'
+        f'{r["tasks_per_s"]:.1f} | {rss_text(r)} |'
       )
   lines += ['', '## Fastest per (estimator, config)', '']
   for key in _groups(results):
@@ -488,6 +497,17 @@ README_CELLS = (
   ('map', 'xla', 1),
   ('vmap', 'xla', 1),
 )
+
+
+PRE_PRECOMPILE = (
+  '† marks a row run before `jmeta.precompile`, whose peak RSS still has the '
+  "compiler's freed memory under the step's"
+)
+
+
+def rss_text(r) -> str:
+  """The row's peak RSS in MiB, marked † if it ran before ``jmeta.precompile``."""
+  return f'{r["peak_rss_mib"]:.0f}' + ('' if r.get('precompiled') else '†')
 
 
 def repeats_text(results) -> str:
@@ -591,7 +611,7 @@ def readme_table(report, reference=None) -> str:
     lines.append(
       f'| {key[0]} | {key[1]} | {key[2]} | {" | ".join(cells)} | '
       + (
-        f'{setup(best)} | {best["tasks_per_s"]:.1f} | {best["peak_rss_mib"]:.0f} |'
+        f'{setup(best)} | {best["tasks_per_s"]:.1f} | {rss_text(best)} |'
         if best
         else '– | – | – |'
       )
@@ -601,7 +621,16 @@ def readme_table(report, reference=None) -> str:
     f'Seconds per meta-update (median of {repeats_text(results)}); "–": not run. '
     f'Hardware: {hw["cpu_model"]}, {hw["cpu_count"]} CPUs, backend '
     f'`{hw["backend"]}`; jax {hw["jax"]}. Commands and notes: '
-    f'`benchmarks/results/{hw["backend"]}_meta_step.md`.',
+    f'`benchmarks/results/{hw["backend"]}_meta_step.md`.'
+    + (
+      f' {PRE_PRECOMPILE[0].upper()}{PRE_PRECOMPILE[1:]}.'
+      if any(
+        not best.get('precompiled')
+        for best in (fastest(results, *key) for key in _groups(results))
+        if best
+      )
+      else ''
+    ),
   ]
   if reference is not None:
     lines += ['', reference_table(report, reference).rstrip('\n')]
