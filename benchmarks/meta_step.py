@@ -422,13 +422,12 @@ def markdown(report):
     f'with {{{", ".join(CONV_IMPLS)}}} convolutions, cross-entropy, inner SGD at lr '
     f'{INNER_LEARNING_RATE}; chunked batching uses chunk_size={CHUNK_SIZE}. '
     '*Compile* is `jmeta.precompile` (tracing + compilation) plus the first call; '
-    '*step* is the '
-    f'median of {repeats_text(report["results"])} timed calls after one warm-up '
-    '(per cell in the JSON); *peak RSS* is '
-    '`ru_maxrss` of the fresh subprocess that ran the row (includes the Python/JAX '
-    f'baseline; {PRE_PRECOMPILE}). *Devices*: the task axis sharded over that many devices (host '
-    'devices on a CPU, one task stream each). Bold marks the fastest setup per '
-    '(estimator, config).',
+    f'*step* is the median of {repeats_text(report["results"])} timed calls after '
+    'one warm-up (per cell in the JSON); *peak RSS* is `ru_maxrss` of the fresh '
+    'subprocess that ran the row (includes the Python/JAX baseline; '
+    f'{PRE_PRECOMPILE}). *Devices*: the task axis sharded over that many devices '
+    '(host devices on a CPU, one task stream each). Bold marks the fastest setup '
+    'per (estimator, config).',
     '',
   ]
   if hw['backend'] == 'cpu':
