@@ -26,9 +26,7 @@ as the runtime lets work queue up before it makes the host wait.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import shlex
 import sys
 import time
 
@@ -102,7 +100,7 @@ def main(argv=None) -> None:
   import jmeta
 
   sys.path.insert(0, HERE)
-  from meta_step import hardware, save_report
+  from meta_step import hardware, run_stamp, save_report
 
   trainer, state, bank, key = make_loop(args.meta_batch)
   jmeta.precompile(trainer.step, state, key, bank)
@@ -123,8 +121,7 @@ def main(argv=None) -> None:
     )
     print(rows[-1], flush=True)
   report = {
-    'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-    'command': shlex.join(['python', os.path.relpath(__file__), *sys.argv[1:]]),
+    **run_stamp(__file__),
     'config': 'maml 5w1s, strided Conv4, 1 inner step, meta-batch '
     f'{args.meta_batch}, tasks sampled in the step from a random 964x20x28x28 bank',
     'hardware': hardware(),

@@ -22,11 +22,9 @@ Writes ``<backend>_flops.{json,md}`` to ``--out``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import shlex
 import sys
 import time
 
@@ -325,7 +323,7 @@ def main(argv=None):
   _check_cells(specs)
 
   sys.path.insert(0, HERE)
-  from meta_step import hardware, save_report
+  from meta_step import hardware, run_stamp, save_report
 
   hw = hardware()
   size = args.peak_size or (8192 if hw['backend'] == 'gpu' else 2048)
@@ -355,8 +353,7 @@ def main(argv=None):
       flush=True,
     )
   report = {
-    'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-    'command': shlex.join(['python', os.path.relpath(__file__), *sys.argv[1:]]),
+    **run_stamp(__file__),
     'hardware': hw,
     'peak': peak,
     'peak_repeats': peak_repeats,

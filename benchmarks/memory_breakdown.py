@@ -23,11 +23,9 @@ value given (set as ``XLA_FLAGS`` for that cell's subprocess).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import resource
-import shlex
 import statistics
 import sys
 import time
@@ -160,7 +158,7 @@ def main(argv=None) -> None:
     return
 
   sys.path.insert(0, HERE)
-  from meta_step import hardware, run_json, save_report
+  from meta_step import hardware, run_json, run_stamp, save_report
 
   results = []
   for estimator, config in CELLS:
@@ -174,8 +172,7 @@ def main(argv=None) -> None:
         results.append(run_json(cmd, cell, env={**os.environ, 'XLA_FLAGS': flags}))
         print(json.dumps(results[-1]), flush=True)
   report = {
-    'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-    'command': shlex.join(['python', os.path.relpath(__file__), *sys.argv[1:]]),
+    **run_stamp(__file__),
     'repeats': args.repeats,
     'hardware': hardware(),
     'notes': args.note,

@@ -675,6 +675,15 @@ def _order(r):
   )
 
 
+def run_stamp(script: str) -> dict:
+  """A report's ``date`` (local time, to the second) and ``command`` (how ``script``
+  was run), the first two fields of every benchmark report."""
+  return {
+    'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+    'command': shlex.join(['python', os.path.relpath(script), *sys.argv[1:]]),
+  }
+
+
 def save_report(out: str, name: str, report: dict, text: str) -> str:
   """Writes ``report`` as ``<out>/<name>.json`` and ``text`` beside it as ``.md``."""
   os.makedirs(out, exist_ok=True)

@@ -11,10 +11,8 @@ float32 and with bfloat16 compute, each in a fresh subprocess, and writes
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import shlex
 import subprocess
 import sys
 
@@ -88,9 +86,11 @@ def main(argv=None) -> None:
       print(rows[-1], flush=True)
   ok = [r for r in rows if 'error' not in r]
   backend = ok[0]['backend'] if ok else 'unknown'
+  sys.path.insert(0, HERE)
+  from meta_step import run_stamp
+
   report = {
-    'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-    'command': shlex.join(['python', os.path.relpath(__file__), *sys.argv[1:]]),
+    **run_stamp(__file__),
     'notes': args.note,
     'rows': rows,
   }

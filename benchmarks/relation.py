@@ -18,10 +18,8 @@ of the two agree to rounding (checked here and in ``tests/metric``). Writes
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import shlex
 import sys
 import time
 
@@ -101,9 +99,11 @@ def main(argv=None) -> None:
     rows.append(run_episode(name, args.repeats))
     print(rows[-1], flush=True)
   backend = rows[0]['backend']
+  sys.path.insert(0, HERE)
+  from meta_step import run_stamp
+
   report = {
-    'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-    'command': shlex.join(['python', os.path.relpath(__file__), *sys.argv[1:]]),
+    **run_stamp(__file__),
     'notes': args.note,
     'rows': rows,
   }

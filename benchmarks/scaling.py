@@ -13,10 +13,8 @@ cores.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import shlex
 import subprocess
 import sys
 
@@ -95,9 +93,11 @@ def main(argv=None) -> None:
       rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     print(rows[-1], flush=True)
   ok = [r for r in rows if 'error' not in r]
+  sys.path.insert(0, HERE)
+  from meta_step import run_stamp
+
   report = {
-    'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-    'command': shlex.join(['python', os.path.relpath(__file__), *sys.argv[1:]]),
+    **run_stamp(__file__),
     'config': 'maml 5w1s, strided Conv4, 1 inner step, meta-batch '
     f'{args.meta_batch}, default batching and convolutions',
     'forced_host_devices': 'XLA_FLAGS' in env

@@ -22,10 +22,8 @@ asks whether the hybrid beats ``'map'`` where ``'map'`` is the default.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import shlex
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -185,7 +183,7 @@ def main(argv=None) -> None:
     return
 
   sys.path.insert(0, HERE)
-  from meta_step import hardware, run_json, save_report
+  from meta_step import hardware, run_json, run_stamp, save_report
 
   results = []
   for estimator, config in CELLS:
@@ -196,8 +194,7 @@ def main(argv=None) -> None:
       results.append(run_json(cmd, cell))
       print(json.dumps(results[-1]), flush=True)
   report = {
-    'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-    'command': shlex.join(['python', os.path.relpath(__file__), *sys.argv[1:]]),
+    **run_stamp(__file__),
     'repeats': args.repeats,
     'hardware': hardware(),
     'notes': args.note,
