@@ -19,6 +19,9 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
+# tests/ is on sys.path both under pytest and when this file runs as a script.
+from test_compilation import counting_compiles
+
 import jmeta
 from jmeta.losses import mean_squared_error
 
@@ -130,13 +133,7 @@ def check_precompiled_sharded_step_does_not_compile_again():
   )
   state = trainer.init(initial_params(model))
   root = jax.random.key(5)
-  compiles = [0]
-
-  def listener(event, duration, **kwargs):
-    compiles[0] += event == '/jax/core/compile/backend_compile_duration'
-
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  try:
+  with counting_compiles() as compiles:
     jmeta.precompile(trainer.step, state, jax.random.fold_in(root, 0), data)
     assert compiles[0] >= 1
     before = compiles[0]
@@ -145,8 +142,6 @@ def check_precompiled_sharded_step_does_not_compile_again():
       state, _ = trainer.step(state, jax.random.fold_in(root, step), data)
     jax.block_until_ready(state)
     assert compiles[0] == before, 'the sharded step compiled again after precompile'
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def check_indivisible_batch_raises():
