@@ -1,0 +1,101 @@
+"""Short, deterministic training runs of every Omniglot algorithm, for regression.
+
+``short_run(algorithm)`` builds the algorithm from its own config file (shrunk: a
+small Conv4, a meta-batch of 2, schedules that switch within the run) through the
+experiments' public path, trains ``STEPS`` meta-steps on a synthetic uint8 bank and
+returns the training losses and the test-time accuracies of a fixed batch.
+``golden_losses.json`` holds these values from the commit before the meta-learner
+redesign (issue 17); ``test_short_runs.py`` compares them bit for bit.
+
+Run ``python -m tests.experiments.short_runs`` to print the values (it never
+rewrites the golden file).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jmeta
+from experiments.omniglot import learners, train
+
+STEPS = 3
+ALGORITHMS = (
+  'maml',
+  'fomaml',
+  'reptile',
+  'imaml',
+  'meta_sgd',
+  'anil',
+  'maml_plus_plus',
+  'protonet',
+  'matching',
+  'relation',
+  'siamese',
+)
+
+
+def short_config(algorithm: str):
+  config = importlib.import_module(
+    f'experiments.omniglot.configs.{algorithm}'
+  ).get_config('5w1s')
+  config.model.filters = 4
+  config.meta_batch_size = 2
+  if algorithm == 'maml_plus_plus':
+    # Every phase of the schedules within three steps: multi-step loss at first
+    # order, multi-step loss at second order, then the final-step loss.
+    config.maml_plus_plus.msl_anneal_iterations = 2
+    config.maml_plus_plus.derivative_order_annealing_iterations = 1
+  if algorithm in learners.METRIC_ALGORITHMS:
+    config.data.train_n_way = 5
+    config.data.train_q_query = 2
+    config.data.q_query = 2
+  if algorithm == 'reptile':
+    config.eval.inner_steps = 4
+  return config
+
+
+def bank() -> jax.Array:
+  rng = np.random.default_rng(0)
+  return jnp.asarray(rng.integers(0, 256, (24, 20, 28, 28), dtype=np.uint8))
+
+
+def short_run(algorithm: str) -> dict:
+  """Training losses (one per step) and per-task test accuracies, as Python floats."""
+  config = short_config(algorithm)
+  data = bank()
+  sampler = train.make_sampler(config, data, train=True)
+  learner = learners.make_learner(config)
+  probe = sampler.sample(jax.random.key(0), 1)
+  params = learner.init(jax.random.key(1), probe.support_inputs[0])
+  trainer = jmeta.make_meta_trainer(learner.estimator, train.outer_optimizer(config))
+  state = trainer.init(params)
+  losses = []
+  for step in range(STEPS):
+    batch = sampler.sample_from(data, jax.random.key(10 + step), config.meta_batch_size)
+    state, metrics = trainer.step(state, batch)
+    losses.append(float(metrics['loss']))
+  jmeta.raise_if_nonfinite(state)
+  test = train.make_sampler(config, data, n_way=config.data.n_way)
+  batch = test.sample_from(data, jax.random.key(99), 2)
+  accuracy = learner.accuracy(state.params, batch, config.data.n_way)
+  return {'losses': losses, 'accuracy': [float(a) for a in np.asarray(accuracy)]}
+
+
+def machine() -> str:
+  from experiments.common.run_info import cpu_model
+
+  return f'{cpu_model()} / jax {jax.__version__} / {platform.machine()}'
+
+
+if __name__ == '__main__':
+  out = {'machine': machine(), 'runs': {}}
+  for name in ALGORITHMS:
+    out['runs'][name] = short_run(name)
+    print(name, out['runs'][name], flush=True)
+  print(json.dumps(out, indent=2))
