@@ -1,4 +1,11 @@
-"""Per-task losses and metrics: ``loss(outputs, targets) -> scalar``."""
+"""Per-task losses and metrics: ``loss(outputs, targets) -> scalar``.
+
+Every function checks the shapes of its two arguments before it computes anything
+and raises ``ValueError`` on a mismatch instead of letting numpy broadcasting make a
+plausible but wrong number (an ``(n,)`` target against ``(n, 1)`` outputs would give
+an ``(n, n)`` difference). Shapes are static, so the check runs once at trace time
+and costs nothing in a compiled step.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +14,71 @@ import jax.numpy as jnp
 import optax
 
 
+def _check_same_shape(name: str, outputs: jax.Array, targets: jax.Array) -> None:
+  out_shape, tgt_shape = jnp.shape(outputs), jnp.shape(targets)
+  if out_shape == tgt_shape:
+    return
+  hint = ''
+  if out_shape == tgt_shape + (1,):
+    hint = ' Give targets a trailing axis of size 1 (targets[..., None]).'
+  elif tgt_shape == out_shape + (1,):
+    hint = " Drop the targets' trailing axis of size 1 (targets[..., 0])."
+  raise ValueError(
+    f'{name}: outputs of shape {out_shape} and targets of shape {tgt_shape} '
+    'differ; they must have the same shape (broadcasting them would compute a '
+    f"different, wrong loss).{hint} Make the task's targets the shape of the "
+    "model's outputs, e.g. (examples, outputs)."
+  )
+
+
+def _check_labels_shape(name: str, logits: jax.Array, labels: jax.Array) -> None:
+  logits_shape, labels_shape = jnp.shape(logits), jnp.shape(labels)
+  if len(logits_shape) >= 1 and labels_shape == logits_shape[:-1]:
+    return
+  hint = ''
+  if labels_shape == logits_shape:
+    hint = (
+      ' Labels must be integer class indices, not one-hot vectors (labels.argmax(-1)).'
+    )
+  elif len(logits_shape) >= 1 and labels_shape == logits_shape[:-1] + (1,):
+    hint = " Drop the labels' trailing axis of size 1 (labels[..., 0])."
+  raise ValueError(
+    f'{name}: logits of shape {logits_shape} need integer labels of shape '
+    f'{logits_shape[:-1]} (the logits without their class axis), got labels of '
+    f'shape {labels_shape}.{hint}'
+  )
+
+
 def mean_squared_error(outputs: jax.Array, targets: jax.Array) -> jax.Array:
-  """Mean over every element of ``(outputs - targets)**2``."""
+  """Mean over every element of ``(outputs - targets)**2``.
+
+  ``outputs`` and ``targets`` must have the same shape; a mismatch raises
+  ``ValueError`` (at trace time) instead of broadcasting.
+  """
+  _check_same_shape('mean_squared_error', outputs, targets)
   return jnp.mean(jnp.square(outputs - targets))
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Softmax cross-entropy with integer labels, averaged over examples.
 
+  ``logits`` is ``(..., classes)`` and ``labels`` the integer classes of shape
+  ``logits.shape[:-1]``; other shapes raise ``ValueError``.
+
   MAML's reference code sums over examples instead; with this mean the inner
   learning rate that gives the same step is larger by the number of examples.
   """
+  _check_labels_shape('cross_entropy', logits, labels)
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Fraction of examples whose arg-max logit is the label."""
+  """Fraction of examples whose arg-max logit is the label.
+
+  ``labels`` must have the shape ``logits.shape[:-1]``; other shapes raise
+  ``ValueError``.
+  """
+  _check_labels_shape('accuracy', logits, labels)
   return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
 
 

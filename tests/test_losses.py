@@ -1,7 +1,9 @@
 """Losses and metrics against numpy references."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jmeta
 
@@ -44,3 +46,56 @@ def test_accuracy_and_classification_metrics():
     jmeta.losses.accuracy(jnp.asarray(logits), jnp.argmax(jnp.asarray(logits), axis=1)),
     1.0,
   )
+
+
+# Shapes must match exactly: broadcasting (n,) targets against (n, 1) outputs gives
+# an (n, n) difference and a plausible, wrong loss.
+
+
+def test_mean_squared_error_refuses_targets_that_would_broadcast():
+  outputs, targets = jnp.zeros((4, 1)), jnp.ones((4,))
+  with pytest.raises(ValueError, match=r'\(4, 1\).*\(4,\).*targets\[\.\.\., None\]'):
+    jmeta.losses.mean_squared_error(outputs, targets)
+  with pytest.raises(ValueError, match=r'targets\[\.\.\., 0\]'):
+    jmeta.losses.mean_squared_error(targets, outputs)
+  with pytest.raises(ValueError, match=r'\(4, 2\).*\(1, 2\)'):
+    jmeta.losses.mean_squared_error(jnp.zeros((4, 2)), jnp.zeros((1, 2)))
+
+
+def test_mean_squared_error_checks_shapes_at_trace_time_under_jit():
+  loss = jax.jit(jmeta.losses.mean_squared_error)
+  with pytest.raises(ValueError, match='same shape'):
+    loss(jnp.zeros((3, 1)), jnp.zeros((3,)))
+  np.testing.assert_allclose(loss(jnp.zeros((3, 1)), jnp.ones((3, 1))), 1.0)
+
+
+@pytest.mark.parametrize(
+  'fn',
+  [
+    jmeta.losses.cross_entropy,
+    jmeta.losses.accuracy,
+    jmeta.losses.classification_metrics,
+  ],
+)
+def test_classification_losses_refuse_labels_of_the_wrong_shape(fn):
+  logits = jnp.zeros((6, 3))
+  with pytest.raises(
+    ValueError, match=r'\(6, 3\).*\(6,\).*\(6, 1\).*labels\[\.\.\., 0\]'
+  ):
+    fn(logits, jnp.zeros((6, 1), jnp.int32))
+  with pytest.raises(ValueError, match='one-hot'):
+    fn(logits, jnp.zeros((6, 3), jnp.int32))
+  with pytest.raises(ValueError, match=r'\(5,\)'):
+    fn(logits, jnp.zeros((5,), jnp.int32))
+  fn(logits, jnp.zeros((6,), jnp.int32))  # the right shape passes
+
+
+def test_sinusoid_targets_match_the_mlp_outputs():
+  """The repository's own regression pipeline passes matching shapes."""
+  tasks = jmeta.sinusoid_tasks(num_support=5, num_query=7)
+  batch = tasks.sample(jax.random.key(0), 2)
+  model = jmeta.mlp((8,), 1)
+  params = model.init(jax.random.key(1), batch.support_inputs[0])
+  outputs = model.apply(params, batch.query_inputs[0])
+  assert outputs.shape == batch.query_targets[0].shape == (7, 1)
+  jmeta.losses.mean_squared_error(outputs, batch.query_targets[0])
