@@ -26,11 +26,9 @@ as the runtime lets work queue up before it makes the host wait.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import harness
 
 
 def make_loop(meta_batch: int):
@@ -43,9 +41,6 @@ def make_loop(meta_batch: int):
   import jmeta
   from jmeta.data import make_episode_sampler
 
-  sys.path.insert(0, HERE)
-  from meta_step import INNER_LEARNING_RATE
-
   # Omniglot's background set: 964 characters, 20 drawings each, 28x28.
   rng = np.random.default_rng(0)
   bank = jnp.asarray(rng.integers(0, 256, (964, 20, 28, 28), dtype=np.uint8))
@@ -55,7 +50,7 @@ def make_loop(meta_batch: int):
     model,
     jmeta.losses.cross_entropy,
     inner_steps=1,
-    inner_learning_rate=INNER_LEARNING_RATE,
+    inner_learning_rate=harness.INNER_LEARNING_RATE,
   )
   trainer = jmeta.make_meta_trainer(
     estimator,
@@ -89,7 +84,7 @@ def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--steps', type=int, default=50)
   p.add_argument('--meta-batch', type=int, default=32)
-  p.add_argument('--out', default=os.path.join(HERE, 'results'))
+  p.add_argument('--out', default=harness.RESULTS)
   p.add_argument('--note', action='append', default=[], help='a line for the report')
   args = p.parse_args(argv)
   if args.steps < 1:
@@ -98,9 +93,6 @@ def main(argv=None) -> None:
   import jax
 
   import jmeta
-
-  sys.path.insert(0, HERE)
-  from meta_step import hardware, run_stamp, save_report
 
   trainer, state, bank, key = make_loop(args.meta_batch)
   jmeta.precompile(trainer.step, state, key, bank)
@@ -121,14 +113,16 @@ def main(argv=None) -> None:
     )
     print(rows[-1], flush=True)
   report = {
-    **run_stamp(__file__),
+    **harness.run_stamp(__file__),
     'config': 'maml 5w1s, strided Conv4, 1 inner step, meta-batch '
     f'{args.meta_batch}, tasks sampled in the step from a random 964x20x28x28 bank',
-    'hardware': hardware(),
+    'hardware': harness.hardware(),
     'notes': args.note,
     'rows': rows,
   }
-  save_report(args.out, f'{jax.default_backend()}_dispatch', report, markdown(report))
+  harness.save_report(
+    args.out, f'{jax.default_backend()}_dispatch', report, markdown(report)
+  )
 
 
 def markdown(report: dict) -> str:

@@ -37,21 +37,17 @@ import datetime
 import json
 import os
 import platform
-import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 
-# The same episodes as meta_step.py's CONFIGS (kept in sync by hand: this script
-# must not import jax).
-CONFIGS = {
-  '5w1s': {'n_way': 5, 'k_shot': 1, 'meta_batch': 32, 'inner_steps': 1},
-  '20w1s': {'n_way': 20, 'k_shot': 1, 'meta_batch': 16, 'inner_steps': 5},
-}
+import harness
+import tables
+
+# meta_step.py's gradient-based episodes (harness imports no jax, nor does tables).
+CONFIGS = {name: harness.CONFIGS[name] for name in ('5w1s', '20w1s')}
 ORDERS = {'maml': False, 'fomaml': True}
-INNER_LEARNING_RATE = 2.0
 
 
 def run_cell(config: str, estimator: str, repeats: int) -> dict:
@@ -70,7 +66,7 @@ def run_cell(config: str, estimator: str, repeats: int) -> dict:
   torch.manual_seed(0)
   model = l2l.vision.models.OmniglotCNN(n)
   maml = l2l.algorithms.MAML(
-    model, lr=INNER_LEARNING_RATE, first_order=ORDERS[estimator]
+    model, lr=harness.INNER_LEARNING_RATE, first_order=ORDERS[estimator]
   )
   opt = torch.optim.Adam(maml.parameters(), 1e-3)
   loss_fn = torch.nn.CrossEntropyLoss()
@@ -103,7 +99,7 @@ def run_cell(config: str, estimator: str, repeats: int) -> dict:
     'step_times_s': times,
     'tasks_per_s': b / statistics.median(times),
     'loss': loss,
-    'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    'peak_rss_mib': harness.peak_rss_mib(),
     'torch_threads': torch.get_num_threads(),
     'torch': torch.__version__,
     'learn2learn': l2l.__version__,
@@ -120,55 +116,6 @@ def jmeta_cell(estimator: str, config: str, devices: int) -> dict:
     'conv_impl': 'patches',
     'devices': devices,
   }
-
-
-def comparison(report: dict) -> list[dict]:
-  """Per (estimator, config): learn2learn's and jmeta's medians over rounds.
-
-  ``speedup[d]`` is the median over rounds of learn2learn's step time over jmeta's
-  on d devices in the same round; ``speedup_range[d]`` its (min, max).
-  """
-  rows = []
-  ok = [r for r in report['results'] if 'error' not in r]
-  for estimator in ORDERS:
-    for config in CONFIGS:
-      mine = [r for r in ok if (r['estimator'], r['config']) == (estimator, config)]
-      ref = {r.get('round', 0): r for r in mine if r.get('impl') != 'jmeta'}
-      if not ref:
-        continue
-      row = {
-        'estimator': estimator,
-        'config': config,
-        'learn2learn_s': statistics.median(r['step_s'] for r in ref.values()),
-        'learn2learn_rss_mib': max(r['peak_rss_mib'] for r in ref.values()),
-        'jmeta': {},
-        'speedup': {},
-        'speedup_range': {},
-      }
-      for d in sorted({r['devices'] for r in mine if r.get('impl') == 'jmeta'}):
-        ours = {
-          r['round']: r for r in mine if r.get('impl') == 'jmeta' and r['devices'] == d
-        }
-        ratios = [ref[k]['step_s'] / ours[k]['step_s'] for k in ours if k in ref]
-        row['jmeta'][d] = {
-          'step_s': statistics.median(r['step_s'] for r in ours.values()),
-          'peak_rss_mib': max(r['peak_rss_mib'] for r in ours.values()),
-        }
-        row['speedup'][d] = statistics.median(ratios)
-        row['speedup_range'][d] = (min(ratios), max(ratios))
-      rows.append(row)
-  return rows
-
-
-def cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
 
 
 def markdown(report: dict) -> str:
@@ -214,7 +161,7 @@ def markdown(report: dict) -> str:
       f'{head}| {r["estimator"]} | {r["config"]} | {r["first_step_s"]:.2f} | '
       f'{r["step_s"]:.3f} | {r["tasks_per_s"]:.1f} | {r["peak_rss_mib"]:.0f} |'
     )
-  table = comparison(report)
+  table = tables.comparison(report)
   if any(row['jmeta'] for row in table):
     rows += [
       '',
@@ -250,7 +197,7 @@ def main(argv=None) -> None:
   p.add_argument('--estimators', default=','.join(ORDERS))
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--timeout', type=float, default=900)
-  p.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results'))
+  p.add_argument('--out', default=harness.RESULTS)
   p.add_argument('--rounds', type=int, default=1, help='repeat every cell, in turn')
   p.add_argument(
     '--jmeta-python',
@@ -277,17 +224,9 @@ def main(argv=None) -> None:
   start = time.perf_counter()
 
   def run(cmd, cell):
-    try:
-      proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-      results.append({**cell, 'error': f'timed out after {args.timeout:.0f}s'})
+    results.append(harness.run_json(cmd, cell, args.timeout))
+    if 'error' in results[-1]:
       return None
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode or not lines:
-      results.append({**cell, 'error': (proc.stderr.strip().splitlines() or ['?'])[-1]})
-      return None
-    out = json.loads(lines[-1])
-    results.append({**cell, **out})
     print(json.dumps(results[-1]), flush=True)
     return results[-1]
 
@@ -312,7 +251,7 @@ def main(argv=None) -> None:
     ),
     'total_s': time.perf_counter() - start,
     'hardware': {
-      'cpu_model': cpu_model(),
+      'cpu_model': harness.cpu_model(),
       'cpu_count': os.cpu_count(),
       'python': platform.python_version(),
       'platform': platform.platform(),

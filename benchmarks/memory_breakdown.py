@@ -25,20 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import harness
+
 CELLS = (('maml', '5w1s'), ('maml', '20w1s'), ('fomaml', '5w1s'), ('fomaml', '20w1s'))
 DEVICES = (1, 2)
 PHASES = ('import', 'lowered', 'compiled', 'released', 'ran')
-
-
-def peak_mib() -> float:
-  # ru_maxrss is in KiB on Linux.
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def resident_mib() -> float:
@@ -55,11 +50,8 @@ def run_one(estimator: str, config: str, devices: int, repeats: int) -> dict:
 
   import jmeta
 
-  sys.path.insert(0, HERE)
-  from meta_step import CONFIGS, make_estimator, random_task_batch
-
   jnp.zeros(()).block_until_ready()
-  peaks = {'import': peak_mib()}
+  peaks = {'import': harness.peak_rss_mib()}
   cell = {
     'estimator': estimator,
     'config': config,
@@ -67,18 +59,18 @@ def run_one(estimator: str, config: str, devices: int, repeats: int) -> dict:
     'batching': 'map',
     'conv_impl': 'patches',
   }
-  cfg = CONFIGS[config]
-  batch = random_task_batch(cfg['n_way'], cfg['k_shot'], cfg['meta_batch'])
-  est, params = make_estimator(cell, cfg)
+  cfg = harness.CONFIGS[config]
+  batch = harness.random_task_batch(cfg['n_way'], cfg['k_shot'], cfg['meta_batch'])
+  est, params = harness.make_estimator(cell, cfg)
   mesh = jmeta.task_mesh(jax.devices()[:devices]) if devices > 1 else None
   trainer = jmeta.make_meta_trainer(est, optax.adam(1e-3), mesh=mesh)
   state = trainer.init(params)
   if mesh is not None:
     batch = jmeta.shard_task_batch(batch, mesh)
   lowered = trainer.step.lower(state, batch)
-  peaks['lowered'] = peak_mib()
+  peaks['lowered'] = harness.peak_rss_mib()
   compiled = lowered.compile()
-  peaks['compiled'] = peak_mib()
+  peaks['compiled'] = harness.peak_rss_mib()
   jmeta.release_host_memory()
   peaks['released'] = resident_mib()
   state, _ = jax.block_until_ready(compiled(state, batch))  # warm-up
@@ -87,7 +79,7 @@ def run_one(estimator: str, config: str, devices: int, repeats: int) -> dict:
     start = time.perf_counter()
     state, _ = jax.block_until_ready(compiled(state, batch))
     times.append(time.perf_counter() - start)
-  peaks['ran'] = peak_mib()
+  peaks['ran'] = harness.peak_rss_mib()
   analysis = compiled.memory_analysis()
   return {
     'estimator': estimator,
@@ -142,7 +134,7 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--repeats', type=int, default=3)
-  p.add_argument('--out', default=os.path.join(HERE, 'results'))
+  p.add_argument('--out', default=harness.RESULTS)
   p.add_argument('--note', action='append', default=[], help='a line for the report')
   p.add_argument(
     '--xla-flags',
@@ -157,9 +149,6 @@ def main(argv=None) -> None:
     print(json.dumps(run_one(*json.loads(args.single), args.repeats)), flush=True)
     return
 
-  sys.path.insert(0, HERE)
-  from meta_step import hardware, run_json, run_stamp, save_report
-
   results = []
   for estimator, config in CELLS:
     for devices in DEVICES:
@@ -169,17 +158,19 @@ def main(argv=None) -> None:
         cmd += ['--single', json.dumps([estimator, config, devices])]
         cell = {'estimator': estimator, 'config': config, 'devices': devices}
         cell['xla_flags'] = flags
-        results.append(run_json(cmd, cell, env={**os.environ, 'XLA_FLAGS': flags}))
+        results.append(
+          harness.run_json(cmd, cell, env={**os.environ, 'XLA_FLAGS': flags})
+        )
         print(json.dumps(results[-1]), flush=True)
   report = {
-    **run_stamp(__file__),
+    **harness.run_stamp(__file__),
     'repeats': args.repeats,
-    'hardware': hardware(),
+    'hardware': harness.hardware(),
     'notes': args.note,
     'results': results,
   }
   name = f'{report["hardware"]["backend"]}_memory_breakdown'
-  save_report(args.out, name, report, markdown(report))
+  harness.save_report(args.out, name, report, markdown(report))
 
 
 if __name__ == '__main__':

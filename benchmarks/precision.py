@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import harness
+
 DTYPES = ('float32', 'bfloat16')
 
 
@@ -26,29 +26,20 @@ def run_one(config: str, dtype: str, repeats: int) -> dict:
 
   import jmeta
 
-  sys.path.insert(0, HERE)
-  from meta_step import (
-    CONFIGS,
-    INNER_LEARNING_RATE,
-    device_fields,
-    random_task_batch,
-    time_step,
-  )
-
-  cfg = CONFIGS[config]
+  cfg = harness.CONFIGS[config]
   model = jmeta.conv4(cfg['n_way'])
   if dtype != 'float32':
     model = jmeta.models.mixed_precision(model, dtype)
-  batch = random_task_batch(cfg['n_way'], cfg['k_shot'], cfg['meta_batch'])
+  batch = harness.random_task_batch(cfg['n_way'], cfg['k_shot'], cfg['meta_batch'])
   estimator = jmeta.maml(
     model,
     jmeta.losses.cross_entropy,
     inner_steps=cfg['inner_steps'],
-    inner_learning_rate=INNER_LEARNING_RATE,
+    inner_learning_rate=harness.INNER_LEARNING_RATE,
   )
   trainer = jmeta.make_meta_trainer(estimator, optax.adam(1e-3))
   state = trainer.init(model.init(jax.random.key(0), batch.support_inputs[0]))
-  timing, state, metrics = time_step(trainer, state, batch, repeats)
+  timing, state, metrics = harness.time_step(trainer, state, batch, repeats)
   compiled = trainer.step.lower(state, batch).compile()
   memory = compiled.memory_analysis()
   return {
@@ -56,7 +47,7 @@ def run_one(config: str, dtype: str, repeats: int) -> dict:
     'compute_dtype': dtype,
     **timing,
     'temp_mib': memory.temp_size_in_bytes / 2**20 if memory else None,
-    **device_fields(),
+    **harness.device_fields(),
   }
 
 
@@ -65,7 +56,7 @@ def main(argv=None) -> None:
   p.add_argument('--configs', default='5w1s,20w1s')
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--note', action='append', default=[], help='a line for the report')
-  p.add_argument('--out', default=os.path.join(HERE, 'results'))
+  p.add_argument('--out', default=harness.RESULTS)
   p.add_argument('--single', nargs=2, help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.single:
@@ -75,29 +66,22 @@ def main(argv=None) -> None:
   for config in args.configs.split(','):
     for dtype in DTYPES:
       cmd = [sys.executable, os.path.abspath(__file__), '--single', config, dtype]
-      proc = subprocess.run(
-        cmd + ['--repeats', str(args.repeats)], capture_output=True, text=True
-      )
-      if proc.returncode:
-        err = (proc.stderr.strip().splitlines() or ['?'])[-1]
-        rows.append({'config': config, 'compute_dtype': dtype, 'error': err})
-      else:
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+      cmd += ['--repeats', str(args.repeats)]
+      rows.append(harness.run_json(cmd, {'config': config, 'compute_dtype': dtype}))
       print(rows[-1], flush=True)
   ok = [r for r in rows if 'error' not in r]
   backend = ok[0]['backend'] if ok else 'unknown'
-  sys.path.insert(0, HERE)
-  from meta_step import run_stamp
-
   report = {
-    **run_stamp(__file__),
+    **harness.run_stamp(__file__),
     'notes': args.note,
     'rows': rows,
   }
-  stem = os.path.join(args.out, f'{backend}_precision')
-  os.makedirs(args.out, exist_ok=True)
-  with open(stem + '.json', 'w') as f:
-    json.dump(report, f, indent=2)
+  harness.save_report(
+    args.out, f'{backend}_precision', report, markdown(report, backend)
+  )
+
+
+def markdown(report: dict, backend: str) -> str:
   lines = [
     f'# float32 against bfloat16 compute ({backend})',
     '',
@@ -105,12 +89,12 @@ def main(argv=None) -> None:
     '- Second-order MAML, strided Conv4, default batching and convolutions; '
     'bfloat16 = `jmeta.models.mixed_precision(conv4, jnp.bfloat16)` (float32 '
     'params, gradients, optimizer and loss; float32 accumulation).',
-    *(f'- {n}' for n in args.note),
+    *(f'- {n}' for n in report['notes']),
     '',
     '| config | compute | step (s) | compile (s) | XLA temp memory (MiB) |',
     '|---|---|---:|---:|---:|',
   ]
-  for r in rows:
+  for r in report['rows']:
     if 'error' in r:
       lines.append(
         f'| {r["config"]} | {r["compute_dtype"]} | failed: {r["error"]} | | |'
@@ -120,9 +104,7 @@ def main(argv=None) -> None:
         f'| {r["config"]} | {r["compute_dtype"]} | {r["step_s"]:.3f} | '
         f'{r["compile_s"]:.1f} | {r["temp_mib"]:.1f} |'
       )
-  with open(stem + '.md', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  print(f'wrote {stem}.json and .md')
+  return '\n'.join(lines) + '\n'
 
 
 if __name__ == '__main__':

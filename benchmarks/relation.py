@@ -18,12 +18,10 @@ of the two agree to rounding (checked here and in ``tests/metric``). Writes
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import harness
+
 # (n_way, k_shot, queries per class): the README's test episodes (5 queries per class).
 EPISODES = {
   '5w1s': (5, 1, 5),
@@ -77,10 +75,7 @@ def run_episode(name: str, repeats: int) -> dict:
   diff = jnp.abs(pairs(params, maps, classes) - factored(params, maps, classes))
   row['max_abs_difference'] = float(jnp.max(diff))
   row['speedup'] = row['pairs_s'] / row['factored_s']
-  sys.path.insert(0, HERE)
-  from meta_step import device_fields
-
-  return {**row, **device_fields()}
+  return {**row, **harness.device_fields()}
 
 
 def main(argv=None) -> None:
@@ -88,7 +83,7 @@ def main(argv=None) -> None:
   p.add_argument('--episodes', default=','.join(EPISODES))
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--note', action='append', default=[], help='a line for the report')
-  p.add_argument('--out', default=os.path.join(HERE, 'results'))
+  p.add_argument('--out', default=harness.RESULTS)
   args = p.parse_args(argv)
   names = [n for n in args.episodes.split(',') if n]
   unknown = sorted(set(names) - set(EPISODES))
@@ -99,37 +94,34 @@ def main(argv=None) -> None:
     rows.append(run_episode(name, args.repeats))
     print(rows[-1], flush=True)
   backend = rows[0]['backend']
-  sys.path.insert(0, HERE)
-  from meta_step import run_stamp
-
   report = {
-    **run_stamp(__file__),
+    **harness.run_stamp(__file__),
     'notes': args.note,
     'rows': rows,
   }
-  stem = os.path.join(args.out, f'{backend}_relation')
-  os.makedirs(args.out, exist_ok=True)
-  with open(stem + '.json', 'w') as f:
-    json.dump(report, f, indent=2)
+  harness.save_report(
+    args.out, f'{backend}_relation', report, markdown(report, backend)
+  )
+
+
+def markdown(report: dict, backend: str) -> str:
   lines = [
     f'# Relation module: concatenated pairs against the factored first convolution ({backend})',
     '',
     f'- Date: {report["date"]}; command: `{report["command"]}`',
     '- One test episode (5 queries per class), 64-filter relation module on random '
     "7x7x64 feature maps, 'support' batch norm; median of the timed calls.",
-    *(f'- {n}' for n in args.note),
+    *(f'- {n}' for n in report['notes']),
     '',
     '| episode | pairs | on pairs (s) | factored (s) | speedup | max abs difference |',
     '|---|---:|---:|---:|---:|---:|',
   ]
-  for r in rows:
+  for r in report['rows']:
     lines.append(
       f'| {r["episode"]} | {r["pairs_count"]} | {r["pairs_s"]:.3f} | '
       f'{r["factored_s"]:.3f} | {r["speedup"]:.1f}x | {r["max_abs_difference"]:.1e} |'
     )
-  with open(stem + '.md', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  print(f'wrote {stem}.json and .md')
+  return '\n'.join(lines) + '\n'
 
 
 if __name__ == '__main__':

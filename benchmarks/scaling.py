@@ -18,8 +18,9 @@ import os
 import subprocess
 import sys
 
+import harness
+
 DEVICE_COUNTS = (1, 2, 4, 8)
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run_one(devices: int, meta_batch: int, repeats: int) -> dict:
@@ -28,29 +29,26 @@ def run_one(devices: int, meta_batch: int, repeats: int) -> dict:
 
   import jmeta
 
-  sys.path.insert(0, HERE)
-  from meta_step import INNER_LEARNING_RATE, device_fields, random_task_batch, time_step
-
   if len(jax.devices()) < devices:
     raise SystemExit(f'only {len(jax.devices())} devices, asked for {devices}')
   mesh = jmeta.task_mesh(jax.devices()[:devices])
   model = jmeta.conv4(5)
-  batch = random_task_batch(5, 1, meta_batch)
+  batch = harness.random_task_batch(5, 1, meta_batch)
   estimator = jmeta.maml(
     model,
     jmeta.losses.cross_entropy,
     inner_steps=1,
-    inner_learning_rate=INNER_LEARNING_RATE,
+    inner_learning_rate=harness.INNER_LEARNING_RATE,
   )
   trainer = jmeta.make_meta_trainer(estimator, optax.adam(1e-3), mesh=mesh)
   state = trainer.init(model.init(jax.random.key(0), batch.support_inputs[0]))
   batch = jmeta.shard_task_batch(batch, mesh)
-  timing, state, metrics = time_step(trainer, state, batch, repeats)
+  timing, state, metrics = harness.time_step(trainer, state, batch, repeats)
   return {
     'devices': devices,
     **timing,
     'tasks_per_s': meta_batch / timing['step_s'],
-    **device_fields(),
+    **harness.device_fields(),
   }
 
 
@@ -58,7 +56,7 @@ def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--meta-batch', type=int, default=32)
   p.add_argument('--repeats', type=int, default=5)
-  p.add_argument('--out', default=os.path.join(HERE, 'results'))
+  p.add_argument('--out', default=harness.RESULTS)
   p.add_argument('--note', action='append', default=[], help='a line for the report')
   p.add_argument(
     '--render',
@@ -86,18 +84,11 @@ def main(argv=None) -> None:
   for d in DEVICE_COUNTS:
     cmd = [sys.executable, os.path.abspath(__file__), '--single', str(d)]
     cmd += ['--meta-batch', str(args.meta_batch), '--repeats', str(args.repeats)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode:
-      rows.append({'devices': d, 'error': proc.stderr.strip().splitlines()[-1]})
-    else:
-      rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    rows.append(harness.run_json(cmd, {'devices': d}, env=env))
     print(rows[-1], flush=True)
   ok = [r for r in rows if 'error' not in r]
-  sys.path.insert(0, HERE)
-  from meta_step import run_stamp
-
   report = {
-    **run_stamp(__file__),
+    **harness.run_stamp(__file__),
     'config': 'maml 5w1s, strided Conv4, 1 inner step, meta-batch '
     f'{args.meta_batch}, default batching and convolutions',
     'forced_host_devices': 'XLA_FLAGS' in env
@@ -106,12 +97,7 @@ def main(argv=None) -> None:
     'rows': rows,
   }
   backend = ok[0]['backend'] if ok else 'unknown'
-  stem = os.path.join(args.out, f'{backend}_scaling')
-  os.makedirs(args.out, exist_ok=True)
-  with open(stem + '.json', 'w') as f:
-    json.dump(report, f, indent=2)
-  with open(stem + '.md', 'w') as f:
-    f.write(markdown(report))
+  stem = harness.save_report(args.out, f'{backend}_scaling', report, markdown(report))
   if ok:
     from matplotlib.figure import Figure
 
@@ -125,7 +111,7 @@ def main(argv=None) -> None:
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(stem + '.png', dpi=100)
-  print(f'wrote {stem}.json, .md and .png')
+    print(f'wrote {stem}.png')
 
 
 def markdown(report: dict) -> str:

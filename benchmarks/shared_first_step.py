@@ -26,7 +26,8 @@ import json
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import harness
+
 CELLS = (
   ('maml', '5w1s'),
   ('fomaml', '5w1s'),
@@ -95,11 +96,8 @@ def run_one(estimator: str, config: str, way: str, repeats: int) -> dict:
 
   import jmeta
 
-  sys.path.insert(0, HERE)
-  from meta_step import CONFIGS, INNER_LEARNING_RATE, random_task_batch, time_step
-
-  cfg = CONFIGS[config]
-  batch = random_task_batch(cfg['n_way'], cfg['k_shot'], cfg['meta_batch'])
+  cfg = harness.CONFIGS[config]
+  batch = harness.random_task_batch(cfg['n_way'], cfg['k_shot'], cfg['meta_batch'])
   model = jmeta.conv4(cfg['n_way'], conv_impl='patches')
   params = model.init(jax.random.key(0), batch.support_inputs[0])
   reference = jmeta.make_estimator(
@@ -107,7 +105,7 @@ def run_one(estimator: str, config: str, way: str, repeats: int) -> dict:
     model,
     jmeta.losses.cross_entropy,
     inner_steps=cfg['inner_steps'],
-    inner_learning_rate=INNER_LEARNING_RATE,
+    inner_learning_rate=harness.INNER_LEARNING_RATE,
     batching='map',
   )
   row = {'estimator': estimator, 'config': config, 'way': way}
@@ -116,7 +114,7 @@ def run_one(estimator: str, config: str, way: str, repeats: int) -> dict:
       model,
       jmeta.losses.cross_entropy,
       cfg['inner_steps'],
-      INNER_LEARNING_RATE,
+      harness.INNER_LEARNING_RATE,
       first_order=estimator == 'fomaml',
     )
     ours = jax.jit(fn)(params, batch).grads
@@ -129,7 +127,7 @@ def run_one(estimator: str, config: str, way: str, repeats: int) -> dict:
   else:
     estimator_ = reference
   trainer = jmeta.make_meta_trainer(estimator_, optax.adam(1e-3))
-  timing, _, _ = time_step(trainer, trainer.init(params), batch, repeats)
+  timing, _, _ = harness.time_step(trainer, trainer.init(params), batch, repeats)
   return {**row, **timing, 'tasks_per_s': cfg['meta_batch'] / timing['step_s']}
 
 
@@ -174,7 +172,7 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--repeats', type=int, default=7)
-  p.add_argument('--out', default=os.path.join(HERE, 'results'))
+  p.add_argument('--out', default=harness.RESULTS)
   p.add_argument('--note', action='append', default=[], help='a line for the report')
   p.add_argument('--single', help=argparse.SUPPRESS)
   args = p.parse_args(argv)
@@ -182,26 +180,23 @@ def main(argv=None) -> None:
     print(json.dumps(run_one(*json.loads(args.single), args.repeats)), flush=True)
     return
 
-  sys.path.insert(0, HERE)
-  from meta_step import hardware, run_json, run_stamp, save_report
-
   results = []
   for estimator, config in CELLS:
     for way in WAYS:
       cmd = [sys.executable, os.path.abspath(__file__), '--repeats', str(args.repeats)]
       cmd += ['--single', json.dumps([estimator, config, way])]
       cell = {'estimator': estimator, 'config': config, 'way': way}
-      results.append(run_json(cmd, cell))
+      results.append(harness.run_json(cmd, cell))
       print(json.dumps(results[-1]), flush=True)
   report = {
-    **run_stamp(__file__),
+    **harness.run_stamp(__file__),
     'repeats': args.repeats,
-    'hardware': hardware(),
+    'hardware': harness.hardware(),
     'notes': args.note,
     'results': results,
   }
   name = f'{report["hardware"]["backend"]}_shared_first_step'
-  save_report(args.out, name, report, markdown(report))
+  harness.save_report(args.out, name, report, markdown(report))
 
 
 if __name__ == '__main__':

@@ -1,29 +1,18 @@
 """The FLOP count behind benchmarks/flops.py: closed forms, and loops against twins."""
 
-import importlib.util
 import json
 import pathlib
 
+import flops  # benchmarks/flops.py (conftest.py puts benchmarks/ on sys.path)
 import jax
 import jax.numpy as jnp
 import optax
 import pytest
+import tables
 
 import jmeta
 
 ROOT = pathlib.Path(__file__).parents[2]
-
-
-def _flops():
-  spec = importlib.util.spec_from_file_location(
-    'flops', ROOT / 'benchmarks' / 'flops.py'
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-flops = _flops()
 
 
 def test_dot_is_two_m_n_k_as_xla_counts_it():
@@ -119,8 +108,8 @@ def test_meta_update_count_is_the_same_over_a_task_loop_and_linear_in_inner_step
 def test_readme_table_is_generated_from_the_committed_report(tmp_path):
   report = json.loads((ROOT / 'benchmarks/results/cpu_flops.json').read_text())
   readme = (ROOT / 'README.md').read_text()
-  section = readme.split(flops.README_BEGIN, 1)[1].split(flops.README_END)[0]
-  assert section == '\n' + flops.readme_section(report)
+  section = readme.split(tables.FLOPS_BEGIN, 1)[1].split(tables.FLOPS_END)[0]
+  assert section == '\n' + tables.flops_section(report)
   peak = report['peak']['flop_per_s']
   for r in report['results']:
     achieved = r['matmul_flops'] / r['step_s']
@@ -128,8 +117,8 @@ def test_readme_table_is_generated_from_the_committed_report(tmp_path):
     assert f'{achieved / 1e9:.1f} | {100 * achieved / peak:.0f}% |' in section
   copy = tmp_path / 'README.md'
   copy.write_text(readme.replace(section, '\nstale\n'))
-  flops.write_readme(str(copy), report)
+  tables.write_flops(str(copy), report)
   assert copy.read_text() == readme
   copy.write_text('no markers')
   with pytest.raises(ValueError, match='markers'):
-    flops.write_readme(str(copy), report)
+    tables.write_flops(str(copy), report)

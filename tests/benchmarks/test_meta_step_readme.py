@@ -1,33 +1,24 @@
 """The README's performance table is the committed benchmark report, not typed."""
 
-import importlib.util
 import json
 import pathlib
 import statistics
 
+import tables  # benchmarks/tables.py (conftest.py puts benchmarks/ on sys.path)
+
 ROOT = pathlib.Path(__file__).parents[2]
 
 
-def _meta_step():
-  spec = importlib.util.spec_from_file_location(
-    'meta_step', ROOT / 'benchmarks' / 'meta_step.py'
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_readme_table_is_generated_from_the_committed_report(tmp_path):
-  meta_step = _meta_step()
   report = json.loads((ROOT / 'benchmarks/results/cpu_meta_step.json').read_text())
   reference = json.loads((ROOT / 'benchmarks/results/cpu_learn2learn.json').read_text())
   readme = (ROOT / 'README.md').read_text()
-  section = readme.split(meta_step.README_BEGIN, 1)[1].split(meta_step.README_END)[0]
-  assert section == '\n' + meta_step.readme_table(report, reference)
+  section = readme.split(tables.META_STEP_BEGIN, 1)[1].split(tables.META_STEP_END)[0]
+  assert section == '\n' + tables.meta_step_table(report, reference)
   # Every timed cell of the report appears in the table with its step time.
   for r in report['results']:
-    cell = (r['batching'], r['conv_impl'], meta_step.devices_of(r))
-    if 'error' not in r and cell in meta_step.README_CELLS:
+    cell = (r['batching'], r['conv_impl'], tables.devices_of(r))
+    if 'error' not in r and cell in tables.META_STEP_CELLS:
       assert f'{r["step_s"]:.3f}' in section
   # The learn2learn comparison: jmeta ran interleaved with learn2learn; each row is
   # the medians over rounds and the median of the per-round speedups.
@@ -59,12 +50,12 @@ def test_readme_table_is_generated_from_the_committed_report(tmp_path):
   # Regenerating rewrites only the section, and refuses a file without markers.
   copy = tmp_path / 'README.md'
   copy.write_text(readme.replace(section, '\nstale\n'))
-  meta_step.write_readme(str(copy), report, reference)
+  tables.write_meta_step(str(copy), report, reference)
   assert copy.read_text() == readme
   bare = tmp_path / 'bare.md'
   bare.write_text('# no markers\n')
   try:
-    meta_step.write_readme(str(bare), report)
+    tables.write_meta_step(str(bare), report)
   except ValueError as e:
     assert 'markers' in str(e)
   else:

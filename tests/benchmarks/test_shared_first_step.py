@@ -1,24 +1,11 @@
 """The hybrid that ``shared_first_step.py`` times computes jmeta's meta-gradient."""
 
-import importlib.util
-import pathlib
-
 import chex
 import jax
 import pytest
+import shared_first_step  # benchmarks/ (conftest.py puts it on sys.path)
 
 import jmeta
-
-ROOT = pathlib.Path(__file__).parents[2]
-
-
-def _script():
-  spec = importlib.util.spec_from_file_location(
-    'shared_first_step', ROOT / 'benchmarks' / 'shared_first_step.py'
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 @pytest.mark.parametrize('estimator', ['maml', 'fomaml'])
@@ -46,7 +33,7 @@ def test_first_step_over_all_tasks_gives_the_meta_gradient(x64, estimator):
     inner_learning_rate=0.5,
     batching='map',
   )
-  hybrid = _script().shared_first_meta_gradient(
+  hybrid = shared_first_step.shared_first_meta_gradient(
     model,
     jmeta.losses.cross_entropy,
     steps,
