@@ -1,5 +1,7 @@
 """Flax Linen and NNX modules plug into jmeta unchanged through the adapters."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -182,5 +184,224 @@ def test_adapters_reject_unknown_batch_norm_mode():
     params = model.init(jax.random.key(0), x)
     with pytest.raises(ValueError, match='unknown batch_norm mode'):
       model.apply(params, x, batch_norm='running_average')
-    with pytest.raises(ValueError, match="batch_norm='transductive'"):
-      model.apply(params, x, batch_norm='support', num_support=1)
+    with pytest.raises(ValueError, match='num_support in'):
+      model.apply(params, x, batch_norm='support')
+
+
+# --- Issue 23: what a Flax user expects, or an error that names the fix. ---------
+
+
+def hand_support_batch_norm_mlp(names, num_support):
+  """``hand_batch_norm_mlp`` with the statistics of the first ``num_support`` rows."""
+  d1, bn, d2 = names
+
+  def apply(params, x):
+    h = x @ params[d1]['kernel'] + params[d1]['bias']
+    s = h[:num_support]
+    mean = jnp.mean(s, axis=0)
+    var = jnp.mean(jnp.square(s - mean), axis=0)
+    h = (h - mean) / jnp.sqrt(var + BN_EPS) * params[bn]['scale'] + params[bn]['bias']
+    return jnp.tanh(h) @ params[d2]['kernel'] + params[d2]['bias']
+
+  return apply
+
+
+@pytest.mark.parametrize('framework', ['linen', 'nnx'])
+def test_support_batch_norm_mode_matches_hand_written(x64, framework):
+  if framework == 'linen':
+    model, names = (
+      jmeta.from_linen(LinenBatchNormMLP()),
+      ('Dense_0', 'BatchNorm_0', 'Dense_1'),
+    )
+  else:
+    model, names = jmeta.from_nnx(NNXBatchNormMLP), ('lin1', 'bn', 'lin2')
+  x = jax.random.normal(jax.random.key(7), (9, 1), jnp.float64)
+  params = model.init(jax.random.key(8), x)
+  params = jax.tree.map(
+    lambda p: p.astype(jnp.float64), perturb(params, jax.random.key(9))
+  )
+  hand = hand_support_batch_norm_mlp(names, num_support=4)
+  apply = functools.partial(model.apply, batch_norm='support', num_support=4)
+  chex.assert_trees_all_close(apply(params, x), hand(params, x), rtol=1e-10)
+  # The gradient flows through the support statistics as in the hand-written net.
+  chex.assert_trees_all_close(
+    jax.grad(lambda p: jnp.sum(jnp.sin(apply(p, x))))(params),
+    jax.grad(lambda p: jnp.sum(jnp.sin(hand(p, x))))(params),
+    rtol=1e-8,
+    atol=1e-12,
+  )
+  # A query's output depends on the support set and itself only.
+  moved = x.at[6].add(3.0)
+  out, out_moved = apply(params, x), apply(params, moved)
+  chex.assert_trees_all_equal(np.delete(out, 6, 0), np.delete(out_moved, 6, 0))
+  assert not np.allclose(out[6], out_moved[6])
+  transductive = model.apply(params, moved)
+  assert not np.allclose(np.delete(out, 6, 0), np.delete(transductive, 6, 0))
+
+
+class LinenConvBN(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Conv(4, (3, 3))(x[..., None])
+    x = nn.relu(nn.BatchNorm(use_running_average=False)(x))
+    return x.reshape(x.shape[0], -1)
+
+
+def test_flax_embedding_in_a_metric_learner_with_its_default_support_mode():
+  from jmeta import metric
+
+  model = jmeta.from_linen(LinenConvBN())
+  learner = metric.prototypical(model)  # batch_norm='support' by default
+  rng = np.random.default_rng(0)
+  support = jnp.asarray(rng.normal(size=(6, 5, 5)), jnp.float32)
+  labels = jnp.asarray([0, 1, 2, 0, 1, 2])
+  query = jnp.asarray(rng.normal(size=(4, 5, 5)), jnp.float32)
+  params = learner.init(jax.random.key(0), support)
+  logits = learner.logits(params, support, labels, query, 3)
+  chex.assert_shape(logits, (4, 3))
+  moved = learner.logits(params, support, labels, query.at[0].add(2.0), 3)
+  chex.assert_trees_all_equal(logits[1:], moved[1:])
+
+
+class NNXCustomBatchNorm(nnx.BatchNorm):
+  pass
+
+
+class NNXCustomBatchNormMLP(nnx.Module):
+  def __init__(self, rngs):
+    self.lin = nnx.Linear(1, 4, rngs=rngs)
+    self.bn = NNXCustomBatchNorm(4, use_running_average=False, rngs=rngs)
+
+  def __call__(self, x):
+    return self.bn(self.lin(x))
+
+
+def test_support_mode_it_cannot_honour_names_the_fix():
+  model = jmeta.from_nnx(NNXCustomBatchNormMLP)
+  x = jnp.ones((4, 1))
+  params = model.init(jax.random.key(0), x)
+  model.apply(params, x)  # transductive works
+  with pytest.raises(ValueError, match="batch_norm='transductive' to the learner"):
+    model.apply(params, x, batch_norm='support', num_support=2)
+
+
+class LinenRunningAverage(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return nn.BatchNorm(use_running_average=True)(nn.Dense(2)(x))
+
+
+class LinenTrainFlag(nn.Module):
+  """The usual Flax pattern: the call argument ``train`` selects the behaviour."""
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = nn.Dense(16)(x)
+    x = nn.BatchNorm(use_running_average=not train)(x)
+    return nn.Dropout(0.5, deterministic=not train)(x)
+
+
+class NNXCallRunningAverage(nnx.Module):
+  def __init__(self, rngs):
+    self.bn = nnx.BatchNorm(1, use_running_average=False, rngs=rngs)
+
+  def __call__(self, x):
+    return self.bn(x, use_running_average=True)
+
+
+def test_running_average_batch_norm_is_refused():
+  x = jnp.ones((3, 1))
+  with pytest.raises(ValueError, match='use_running_average=False'):
+    jmeta.from_linen(LinenRunningAverage()).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match=r'from_linen\(module, train=True\)'):
+    jmeta.from_linen(LinenTrainFlag(), train=False).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match='use_running_average=False'):
+    jmeta.from_nnx(lambda rngs: nnx.BatchNorm(1, use_running_average=True, rngs=rngs))
+  model = jmeta.from_nnx(NNXCallRunningAverage)
+  with pytest.raises(ValueError, match='batch statistics only'):
+    model.apply(model.init(jax.random.key(0), x), x)
+
+
+class NNXDropout(nnx.Module):
+  def __init__(self, rngs):
+    self.lin = nnx.Linear(3, 64, rngs=rngs)
+    self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+  def __call__(self, x):
+    return self.drop(jnp.exp(self.lin(x)))  # > 0, so a zero is a dropped unit
+
+
+def dropped(out):
+  return np.asarray(out) == 0
+
+
+@pytest.mark.parametrize('framework', ['linen', 'nnx'])
+def test_dropout_draws_a_fresh_mask_per_call(framework):
+  if framework == 'nnx':
+    model = jmeta.from_nnx(NNXDropout)
+    x = jax.random.normal(jax.random.key(1), (2, 3))
+  else:
+    model = jmeta.from_linen(LinenTrainFlag(), train=True)
+    x = jax.random.normal(jax.random.key(1), (2, 1))
+  params = model.init(jax.random.key(0), x)
+  apply = jax.jit(model.apply)
+  out = apply(params, x)
+  assert 0 < dropped(out).mean() < 1
+  # New inputs, new params or an explicit key: a new mask.
+  assert not np.array_equal(dropped(out), dropped(apply(params, x + 1.0)))
+  moved = jax.tree.map(lambda p: p + 1e-3, params)
+  assert not np.array_equal(dropped(out), dropped(apply(moved, x)))
+  a = apply(params, x, key=jax.random.key(5))
+  assert not np.array_equal(
+    dropped(a), dropped(apply(params, x, key=jax.random.key(6)))
+  )
+  # The same call again (as in the forward pass jax.grad differentiates): the same.
+  chex.assert_trees_all_equal(apply(params, x), out)
+  chex.assert_trees_all_equal(apply(params, x, key=jax.random.key(5)), a)
+  chex.assert_tree_all_finite(jax.grad(lambda p: jnp.sum(model.apply(p, x)))(params))
+
+
+def test_dropout_differs_between_inner_loop_steps():
+  model = jmeta.from_nnx(NNXDropout)
+  x = jax.random.normal(jax.random.key(1), (2, 3))
+  params = model.init(jax.random.key(0), x)
+
+  def step(p, _):
+    out = model.apply(p, x)
+    g = jax.grad(lambda q: jnp.mean(model.apply(q, x)))(p)
+    return jax.tree.map(lambda a, b: a - 0.1 * b, p, g), out == 0
+
+  _, masks = jax.lax.scan(step, params, None, length=3)
+  assert not np.array_equal(masks[0], masks[1])
+  assert not np.array_equal(masks[1], masks[2])
+
+
+def test_linen_call_arguments_are_given_to_the_adapter():
+  x = jnp.ones((4, 1))
+  with pytest.raises(TypeError, match=r"needs \['train'\].*train=True"):
+    jmeta.from_linen(LinenTrainFlag())
+  with pytest.raises(TypeError, match=r"no argument\(s\) \['trian'\]"):
+    jmeta.from_linen(LinenTrainFlag(), trian=True)
+  model = jmeta.from_linen(LinenTrainFlag(), train=True)
+  params = model.init(jax.random.key(0), x)
+  assert set(params) == {'Dense_0', 'BatchNorm_0'}
+  chex.assert_shape(model.apply(params, x), (4, 16))
+  evaluation = jmeta.from_linen(LinenMLP())
+  chex.assert_shape(evaluation.apply(evaluation.init(jax.random.key(0), x), x), (4, 1))
+
+
+def test_class_where_an_instance_is_expected_and_back_names_the_fix():
+  with pytest.raises(TypeError, match=r'from_linen\(LinenMLP\(\.\.\.\)\)'):
+    jmeta.from_linen(LinenMLP)
+  with pytest.raises(
+    TypeError, match=r'lambda rngs: NNXBatchNormMLP\(\.\.\., rngs=rngs\)'
+  ):
+    jmeta.from_nnx(NNXBatchNormMLP(nnx.Rngs(0)))
+  with pytest.raises(TypeError, match=r'lambda rngs: Linear\(\.\.\., rngs=rngs\)'):
+    jmeta.from_nnx(nnx.Linear)
+  with pytest.raises(TypeError, match='use jmeta.from_linen'):
+    jmeta.from_nnx(LinenMLP())
+  with pytest.raises(TypeError, match='use jmeta.from_nnx'):
+    jmeta.from_linen(NNXBatchNormMLP(nnx.Rngs(0)))
+  with pytest.raises(TypeError, match='use jmeta.from_nnx'):
+    jmeta.from_linen(NNXBatchNormMLP)
