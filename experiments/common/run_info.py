@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import os
+import pathlib
 import platform
+import subprocess
 import sys
 
 import jax
@@ -30,6 +32,41 @@ def command_line() -> str:
   return ' '.join([program, *sys.argv[1:]])
 
 
+REPOSITORY = pathlib.Path(__file__).parents[2]
+
+
+def _git(*args: str, cwd: pathlib.Path) -> str | None:
+  try:
+    out = subprocess.run(
+      ['git', *args], cwd=cwd, capture_output=True, text=True, timeout=30
+    )
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_state(repository: str | pathlib.Path = REPOSITORY) -> dict:
+  """``{'git_commit': HEAD's sha, 'git_dirty': bool}`` of the code that is running.
+
+  ``git_dirty`` is true when files outside ``results/`` differ from that commit
+  (modified, staged or untracked and not ignored); a run's own records under
+  ``results/`` do not count. Both are empty (``''``, ``None``) outside a git
+  repository or without git.
+  """
+  commit = _git('rev-parse', 'HEAD', cwd=pathlib.Path(repository))
+  if not commit:
+    return {'git_commit': '', 'git_dirty': None}
+  status = _git(
+    'status',
+    '--porcelain',
+    '--',
+    '.',
+    ':(exclude)results',
+    cwd=pathlib.Path(repository),
+  )
+  return {'git_commit': commit, 'git_dirty': bool(status)}
+
+
 def run_info() -> dict:
   """Hardware, software and command of the current process, as a JSON-able dict."""
   devices = jax.devices()
@@ -38,6 +75,7 @@ def run_info() -> dict:
       timespec='seconds'
     ),
     'command': command_line(),
+    **git_state(),
     'backend': jax.default_backend(),
     'devices': [str(d.device_kind) for d in devices],
     'cpu': cpu_model(),
