@@ -11,6 +11,8 @@ import jax
 import orbax.checkpoint as ocp
 
 CONFIG_FILE = 'config.json'
+STATE = 'default'
+PROGRESS = 'progress'
 
 
 class CheckpointConfigMismatchError(ValueError):
@@ -61,6 +63,11 @@ class Checkpointer:
 
   The config is written to ``workdir/config.json`` on first use and compared with the
   current one whenever the workdir already has checkpoints.
+
+  Each checkpoint may carry a small JSON ``progress`` record beside the state (what a
+  resumed run needs to continue its records: training time so far, a partial metrics
+  window), saved and made visible atomically with it. Checkpoints written before it
+  existed restore with an empty progress record.
   """
 
   def __init__(
@@ -78,22 +85,42 @@ class Checkpointer:
       check_compatible(json.loads(config_path.read_text()), config, may_differ)
     else:
       config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+    self.directory = self.workdir / 'checkpoints'
     self._manager = ocp.CheckpointManager(
-      self.workdir / 'checkpoints',
+      self.directory,
+      # 'default' is the item name of the single-item checkpoints written before
+      # the progress record, so those still restore.
+      item_names=(STATE, PROGRESS),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
     )
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state: Any) -> None:
-    self._manager.save(step, args=ocp.args.StandardSave(state))
+  def save(self, step: int, state: Any, progress: dict | None = None) -> None:
+    items = {STATE: ocp.args.StandardSave(state)}
+    if progress is not None:
+      items[PROGRESS] = ocp.args.JsonSave(progress)
+    self._manager.save(step, args=ocp.args.Composite(**items))
 
   def restore(self, template: Any, step: int | None = None) -> Any:
     """The state saved at ``step`` (default: the latest), shaped like ``template``."""
     step = self.latest_step() if step is None else step
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    restored = self._manager.restore(
+      step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract)})
+    )
+    return restored[STATE]
+
+  def progress(self, step: int | None = None) -> dict:
+    """The progress record saved with ``step`` (default: the latest); {} if none."""
+    step = self.latest_step() if step is None else step
+    if step is None or not (self.directory / str(step) / PROGRESS).is_dir():
+      return {}
+    restored = self._manager.restore(
+      step, args=ocp.args.Composite(**{PROGRESS: ocp.args.JsonRestore()})
+    )
+    return dict(restored[PROGRESS])
 
   def close(self) -> None:
     self._manager.wait_until_finished()

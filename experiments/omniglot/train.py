@@ -16,8 +16,9 @@ import tqdm
 from absl import logging
 
 import jmeta
+from experiments.common import records
 from experiments.common.checkpoint import Checkpointer
-from experiments.common.run_info import hardware_label, run_info
+from experiments.common.run_info import git_state, hardware_label, run_info
 from experiments.common.workdir import JsonlWriter
 from experiments.omniglot import learners
 from jmeta.data import episodes, omniglot
@@ -281,9 +282,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   # The trainer's inputs live on the mesh's devices; evaluation runs on the first.
   train_bank = banks['train'] if mesh is None else jmeta.replicate(banks['train'], mesh)
   state = trainer.init(params)
+  saved = {}
   if checkpointer.latest_step() is not None:
     state = checkpointer.restore(state)
+    saved = checkpointer.progress()
     logging.info('resumed from step %d', int(state.step))
+  # The steps after the checkpoint are trained again: what was logged about them
+  # goes, so every record reads as if the run had never stopped.
+  resumed_at = int(state.step)
+  logged = records.cut_jsonl(workdir / 'metrics.jsonl', resumed_at)
+  records.cut_jsonl(workdir / 'compare.jsonl', resumed_at or -1)
+  timing_lines = records.cut_timing(workdir / 'timing.jsonl', resumed_at, saved)
   ways = test_ways(config)
   evaluate = {
     (s, n): make_evaluator(
@@ -317,7 +326,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   train_key = jax.random.fold_in(root, 1)
   start_step = int(state.step)
   writer = JsonlWriter(workdir / 'metrics.jsonl')
-  tb = _tensorboard(workdir)
+  tb = records.tensorboard_writer(workdir / 'tensorboard', logged)
+  seconds_before = sum(t['seconds'] for t in timing_lines)
+  code = git_state()
+  logging.info(
+    'running from commit %s%s',
+    code['git_commit'] or '(none: not a git checkout)',
+    ' with uncommitted changes' if code['git_dirty'] else '',
+  )
   start = time.perf_counter()
   if start_step < config.num_iterations:
     # Compiled before the first step, so the compiler's freed memory goes back to
@@ -335,8 +351,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     disable=None,
   ) as bar:
     # Train metrics are summed on device and averaged over the steps since the last
-    # log, so the loop never waits on the host between logs.
-    window, window_steps = None, 0
+    # log, so the loop never waits on the host between logs. A checkpoint between
+    # two logs saves the partial sum, so a resumed run logs the same means.
+    window, window_steps = _window_from(saved)
     for step in bar:
       state, metrics = trainer.step(
         state, jax.random.fold_in(train_key, step), train_bank
@@ -348,7 +365,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         jmeta.raise_if_nonfinite(state)
         record = {f'train_{k}': float(v) / window_steps for k, v in window.items()}
         window, window_steps = None, 0
-        record.update(step=done, elapsed_s=round(time.perf_counter() - start, 2))
+        elapsed = seconds_before + time.perf_counter() - start
+        record.update(step=done, elapsed_s=round(elapsed, 2))
         if done % config.eval_every == 0 or done == config.num_iterations:
           acc = evaluate['val', ways[0]](
             on_first_device(state.params),
@@ -365,23 +383,36 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       if compare_every and done % compare_every == 0:
         compare(done, state.params)
       if done % config.checkpoint_every == 0 or done == config.num_iterations:
-        checkpointer.save(done, state)
+        seconds = time.perf_counter() - start
+        progress = {
+          'step': done,
+          'num_iterations': config.num_iterations,
+          # Training time up to here, over every stretch of this run.
+          'train_seconds': round(seconds_before + seconds, 1),
+          'segment': {'from_step': start_step, 'seconds': seconds},
+          **_window_record(window, window_steps),
+          **code,
+        }
+        checkpointer.save(done, state, progress)
   checkpointer.close()
   tb.close()
   writer.close()
   if compare_every:
     compare_log.close()
   train_seconds = time.perf_counter() - start
-  # One line per invocation, so a resumed run's total training time is known.
-  with JsonlWriter(workdir / 'timing.jsonl') as timing:
-    timing.write(
-      {
-        'from_step': start_step,
-        'to_step': int(state.step),
-        'seconds': round(train_seconds, 1),
-      }
-    )
-  total = sum(json.loads(line)['seconds'] for line in (workdir / 'timing.jsonl').open())
+  # One line per stretch of training, so a resumed run's total training time is
+  # known; a stretch that is stopped gets its line when the run resumes.
+  if int(state.step) > start_step:
+    with JsonlWriter(workdir / 'timing.jsonl') as timing:
+      timing.write(
+        {
+          'from_step': start_step,
+          'to_step': int(state.step),
+          'seconds': round(train_seconds, 1),
+          **code,
+        }
+      )
+  total = sum(t['seconds'] for t in records.read_jsonl(workdir / 'timing.jsonl'))
 
   results = {
     'run': run_info(),
@@ -425,17 +456,29 @@ def _add(a, b):
   return jax.tree.map(jnp.add, a, b)
 
 
-def _tensorboard(workdir: pathlib.Path):
-  from tensorboardX import SummaryWriter
+def _window_record(window, window_steps: int) -> dict:
+  """The train metrics summed since the last log, for a checkpoint's progress."""
+  if not window_steps:
+    return {}
+  return {
+    'window': {k: float(v) for k, v in window.items()},
+    'window_dtypes': {k: str(v.dtype) for k, v in window.items()},
+    'window_steps': window_steps,
+  }
 
-  return SummaryWriter(str(workdir / 'tensorboard'))
+
+def _window_from(progress: dict):
+  """``_window_record``'s sums as device scalars of their dtypes (exactly)."""
+  if not progress.get('window_steps'):
+    return None, 0
+  dtypes = progress['window_dtypes']
+  window = {k: jnp.asarray(v, dtypes[k]) for k, v in progress['window'].items()}
+  return window, progress['window_steps']
 
 
 def _log(writer: JsonlWriter, tb, record: dict) -> None:
   writer.write(record)
-  for k, v in record.items():
-    if k != 'step':
-      tb.add_scalar(k, v, record['step'])
+  records.add_scalars(tb, record)
   logging.info(
     'step %d: %s',
     record['step'],
