@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import pathlib
 from collections.abc import Iterable
 from typing import Any
@@ -58,6 +60,33 @@ def check_compatible(
     )
 
 
+class _DropOrbaxInfo(logging.Filter):
+  """Drops the INFO (and DEBUG) records logged from orbax's modules."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno > logging.INFO:
+      return True
+    path = record.pathname.replace(os.sep, '/')
+    return '/orbax/' not in path and not record.name.startswith('orbax')
+
+
+_DROP_ORBAX_INFO = _DropOrbaxInfo()
+
+
+def quiet_orbax_logs(quiet: bool = True) -> None:
+  """Silences orbax's INFO lines (about 10 per checkpoint); warnings still show.
+
+  Orbax logs through absl's logger, so this filters that logger (and Python's
+  ``orbax`` loggers) by the module a record comes from. ``quiet=False`` undoes it.
+  """
+  loggers = [logging.getLogger('absl'), logging.getLogger('orbax')]
+  for logger in loggers:
+    if quiet:
+      logger.addFilter(_DROP_ORBAX_INFO)
+    else:
+      logger.removeFilter(_DROP_ORBAX_INFO)
+
+
 class Checkpointer:
   """Saves and restores a training-state pytree under ``workdir/checkpoints``.
 
@@ -68,6 +97,9 @@ class Checkpointer:
   resumed run needs to continue its records: training time so far, a partial metrics
   window), saved and made visible atomically with it. Checkpoints written before it
   existed restore with an empty progress record.
+
+  Orbax's INFO lines are silenced (``quiet_orbax_logs``) unless the environment sets
+  ``JMETA_ORBAX_LOGS=1``.
   """
 
   def __init__(
@@ -85,6 +117,7 @@ class Checkpointer:
       check_compatible(json.loads(config_path.read_text()), config, may_differ)
     else:
       config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+    quiet_orbax_logs(os.environ.get('JMETA_ORBAX_LOGS', '') in ('', '0'))
     self.directory = self.workdir / 'checkpoints'
     self._manager = ocp.CheckpointManager(
       self.directory,

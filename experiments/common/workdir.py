@@ -21,6 +21,18 @@ def prepare_workdir(
   return path
 
 
+def completed_result(
+  workdir: str | pathlib.Path, num_iterations: int
+) -> pathlib.Path | None:
+  """The ``test_step<N>.json`` of a run finished at ``num_iterations`` or later."""
+  done = []
+  for path in pathlib.Path(workdir).glob('test_step*.json'):
+    step = path.stem.removeprefix('test_step')
+    if step.isdigit() and int(step) >= num_iterations:
+      done.append((int(step), path))
+  return max(done)[1] if done else None
+
+
 class JsonlWriter:
   """Appends one JSON object per line; flushed after every write."""
 

@@ -12,14 +12,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 from absl import logging
 
 import jmeta
 from experiments.common import records
 from experiments.common.checkpoint import Checkpointer
+from experiments.common.progress import progress_bar
 from experiments.common.run_info import git_state, hardware_label, run_info
-from experiments.common.workdir import JsonlWriter
+from experiments.common.workdir import JsonlWriter, completed_result
 from experiments.omniglot import learners
 from jmeta.data import episodes, omniglot
 
@@ -169,14 +169,26 @@ def make_evaluator(
     )(keys)
     return learner.accuracy(params, batch, n_way)
 
-  def evaluate(params, bank, num_episodes: int, seed: int) -> np.ndarray:
+  def evaluate(
+    params, bank, num_episodes: int, seed: int, desc: str = 'evaluation'
+  ) -> np.ndarray:
     keys = episodes.evaluation_keys(seed, num_episodes)
     per_call = config.eval.episodes_per_call
-    out = [
-      evaluate_chunk(params, keys[i : i + per_call], bank)
-      for i in range(0, num_episodes, per_call)
-    ]
-    return np.concatenate([np.asarray(o) for o in out])
+    out, pending = [], None
+    with progress_bar(
+      total=num_episodes, desc=desc, unit='episode', leave=False
+    ) as bar:
+      # One call stays in flight while the one before it is fetched, so the bar
+      # follows the device and the device does not wait for the host.
+      for i in range(0, num_episodes, per_call):
+        chunk = evaluate_chunk(params, keys[i : i + per_call], bank)
+        if pending is not None:
+          out.append(np.asarray(pending))
+          bar.update(len(out[-1]))
+        pending = chunk
+      out.append(np.asarray(pending))
+      bar.update(len(out[-1]))
+    return np.concatenate(out)
 
   return evaluate
 
@@ -248,8 +260,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   the config fields that reduce memory.
   """
   check_config(config)
+  complete = completed_result(workdir, config.num_iterations)
+  if complete is not None:
+    raise RunCompleteError(
+      f'{workdir} holds a complete run of {config.num_iterations} iterations: its '
+      f'results are in {complete} (and metrics.jsonl, learning_curve.png beside '
+      'it). jmeta does not overwrite results; pass a new --workdir to train again.'
+    )
   with _explain_out_of_memory(config):
     return _train_and_evaluate(config, workdir)
+
+
+class RunCompleteError(FileExistsError):
+  """The workdir already holds the test results of this many iterations."""
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -342,13 +365,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       trainer.step, state, jax.random.fold_in(train_key, start_step), train_bank
     )
     logging.info('compiled the meta-update in %.1f s', time.perf_counter() - start)
-  with tqdm.trange(
-    start_step,
-    config.num_iterations,
+  with progress_bar(
+    range(start_step, config.num_iterations),
     initial=start_step,
     total=config.num_iterations,
     desc=config.algorithm,
-    disable=None,
+    unit='step',
   ) as bar:
     # Train metrics are summed on device and averaged over the steps since the last
     # log, so the loop never waits on the host between logs. A checkpoint between
@@ -361,18 +383,21 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       window = metrics if window is None else _add(window, metrics)
       window_steps += 1
       done = step + 1
-      if done % config.log_every == 0 or done == config.num_iterations:
+      validate = done % config.eval_every == 0 or done == config.num_iterations
+      # A validation step is logged too, whether or not log_every divides it.
+      if done % config.log_every == 0 or validate:
         jmeta.raise_if_nonfinite(state)
         record = {f'train_{k}': float(v) / window_steps for k, v in window.items()}
         window, window_steps = None, 0
         elapsed = seconds_before + time.perf_counter() - start
         record.update(step=done, elapsed_s=round(elapsed, 2))
-        if done % config.eval_every == 0 or done == config.num_iterations:
+        if validate:
           acc = evaluate['val', ways[0]](
             on_first_device(state.params),
             banks['val'],
             config.eval.val_episodes,
             config.eval.seed,
+            desc=f'validation {ways[0]}-way',
           )
           record['val_accuracy'] = float(acc.mean())
           jmeta.release_host_memory()  # what compiling the evaluation freed
@@ -431,7 +456,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     if way != ways[0]:
       into = results.setdefault('test_extra_ways', {}).setdefault(str(way), {})
     for n in config.eval.test_episodes:
-      acc = evaluate['test', way](params, banks['test'], n, config.eval.seed + 1)
+      acc = evaluate['test', way](
+        params, banks['test'], n, config.eval.seed + 1, desc=f'test {way}-way'
+      )
       mean, ci = jmeta.mean_confidence_interval(acc)
       into[str(n)] = {'accuracy': float(mean), 'ci95': float(ci)}
       logging.info(
@@ -487,23 +514,37 @@ def _log(writer: JsonlWriter, tb, record: dict) -> None:
 
 
 def plot_learning_curve(metrics_path: pathlib.Path, path: pathlib.Path, title: str):
-  """Train loss/accuracy and validation accuracy against the iteration."""
+  """Train loss/accuracy and validation accuracy against the iteration; returns the
+  matplotlib Figure (saved to ``path``)."""
   # A Figure without pyplot: no global backend switch in the caller's process (a
   # notebook keeps its inline plots).
   from matplotlib.figure import Figure
 
-  records = [json.loads(line) for line in metrics_path.open()]
+  logged = records.read_jsonl(metrics_path)
   fig = Figure(figsize=(9, 3.4))
   ax_loss, ax_acc = fig.subplots(1, 2)
-  steps = [r['step'] for r in records]
-  ax_loss.plot(steps, [r['train_loss'] for r in records])
+  steps = [r['step'] for r in logged]
+  # One point draws no line: a marker shows it, and a note says there is no curve.
+  style = '-' if len(logged) > 1 else 'o'
+  ax_loss.plot(steps, [r['train_loss'] for r in logged], style)
   ax_loss.set(xlabel='iteration', ylabel='query loss (train)', yscale='log')
-  ax_acc.plot(steps, [r['train_accuracy'] for r in records], label='train (query)')
-  val = [(r['step'], r['val_accuracy']) for r in records if 'val_accuracy' in r]
+  ax_acc.plot(
+    steps, [r['train_accuracy'] for r in logged], style, label='train (query)'
+  )
+  val = [(r['step'], r['val_accuracy']) for r in logged if 'val_accuracy' in r]
   if val:
     ax_acc.plot(*zip(*val), 'o-', label='validation')
   ax_acc.set(xlabel='iteration', ylabel='accuracy after adaptation')
   ax_acc.legend()
+  if len(logged) < 2:
+    note = (
+      f'a single logged point (step {steps[0]}): no curve to draw; '
+      'log more often with --config.log_every'
+      if logged
+      else 'nothing logged: no curve to draw'
+    )
+    fig.text(0.5, 0.02, note, ha='center', fontsize=9, color='firebrick')
   fig.suptitle(title, fontsize=9)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0.06, 1, 1) if len(logged) < 2 else None)
   fig.savefig(path, dpi=100)
+  return fig
