@@ -15,6 +15,7 @@ import optax
 from absl import logging
 
 import jmeta
+from experiments import runs
 from experiments.common import records
 from experiments.common.checkpoint import Checkpointer
 from experiments.common.progress import progress_bar
@@ -267,7 +268,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       f'results are in {complete} (and metrics.jsonl, learning_curve.png beside '
       'it). jmeta does not overwrite results; pass a new --workdir to train again.'
     )
-  with _explain_out_of_memory(config):
+  with _explain_out_of_memory(config), runs.workdir_lock(workdir):
     return _train_and_evaluate(config, workdir)
 
 
@@ -278,7 +279,11 @@ class RunCompleteError(FileExistsError):
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   workdir = pathlib.Path(workdir)
   checkpointer = Checkpointer(
-    workdir, config.to_dict(), may_differ=may_differ_on_resume(config)
+    workdir,
+    config.to_dict(),
+    may_differ=may_differ_on_resume(config),
+    # A registered long run carries its checkpoint in git: only the latest.
+    max_to_keep=1 if runs.is_registered(workdir) else 2,
   )
   # Device-resident uint8 banks, passed to the jitted steps as arguments (a closed-over
   # array would be compiled into the program as a constant).
