@@ -1,0 +1,137 @@
+"""The Omniglot runner's command line: bad overrides, dependent settings."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from experiments.omniglot import main
+from experiments.omniglot.configs import maml, matching, tiny
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TINY = 'experiments/omniglot/configs/tiny.py'
+MAML = 'experiments/omniglot/configs/maml.py'
+
+
+def run_main(*args, env=None, timeout=120):
+  return subprocess.run(
+    [sys.executable, '-m', 'experiments.omniglot.main', *args],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=timeout,
+    check=False,
+  )
+
+
+# --- Unknown and misplaced overrides ------------------------------------------------
+
+
+def test_misplaced_field_suggests_where_it_lives():
+  config = tiny.get_config()
+  message = main.unknown_override_message(config, 'n_way')
+  assert "config has no field 'n_way'" in message
+  assert 'Did you mean --config.data.n_way?' in message
+  assert 'data.{k_shot, n_way, protocol, q_query}' in message  # the fields that exist
+  message = main.unknown_override_message(config, 'data.inner_steps')
+  assert "config.data has no field 'inner_steps'" in message
+  assert '--config.eval.inner_steps or --config.inner_steps' in message
+  assert 'k_shot, n_way, protocol, q_query' in message
+
+
+def test_misspelled_and_unknown_fields():
+  config = tiny.get_config()
+  assert 'Did you mean --config.data.n_way?' in main.unknown_override_message(
+    config, 'data.nway'
+  )
+  assert 'Did you mean --config.meta_batch_size?' in main.unknown_override_message(
+    config, 'meta_batchsize'
+  )
+  message = main.unknown_override_message(config, 'nonexistent')
+  assert 'No field has a similar name' in message
+  assert 'meta_batch_size' in message
+  assert 'not a group' in main.unknown_override_message(config, 'seed.x')
+  for good in ('data.n_way', 'eval.inner_steps', 'eval.test_episodes[0]', 'seed'):
+    assert main.unknown_override_message(config, good) is None
+
+
+@pytest.mark.parametrize(
+  'override, expected',
+  [
+    ('--config.n_way=abc', 'Did you mean --config.data.n_way?'),
+    ('--config.nonexistent=1', "config has no field 'nonexistent'"),
+  ],
+)
+def test_command_line_names_the_fields_instead_of_an_attribute_error(
+  tmp_path, override, expected
+):
+  result = run_main(f'--workdir={tmp_path}', f'--config={TINY}', override)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert expected in result.stderr
+  assert 'The fields of config are:' in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert 'AttributeError' not in result.stderr
+
+
+# --- Overrides that leave a dependent setting behind --------------------------------
+
+
+def overridden(module, overrides, setting='5w1s'):
+  config = module.get_config(setting)
+  for path, value in overrides.items():
+    group = config
+    *parents, name = path.split('.')
+    for parent in parents:
+      group = group[parent]
+    group[name] = value
+  return config
+
+
+def warnings_for(module, overrides):
+  def load(setting):
+    return module.get_config(setting or '5w1s')
+
+  return main.dependent_setting_warnings(
+    overridden(module, overrides), overrides, load, 'the/config.py'
+  )
+
+
+def test_changed_n_way_names_the_inner_rate_of_the_same_alpha():
+  (message,) = warnings_for(maml, {'data.n_way': 7})
+  # MAML's 5-way rate is 0.4 per class, 2.0 here; the same alpha at 7-way is 2.8.
+  assert 'keeps inner_learning_rate=2,' in message
+  assert '--config.inner_learning_rate=2.8 to keep alpha' in message
+  assert warnings_for(maml, {'data.n_way': 7, 'inner_learning_rate': 2.0}) == []
+
+
+def test_a_shipped_setting_points_to_its_config():
+  (message,) = warnings_for(maml, {'data.n_way': 20})
+  assert '--config=the/config.py:20w1s' in message
+  assert 'meta_batch_size=16 (here 32)' in message
+  assert 'inner_steps=5 (here 1)' in message
+
+
+def test_fields_set_equal_to_n_way_or_k_shot_are_named():
+  (message,) = warnings_for(maml, {'data.k_shot': 3})
+  assert 'keeps data.q_query=1' in message
+  assert '--config.data.q_query=3' in message
+  (message,) = warnings_for(matching, {'data.n_way': 7})
+  assert '--config.data.train_n_way=7' in message
+  assert warnings_for(maml, {'num_iterations': 5}) == []
+
+
+def test_the_warning_is_logged_by_the_command(tmp_path):
+  # --cpu_devices=-1 stops the run right after the warnings, before any training.
+  result = run_main(
+    f'--workdir={tmp_path}',
+    f'--config={MAML}:5w1s',
+    '--config.data.n_way=7',
+    '--cpu_devices=-1',
+  )
+  assert '--cpu_devices must be >= 0' in result.stderr, result.stderr[-3000:]
+  assert re.search(
+    r'^W.*--config.inner_learning_rate=2.8 to keep alpha', result.stderr, re.M
+  )
