@@ -52,10 +52,9 @@ def make_loop(meta_batch: int):
     inner_steps=1,
     inner_learning_rate=harness.INNER_LEARNING_RATE,
   )
-  trainer = jmeta.make_meta_trainer(
-    estimator,
-    optax.adam(1e-3),
-    sample_tasks=lambda key, bank: sampler.sample_from(bank, key, meta_batch),
+  trainer = jmeta.with_task_sampling(
+    jmeta.make_meta_trainer(estimator, optax.adam(1e-3)),
+    lambda key, bank: sampler.sample_from(bank, key, meta_batch),
   )
   probe = sampler.sample(jax.random.key(0), 1)
   state = trainer.init(model.init(jax.random.key(1), probe.support_inputs[0]))

@@ -156,7 +156,7 @@ def run_cell(spec: str, repeats: int) -> dict:
   batch = harness.random_task_batch(
     cfg['n_way'], cfg['k_shot'], cfg['meta_batch'], cfg.get('q_query', 1)
   )
-  estimator, params = harness.make_estimator(cell, cfg)
+  estimator, params = harness.make_learner(cell, cfg)
   trainer = jmeta.make_meta_trainer(estimator, optax.adam(1e-3))
   state = trainer.init(params)
   flops = matmul_flops(trainer.step, state, batch)

@@ -42,7 +42,7 @@ CONFIGS = {
 }
 INNER_LEARNING_RATE = 2.0
 CHUNK_SIZE = 8
-ESTIMATOR_NAMES = ('maml', 'fomaml', 'reptile', 'maml++', 'protonet')
+ESTIMATOR_NAMES = ('maml', 'fomaml', 'reptile', 'maml_plus_plus', 'protonet')
 # Where the scripts write their reports by default (``--out``).
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
 
@@ -71,7 +71,7 @@ def random_task_batch(n_way, k_shot, meta_batch, q_query=1, seed=0):
   )
 
 
-def make_estimator(cell, cfg):
+def make_learner(cell, cfg):
   """(estimator, initial params) for a cell."""
   import jax
 
@@ -97,7 +97,7 @@ def make_estimator(cell, cfg):
     batching=batching,
     chunk_size=chunk,
   )
-  if cell['estimator'] == 'maml++':
+  if cell['estimator'] == 'maml_plus_plus':
     # Every MAML++ option on: multi-step loss (annealing), learned per-layer,
     # per-step rates, per-step batch-norm weights; second order.
     def bn(path):
@@ -116,7 +116,7 @@ def make_estimator(cell, cfg):
       learn_inner_rates=True,
       per_step_bn_weights=bn,
     )
-  estimator = jmeta.make_estimator(
+  estimator = jmeta.make_learner(
     cell['estimator'], model, jmeta.losses.cross_entropy, **options
   )
   return estimator, params

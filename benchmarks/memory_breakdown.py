@@ -61,7 +61,7 @@ def run_one(estimator: str, config: str, devices: int, repeats: int) -> dict:
   }
   cfg = harness.CONFIGS[config]
   batch = harness.random_task_batch(cfg['n_way'], cfg['k_shot'], cfg['meta_batch'])
-  est, params = harness.make_estimator(cell, cfg)
+  est, params = harness.make_learner(cell, cfg)
   mesh = jmeta.task_mesh(jax.devices()[:devices]) if devices > 1 else None
   trainer = jmeta.make_meta_trainer(est, optax.adam(1e-3), mesh=mesh)
   state = trainer.init(params)

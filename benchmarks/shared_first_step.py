@@ -44,7 +44,7 @@ def shared_first_meta_gradient(model, loss_fn, steps, learning_rate, first_order
   import optax
   from jax import lax
 
-  from jmeta.estimators import MetaGradient
+  from jmeta.learner import MetaGradient
   from jmeta.tasks.batch import Task
 
   opt = optax.sgd(learning_rate)
@@ -100,7 +100,7 @@ def run_one(estimator: str, config: str, way: str, repeats: int) -> dict:
   batch = harness.random_task_batch(cfg['n_way'], cfg['k_shot'], cfg['meta_batch'])
   model = jmeta.conv4(cfg['n_way'], conv_impl='patches')
   params = model.init(jax.random.key(0), batch.support_inputs[0])
-  reference = jmeta.make_estimator(
+  reference = jmeta.make_learner(
     estimator,
     model,
     jmeta.losses.cross_entropy,

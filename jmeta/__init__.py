@@ -1,14 +1,28 @@
 """jmeta: meta-learning in JAX.
 
-Pure functions over one pytree model interface: ``adapt`` for the inner loop,
-meta-gradient estimators (``maml``, ``fomaml``, ``reptile``, ``pretrain``, ``imaml``,
-``meta_sgd``, ``anil``) behind one signature, metric learners (``jmeta.metric``: Prototypical, Matching, Relation and
-Siamese networks) behind the same estimator signature, and a jit-compiled optax
-outer loop that can shard the tasks over devices.
+Every algorithm is a ``MetaLearner``, a NamedTuple of pure functions
+(``init``, ``meta_gradient``, ``predict``): gradient-based learners (``maml``,
+``fomaml``, ``reptile``, ``imaml``, ``meta_sgd``, ``anil``, ``maml_plus_plus``,
+``pretrain``, or any pairing of an inner rule from ``jmeta.inner_rules`` with an
+estimator from ``jmeta.estimators`` in ``gradient_learner``) and metric learners
+(``jmeta.metric``: Prototypical, Matching, Relation and Siamese networks). One
+jit-compiled optax outer loop trains them all and can shard the tasks over devices.
 """
 
-from jmeta import losses, metric
-from jmeta.anil import anil, anil_adapt, head_mask
+from jmeta import estimators, inner_rules, losses, metric
+from jmeta.algorithms.anil import anil, anil_adapt
+from jmeta.algorithms.imaml import imaml, imaml_adapt
+from jmeta.algorithms.maml import fomaml, maml
+from jmeta.algorithms.maml_plus_plus import (
+  MAMLPlusPlusParams,
+  maml_plus_plus,
+  maml_plus_plus_adapt,
+  maml_plus_plus_params,
+  msl_weights,
+)
+from jmeta.algorithms.meta_sgd import meta_sgd, meta_sgd_adapt, meta_sgd_params
+from jmeta.algorithms.pretrain import pretrain
+from jmeta.algorithms.reptile import reptile
 from jmeta.batching import (
   BATCHING_STRATEGIES,
   default_batching,
@@ -19,32 +33,28 @@ from jmeta.compare import (
   GradientComparison,
   compare_estimators,
   default_estimators,
+  layer_cosines,
   maml_plus_plus_at,
+  tree_cosine,
+  tree_norm_ratio,
+  tree_relative_error,
 )
 from jmeta.compilation import precompile, release_host_memory
-from jmeta.estimators import (
-  MetaGradient,
-  MetaGradientEstimator,
-  fomaml,
-  maml,
-  pretrain,
-  reptile,
-)
 from jmeta.evaluation import (
   adaptation_curves,
   evaluate_adapted,
   mean_confidence_interval,
 )
-from jmeta.imaml import imaml, imaml_adapt
+from jmeta.gradient_learner import MetaParams, gradient_learner
 from jmeta.inner_loop import adapt, adaptation_curve
-from jmeta.maml_plus_plus import (
-  MAMLPlusPlusParams,
-  maml_plus_plus,
-  maml_plus_plus_adapt,
-  maml_plus_plus_params,
-  msl_weights,
+from jmeta.inner_rules import InnerRule, head_mask
+from jmeta.learner import (
+  MetaGradient,
+  MetaLearner,
+  evaluate,
+  over_tasks,
+  predict_tasks,
 )
-from jmeta.meta_sgd import MetaSGDParams, meta_sgd, meta_sgd_adapt, meta_sgd_params
 from jmeta.models import (
   BATCH_NORM_MODES,
   TRANSDUCTIVE,
@@ -55,14 +65,18 @@ from jmeta.models import (
   mlp,
 )
 from jmeta.outer_loop import (
+  MEMORY_KNOBS,
   MetaStepOutOfMemoryError,
   MetaTrainer,
   MetaTrainState,
   NonFiniteMetaLossError,
+  is_out_of_memory,
   make_meta_trainer,
+  out_of_memory_error,
   raise_if_nonfinite,
+  with_task_sampling,
 )
-from jmeta.registry import ESTIMATORS, make_estimator
+from jmeta.registry import LEARNERS, make_learner
 from jmeta.sharding import (
   replicate,
   shard_task_batch,
@@ -77,44 +91,52 @@ __version__ = '0.1.0'
 __all__ = [
   'BATCHING_STRATEGIES',
   'BATCH_NORM_MODES',
-  'ESTIMATORS',
   'GradientComparison',
+  'InnerRule',
+  'LEARNERS',
   'MAMLPlusPlusParams',
+  'MEMORY_KNOBS',
   'MetaGradient',
-  'MetaGradientEstimator',
-  'MetaSGDParams',
+  'MetaLearner',
+  'MetaParams',
+  'MetaStepOutOfMemoryError',
   'MetaTrainState',
   'MetaTrainer',
   'Model',
   'NonFiniteMetaLossError',
-  'MetaStepOutOfMemoryError',
   'TRANSDUCTIVE',
   'Task',
   'TaskBatch',
   'adapt',
-  'anil',
-  'anil_adapt',
   'adaptation_curve',
   'adaptation_curves',
+  'anil',
+  'anil_adapt',
   'compare_estimators',
   'conv4',
-  'default_estimators',
-  'maml_plus_plus_at',
   'default_batching',
+  'default_estimators',
+  'estimators',
+  'evaluate',
   'evaluate_adapted',
   'fomaml',
   'from_linen',
   'from_nnx',
+  'gradient_learner',
   'head_mask',
   'imaml',
   'imaml_adapt',
+  'inner_rules',
+  'is_out_of_memory',
+  'layer_cosines',
   'losses',
-  'make_estimator',
+  'make_learner',
   'make_meta_trainer',
+  'maml',
   'maml_plus_plus',
   'maml_plus_plus_adapt',
+  'maml_plus_plus_at',
   'maml_plus_plus_params',
-  'maml',
   'map_tasks',
   'mean_confidence_interval',
   'mean_over_tasks',
@@ -124,16 +146,23 @@ __all__ = [
   'metric',
   'mlp',
   'msl_weights',
+  'out_of_memory_error',
+  'over_tasks',
   'precompile',
+  'predict_tasks',
   'pretrain',
   'raise_if_nonfinite',
-  'replicate',
   'release_host_memory',
+  'replicate',
   'reptile',
   'shard_task_batch',
   'sharded_meta_gradient',
   'sinusoid_tasks',
   'task_mesh',
   'task_sharding',
+  'tree_cosine',
+  'tree_norm_ratio',
+  'tree_relative_error',
   'validate_task_batch',
+  'with_task_sampling',
 ]

@@ -33,20 +33,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jmeta.estimators import (
-  MetaGradient,
-  MetaGradientEstimator,
-  MetricsFn,
-  fomaml,
-  maml,
-  reptile,
-)
-from jmeta.imaml import _check_positive_int, imaml
-from jmeta.inner_loop import LossFn, check_steps
-from jmeta.maml_plus_plus import MAMLPlusPlusParams, maml_plus_plus
-from jmeta.meta_sgd import MetaSGDParams
+from jmeta.algorithms.imaml import imaml
+from jmeta.algorithms.maml import fomaml, maml
+from jmeta.algorithms.maml_plus_plus import MAMLPlusPlusParams, maml_plus_plus
+from jmeta.algorithms.reptile import reptile
+from jmeta.inner_loop import LossFn
+from jmeta.learner import MetaGradient, MetaLearner, MetricsFn, identity
 from jmeta.models.base import Model, Params
 from jmeta.tasks.batch import Task, TaskBatch
+from jmeta.validation import check_positive_int, check_steps
 
 
 class GradientComparison(NamedTuple):
@@ -214,8 +209,8 @@ def _agreement(g: Params, ref: Params):
 
 
 def _named(
-  estimators: Mapping[str, MetaGradientEstimator] | Sequence[MetaGradientEstimator],
-) -> dict[str, MetaGradientEstimator]:
+  estimators: Mapping[str, MetaLearner] | Sequence[MetaLearner],
+) -> dict[str, MetaLearner]:
   if isinstance(estimators, Mapping):
     return dict(estimators)
   names = [est.name for est in estimators]
@@ -246,12 +241,6 @@ def _peak_bytes(compiled: jax.stages.Compiled) -> int | None:
   return total if total > 0 else None
 
 
-def _comparable(grads: Any) -> Params:
-  # Meta-SGD learns step sizes beside the init; only the init has a counterpart in
-  # the other estimators' gradients.
-  return grads.init if isinstance(grads, MetaSGDParams) else grads
-
-
 class _Run(NamedTuple):
   grads: Params
   metrics: dict[str, float]
@@ -260,9 +249,7 @@ class _Run(NamedTuple):
   peak_bytes: int | None
 
 
-def _run(
-  est: MetaGradientEstimator, params: Any, batch: TaskBatch, repeats: int
-) -> _Run:
+def _run(est: MetaLearner, params: Any, batch: TaskBatch, repeats: int) -> _Run:
   start = time.perf_counter()
   compiled = jax.jit(est.meta_gradient).lower(params, batch).compile()
   compile_seconds = time.perf_counter() - start
@@ -274,7 +261,7 @@ def _run(
     jax.block_until_ready(compiled(params, batch))
     times.append(time.perf_counter() - start)
   return _Run(
-    _comparable(grads),
+    est.init_gradient(grads),
     {k: float(v) for k, v in metrics.items()},
     statistics.median(times),
     compile_seconds,
@@ -283,7 +270,7 @@ def _run(
 
 
 def compare_estimators(
-  estimators: Mapping[str, MetaGradientEstimator] | Sequence[MetaGradientEstimator],
+  estimators: Mapping[str, MetaLearner] | Sequence[MetaLearner],
   params: Params,
   batch: TaskBatch,
   *,
@@ -295,10 +282,10 @@ def compare_estimators(
 
   ``estimators`` is a mapping name -> estimator, or a sequence named by each
   ``estimator.name`` (names must then be unique); ``reference`` must be one of the
-  names. Every estimator gets ``params`` unless ``params_for[name]`` gives its
-  own, e.g. ``{'meta_sgd': jmeta.meta_sgd_params(params, 0.01)}``. A
-  ``MetaSGDParams`` gradient is compared through its ``.init`` field; every
-  compared gradient must then have the reference's structure.
+  names. Every learner gets ``learner.init(params)`` (its meta-params built from
+  the model's params) unless ``params_for[name]`` gives its own meta-params. Each
+  meta-gradient is compared through ``learner.init_gradient``: the gradient with
+  respect to the model's initialisation, which has the reference's structure.
 
   Each ``meta_gradient`` is compiled ahead of time (``compile_seconds``), called
   once to warm up, then ``timing_repeats`` times (``seconds`` is the median).
@@ -321,10 +308,12 @@ def compare_estimators(
     raise ValueError(
       f'params_for names {unknown} that are not among the estimators {list(named)}.'
     )
-  repeats = _check_positive_int(timing_repeats, 'timing_repeats')
+  repeats = check_positive_int(timing_repeats, 'timing_repeats')
 
   runs = {
-    name: _run(est, params_for.get(name, params), batch, repeats)
+    name: _run(
+      est, params_for[name] if name in params_for else est.init(params), batch, repeats
+    )
     for name, est in named.items()
   }
   ref = runs[reference].grads
@@ -361,7 +350,7 @@ def maml_plus_plus_at(
   batching: str = 'auto',
   chunk_size: int | None = None,
   metrics_fn: MetricsFn | None = None,
-) -> MetaGradientEstimator:
+) -> MetaLearner:
   """MAML++'s meta-gradient at training iteration ``iteration``, on the model's params.
 
   The multi-step loss sum_j w_j(t) L^query(phi_j) with t = ``iteration`` and w
@@ -388,17 +377,21 @@ def maml_plus_plus_at(
     metrics_fn=metrics_fn,
   )
 
-  def meta_gradient(params: Params, batch: TaskBatch) -> MetaGradient:
+  def meta_gradient(params: Params, batch: TaskBatch, step=None) -> MetaGradient:
+    del step  # fixed at ``iteration``
     full = MAMLPlusPlusParams(params, None, None)
-    grads, metrics = est.meta_gradient_at(full, batch, jnp.asarray(t))
+    grads, metrics = est.meta_gradient(full, batch, jnp.asarray(t))
     return MetaGradient(grads.init, metrics)
 
-  def task_gradient(params: Params, task: Task) -> MetaGradient:
+  def task_gradient(params: Params, task: Task, step=None) -> MetaGradient:
     one = jax.tree.map(lambda x: jnp.asarray(x)[None], TaskBatch(*task))
     return meta_gradient(params, one)
 
+  def predict(params: Params, *task):
+    return est.predict(MAMLPlusPlusParams(params, None, None), *task)
+
   name = 'maml++_first_order' if first_order_while_annealing else 'maml++'
-  return MetaGradientEstimator(name, task_gradient, meta_gradient)
+  return MetaLearner(name, identity, meta_gradient, predict, task_gradient, identity)
 
 
 def default_estimators(
@@ -415,7 +408,7 @@ def default_estimators(
   batching: str = 'auto',
   chunk_size: int | None = None,
   metrics_fn: MetricsFn | None = None,
-) -> dict[str, MetaGradientEstimator]:
+) -> dict[str, MetaLearner]:
   """MAML, first-order MAML, Reptile, iMAML and MAML++ with the same inner loop.
 
   Returns ``{'maml', 'fomaml', 'reptile', 'imaml'}`` -> estimator, ready for

@@ -10,8 +10,8 @@ import numpy as np
 import optax
 
 from jmeta.batching import map_tasks
-from jmeta.estimators import MetricsFn
 from jmeta.inner_loop import LossFn, adapt, adaptation_curve
+from jmeta.learner import MetricsFn
 from jmeta.models.base import Model, Params
 from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
 

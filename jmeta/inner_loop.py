@@ -17,21 +17,11 @@ import numpy as np
 import optax
 from jax import lax
 
+from jmeta.inner_rules import inner_rule
 from jmeta.models.base import Model, Params, check_model_accepts
+from jmeta.validation import check_steps
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
-
-
-def check_steps(steps: Any, name: str = 'steps') -> int:
-  """Returns ``steps`` as an ``int`` if it is a non-negative integer, else raises."""
-  if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
-    raise ValueError(
-      f'{name} must be a non-negative Python int (it is static: it fixes the '
-      f'length of the lax.scan); got {steps!r} of type {type(steps).__name__}.'
-    )
-  if steps < 0:
-    raise ValueError(f'{name} must be >= 0, got {steps}.')
-  return int(steps)
 
 
 def inner_optimizer(
@@ -39,25 +29,7 @@ def inner_optimizer(
   learning_rate: float | jax.Array | None = None,
 ) -> optax.GradientTransformation:
   """The inner update rule: ``optimizer`` if given, else ``optax.sgd(learning_rate)``."""
-  if optimizer is not None and learning_rate is not None:
-    raise ValueError(
-      'give either an inner optimizer or an inner learning rate, not '
-      'both (the learning rate belongs inside the optimizer).'
-    )
-  if optimizer is None:
-    if learning_rate is None:
-      raise ValueError(
-        'the inner loop needs a learning_rate (plain SGD) or an optax '
-        'optimizer, e.g. learning_rate=0.01 or '
-        'optimizer=optax.sgd(0.01, momentum=0.9).'
-      )
-    return optax.sgd(learning_rate)
-  if not isinstance(optimizer, optax.GradientTransformation):
-    raise ValueError(
-      f'the inner optimizer must be an optax.GradientTransformation, '
-      f'got {type(optimizer).__name__}.'
-    )
-  return optimizer
+  return inner_rule(optimizer, learning_rate).optimizer(None)
 
 
 def check_batch_size(batch_size: Any, num_examples: int) -> int:
@@ -163,7 +135,7 @@ def scan_inner_loop(
   return params, values, seen
 
 
-def _check_support(
+def check_support(
   model: Model, params: Params, inputs: jax.Array, targets: jax.Array
 ) -> None:
   if inputs.ndim < 1 or inputs.shape[0] == 0:
@@ -213,7 +185,7 @@ def adapt(
                       steps=5, learning_rate=0.01)
   """
   steps = check_steps(steps)
-  _check_support(model, params, inputs, targets)
+  check_support(model, params, inputs, targets)
   opt = inner_optimizer(optimizer, learning_rate)
   objective, xs = minibatch_objective(
     model, loss_fn, inputs, targets, steps=steps, batch_size=batch_size, key=key
@@ -270,7 +242,7 @@ def adaptation_curve(
   Returns an array of shape ``(steps + 1,)``.
   """
   steps = check_steps(steps)
-  _check_support(model, params, *support)
+  check_support(model, params, *support)
   opt = inner_optimizer(optimizer, learning_rate)
 
   def query_loss(p):

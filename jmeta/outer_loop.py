@@ -11,7 +11,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jmeta.estimators import MetaGradientEstimator
+from jmeta.learner import MetaLearner
 from jmeta.models.base import Params
 from jmeta.sharding import replicate, sharded_meta_gradient, task_sharding
 from jmeta.tasks.batch import TaskBatch
@@ -32,18 +32,16 @@ class MetaTrainState(NamedTuple):
 
 
 class MetaTrainer(NamedTuple):
-  """``init(params) -> state`` and the jitted ``step(state, batch) -> (state, metrics)``.
+  """``init(meta_params) -> state``, the jitted ``step(state, batch) -> (state,
+  metrics)`` and ``update``, the same step as a pure function, not compiled.
 
-  If the trainer was built with ``sample_tasks``, ``step(state, key, *data)`` takes a
-  PRNG key in place of the batch and samples the tasks inside the compiled step with
-  ``sample_tasks(key, *data)``. Pass arrays such as a device-resident dataset as
-  ``data`` rather than closing over them, so they are not baked into the program.
+  ``with_task_sampling(trainer, sample_tasks)`` composes a trainer with a task
+  sampler, so that ``step(state, key, *data)`` samples inside the compiled step.
   """
 
   init: Callable[[Params], MetaTrainState]
-  step: Callable[
-    [MetaTrainState, TaskBatch | jax.Array], tuple[MetaTrainState, dict[str, jax.Array]]
-  ]
+  step: Callable[..., tuple[MetaTrainState, dict[str, jax.Array]]]
+  update: Callable[..., tuple[MetaTrainState, dict[str, jax.Array]]]
 
 
 class NonFiniteMetaLossError(FloatingPointError):
@@ -83,40 +81,40 @@ def out_of_memory_error(
 
 
 def make_meta_trainer(
-  estimator: MetaGradientEstimator,
+  learner: MetaLearner,
   optimizer: optax.GradientTransformation,
   *,
-  sample_tasks: Callable[[jax.Array], TaskBatch] | None = None,
   jit: bool = True,
   mesh: Mesh | None = None,
   axis_name: str = 'tasks',
 ) -> MetaTrainer:
-  """Builds the outer loop: theta <- theta + optimizer(meta_gradient(theta, batch)).
+  """Builds the outer loop: theta <- theta + optimizer(meta_gradient(theta, batch, t)).
 
-  The step is compiled once, on its first call, and reused for every batch of the
-  same shapes; ``jmeta.precompile(trainer.step, state, batch)`` compiles it before
-  the loop and hands the compiler's freed host memory back first. Non-finite
-  meta-losses are recorded in the state rather than checked on the host every step;
-  call ``raise_if_nonfinite(state)`` whenever metrics are fetched.
+  ``t`` is the state's step, so learners with schedules (MAML++'s annealing) follow
+  it. The step is compiled once, on its first call, and reused for every batch of
+  the same shapes; ``jmeta.precompile(trainer.step, state, batch)`` compiles it
+  before the loop and hands the compiler's freed host memory back first.
+  Non-finite meta-losses are recorded in the state rather than checked on the host
+  every step; call ``raise_if_nonfinite(state)`` whenever metrics are fetched.
 
-  With a ``mesh``, the task axis of every batch (passed in or sampled) is split
-  over its ``axis_name`` axis and the state is replicated; see ``jmeta.sharding``.
-  The meta-batch size must then be a multiple of the number of devices on that
-  axis, and the estimator's batching strategy applies to each device's tasks.
-
-  An estimator with ``meta_gradient_at`` (a schedule over training iterations, as
-  MAML++'s annealing) gets ``state.step`` as its iteration; others get
-  ``meta_gradient(params, batch)``.
+  With a ``mesh``, the task axis of every batch is split over its ``axis_name``
+  axis and the state is replicated; see ``jmeta.sharding``. The meta-batch size
+  must then be a multiple of the number of devices on that axis, and the
+  learner's batching strategy applies to each device's tasks. ``trainer.init``
+  takes meta-params: ``trainer.init(learner.init(model_params))``.
   """
+  if not isinstance(learner, MetaLearner):
+    raise ValueError(
+      f'make_meta_trainer takes a jmeta.MetaLearner (e.g. jmeta.maml(...)), got '
+      f'{type(learner).__name__}.'
+    )
   if mesh is not None:
     task_sharding(mesh, axis_name)  # an unknown axis fails here, not at the first step
 
   def meta_gradient(params: Params, batch: TaskBatch, iteration: jax.Array):
-    fn = estimator.meta_gradient
-    if estimator.meta_gradient_at is not None:
-      # A closure over the (replicated, unbatched) step, so the sharded path vmaps
-      # over task blocks only and a schedule's lax.cond stays a cond.
-      fn = lambda p, b: estimator.meta_gradient_at(p, b, iteration)  # noqa: E731
+    # A closure over the (replicated, unbatched) step, so the sharded path vmaps
+    # over task blocks only and a schedule's lax.cond stays a cond.
+    fn = lambda p, b: learner.meta_gradient(p, b, iteration)  # noqa: E731
     if mesh is not None:
       fn = sharded_meta_gradient(fn, mesh, axis_name)
     return fn(params, batch)
@@ -130,16 +128,7 @@ def make_meta_trainer(
     )
     return state if mesh is None else replicate(state, mesh)
 
-  def step(state: MetaTrainState, batch_or_key, *data):
-    if sample_tasks is not None:
-      batch = sample_tasks(batch_or_key, *data)
-    elif data:
-      raise TypeError(
-        'step(state, batch) takes no data arguments; they are for '
-        'trainers built with sample_tasks.'
-      )
-    else:
-      batch = batch_or_key
+  def update(state: MetaTrainState, batch: TaskBatch):
     grads, metrics = meta_gradient(state.params, batch, state.step)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -164,13 +153,32 @@ def make_meta_trainer(
       )
     return new_state, metrics
 
-  if not jit:
-    return MetaTrainer(init, step)
-  jitted = jax.jit(step)
+  return MetaTrainer(init, _compiled(update) if jit else update, update)
 
-  def checked_step(state: MetaTrainState, batch_or_key, *data):
+
+def with_task_sampling(
+  trainer: MetaTrainer, sample_tasks: Callable[..., TaskBatch], *, jit: bool = True
+) -> MetaTrainer:
+  """``trainer`` whose ``step(state, key, *data)`` samples its tasks in the step.
+
+  The batch is ``sample_tasks(key, *data)``, traced into the same compiled program
+  as the update, so episodes never leave the device. Pass arrays such as a
+  device-resident dataset as ``data`` rather than closing over them, so they are
+  not baked into the program as constants.
+  """
+
+  def update(state: MetaTrainState, key: jax.Array, *data):
+    return trainer.update(state, sample_tasks(key, *data))
+
+  return MetaTrainer(trainer.init, _compiled(update) if jit else update, update)
+
+
+def _compiled(update: Callable) -> Callable:
+  jitted = jax.jit(update)
+
+  def checked_step(*args):
     try:
-      return jitted(state, batch_or_key, *data)
+      return jitted(*args)
     except jax.errors.JaxRuntimeError as e:
       if is_out_of_memory(e):
         raise out_of_memory_error(e) from e
@@ -178,7 +186,7 @@ def make_meta_trainer(
 
   # Ahead-of-time lowering (compiled memory and cost analysis) stays available.
   checked_step.lower = jitted.lower
-  return MetaTrainer(init, checked_step)
+  return checked_step
 
 
 def raise_if_nonfinite(state: MetaTrainState) -> None:

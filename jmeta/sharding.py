@@ -68,7 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jmeta.estimators import MetaGradient
+from jmeta.learner import MetaGradient
 from jmeta.models.base import Params
 from jmeta.tasks.batch import TaskBatch
 

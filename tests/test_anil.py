@@ -8,7 +8,8 @@ import optax
 import pytest
 
 import jmeta
-from jmeta.anil import anil, anil_adapt, head_mask
+from jmeta.algorithms.anil import anil, anil_adapt
+from jmeta.inner_rules import head_mask
 from jmeta.losses import mean_squared_error
 
 NUM_TASKS = 3

@@ -23,7 +23,7 @@ def setup():
 
 
 def estimator(name, model, strategy, chunk_size=None):
-  return jmeta.make_estimator(
+  return jmeta.make_learner(
     name,
     model,
     mean_squared_error,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import jmeta
+from jmeta.algorithms.maml_plus_plus import msl_weights
 from jmeta.compare import (
   GradientComparison,
   compare_estimators,
@@ -18,7 +19,6 @@ from jmeta.compare import (
   tree_relative_error,
 )
 from jmeta.losses import mean_squared_error
-from jmeta.maml_plus_plus import msl_weights
 
 DIM = 3
 NUM_TASKS = 4

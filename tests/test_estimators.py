@@ -306,19 +306,19 @@ def test_metrics_fn_is_averaged_over_tasks():
 def test_make_estimator_builds_by_name():
   model = jmeta.mlp((4,), 1)
   for name in ('maml', 'fomaml', 'reptile'):
-    est = jmeta.make_estimator(
+    est = jmeta.make_learner(
       name, model, mean_squared_error, inner_steps=1, inner_learning_rate=0.1
     )
     assert est.name == name
-  assert jmeta.make_estimator('pretrain', model, mean_squared_error).name == 'pretrain'
+  assert jmeta.make_learner('pretrain', model, mean_squared_error).name == 'pretrain'
   for name, extra in (('imaml', {'regularization': 1.0}), ('anil', {})):
-    est = jmeta.make_estimator(
+    est = jmeta.make_learner(
       name, model, mean_squared_error, inner_steps=1, inner_learning_rate=0.1, **extra
     )
     assert est.name == name
-  assert jmeta.make_estimator('meta_sgd', model, mean_squared_error).name == 'meta_sgd'
-  with pytest.raises(ValueError, match='unknown estimator'):
-    jmeta.make_estimator('imaml2', model, mean_squared_error)
+  assert jmeta.make_learner('meta_sgd', model, mean_squared_error).name == 'meta_sgd'
+  with pytest.raises(ValueError, match='unknown learner'):
+    jmeta.make_learner('imaml2', model, mean_squared_error)
 
 
 # --- Bad input ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import jmeta
-from jmeta.imaml import imaml
+from jmeta.algorithms.imaml import imaml
 from jmeta.losses import mean_squared_error
 
 DIM = 3

@@ -8,14 +8,14 @@ import optax
 import pytest
 
 import jmeta
-from jmeta.losses import classification_metrics, cross_entropy, mean_squared_error
-from jmeta.maml_plus_plus import (
+from jmeta.algorithms.maml_plus_plus import (
   MAMLPlusPlusParams,
   maml_plus_plus,
   maml_plus_plus_adapt,
   maml_plus_plus_params,
   msl_weights,
 )
+from jmeta.losses import classification_metrics, cross_entropy, mean_squared_error
 
 NUM_TASKS = 2
 ALPHA = 0.1
@@ -107,7 +107,7 @@ def test_every_option_off_is_maml_bit_for_bit(setup):
   assert mp == MAMLPlusPlusParams(params, None, None)
   for got in (
     jax.jit(est.meta_gradient)(mp, batch),
-    jax.jit(est.meta_gradient_at)(mp, batch, jnp.int32(0)),
+    jax.jit(est.meta_gradient)(mp, batch, jnp.int32(0)),
   ):
     assert got.grads.learning_rates is None and got.grads.step_weights is None
     jax.tree.map(np.testing.assert_array_equal, got.grads.init, ref.grads)
@@ -203,7 +203,7 @@ def test_msl_objective_is_a_weighted_sum_of_per_step_query_losses(x64):
     msl_anneal_iterations=n,
   )
   mp = maml_plus_plus_params(params, inner_steps=k)
-  grads, metrics = jax.jit(est.meta_gradient_at)(mp, batch, jnp.int32(t))
+  grads, metrics = jax.jit(est.meta_gradient)(mp, batch, jnp.int32(t))
   weights = msl_weights_numpy(t, k, n)
   assert np.all(weights[:-1] > 0.1)  # every step's loss really counts
 
@@ -238,7 +238,7 @@ def test_msl_objective_is_a_weighted_sum_of_per_step_query_losses(x64):
     ).meta_gradient
   )(params, batch)
   for got in (
-    jax.jit(est.meta_gradient_at)(mp, batch, jnp.int32(n)),
+    jax.jit(est.meta_gradient)(mp, batch, jnp.int32(n)),
     jax.jit(est.meta_gradient)(mp, batch),
   ):
     chex.assert_trees_all_close(got.grads.init, maml.grads, rtol=1e-12, atol=1e-14)
@@ -262,9 +262,9 @@ def test_derivative_order_annealing_switches_from_first_to_second_order(x64):
   )
   assert not np.allclose(first.grads['layer_0']['w'], second.grads['layer_0']['w'])
   mp = maml_plus_plus_params(params, inner_steps=2)
-  at = jax.jit(est.meta_gradient_at)
+  at = jax.jit(est.meta_gradient)
   # One branch per phase, chosen at run time: a cond, not a select of both.
-  assert 'cond' in str(jax.make_jaxpr(est.meta_gradient_at)(mp, batch, jnp.int32(0)))
+  assert 'cond' in str(jax.make_jaxpr(est.meta_gradient)(mp, batch, jnp.int32(0)))
   for t, ref in ((0, first), (2, first), (3, second), (1000, second)):
     got = at(mp, batch, jnp.int32(t))
     chex.assert_trees_all_close(got.grads.init, ref.grads, rtol=1e-12, atol=1e-14)
@@ -286,7 +286,7 @@ def test_three_phases_of_both_schedules(x64):
     model, mean_squared_error, msl_anneal_iterations=4, **kwargs
   )
   mp = maml_plus_plus_params(params, inner_steps=2)
-  at, ref = jax.jit(both.meta_gradient_at), jax.jit(msl_only.meta_gradient_at)
+  at, ref = jax.jit(both.meta_gradient), jax.jit(msl_only.meta_gradient)
   grads = [at(mp, batch, jnp.int32(t)).grads.init for t in range(6)]
   for t in range(2, 6):  # second order from t = 2, the final-step loss from t = 4
     expected = ref(mp, batch, jnp.int32(t)).grads.init
@@ -400,7 +400,7 @@ def test_every_option_against_a_python_loop_and_finite_differences(x64):
     lambda r: r + 0.05 * jax.random.uniform(k2, r.shape), mp.learning_rates
   )
   mp = MAMLPlusPlusParams(mp.init, rates, copies)
-  grad_fn = jax.jit(est.meta_gradient_at)
+  grad_fn = jax.jit(est.meta_gradient)
   grads, metrics = grad_fn(mp, batch, jnp.int32(t))
   weights = msl_weights_numpy(t, k, n)
 
@@ -468,7 +468,7 @@ def test_trainer_passes_the_iteration_without_retracing():
       model.init(jax.random.key(1), jnp.zeros((1, 1))), inner_steps=2
     )
   )
-  at = jax.jit(est.meta_gradient_at)
+  at = jax.jit(est.meta_gradient)
   for t in range(4):
     expected = at(state.params, batch, jnp.int32(t))
     state, metrics = trainer.step(state, batch)
@@ -492,7 +492,7 @@ def test_trainer_passes_the_iteration_without_retracing():
     (dict(inner_learning_rate=None), 'inner_learning_rate'),
     (dict(inner_learning_rate=-1.0), 'inner_learning_rate'),
     (dict(multi_step_loss=True), 'msl_anneal_iterations'),
-    (dict(msl_anneal_iterations=5), 'msl_anneal_iterations'),
+    (dict(multi_step_loss=False, msl_anneal_iterations=5), 'msl_anneal_iterations'),
     (dict(multi_step_loss=True, msl_anneal_iterations=-1), 'msl_anneal_iterations'),
     (dict(multi_step_loss=1, msl_anneal_iterations=5), 'multi_step_loss'),
     (dict(derivative_order_annealing_iterations=-2), 'derivative_order_annealing'),
@@ -552,9 +552,7 @@ def test_meta_gradient_rejects_params_it_was_not_built_for():
       maml_plus_plus_params(params, inner_steps=2, per_step_bn_weights=select), batch
     )
   with pytest.raises(ValueError, match='iteration must be a scalar'):
-    est.meta_gradient_at(
-      maml_plus_plus_params(params, inner_steps=2), batch, jnp.zeros(2)
-    )
+    est.meta_gradient(maml_plus_plus_params(params, inner_steps=2), batch, jnp.zeros(2))
   with pytest.raises(ValueError, match='inner_learning_rate'):
     maml_plus_plus_adapt(
       model,

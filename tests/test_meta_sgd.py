@@ -8,8 +8,9 @@ import optax
 import pytest
 
 import jmeta
+from jmeta.algorithms.meta_sgd import meta_sgd, meta_sgd_adapt, meta_sgd_params
+from jmeta.gradient_learner import MetaParams
 from jmeta.losses import mean_squared_error
-from jmeta.meta_sgd import MetaSGDParams, meta_sgd, meta_sgd_adapt, meta_sgd_params
 
 NUM_TASKS = 3
 DIM = 3
@@ -57,11 +58,11 @@ def test_equal_learning_rates_give_mamls_init_gradient(x64):
   assert est.name == 'meta_sgd'
   ref = jax.jit(maml.meta_gradient)(params, batch)
   got = jax.jit(est.meta_gradient)(meta_sgd_params(params, a), batch)
-  assert isinstance(got.grads, MetaSGDParams)
+  assert isinstance(got.grads, MetaParams)
   chex.assert_trees_all_close(got.grads.init, ref.grads, rtol=1e-12, atol=1e-14)
   chex.assert_trees_all_close(got.metrics, ref.metrics, rtol=1e-12)
   # The step sizes get a gradient of their own, shaped like the params.
-  chex.assert_trees_all_equal_shapes(got.grads.learning_rates, params)
+  chex.assert_trees_all_equal_shapes(got.grads.rule, params)
   assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(got.grads[1])) > 1e-6
 
 
@@ -72,7 +73,7 @@ def test_meta_gradient_matches_finite_differences(x64):
   lrs = jax.tree.map(
     lambda r: 0.05 + 0.05 * jax.random.uniform(key_lr, r.shape, r.dtype), params
   )
-  meta_params = MetaSGDParams(params, lrs)
+  meta_params = MetaParams(params, lrs)
   est = meta_sgd(model, mean_squared_error, inner_steps=2, batching='map')
   grads, metrics = jax.jit(est.meta_gradient)(meta_params, batch)
 
@@ -101,7 +102,7 @@ def test_meta_gradient_matches_finite_differences(x64):
   for k, key in enumerate(jax.random.split(key_dir, 2)):
     direction = random_like(key, params)
     # Along the learning rates alone, then along init and learning rates together.
-    direction = MetaSGDParams(zeros if k == 0 else direction, direction)
+    direction = MetaParams(zeros if k == 0 else direction, direction)
     fd = directional_fd(meta_loss, meta_params, direction)
     np.testing.assert_allclose(tree_vdot(grads, direction), fd, rtol=1e-6)
 
@@ -141,7 +142,7 @@ def test_one_step_matches_closed_form_on_a_quadratic(x64, remat):
   dummy = jnp.zeros((1, 1, 1))
   batch = jmeta.TaskBatch(dummy, pack(a, b), dummy, pack(q, d))
   est = meta_sgd(quadratic_model(), quadratic_loss, remat=remat)
-  mp = MetaSGDParams(jnp.asarray(theta), jnp.asarray(alpha))
+  mp = MetaParams(jnp.asarray(theta), jnp.asarray(alpha))
   grads, metrics = jax.jit(est.meta_gradient)(mp, batch)
   assert ('remat' in str(jax.make_jaxpr(est.meta_gradient)(mp, batch))) == remat
 
@@ -150,7 +151,7 @@ def test_one_step_matches_closed_form_on_a_quadratic(x64, remat):
   support_grad = a @ theta - b
   phi = theta - alpha * support_grad
   g = q @ phi - d
-  np.testing.assert_allclose(grads.learning_rates, -support_grad * g, rtol=1e-12)
+  np.testing.assert_allclose(grads.rule, -support_grad * g, rtol=1e-12)
   np.testing.assert_allclose(
     grads.init, (np.eye(DIM) - np.diag(alpha) @ a).T @ g, rtol=1e-12
   )
@@ -187,7 +188,7 @@ def test_trainer_learns_init_and_learning_rates():
     losses.append(float(metrics['loss']))
   assert np.all(np.isfinite(losses))
   assert losses[-1] < 0.9 * losses[0]
-  assert isinstance(state.params, MetaSGDParams)
+  assert isinstance(state.params, MetaParams)
   lrs = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state.params[1])])
   assert np.ptp(lrs) > 1e-3  # no longer one shared learning rate
 
@@ -206,9 +207,9 @@ def test_meta_sgd_params_accepts_numpy_scalars_and_keeps_dtypes():
   params = {'w': jnp.zeros((2, 3), jnp.float32), 'b': jnp.zeros((3,), jnp.float32)}
   mp = meta_sgd_params(params, np.float32(0.5))
   chex.assert_trees_all_equal(
-    mp.learning_rates, jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+    mp.rule, jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
   )
-  chex.assert_trees_all_equal_dtypes(mp.learning_rates, params)
+  chex.assert_trees_all_equal_dtypes(mp.rule, params)
 
 
 def test_meta_gradient_rejects_params_that_are_not_meta_sgd_params():
@@ -216,14 +217,14 @@ def test_meta_gradient_rejects_params_that_are_not_meta_sgd_params():
   params = model.init(jax.random.key(0), jnp.zeros((1, 1)))
   batch = jmeta.sinusoid_tasks(2, 2).sample(jax.random.key(0), 2)
   est = meta_sgd(model, mean_squared_error)
-  with pytest.raises(ValueError, match='MetaSGDParams'):
+  with pytest.raises(ValueError, match='MetaParams'):
     est.meta_gradient(params, batch)
   lrs = jax.tree.map(lambda p: jnp.zeros((1,)), params)
   with pytest.raises(ValueError, match='shape of its parameter'):
-    est.meta_gradient(MetaSGDParams(params, lrs), batch)
+    est.meta_gradient(MetaParams(params, lrs), batch)
   with pytest.raises(ValueError, match='structure of init'):
-    est.meta_gradient(MetaSGDParams(params, params['layer_0']), batch)
-  with pytest.raises(ValueError, match='MetaSGDParams'):
+    est.meta_gradient(MetaParams(params, params['layer_0']), batch)
+  with pytest.raises(ValueError, match='MetaParams'):
     meta_sgd_adapt(model, mean_squared_error, params, batch[0][0], batch[1][0], steps=1)
 
 

@@ -48,7 +48,9 @@ def test_step_is_one_optax_update_of_the_meta_gradient():
 
 
 def adam_trainer(model):
-  return jmeta.make_meta_trainer(maml(model), optax.adam(1e-2), sample_tasks=sample)
+  return jmeta.with_task_sampling(
+    jmeta.make_meta_trainer(maml(model), optax.adam(1e-2)), sample
+  )
 
 
 def train(trainer, model, key, steps=5):
@@ -107,7 +109,9 @@ def test_step_is_compiled_once_per_batch_shape():
 
 def test_step_with_sampler_is_compiled_once():
   model, calls = counting_model()
-  trainer = jmeta.make_meta_trainer(maml(model), optax.sgd(0.01), sample_tasks=sample)
+  trainer = jmeta.with_task_sampling(
+    jmeta.make_meta_trainer(maml(model), optax.sgd(0.01)), sample
+  )
   state = trainer.init(initial_params(model))
   keys = jax.random.split(jax.random.key(1), 6)
   state, _ = trainer.step(state, keys[0])
@@ -175,37 +179,37 @@ def test_sampler_data_passed_as_arguments_equals_a_closure():
     x = bank[idx]
     return jmeta.TaskBatch(x[:, :3], jnp.sin(x[:, :3]), x[:, 3:], jnp.sin(x[:, 3:]))
 
-  with_args = jmeta.make_meta_trainer(
-    maml(model), optax.sgd(0.1), sample_tasks=from_bank
+  with_args = jmeta.with_task_sampling(
+    jmeta.make_meta_trainer(maml(model), optax.sgd(0.1)), from_bank
   )
-  closure = jmeta.make_meta_trainer(
-    maml(model), optax.sgd(0.1), sample_tasks=lambda key: from_bank(key, bank)
+  closure = jmeta.with_task_sampling(
+    jmeta.make_meta_trainer(maml(model), optax.sgd(0.1)),
+    lambda key: from_bank(key, bank),
   )
   a, _ = with_args.step(with_args.init(params), jax.random.key(4), bank)
   b, _ = closure.step(closure.init(params), jax.random.key(4))
   jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
-  with pytest.raises(TypeError, match='no data arguments'):
+  with pytest.raises(TypeError, match='positional arguments but 3 were given'):
     plain = jmeta.make_meta_trainer(maml(model), optax.sgd(0.1))
     plain.step(plain.init(params), sample(jax.random.key(5)), bank)
 
 
-def scheduled(estimator):
-  """``estimator`` with a schedule: its metrics report the iteration it was given."""
+def scheduled(learner):
+  """``learner`` with a schedule: its metrics report the step it was given."""
 
-  def meta_gradient_at(params, batch, iteration):
-    grads, metrics = estimator.meta_gradient(params, batch)
-    return jmeta.MetaGradient(grads, {**metrics, 'iteration': iteration})
+  def meta_gradient(params, batch, step=None):
+    grads, metrics = learner.meta_gradient(params, batch)
+    return jmeta.MetaGradient(grads, {**metrics, 'iteration': step})
 
-  return estimator._replace(meta_gradient_at=meta_gradient_at)
+  return learner._replace(meta_gradient=meta_gradient)
 
 
 @pytest.mark.parametrize('sharded', [False, True])
 def test_meta_gradient_at_gets_the_step_without_retracing(sharded):
   model, calls = counting_model()
-  assert maml(model).meta_gradient_at is None  # estimators without a schedule
   mesh = jmeta.task_mesh() if sharded else None  # one device here: the path runs
-  trainer = jmeta.make_meta_trainer(
-    scheduled(maml(model)), optax.sgd(0.01), sample_tasks=sample, mesh=mesh
+  trainer = jmeta.with_task_sampling(
+    jmeta.make_meta_trainer(scheduled(maml(model)), optax.sgd(0.01), mesh=mesh), sample
   )
   state = trainer.init(initial_params(model))
   for t, key in enumerate(jax.random.split(jax.random.key(2), 4)):
@@ -215,7 +219,9 @@ def test_meta_gradient_at_gets_the_step_without_retracing(sharded):
       traced = calls[0]
   assert calls[0] == traced, 'the step re-traced'
   # The gradient itself is the estimator's: equal to a trainer without the schedule.
-  plain = jmeta.make_meta_trainer(maml(model), optax.sgd(0.01), sample_tasks=sample)
+  plain = jmeta.with_task_sampling(
+    jmeta.make_meta_trainer(maml(model), optax.sgd(0.01)), sample
+  )
   expected, _ = train(plain, model, jax.random.key(2), steps=4)
   chex.assert_trees_all_close(state.params, expected.params, rtol=1e-6, atol=1e-7)
 
@@ -235,13 +241,14 @@ HUGE = 2**38  # float32 elements, 1 TiB
 
 
 def _huge_estimator():
-  def meta_gradient(params, batch):
+  def meta_gradient(params, batch, step=None):
     del batch
     # An output buffer of 1 TiB, so it cannot be optimised away.
     big = jnp.zeros((HUGE,), jnp.float32) + params['w'].sum()
     return jmeta.MetaGradient(params, {'loss': jnp.zeros(()), 'big': big})
 
-  return jmeta.MetaGradientEstimator('huge', None, meta_gradient)
+  identity = lambda tree: tree  # noqa: E731
+  return jmeta.MetaLearner('huge', identity, meta_gradient, None, None, identity)
 
 
 def test_out_of_memory_names_the_knobs_that_reduce_memory():

@@ -108,11 +108,11 @@ def check_trainer_matches_one_device():
     assert x.sharding.is_fully_replicated and len(x.sharding.device_set) == DEVICES
   # Tasks sampled inside the step, with 'auto' batching ('map' on CPU).
   sample = lambda key: TASKS.sample(key, 8)  # noqa: E731
-  one = jmeta.make_meta_trainer(
-    maml(model, 'auto'), optax.sgd(0.1), sample_tasks=sample
+  one = jmeta.with_task_sampling(
+    jmeta.make_meta_trainer(maml(model, 'auto'), optax.sgd(0.1)), sample
   )
-  many = jmeta.make_meta_trainer(
-    maml(model, 'auto'), optax.sgd(0.1), sample_tasks=sample, mesh=mesh
+  many = jmeta.with_task_sampling(
+    jmeta.make_meta_trainer(maml(model, 'auto'), optax.sgd(0.1), mesh=mesh), sample
   )
   expected, got = one.init(params), many.init(params)
   for key in jax.random.split(jax.random.key(2), 3):
@@ -125,11 +125,9 @@ def check_precompiled_sharded_step_does_not_compile_again():
   mesh = jmeta.task_mesh()
   model = jmeta.mlp((8,), 1)
   data = jmeta.replicate(jnp.arange(3.0), mesh)  # a dataset passed as an argument
-  trainer = jmeta.make_meta_trainer(
-    maml(model),
-    optax.adam(1e-2),
-    sample_tasks=lambda key, data: TASKS.sample(key, 16),
-    mesh=mesh,
+  trainer = jmeta.with_task_sampling(
+    jmeta.make_meta_trainer(maml(model), optax.adam(1e-2), mesh=mesh),
+    lambda key, data: TASKS.sample(key, 16),
   )
   state = trainer.init(initial_params(model))
   root = jax.random.key(5)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jmeta.tasks.batch import TaskBatch
+from jmeta.validation import check_positive_int
 
 ROTATIONS = ('none', 'classes', 'random')
 
@@ -45,11 +46,6 @@ class EpisodeSampler(NamedTuple):
   sample: Callable[[jax.Array, int], TaskBatch]
   num_classes: int
   sample_from: Callable[[jax.Array, jax.Array, int], TaskBatch] | None = None
-
-
-def _check_positive_int(name: str, value) -> None:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise ValueError(f'{name} must be a positive int, got {value!r}.')
 
 
 def _rotate(images: jax.Array, quarter_turns: jax.Array) -> jax.Array:
@@ -132,7 +128,7 @@ def make_episode_sampler(
   if rotation not in ROTATIONS:
     raise ValueError(f'rotation must be one of {ROTATIONS}, got {rotation!r}.')
   for name, value in (('n_way', n_way), ('k_shot', k_shot), ('q_query', q_query)):
-    _check_positive_int(name, value)
+    check_positive_int(value, name)
   n_way, k_shot, q_query = int(n_way), int(k_shot), int(q_query)
   shape = tuple(np.shape(images))
   if len(shape) != 4:
@@ -171,7 +167,7 @@ def make_episode_sampler(
 
   def sample(key: jax.Array, num_tasks: int) -> TaskBatch:
     """``num_tasks`` episodes drawn from ``key``."""
-    _check_positive_int('num_tasks', num_tasks)
+    check_positive_int(num_tasks, 'num_tasks')
     return compiled(images, key, int(num_tasks))
 
   return EpisodeSampler(sample=sample, num_classes=num_classes, sample_from=compiled)
@@ -184,5 +180,5 @@ def evaluation_keys(seed: int, num_episodes: int) -> jax.Array:
   ``sampler.sample(k, 1)``) gives the same episodes on every run; pair it with
   ``jmeta.mean_confidence_interval`` over at least 600 episodes.
   """
-  _check_positive_int('num_episodes', num_episodes)
+  check_positive_int(num_episodes, 'num_episodes')
   return jax.random.split(jax.random.key(seed), num_episodes)

@@ -32,7 +32,16 @@ from jmeta.metric.protonet import prototypical
 from jmeta.metric.relation import relation_network
 from jmeta.metric.siamese import SIAMESE_LOSSES, siamese
 
+# Every metric learner by name: ``METRIC_LEARNERS[name](model, **options)``.
+METRIC_LEARNERS = {
+  'protonet': prototypical,
+  'matching': matching,
+  'relation': relation_network,
+  'siamese': siamese,
+}
+
 __all__ = [
+  'METRIC_LEARNERS',
   'MetricLearner',
   'SIAMESE_LOSSES',
   'batch_hard_triplet_loss',

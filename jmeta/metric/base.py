@@ -2,7 +2,8 @@
 
 A ``MetricLearner`` scores query examples against a task's labelled support set
 through an embedding model; meta-training is plain gradient descent on its episode
-loss, so it plugs into ``jmeta.make_meta_trainer`` as a ``MetaGradientEstimator``.
+loss, so ``metric_estimator`` makes it a ``jmeta.MetaLearner`` for
+``jmeta.make_meta_trainer``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jmeta.batching import check_batching, map_tasks, mean_over_tasks
-from jmeta.estimators import MetaGradient, MetaGradientEstimator
+from jmeta.batching import map_tasks
+from jmeta.learner import MetaGradient, MetaLearner, identity, over_tasks
 from jmeta.losses import accuracy
 from jmeta.models.base import SUPPORT, Model, Params, PRNGKey, check_batch_norm_mode
 from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
+from jmeta.validation import check_n_way
 
 # ``(embeddings (examples, features), labels (examples,)) -> scalar``
 EmbeddingLossFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -133,43 +135,39 @@ def with_embedding_loss(
   return learner._replace(loss=loss)
 
 
-def _check_n_way(n_way) -> int:
-  if isinstance(n_way, bool) or not isinstance(n_way, int) or n_way < 2:
-    raise ValueError(
-      f'n_way must be an int >= 2 (a static class count), got {n_way!r}.'
-    )
-  return n_way
-
-
 def metric_estimator(
   learner: MetricLearner,
   *,
   n_way: int,
   batching: str = 'auto',
   chunk_size: int | None = None,
-) -> MetaGradientEstimator:
-  """The meta-gradient of a metric learner: mean_i grad L_i(theta) over the episodes.
+) -> MetaLearner:
+  """The metric learner as a ``jmeta.MetaLearner`` for ``n_way``-way episodes.
 
-  No inner loop: the support set enters through the learner's loss. The result is
-  a ``MetaGradientEstimator`` named after the learner, for ``make_meta_trainer``.
+  The meta-gradient is mean_i grad L_i(theta) over the episodes, with no inner
+  loop: the support set enters through the learner's loss. ``init`` is the
+  identity on the learner's params (``learner.init(key, example_inputs)``);
+  ``predict`` gives the ``(queries, n_way)`` logits of one episode.
   """
-  _check_n_way(n_way)
-  check_batching(batching, chunk_size)
+  check_n_way(n_way)
 
-  def task_gradient(params: Params, task: Task) -> MetaGradient:
+  def task_gradient(params: Params, task: Task, step=None) -> MetaGradient:
+    del step  # no schedule
     grads, metrics = jax.grad(learner.loss, has_aux=True)(params, task, n_way)
     return MetaGradient(grads, metrics)
 
-  def meta_gradient(params: Params, batch: TaskBatch) -> MetaGradient:
-    check_task_batch_shapes(batch)
-    return mean_over_tasks(
-      lambda task: task_gradient(params, Task(*task)),
-      batch,
-      strategy=batching,
-      chunk_size=chunk_size,
-    )
+  batched = over_tasks(task_gradient, batching=batching, chunk_size=chunk_size)
 
-  return MetaGradientEstimator(learner.name, task_gradient, meta_gradient)
+  def meta_gradient(params: Params, batch: TaskBatch, step=None) -> MetaGradient:
+    del step
+    return batched(params, batch)
+
+  def predict(params, support_inputs, support_labels, query_inputs):
+    return learner.logits(params, support_inputs, support_labels, query_inputs, n_way)
+
+  return MetaLearner(
+    learner.name, identity, meta_gradient, predict, task_gradient, identity
+  )
 
 
 def evaluate_metric(
@@ -182,7 +180,7 @@ def evaluate_metric(
   chunk_size: int | None = None,
 ) -> dict[str, jax.Array]:
   """Per-task query ``loss`` and ``accuracy`` (each with a leading task axis)."""
-  _check_n_way(n_way)
+  check_n_way(n_way)
   check_task_batch_shapes(batch)
   return map_tasks(
     lambda task: learner.loss(params, Task(*task), n_way)[1],

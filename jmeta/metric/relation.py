@@ -32,15 +32,10 @@ from jmeta.models.layers import (
   max_pool_2x2,
   resolve_conv_impl,
 )
+from jmeta.validation import check_positive_int
 
 # The encoder pools after its first two of four blocks only (Sung et al., 2018).
 ENCODER_POOLED_BLOCKS = (True, True, False, False)
-
-
-def _check_positive_int(name: str, value) -> int:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f'{name} must be an int >= 1, got {value!r}.')
-  return value
 
 
 def _check_conv_impl(conv_impl: str) -> str:
@@ -90,7 +85,7 @@ def relation_encoder(*, filters: int = 64, conv_impl: str = 'auto') -> Model:
   after the first two only; 'SAME' padding, so 28x28x1 images give 7x7x``filters``
   feature maps (NHWC, not flattened).
   """
-  _check_positive_int('filters', filters)
+  check_positive_int(filters, 'filters')
   impl = _check_conv_impl(conv_impl)
 
   def init(key: jax.Array, example_inputs: jax.Array) -> dict:
@@ -128,8 +123,8 @@ def relation_module(
   (``filters``), batch norm, ReLU, 2x2 max-pool] (Sung et al., 2018). The first FC
   layer's width is read from ``example_pairs`` in ``init``.
   """
-  _check_positive_int('filters', filters)
-  _check_positive_int('hidden', hidden)
+  check_positive_int(filters, 'filters')
+  check_positive_int(hidden, 'hidden')
   impl = _check_conv_impl(conv_impl)
 
   def features(params, x, mode, num_support=None):
@@ -276,8 +271,8 @@ def relation_network(
 
   ``params`` is ``{'encoder': ..., 'relation': ...}``.
   """
-  _check_positive_int('filters', filters)
-  _check_positive_int('hidden', hidden)
+  check_positive_int(filters, 'filters')
+  check_positive_int(hidden, 'hidden')
   _check_conv_impl(conv_impl)
   check_batch_norm_mode(batch_norm)
   if encoder is None:

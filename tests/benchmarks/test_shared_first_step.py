@@ -25,7 +25,7 @@ def test_first_step_over_all_tasks_gives_the_meta_gradient(x64, estimator):
   params = jax.tree.map(
     lambda x: x.astype(jax.numpy.float64), model.init(jax.random.key(1), images[0])
   )
-  reference = jmeta.make_estimator(
+  reference = jmeta.make_learner(
     estimator,
     model,
     jmeta.losses.cross_entropy,

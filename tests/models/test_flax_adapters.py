@@ -165,8 +165,8 @@ def test_nnx_model_trains_in_a_jitted_meta_trainer():
   model = jmeta.from_nnx(NNXBatchNormMLP)
   tasks = jmeta.sinusoid_tasks(5, 6)
   est = jmeta.maml(model, mean_squared_error, inner_steps=1, inner_learning_rate=0.1)
-  trainer = jmeta.make_meta_trainer(
-    est, optax.sgd(0.01), sample_tasks=lambda k: tasks.sample(k, 2)
+  trainer = jmeta.with_task_sampling(
+    jmeta.make_meta_trainer(est, optax.sgd(0.01)), lambda k: tasks.sample(k, 2)
   )
   params = model.init(jax.random.key(0), jnp.zeros((1, 1)))
   state = trainer.init(params)

@@ -26,16 +26,13 @@ training iteration t. Each option is off by default; with all of them off this i
 * Cosine annealing of the meta learning rate is the outer optimizer's business:
   ``optax.adam(optax.cosine_decay_schedule(1e-3, num_steps, alpha=...))``.
 
-The schedules need the training iteration: the estimator's ``meta_gradient_at(
-params, batch, iteration)`` takes it (``make_meta_trainer`` passes its step), and
-``meta_gradient(params, batch)`` is the objective after annealing (t = infinity:
-final-step loss, second order).
+The schedules need the training iteration: the learner's ``meta_gradient(params,
+batch, step)`` takes it (``make_meta_trainer`` passes its step); with ``step=None``
+it is the objective after annealing (t = infinity: final-step loss, second order).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -44,16 +41,12 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jmeta.batching import check_batching, mean_over_tasks
-from jmeta.estimators import (
-  MetaGradient,
-  MetaGradientEstimator,
-  MetricsFn,
-  _query_metrics,
-)
-from jmeta.inner_loop import LossFn, _check_support, check_steps, scan_inner_loop
+from jmeta.gradient_learner import query_metrics
+from jmeta.inner_loop import LossFn, check_support, scan_inner_loop
+from jmeta.learner import MetaGradient, MetaLearner, MetricsFn, over_tasks
 from jmeta.models.base import Model, Params, check_model_accepts
-from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
+from jmeta.tasks.batch import Task, TaskBatch
+from jmeta.validation import check_bool, check_positive_real, check_steps
 
 LeafSelector = Callable[[tuple], bool]
 
@@ -93,28 +86,25 @@ def _check_inner_steps(inner_steps: Any) -> int:
   return steps
 
 
-def _check_rate(rate: Any, name: str = 'inner_learning_rate') -> float:
-  if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-    raise ValueError(
-      f'{name} must be a positive float, got {rate!r} of type {type(rate).__name__}.'
-    )
-  if not (math.isfinite(rate) and rate > 0):
-    raise ValueError(f'{name} must be positive and finite, got {rate}.')
-  return float(rate)
+def _check_rate(rate: Any) -> float:
+  return check_positive_real(rate, 'inner_learning_rate')
 
 
-def _check_bool(value: Any, name: str) -> bool:
-  if not isinstance(value, bool):
-    raise ValueError(f'{name} must be True or False, got {value!r}.')
-  return value
+def batch_norm_weights(path: tuple) -> bool:
+  """Batch norm's scale and bias leaves (``jmeta.conv4``'s): MAML++'s BNWB default."""
+  return getattr(path[-1], 'key', None) in ('scale', 'bias')
 
 
 def _check_selector(select: Any) -> LeafSelector | None:
+  if select is True:
+    return batch_norm_weights
+  if select is False:
+    return None
   if select is not None and not callable(select):
     raise ValueError(
-      'per_step_bn_weights must be None or a predicate on a leaf key path, e.g. '
-      "lambda path: path[-1].key in ('scale', 'bias'); got "
-      f'{select!r} of type {type(select).__name__}.'
+      "per_step_bn_weights must be None, True (batch norm's scale and bias) or a "
+      "predicate on a leaf key path, e.g. lambda path: path[-1].key in ('scale', "
+      f"'bias'); got {select!r} of type {type(select).__name__}."
     )
   return select
 
@@ -149,7 +139,8 @@ def maml_plus_plus_params(
   With ``learn_inner_rates`` every rate starts at ``inner_learning_rate`` (one per
   tensor and inner step, in the tensor's dtype). Each leaf whose key path
   ``per_step_bn_weights`` accepts (``jax.tree_util`` key entries, e.g.
-  ``(DictKey('block_0'), DictKey('scale'))``) is moved from ``init`` (where it
+  ``(DictKey('block_0'), DictKey('scale'))``; True selects batch norm's scale and
+  bias) is moved from ``init`` (where it
   becomes ``None``, so no copy of it sits there unused) to ``step_weights`` as K + 1
   equal copies: copy j is used wherever phi_j is evaluated, by the support loss of
   inner step j (j < K) and by the query loss after step j (j >= 1). Antoniou et
@@ -157,7 +148,7 @@ def maml_plus_plus_params(
   j - 1; K + 1 copies give phi_K a copy of its own.
   """
   steps = _check_inner_steps(inner_steps)
-  _check_bool(learn_inner_rates, 'learn_inner_rates')
+  check_bool(learn_inner_rates, 'learn_inner_rates')
   select = _check_selector(per_step_bn_weights)
   if learn_inner_rates or inner_learning_rate is not None:
     rate = _check_rate(inner_learning_rate)
@@ -318,7 +309,7 @@ def maml_plus_plus(
   *,
   inner_steps: int,
   inner_learning_rate: float | None = None,
-  multi_step_loss: bool = False,
+  multi_step_loss: bool | None = None,
   msl_anneal_iterations: int = 0,
   derivative_order_annealing_iterations: int = 0,
   learn_inner_rates: bool = False,
@@ -327,42 +318,44 @@ def maml_plus_plus(
   chunk_size: int | None = None,
   metrics_fn: MetricsFn | None = None,
   remat: bool = False,
-) -> MetaGradientEstimator:
+  test_steps: int | None = None,
+) -> MetaLearner:
   """MAML++ (Antoniou et al., 2019): MAML with MSL, annealing, LSLR and BNWB.
 
   grad = mean_i d/d(theta, alpha, beta) sum_j w_j(t) L_i^query(phi_ij; beta_j), with
   w(t) = ``msl_weights(t, inner_steps, msl_anneal_iterations)`` under
-  ``multi_step_loss`` (which needs ``msl_anneal_iterations > 0``) and the final
+  ``multi_step_loss`` (which needs ``msl_anneal_iterations > 0``; None, the
+  default, turns it on exactly when ``msl_anneal_iterations > 0``) and the final
   step alone otherwise; first order while t is below
   ``derivative_order_annealing_iterations``. ``learn_inner_rates`` reads per-tensor, per-step rates from the
   params (``inner_learning_rate`` then only seeds them, in
   ``maml_plus_plus_params``); otherwise every step uses ``inner_learning_rate``.
   ``per_step_bn_weights`` must select the leaves the params were built with.
 
-  ``meta_gradient_at(params, batch, iteration)`` follows the schedules with a
-  ``lax.switch`` on the unbatched iteration over the (at most three) phases, so
-  one phase runs per step; ``meta_gradient(params, batch)`` is the annealed
-  objective. ``metrics['loss']`` is the final query loss; with ``multi_step_loss``
+  ``meta_gradient(params, batch, step)`` follows the schedules with a
+  ``lax.switch`` on the unbatched step over the (at most three) phases, so one
+  phase runs per step; with ``step=None`` it is the annealed objective. ``init``
+  builds the params from the model's (``maml_plus_plus_params`` with these
+  options); ``predict`` adapts for ``test_steps`` (default ``inner_steps``). ``metrics['loss']`` is the final query loss; with ``multi_step_loss``
   ``metrics['objective']`` is the weighted sum that was differentiated. Use
   ``optax.cosine_decay_schedule`` in the outer optimizer for the paper's cosine
   annealing of the meta learning rate.
 
   Example::
 
-    select = lambda path: path[-1].key in ('scale', 'bias')
-    est = jmeta.maml_plus_plus(
+    learner = jmeta.maml_plus_plus(
       model, jmeta.losses.cross_entropy, inner_steps=5, inner_learning_rate=0.1,
       multi_step_loss=True, msl_anneal_iterations=10_000,
       derivative_order_annealing_iterations=50_000, learn_inner_rates=True,
-      per_step_bn_weights=select)
-    params = jmeta.maml_plus_plus_params(
-      model_params, inner_steps=5, inner_learning_rate=0.1,
-      learn_inner_rates=True, per_step_bn_weights=select)
-    trainer = jmeta.make_meta_trainer(est, optax.adam(1e-3))
+      per_step_bn_weights=True)  # batch norm's scale and bias
+    trainer = jmeta.make_meta_trainer(learner, optax.adam(1e-3))
+    state = trainer.init(learner.init(model_params))
   """
   steps = _check_inner_steps(inner_steps)
-  _check_bool(multi_step_loss, 'multi_step_loss')
-  _check_bool(learn_inner_rates, 'learn_inner_rates')
+  if multi_step_loss is None:
+    multi_step_loss = msl_anneal_iterations != 0
+  check_bool(multi_step_loss, 'multi_step_loss')
+  check_bool(learn_inner_rates, 'learn_inner_rates')
   msl_n = check_steps(msl_anneal_iterations, 'msl_anneal_iterations')
   order_n = check_steps(
     derivative_order_annealing_iterations, 'derivative_order_annealing_iterations'
@@ -380,8 +373,8 @@ def maml_plus_plus(
   if not learn_inner_rates or inner_learning_rate is not None:
     rate = _check_rate(inner_learning_rate)
   select = _check_selector(per_step_bn_weights)
-  check_batching(batching, chunk_size)
-  _check_bool(remat, 'remat')
+  check_bool(remat, 'remat')
+  test = steps if test_steps is None else check_steps(test_steps, 'test_steps')
 
   def check(params: MAMLPlusPlusParams) -> None:
     # Trace-time checks that the params are the ones this estimator was built for.
@@ -446,7 +439,7 @@ def maml_plus_plus(
         remat=remat,
       )
     final = _model_params(adapted, params.step_weights, steps)
-    loss, metrics = _query_metrics(
+    loss, metrics = query_metrics(
       model, loss_fn, metrics_fn, final, task, support_losses[0]
     )
     if weights is not None:
@@ -461,27 +454,14 @@ def maml_plus_plus(
     )
     return MetaGradient(grads, metrics)
 
-  def batch_gradient(params, batch: TaskBatch, first_order: bool, weights):
-    return mean_over_tasks(
-      lambda task: gradient(params, Task(*task), first_order, weights),
-      batch,
-      strategy=batching,
-      chunk_size=chunk_size,
-    )
-
   def check_batch(params: MAMLPlusPlusParams, batch: TaskBatch) -> None:
     check(params)
-    check_task_batch_shapes(batch)
     full = _model_params(params.init, params.step_weights, 0)
     check_model_accepts(model, full, batch.support_inputs[0], 'support inputs')
 
-  def task_gradient(params: MAMLPlusPlusParams, task: Task) -> MetaGradient:
-    check(params)
-    return gradient(params, task, False, None)
-
-  def meta_gradient(params: MAMLPlusPlusParams, batch: TaskBatch) -> MetaGradient:
-    check_batch(params, batch)
-    return batch_gradient(params, batch, False, None)
+  batch_gradient = over_tasks(
+    gradient, batching=batching, chunk_size=chunk_size, check=check_batch
+  )
 
   # The schedules change at these iterations; between two of them (a phase) the
   # derivative order and whether the multi-step loss is on are fixed.
@@ -498,9 +478,11 @@ def maml_plus_plus(
 
   phases = [phase(start) for start in [0, *boundaries]]
 
-  def meta_gradient_at(
-    params: MAMLPlusPlusParams, batch: TaskBatch, iteration: jax.Array
+  def meta_gradient(
+    params: MAMLPlusPlusParams, batch: TaskBatch, iteration: jax.Array | None = None
   ) -> MetaGradient:
+    if iteration is None:
+      return batch_gradient(params, batch, False, None)
     check_batch(params, batch)
     if jnp.ndim(iteration) != 0:
       raise ValueError(f'iteration must be a scalar, got shape {jnp.shape(iteration)}.')
@@ -511,7 +493,53 @@ def maml_plus_plus(
     # The iteration is unbatched, so only the current phase runs, also under vmap.
     return lax.switch(index, phases, params, batch, iteration)
 
-  return MetaGradientEstimator('maml++', task_gradient, meta_gradient, meta_gradient_at)
+  def task_gradient(params: MAMLPlusPlusParams, task: Task, iteration=None):
+    if iteration is None:
+      check(params)
+      return gradient(params, task, False, None)
+    one = jax.tree.map(lambda x: jnp.asarray(x)[None], TaskBatch(*task))
+    return meta_gradient(params, one, iteration)
+
+  def init(model_params: Params) -> MAMLPlusPlusParams:
+    return maml_plus_plus_params(
+      model_params,
+      inner_steps=steps,
+      inner_learning_rate=inner_learning_rate,
+      learn_inner_rates=learn_inner_rates,
+      per_step_bn_weights=select,
+    )
+
+  def predict(params, support_inputs, support_targets, query_inputs):
+    adapted = maml_plus_plus_adapt(
+      model,
+      loss_fn,
+      params,
+      support_inputs,
+      support_targets,
+      steps=test,
+      inner_learning_rate=rate,
+    )
+    return model.apply(adapted, query_inputs)
+
+  return MetaLearner(
+    'maml++', init, meta_gradient, predict, task_gradient, init_gradient
+  )
+
+
+def init_gradient(grads: MAMLPlusPlusParams) -> Params:
+  """The gradient with respect to the model's params: per-step copies summed.
+
+  Summing is the gradient of one tensor shared by every step, so it compares with
+  other learners' gradients of the model's params.
+  """
+  if grads.step_weights is None:
+    return grads.init
+  return jax.tree.map(
+    lambda s, p: p if s is None else jnp.sum(s, axis=0),
+    grads.step_weights,
+    grads.init,
+    is_leaf=_is_none,
+  )
 
 
 def maml_plus_plus_adapt(
@@ -537,7 +565,7 @@ def maml_plus_plus_adapt(
   rate = None
   if params.learning_rates is None:
     rate = _check_rate(inner_learning_rate)
-  _check_support(
+  check_support(
     model, _model_params(params.init, params.step_weights, 0), inputs, targets
   )
 
@@ -549,3 +577,7 @@ def maml_plus_plus_adapt(
     support, None, params, steps=steps, rate=rate, first_order=False, remat=False
   )
   return _model_params(adapted, params.step_weights, steps)
+
+
+# The names under which jmeta.make_learner finds these factories.
+LEARNERS = {'maml_plus_plus': maml_plus_plus}

@@ -1,0 +1,96 @@
+"""ANIL: only the head adapts in the inner loop; the body is meta-learned through it.
+
+With params theta = (theta_body, theta_head), task i adapts the head alone,
+
+  h_0 = theta_head,  h_{j+1} = h_j + optimizer(grad_h L_i^support(theta_body, h_j)),
+
+and the meta-gradient is the gradient of L_i^query(theta_body, h_k) with respect
+to all of theta: the body gets its gradient directly and through the adapted head
+(second order unless ``first_order``). This is MAML with the body's inner learning
+rate set to zero, computed without the body's inner gradients (Raghu, Raghu,
+Bengio & Vinyals, 2020, "Rapid Learning or Feature Reuse? Towards Understanding
+the Effectiveness of MAML").
+"""
+
+from __future__ import annotations
+
+import jax
+import optax
+
+from jmeta.estimators import first_order as first_order_estimator
+from jmeta.estimators import second_order
+from jmeta.gradient_learner import adapt_with_rule, gradient_learner
+from jmeta.inner_loop import LossFn, check_support
+from jmeta.inner_rules import HeadSelector, head_only, inner_rule
+from jmeta.learner import MetaLearner, MetricsFn
+from jmeta.models.base import Model, Params
+from jmeta.validation import check_steps
+
+
+def anil(
+  model: Model,
+  loss_fn: LossFn,
+  *,
+  head: HeadSelector = 'head',
+  inner_steps: int,
+  inner_learning_rate: float | None = None,
+  inner_optimizer: optax.GradientTransformation | None = None,
+  test_steps: int | None = None,
+  first_order: bool = False,
+  batching: str = 'auto',
+  chunk_size: int | None = None,
+  metrics_fn: MetricsFn | None = None,
+  remat: bool = False,
+) -> MetaLearner:
+  """ANIL: MAML whose inner loop adapts only the leaves ``head`` selects.
+
+  grad = mean_i d L_i^query(theta_body, h_i) / d theta, h_i the head after
+  ``inner_steps`` updates of ``inner_optimizer`` (default SGD at
+  ``inner_learning_rate``) on task i's support set with the body fixed (Raghu et
+  al., 2020). ``head`` is a top-level key of the params (``'head'`` for
+  ``jmeta.conv4``) or a predicate on a leaf's key path (see ``head_mask``).
+  ``first_order=True`` drops the second-order terms; ``remat=True`` recomputes each
+  inner step in the backward pass.
+  """
+  return gradient_learner(
+    model,
+    loss_fn,
+    rule=head_only(inner_rule(inner_optimizer, inner_learning_rate), head),
+    estimator=first_order_estimator() if first_order else second_order(),
+    inner_steps=inner_steps,
+    test_steps=test_steps,
+    batching=batching,
+    chunk_size=chunk_size,
+    metrics_fn=metrics_fn,
+    remat=remat,
+    name='anil',
+  )
+
+
+def anil_adapt(
+  model: Model,
+  loss_fn: LossFn,
+  params: Params,
+  inputs: jax.Array,
+  targets: jax.Array,
+  *,
+  steps: int,
+  head: HeadSelector = 'head',
+  learning_rate: float | jax.Array | None = None,
+  optimizer: optax.GradientTransformation | None = None,
+) -> Params:
+  """Adapts only the head of ``params`` to one support set; the evaluation side of ANIL.
+
+  Like ``jmeta.adapt``, with every leaf outside the head left unchanged.
+  """
+  rule = head_only(inner_rule(optimizer, learning_rate), head)
+  steps = check_steps(steps)
+  check_support(model, params, inputs, targets)
+  adapted, _ = adapt_with_rule(
+    model, loss_fn, rule, params, inputs, targets, steps=steps
+  )
+  return adapted
+
+
+# The names under which jmeta.make_learner finds these factories.
+LEARNERS = {'anil': anil}

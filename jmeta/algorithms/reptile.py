@@ -1,0 +1,57 @@
+"""Reptile (Nichol, Achiam & Schulman, 2018): the meta-gradient is theta - phi."""
+
+from __future__ import annotations
+
+import optax
+
+from jmeta.estimators import reptile as reptile_estimator
+from jmeta.gradient_learner import gradient_learner
+from jmeta.inner_loop import LossFn
+from jmeta.inner_rules import inner_rule
+from jmeta.learner import MetaLearner, MetricsFn
+from jmeta.models.base import Model
+
+
+def reptile(
+  model: Model,
+  loss_fn: LossFn,
+  *,
+  inner_steps: int,
+  inner_learning_rate: float | None = None,
+  inner_optimizer: optax.GradientTransformation | None = None,
+  inner_batch_size: int | None = None,
+  test_steps: int | None = None,
+  test_batch_size: int | None = None,
+  batching: str = 'auto',
+  chunk_size: int | None = None,
+  metrics_fn: MetricsFn | None = None,
+) -> MetaLearner:
+  """Reptile: grad = mean_i (theta - phi_i), phi_i adapted on task i's support set.
+
+  With outer ``optax.sgd(epsilon)`` this is Reptile's update
+  theta <- theta + epsilon * mean_i (phi_i - theta). The query set is used only for
+  the reported metrics. With ``inner_batch_size`` each inner step sees one
+  minibatch of the support set, drawn without replacement as in the paper's code
+  (``jmeta.inner_loop.minibatch_indices``, keyed by ``data_key(support_inputs)``);
+  with it the paper trains on 10 shots per class in minibatches of 10 (5-way) or 20
+  (20-way), one epoch per task. ``test_steps`` and ``test_batch_size`` set the
+  adaptation of ``predict`` (the paper: 50 steps on minibatches of 5 or 10).
+  """
+  return gradient_learner(
+    model,
+    loss_fn,
+    rule=inner_rule(inner_optimizer, inner_learning_rate),
+    estimator=reptile_estimator(),
+    inner_steps=inner_steps,
+    test_steps=test_steps,
+    inner_batch_size=inner_batch_size,
+    test_batch_size=test_batch_size,
+    batching=batching,
+    chunk_size=chunk_size,
+    metrics_fn=metrics_fn,
+    name='reptile',
+  )
+
+
+# The names under which jmeta.make_learner finds these factories.
+LEARNERS = {'reptile': reptile}

@@ -1,0 +1,361 @@
+"""Gradient-based meta-learners from an inner rule and a gradient estimator.
+
+``gradient_learner(model, loss_fn, rule=..., estimator=..., inner_steps=k)`` is the
+``MetaLearner`` that adapts to task i by k updates of ``rule`` on its support set,
+
+  phi_0 = theta,  phi_{j+1} = phi_j + rule(grad L_i^support(phi_j)),
+
+and estimates the meta-gradient of L_i^query(phi_k) with ``estimator``. MAML is
+``sgd`` with ``second_order``, first-order MAML ``first_order``, Reptile ``reptile``,
+Meta-SGD ``learned_rates`` with ``second_order``, ANIL ``head_only(sgd)``, iMAML
+``proximal(sgd)`` with ``implicit``; every other pairing works the same way, e.g.
+first-order Meta-SGD or ANIL with Reptile. At test time ``predict`` adapts with the
+same rule for ``test_steps`` and applies the model to the queries.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.scipy.sparse.linalg import cg
+
+from jmeta import estimators as est
+from jmeta.estimators import Estimator, check_estimator
+from jmeta.inner_loop import (
+  LossFn,
+  check_batch_size,
+  check_support,
+  minibatch_objective,
+  scan_inner_loop,
+)
+from jmeta.inner_rules import InnerRule, split_leaves
+from jmeta.learner import (
+  MetaGradient,
+  MetaLearner,
+  MetricsFn,
+  identity,
+  over_tasks,
+)
+from jmeta.models.base import Model, Params, check_model_accepts
+from jmeta.tasks.batch import Task
+from jmeta.validation import check_bool, check_steps
+
+
+class MetaParams(NamedTuple):
+  """The meta-parameters of a learner whose inner rule learns something.
+
+  ``init`` is the model's initialisation theta, ``rule`` the rule's parameters (e.g.
+  Meta-SGD's per-parameter rates, a pytree like ``init``).
+  """
+
+  init: Params
+  rule: Any
+
+
+def query_metrics(model, loss_fn, metrics_fn, params, task: Task, support_loss):
+  """``(query loss, metrics)`` of ``params`` on ``task``'s query set."""
+  outputs = model.apply(params, task.query_inputs)
+  loss = loss_fn(outputs, task.query_targets)
+  metrics = {'loss': loss, 'support_loss': support_loss}
+  if metrics_fn is not None:
+    metrics.update(metrics_fn(outputs, task.query_targets))
+  return loss, metrics
+
+
+def squared_distance(a: Params, b: Params) -> jax.Array:
+  """||a - b||^2 over all leaves."""
+  return sum(
+    jax.tree.leaves(jax.tree.map(lambda x, y: jnp.sum(jnp.square(x - y)), a, b))
+  )
+
+
+def _check_pairing(rule: InnerRule, estimator: Estimator, learns: bool, batch, remat):
+  kind = estimator.kind
+  if kind in (est.REPTILE, est.IMPLICIT) and learns:
+    raise ValueError(
+      f"the {kind} estimator gives no gradient for the inner rule's own "
+      'meta-parameters (e.g. learned rates); pair a learned rule with '
+      'second_order() or first_order().'
+    )
+  if kind == est.IMPLICIT and rule.regularization is None:
+    raise ValueError(
+      'the implicit estimator solves for the optimum of the proximal inner '
+      'problem: wrap the rule in jmeta.inner_rules.proximal(rule, regularization).'
+    )
+  if kind == est.IMPLICIT and (rule.adapts is not None or batch is not None):
+    raise ValueError(
+      'the implicit estimator adapts every parameter on the full support set; '
+      'it takes no head_only rule and no inner_batch_size.'
+    )
+  if remat and kind not in (est.SECOND_ORDER, est.FIRST_ORDER):
+    raise ValueError(
+      f'remat=True recomputes inner steps on the backward pass through the inner '
+      f'loop; the {kind} estimator does not differentiate through it.'
+    )
+
+
+def split_meta_params(rule: InnerRule, meta_params: Any) -> tuple[Params, Any]:
+  """(the model's params, the rule's params or None) of a learner's meta-params."""
+  if rule.init is None:
+    return meta_params, None
+  return meta_params.init, meta_params.rule
+
+
+def adapt_with_rule(
+  model: Model,
+  loss_fn: LossFn,
+  rule: InnerRule,
+  meta_params: Any,
+  inputs: jax.Array,
+  targets: jax.Array,
+  *,
+  steps: int,
+  batch_size: int | None = None,
+  first_order: bool = False,
+  remat: bool = False,
+) -> tuple[Params, jax.Array]:
+  """Adapts to one support set by ``steps`` updates of ``rule``.
+
+  Returns phi_steps and the support loss at theta. Differentiable in the
+  meta-params; ``first_order`` treats the inner gradients as constants. With
+  ``batch_size`` step j takes the loss on minibatch j of
+  ``jmeta.inner_loop.minibatch_indices`` (keyed by ``data_key(inputs)``).
+  """
+  params, rule_params = split_meta_params(rule, meta_params)
+  objective, xs = minibatch_objective(
+    model, loss_fn, inputs, targets, steps=steps, batch_size=batch_size
+  )
+  support = objective if batch_size is None else _full(model, loss_fn, inputs, targets)
+  if rule.regularization is not None:
+    objective = _proximal(objective, params, rule.regularization)
+  if rule.adapts is None:
+    adapted, values, _ = scan_inner_loop(
+      objective,
+      params,
+      steps=steps,
+      optimizer=rule.optimizer(rule_params),
+      first_order=first_order,
+      remat=remat,
+      xs=xs,
+    )
+  else:
+    # The inner loop sees the head's leaves as a list; the body is a constant of
+    # its objective, so its gradient flows only through the adapted head.
+    head, merge = split_leaves(params, rule.adapts)
+    if rule_params is not None:
+      rule_params, _ = split_leaves(rule_params, rule.adapts)
+    adapted, values, _ = scan_inner_loop(
+      lambda h, *x: objective(merge(h), *x),
+      head,
+      steps=steps,
+      optimizer=rule.optimizer(rule_params),
+      first_order=first_order,
+      remat=remat,
+      xs=xs,
+    )
+    adapted = merge(adapted)
+  full_batch = steps and batch_size is None
+  pre = values[0] if full_batch else support(params)
+  return adapted, pre
+
+
+def gradient_learner(
+  model: Model,
+  loss_fn: LossFn,
+  *,
+  rule: InnerRule,
+  estimator: Estimator,
+  inner_steps: int,
+  test_steps: int | None = None,
+  inner_batch_size: int | None = None,
+  test_batch_size: int | None = None,
+  batching: str = 'auto',
+  chunk_size: int | None = None,
+  metrics_fn: MetricsFn | None = None,
+  remat: bool = False,
+  name: str = 'gradient_learner',
+) -> MetaLearner:
+  """A ``MetaLearner`` adapting by ``inner_steps`` of ``rule``, meta-trained by
+  ``estimator``.
+
+  The meta-params are the model's params when the rule learns nothing, otherwise
+  ``MetaParams(init, rule)``. With ``inner_batch_size`` each inner step sees one
+  minibatch of the support set, drawn without replacement (Reptile's inner loop;
+  ``jmeta.inner_loop.minibatch_indices`` keyed by the support images);
+  ``test_batch_size`` does the same at test, where ``test_steps`` (default
+  ``inner_steps``) steps adapt. ``remat=True`` recomputes each inner step on the
+  backward pass (second or first order only).
+  """
+  if not isinstance(rule, InnerRule):
+    raise ValueError(
+      f'rule must be a jmeta.inner_rules.InnerRule (e.g. inner_rules.sgd(0.01)), '
+      f'got {type(rule).__name__}.'
+    )
+  check_estimator(estimator)
+  steps = check_steps(inner_steps, 'inner_steps')
+  test = steps if test_steps is None else check_steps(test_steps, 'test_steps')
+  for size in (inner_batch_size, test_batch_size):
+    if size is not None:
+      # Its type now; whether the support set can fill it, when shapes are known.
+      check_batch_size(size, num_examples=size)
+  check_bool(remat, 'remat')
+  learns = rule.init is not None
+  _check_pairing(rule, estimator, learns, inner_batch_size, remat)
+  kind = estimator.kind
+
+  def split(meta_params):
+    return split_meta_params(rule, meta_params)
+
+  def adapt(meta_params, inputs, targets, **kwargs):
+    return adapt_with_rule(model, loss_fn, rule, meta_params, inputs, targets, **kwargs)
+
+  def init(params: Params) -> Any:
+    return MetaParams(params, rule.init(params)) if learns else params
+
+  def through_adaptation(meta_params, task: Task) -> MetaGradient:
+    def objective(meta_params):
+      adapted, pre = adapt(
+        meta_params,
+        task.support_inputs,
+        task.support_targets,
+        steps=steps,
+        batch_size=inner_batch_size,
+        first_order=kind == est.FIRST_ORDER,
+        remat=remat,
+      )
+      return query_metrics(model, loss_fn, metrics_fn, adapted, task, pre)
+
+    grads, metrics = jax.grad(objective, has_aux=True)(meta_params)
+    return MetaGradient(grads, metrics)
+
+  def reptile_direction(params, task: Task) -> MetaGradient:
+    adapted, pre = adapt(
+      params,
+      task.support_inputs,
+      task.support_targets,
+      steps=steps,
+      batch_size=inner_batch_size,
+      first_order=False,
+      remat=False,
+    )
+    _, metrics = query_metrics(model, loss_fn, metrics_fn, adapted, task, pre)
+    grads = jax.tree.map(lambda t, p: t - p, params, adapted)
+    return MetaGradient(grads, lax.stop_gradient(metrics))
+
+  def implicit_gradient(params, task: Task) -> MetaGradient:
+    # theta is a constant of the inner problem: nothing is differentiated through
+    # the inner loop, which is what keeps iMAML's memory independent of steps.
+    theta = lax.stop_gradient(params)
+    lam = rule.regularization
+    adapted, pre = adapt(
+      theta,
+      task.support_inputs,
+      task.support_targets,
+      steps=steps,
+      batch_size=None,
+      first_order=False,
+      remat=False,
+    )
+    query_grad, metrics = jax.grad(
+      lambda p: query_metrics(model, loss_fn, metrics_fn, p, task, pre),
+      has_aux=True,
+    )(adapted)
+    support = _full(model, loss_fn, task.support_inputs, task.support_targets)
+    # Forward-over-reverse Hessian-vector products; linearizing once keeps the
+    # primal gradient computation out of every CG iteration.
+    _, hvp = jax.linearize(jax.grad(support), adapted)
+
+    def matvec(v):
+      return jax.tree.map(lambda x, hv: x + hv / lam, v, hvp(v))
+
+    grads, _ = cg(
+      matvec, query_grad, tol=estimator.cg_tolerance, maxiter=estimator.cg_steps
+    )
+    return MetaGradient(grads, lax.stop_gradient(metrics))
+
+  task_fn = {
+    est.SECOND_ORDER: through_adaptation,
+    est.FIRST_ORDER: through_adaptation,
+    est.REPTILE: reptile_direction,
+    est.IMPLICIT: implicit_gradient,
+  }[kind]
+
+  def check(meta_params, batch) -> None:
+    params, _ = split(_check_meta_params(meta_params, learns))
+    check_model_accepts(model, params, batch.support_inputs[0], 'support inputs')
+
+  batched = over_tasks(task_fn, batching=batching, chunk_size=chunk_size, check=check)
+
+  def task_gradient(meta_params, task: Task, step=None) -> MetaGradient:
+    del step  # no schedule
+    _check_meta_params(meta_params, learns)
+    return task_fn(meta_params, task)
+
+  def meta_gradient(meta_params, batch, step=None) -> MetaGradient:
+    del step  # no schedule
+    return batched(meta_params, batch)
+
+  def predict(meta_params, support_inputs, support_targets, query_inputs):
+    params, _ = split(_check_meta_params(meta_params, learns))
+    check_support(model, params, support_inputs, support_targets)
+    adapted, _ = adapt(
+      meta_params,
+      support_inputs,
+      support_targets,
+      steps=test,
+      batch_size=test_batch_size,
+      first_order=False,
+      remat=False,
+    )
+    return model.apply(adapted, query_inputs)
+
+  def init_gradient(meta_grads):
+    return split(meta_grads)[0]
+
+  return MetaLearner(
+    name,
+    init,
+    meta_gradient,
+    predict,
+    task_gradient,
+    init_gradient if learns else identity,
+  )
+
+
+def _check_meta_params(meta_params: Any, learns: bool) -> Any:
+  if learns and not isinstance(meta_params, MetaParams):
+    raise ValueError(
+      "this learner's inner rule learns its own parameters, so it takes "
+      f'MetaParams(init, rule), got {type(meta_params).__name__}; build them with '
+      'learner.init(model_params).'
+    )
+  if learns:
+    structure = jax.tree.structure(meta_params.init)
+    if jax.tree.structure(meta_params.rule) != structure:
+      raise ValueError(
+        'MetaParams.rule must have the structure of init: got '
+        f'{jax.tree.structure(meta_params.rule)} and {structure}.'
+      )
+    for p, r in zip(
+      jax.tree.leaves(meta_params.init), jax.tree.leaves(meta_params.rule)
+    ):
+      if jnp.shape(p) != jnp.shape(r):
+        raise ValueError(
+          'every rule parameter has the shape of its parameter; got a parameter of '
+          f'shape {jnp.shape(p)} with rule parameters of shape {jnp.shape(r)}.'
+        )
+  return meta_params
+
+
+def _full(model: Model, loss_fn: LossFn, inputs, targets):
+  return lambda p: loss_fn(model.apply(p, inputs), targets)
+
+
+def _proximal(objective, theta: Params, lam: float):
+  def proximal(phi, *x):
+    return objective(phi, *x) + 0.5 * lam * squared_distance(phi, theta)
+
+  return proximal

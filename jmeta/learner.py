@@ -1,0 +1,157 @@
+"""The one meta-learner interface: ``init``, ``meta_gradient`` and ``predict``.
+
+A ``MetaLearner`` is a NamedTuple of pure functions, in the shape of optax's
+``GradientTransformation``. Every algorithm in jmeta (gradient-based, metric-based,
+and whatever comes next) is one, so the outer loop, evaluation, the comparison tool
+and the experiments never ask which algorithm they hold:
+
+* ``init(model_params) -> meta_params``: what the outer loop trains. The identity
+  for MAML; Meta-SGD adds learned rates, MAML++ per-step rates and weights.
+* ``meta_gradient(meta_params, batch, step=None) -> MetaGradient``: the mean over
+  the tasks of a ``TaskBatch``; ``step`` is the training iteration, read by
+  learners with schedules (MAML++'s annealing; None: the schedule's end).
+* ``predict(meta_params, support_inputs, support_targets, query_inputs)``: what the
+  learner does at test time on one task, e.g. adapt then apply the model, or score
+  the queries against the support set.
+
+``over_tasks`` is the one place that checks a task batch and batches a per-task
+function over it; ``predict_tasks`` and ``evaluate`` run ``predict`` over a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+from jmeta.batching import check_batching, map_tasks, mean_over_tasks
+from jmeta.models.base import Params
+from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
+
+MetaParams = Any
+MetricsFn = Callable[[jax.Array, jax.Array], dict[str, jax.Array]]
+
+
+class MetaGradient(NamedTuple):
+  """The meta-gradient (a pytree like the meta-params) and scalar metrics.
+
+  ``metrics['loss']`` is the query loss after adaptation (averaged over tasks in
+  ``meta_gradient``); gradient learners add ``metrics['support_loss']``, the
+  support loss before adaptation.
+  """
+
+  grads: Params
+  metrics: dict[str, jax.Array]
+
+
+class MetaLearner(NamedTuple):
+  """A meta-learning algorithm as pure functions.
+
+  Attributes:
+    name: the algorithm's name, for logs and reports.
+    init: ``init(model_params) -> meta_params``.
+    meta_gradient: ``meta_gradient(meta_params, batch, step=None) -> MetaGradient``,
+      the mean over the tasks of a ``TaskBatch``, batched as the learner was built.
+    predict: ``predict(meta_params, support_inputs, support_targets,
+      query_inputs) -> outputs`` for one task (no leading task axis).
+    task_gradient: ``task_gradient(meta_params, task, step=None) -> MetaGradient``
+      for one ``Task``: the function ``meta_gradient`` averages.
+    init_gradient: maps a meta-gradient to the gradient with respect to the model's
+      initialisation (a pytree like the model params), the part that compares
+      across learners. The identity where the meta-params are the model params.
+  """
+
+  name: str
+  init: Callable[[Params], MetaParams]
+  meta_gradient: Callable[..., MetaGradient]
+  predict: Callable[[MetaParams, jax.Array, jax.Array, jax.Array], jax.Array]
+  task_gradient: Callable[..., MetaGradient]
+  init_gradient: Callable[[MetaParams], Params]
+
+
+def identity(tree: Any) -> Any:
+  """``tree`` itself: ``init`` and ``init_gradient`` of learners that train the model's
+  params directly."""
+  return tree
+
+
+def over_tasks(
+  task_fn: Callable[..., Any],
+  *,
+  batching: str = 'auto',
+  chunk_size: int | None = None,
+  check: Callable[[MetaParams, TaskBatch], None] | None = None,
+) -> Callable[..., Any]:
+  """``fn(meta_params, batch, *args)``: the mean over tasks of ``task_fn(meta_params,
+  task, *args)``.
+
+  Checks the batch's shapes and runs ``check(meta_params, batch)`` at trace time
+  only (the compiled step carries none of it), then batches the tasks with
+  ``jmeta.batching.mean_over_tasks``. Every learner builds its ``meta_gradient``
+  here.
+  """
+  check_batching(batching, chunk_size)
+
+  def fn(meta_params: MetaParams, batch: TaskBatch, *args):
+    check_task_batch_shapes(batch)
+    if check is not None:
+      check(meta_params, batch)
+    return mean_over_tasks(
+      lambda task: task_fn(meta_params, Task(*task), *args),
+      batch,
+      strategy=batching,
+      chunk_size=chunk_size,
+    )
+
+  return fn
+
+
+def _predict(learner: MetaLearner, meta_params: MetaParams, task) -> jax.Array:
+  task = Task(*task)
+  return learner.predict(
+    meta_params, task.support_inputs, task.support_targets, task.query_inputs
+  )
+
+
+def predict_tasks(
+  learner: MetaLearner,
+  meta_params: MetaParams,
+  batch: TaskBatch,
+  *,
+  batching: str = 'auto',
+  chunk_size: int | None = None,
+) -> jax.Array:
+  """``learner.predict`` on every task of ``batch``: outputs with a leading task axis."""
+  check_task_batch_shapes(batch)
+  return map_tasks(
+    lambda task: _predict(learner, meta_params, task),
+    batch,
+    strategy=batching,
+    chunk_size=chunk_size,
+  )
+
+
+def evaluate(
+  learner: MetaLearner,
+  meta_params: MetaParams,
+  batch: TaskBatch,
+  metrics_fn: MetricsFn,
+  *,
+  batching: str = 'auto',
+  chunk_size: int | None = None,
+) -> dict[str, jax.Array]:
+  """Per-task ``metrics_fn(predictions, query_targets)``, each with a leading task axis.
+
+  Example: ``jmeta.evaluate(learner, meta_params, batch,
+  jmeta.losses.classification_metrics)['accuracy']``.
+  """
+  check_task_batch_shapes(batch)
+  return map_tasks(
+    lambda task: metrics_fn(
+      _predict(learner, meta_params, task), Task(*task).query_targets
+    ),
+    batch,
+    strategy=batching,
+    chunk_size=chunk_size,
+  )
