@@ -1,15 +1,19 @@
-"""Builds each algorithm's model, meta-gradient estimator and test-time evaluation.
+"""Builds the learner a config names: config to factory, with no per-algorithm code.
 
-Gradient-based learners (MAML, first-order MAML, Reptile) adapt a Conv4 classifier
-in an inner loop; metric learners (ProtoNet, Matching, Relation, Siamese) score
-queries against the support set through an embedding and need no inner loop.
+Gradient-based learners (``jmeta.LEARNERS``: MAML, first-order MAML, Reptile, iMAML,
+Meta-SGD, ANIL, MAML++) adapt a Conv4 classifier; metric learners
+(``jmeta.metric.METRIC_LEARNERS``: ProtoNet, Matching, Relation, Siamese) score
+queries against the support set through an embedding. Each factory receives the
+config's options that its signature names; an option the config sets but the
+factory does not take is refused, naming the field.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -17,24 +21,9 @@ import optax
 
 import jmeta
 from jmeta import metric
-from jmeta.imaml import check_proximal_sgd
-from jmeta.metric import losses as metric_losses
-from jmeta.metric.matching import matching
-from jmeta.metric.relation import relation_network
-from jmeta.metric.siamese import SIAMESE_LOSSES, siamese
 
-GRADIENT_ALGORITHMS = (
-  'maml',
-  'fomaml',
-  'reptile',
-  'imaml',
-  'meta_sgd',
-  'anil',
-  'maml_plus_plus',
-)
-METRIC_ALGORITHMS = ('protonet', 'matching', 'relation', 'siamese')
-# The algorithms whose estimators take remat=True (config.remat).
-REMAT_ALGORITHMS = ('maml', 'fomaml', 'meta_sgd', 'anil', 'maml_plus_plus')
+GRADIENT_ALGORITHMS = tuple(sorted(jmeta.LEARNERS))
+METRIC_ALGORITHMS = tuple(sorted(metric.METRIC_LEARNERS))
 ALGORITHMS = GRADIENT_ALGORITHMS + METRIC_ALGORITHMS
 EMBEDDING_LOSSES = ('none', 'center', 'triplet_batch_hard', 'triplet_semi_hard')
 
@@ -43,17 +32,17 @@ class Learner(NamedTuple):
   """What the training loop needs from an algorithm.
 
   Attributes:
-    init: ``init(key, example_inputs) -> params``.
-    estimator: the meta-gradient estimator for training episodes.
-    accuracy: ``accuracy(params, batch, n_way) -> per-task query accuracy`` after
-      the algorithm's test-time adaptation, for ``n_way``-way episodes.
-    model: the adapted classifier of gradient-based learners (None for metric
+    init: ``init(key, example_inputs) -> meta_params``.
+    estimator: the ``jmeta.MetaLearner`` of the training episodes.
+    accuracy: ``accuracy(meta_params, batch, n_way) -> per-task query accuracy``
+      after the learner's test-time prediction, for ``n_way``-way episodes.
+    model: the classifier that gradient-based learners adapt (None for metric
       learners).
   """
 
   init: Callable
-  estimator: jmeta.MetaGradientEstimator
-  accuracy: Callable[[jmeta.models.base.Params, jmeta.TaskBatch, int], jax.Array]
+  estimator: jmeta.MetaLearner
+  accuracy: Callable[[Any, jmeta.TaskBatch, int], jax.Array]
   model: jmeta.Model | None = None
 
 
@@ -73,7 +62,7 @@ def train_k_shot(config) -> int:
 
 
 def inner_batch_size(config, *, train: bool) -> int | None:
-  """Reptile's inner minibatch (config.inner_batch_size, config.eval.inner_batch_size);
+  """The inner minibatch (config.inner_batch_size, config.eval.inner_batch_size);
   None (0 in the config) for full-batch inner steps on the support set."""
   return (config if train else config.eval).get('inner_batch_size', 0) or None
 
@@ -85,14 +74,7 @@ def check_inner_batch_sizes(config) -> None:
     ('eval.inner_batch_size', False, config.data.k_shot),
   ):
     size, support = inner_batch_size(config, train=train), config.data.n_way * shots
-    if size is None:
-      continue
-    if config.algorithm != 'reptile':
-      raise ValueError(
-        f'config.{field} applies to reptile only; {config.algorithm!r} takes '
-        'full-batch inner steps. Leave it at 0.'
-      )
-    if size < 0 or size > support:
+    if size is not None and (size < 0 or size > support):
       raise ValueError(
         f'config.{field} = {size} must be between 1 and the {support} support '
         f'images of a {"training" if train else "test"} episode ({config.data.n_way} '
@@ -102,91 +84,6 @@ def check_inner_batch_sizes(config) -> None:
 
 def _chunk(config) -> int | None:
   return config.chunk_size if config.batching == 'chunked' else None
-
-
-def bn_weight_leaves(path: tuple) -> bool:
-  """Conv4's batch-norm scale and bias: MAML++'s per-step batch-norm weights."""
-  return path[-1].key in ('scale', 'bias')
-
-
-def _maml_plus_plus_options(config) -> dict:
-  options = config.maml_plus_plus
-  return {
-    'inner_learning_rate': config.inner_learning_rate,
-    'multi_step_loss': options.msl_anneal_iterations > 0,
-    'msl_anneal_iterations': options.msl_anneal_iterations,
-    'derivative_order_annealing_iterations': (
-      options.derivative_order_annealing_iterations
-    ),
-    'learn_inner_rates': options.learn_inner_rates,
-    'per_step_bn_weights': bn_weight_leaves if options.per_step_bn_weights else None,
-  }
-
-
-def _estimator_options(config) -> dict:
-  """The keyword arguments of ``jmeta.make_estimator`` for ``config.algorithm``."""
-  algorithm = config.algorithm
-  options = {
-    'batching': config.batching,
-    'chunk_size': _chunk(config),
-    'metrics_fn': jmeta.losses.classification_metrics,
-    'inner_steps': config.inner_steps,
-  }
-  if algorithm == 'maml_plus_plus':
-    # Plain SGD inner steps at fixed or learned per-layer, per-step rates.
-    options.update(_maml_plus_plus_options(config))
-  elif algorithm != 'meta_sgd':  # Meta-SGD's rates are meta-parameters
-    options['inner_optimizer'] = inner_optimizer(config)
-  if algorithm == 'reptile':
-    options['inner_batch_size'] = inner_batch_size(config, train=True)
-  if algorithm in REMAT_ALGORITHMS:
-    options['remat'] = config.get('remat', False)
-  if algorithm == 'imaml':
-    options.update(
-      regularization=config.imaml.regularization, cg_steps=config.imaml.cg_steps
-    )
-  return options
-
-
-def _adapter(config, model: jmeta.Model) -> Callable:
-  """``adapt(params, support_inputs, support_labels) -> classifier params`` at test."""
-  loss, steps = jmeta.losses.cross_entropy, config.eval.inner_steps
-  if config.algorithm == 'meta_sgd':
-    return lambda p, x, y: jmeta.meta_sgd_adapt(model, loss, p, x, y, steps=steps)
-  if config.algorithm == 'maml_plus_plus':
-    # The learned per-step rates and batch-norm weights (the last ones beyond K).
-    return lambda p, x, y: jmeta.maml_plus_plus_adapt(
-      model, loss, p, x, y, steps=steps, inner_learning_rate=config.inner_learning_rate
-    )
-  if config.algorithm == 'anil':
-    return lambda p, x, y: jmeta.anil_adapt(
-      model, loss, p, x, y, steps=steps, optimizer=inner_optimizer(config)
-    )
-  if config.algorithm == 'imaml':
-    # iMAML adapts on its proximal objective at test time too.
-    return lambda p, x, y: jmeta.imaml_adapt(
-      model,
-      loss,
-      p,
-      x,
-      y,
-      steps=steps,
-      regularization=config.imaml.regularization,
-      optimizer=inner_optimizer(config),
-    )
-  # Reptile's test adaptation may take minibatches of the support set, each
-  # episode's order keyed by its images (jmeta.inner_loop.data_key).
-  batch_size = inner_batch_size(config, train=False)
-  return lambda p, x, y: jmeta.adapt(
-    model,
-    loss,
-    p,
-    x,
-    y,
-    steps=steps,
-    optimizer=inner_optimizer(config),
-    batch_size=batch_size,
-  )
 
 
 def conv4(config, num_classes: int) -> jmeta.Model:
@@ -201,67 +98,86 @@ def conv4(config, num_classes: int) -> jmeta.Model:
   return model if dtype == 'float32' else jmeta.models.mixed_precision(model, dtype)
 
 
-def _check_imaml_inner_loop(config) -> None:
-  """Refuses SGD rates at which iMAML's proximal inner loop diverges, before training."""
-  if config.inner_optimizer != 'sgd':
-    return
-  lr, lam = config.inner_learning_rate, config.imaml.regularization
-  for field in ('inner_steps', 'eval.inner_steps'):
-    steps = config.inner_steps if field == 'inner_steps' else config.eval.inner_steps
-    try:
-      check_proximal_sgd(lr, lam, steps)
-    except ValueError as e:
+def call_with_options(
+  factory: Callable, required: dict, optional: dict, what: str, *args
+) -> Any:
+  """``factory(*args, **options)`` with the options its signature names.
+
+  ``required`` maps option -> (value, config field): the factory must take each
+  one. ``optional`` maps option -> (value, config field, neutral value): one the
+  factory does not take may only hold its neutral value (the field is unused);
+  any other value raises ``ValueError`` naming the field.
+  """
+  accepted = inspect.signature(factory).parameters
+  options = {}
+  for name, (value, field) in required.items():
+    if name not in accepted:
+      raise ValueError(f'config.{field} does not apply to {what}; remove it.')
+    options[name] = value
+  for name, (value, field, neutral) in optional.items():
+    if name in accepted:
+      options[name] = value
+    elif value != neutral:
       raise ValueError(
-        f'config.inner_learning_rate = {lr} with config.imaml.regularization = '
-        f'{lam} and config.{field} = {steps}: {e}'
-      ) from e
+        f'config.{field} = {value!r} does not apply to {what}, which takes no '
+        f'{name}; leave it at {neutral!r}.'
+      )
+  return factory(*args, **options)
 
 
-def _gradient_learner(config) -> Learner:
-  if config.algorithm == 'imaml':
-    _check_imaml_inner_loop(config)
-  n_way = config.data.n_way
+def takes_option(config, option: str) -> bool:
+  """Whether the factory of ``config.algorithm`` takes the keyword ``option``."""
+  factory = (
+    jmeta.LEARNERS if config.algorithm in jmeta.LEARNERS else metric.METRIC_LEARNERS
+  )[config.algorithm]
+  return option in inspect.signature(factory).parameters
+
+
+def _gradient_learner(config, n_way: int) -> tuple[Callable, jmeta.MetaLearner, Any]:
   model = conv4(config, n_way)
-  name = 'maml++' if config.algorithm == 'maml_plus_plus' else config.algorithm
-  estimator = jmeta.make_estimator(
-    name, model, jmeta.losses.cross_entropy, **_estimator_options(config)
+  factory = jmeta.LEARNERS[config.algorithm]
+  takes_optimizer = 'inner_optimizer' in inspect.signature(factory).parameters
+  rule = (
+    {'inner_optimizer': (inner_optimizer(config), 'inner_optimizer', None)}
+    if takes_optimizer
+    else {
+      'inner_learning_rate': (config.inner_learning_rate, 'inner_learning_rate', None),
+      'inner_optimizer': (config.inner_optimizer, 'inner_optimizer', 'sgd'),
+    }
   )
-  adapt = _adapter(config, model)
+  # The algorithm's own block (config.imaml, config.maml_plus_plus, ...).
+  block = config.get(config.algorithm, ml_collections.ConfigDict()).to_dict()
+  learner = call_with_options(
+    factory,
+    {k: (v, f'{config.algorithm}.{k}') for k, v in block.items()},
+    {
+      **rule,
+      'inner_steps': (config.inner_steps, 'inner_steps', None),
+      'test_steps': (config.eval.inner_steps, 'eval.inner_steps', None),
+      'inner_batch_size': (
+        inner_batch_size(config, train=True),
+        'inner_batch_size',
+        None,
+      ),
+      'test_batch_size': (
+        inner_batch_size(config, train=False),
+        'eval.inner_batch_size',
+        None,
+      ),
+      'remat': (config.get('remat', False), 'remat', False),
+      'batching': (config.batching, 'batching', None),
+      'chunk_size': (_chunk(config), 'chunk_size', None),
+      'metrics_fn': (jmeta.losses.classification_metrics, 'metrics_fn', None),
+    },
+    f'{config.algorithm} ({factory.__module__}.{factory.__name__})',
+    model,
+    jmeta.losses.cross_entropy,
+  )
 
-  def accuracy(params, batch, n_way):
-    del n_way  # the head fixes it; check_config rejects other test ways
+  def init(key, example_inputs):
+    return learner.init(model.init(key, example_inputs))
 
-    def one(task):
-      task = jmeta.Task(*task)
-      adapted = adapt(params, task.support_inputs, task.support_targets)
-      logits = model.apply(adapted, task.query_inputs)
-      return jmeta.losses.accuracy(logits, task.query_targets)
-
-    return jmeta.map_tasks(
-      one, batch, strategy=config.batching, chunk_size=_chunk(config)
-    )
-
-  init = model.init
-  if config.algorithm == 'meta_sgd':
-
-    def init(key, example_inputs):
-      return jmeta.meta_sgd_params(
-        model.init(key, example_inputs), config.inner_learning_rate
-      )
-
-  elif config.algorithm == 'maml_plus_plus':
-    options = _maml_plus_plus_options(config)
-
-    def init(key, example_inputs):
-      return jmeta.maml_plus_plus_params(
-        model.init(key, example_inputs),
-        inner_steps=config.inner_steps,
-        inner_learning_rate=config.inner_learning_rate,
-        learn_inner_rates=options['learn_inner_rates'],
-        per_step_bn_weights=options['per_step_bn_weights'],
-      )
-
-  return Learner(init, estimator, accuracy, model)
+  return init, learner, model
 
 
 def embedding_loss(config) -> Callable | None:
@@ -269,70 +185,77 @@ def embedding_loss(config) -> Callable | None:
   if name == 'none':
     return None
   if name == 'center':
-    return metric_losses.center_loss
+    return metric.center_loss
   if name == 'triplet_batch_hard':
-    return functools.partial(metric_losses.batch_hard_triplet_loss, margin=margin)
-  return functools.partial(metric_losses.batch_semi_hard_triplet_loss, margin=margin)
+    return functools.partial(metric.batch_hard_triplet_loss, margin=margin)
+  return functools.partial(metric.batch_semi_hard_triplet_loss, margin=margin)
 
 
 def metric_learner(config) -> metric.MetricLearner:
   """The ``MetricLearner`` named by ``config.algorithm``."""
-  bn = config.model.batch_norm
-  if config.algorithm == 'relation':
-    learner = relation_network(
-      filters=config.model.filters,
-      hidden=config.metric.relation_hidden,
-      conv_impl=config.model.conv_impl,
-      batch_norm=bn,
-    )
-  else:
-    embedding = conv4(config, 0)
-    if config.algorithm == 'protonet':
-      learner = metric.prototypical(
-        embedding, distance=config.metric.distance, batch_norm=bn
-      )
-    elif config.algorithm == 'matching':
-      learner = matching(
-        embedding, full_context=config.metric.full_context, batch_norm=bn
-      )
-    else:
-      learner = siamese(
-        embedding, loss=config.metric.loss, margin=config.metric.margin, batch_norm=bn
-      )
+  factory = metric.METRIC_LEARNERS[config.algorithm]
+  options = config.metric
+  # A learner with a network of its own (Relation) takes no embedding model.
+  model = conv4(config, 0) if takes_option(config, 'model') else None
+  learner = call_with_options(
+    factory,
+    {},
+    {
+      'model': (model, 'model', model),
+      **{
+        name: (value, field, value)
+        for name, value, field in (
+          ('batch_norm', config.model.batch_norm, 'model.batch_norm'),
+          ('filters', config.model.filters, 'model.filters'),
+          ('conv_impl', config.model.conv_impl, 'model.conv_impl'),
+        )
+      },
+      'distance': (options.distance, 'metric.distance', 'squared_euclidean'),
+      'full_context': (options.full_context, 'metric.full_context', False),
+      'hidden': (options.relation_hidden, 'metric.relation_hidden', 8),
+      'loss': (options.loss, 'metric.loss', 'bce'),
+      'margin': (options.margin, 'metric.margin', options.margin),
+    },
+    config.algorithm,
+  )
   extra = embedding_loss(config)
   if extra is not None:
-    learner = metric.with_embedding_loss(
-      learner, extra, config.metric.embedding_loss_weight
-    )
+    learner = metric.with_embedding_loss(learner, extra, options.embedding_loss_weight)
   return learner
 
 
-def _metric_learner(config) -> Learner:
+def _metric_learner(config, n_way: int) -> tuple[Callable, jmeta.MetaLearner, None]:
   learner = metric_learner(config)
   estimator = metric.metric_estimator(
-    learner,
-    n_way=train_n_way(config),
-    batching=config.batching,
-    chunk_size=_chunk(config),
+    learner, n_way=n_way, batching=config.batching, chunk_size=_chunk(config)
   )
+  return learner.init, estimator, None
 
-  def accuracy(params, batch, n_way):
-    return metric.evaluate_metric(
-      learner,
-      params,
+
+def build(config, n_way: int) -> tuple[Callable, jmeta.MetaLearner, Any]:
+  """(init, meta-learner, adapted model or None) for ``n_way``-way episodes."""
+  if config.algorithm in jmeta.LEARNERS:
+    return _gradient_learner(config, n_way)
+  return _metric_learner(config, n_way)
+
+
+def make_learner(config: ml_collections.ConfigDict) -> Learner:
+  init, learner, model = build(config, train_n_way(config))
+  tested = {train_n_way(config): learner}
+
+  def accuracy(meta_params, batch, n_way):
+    if n_way not in tested:
+      tested[n_way] = build(config, n_way)[1]
+    return jmeta.evaluate(
+      tested[n_way],
+      meta_params,
       batch,
-      n_way=n_way,
+      jmeta.losses.classification_metrics,
       batching=config.batching,
       chunk_size=_chunk(config),
     )['accuracy']
 
-  return Learner(learner.init, estimator, accuracy)
-
-
-def make_learner(config: ml_collections.ConfigDict) -> Learner:
-  if config.algorithm in GRADIENT_ALGORITHMS:
-    return _gradient_learner(config)
-  return _metric_learner(config)
+  return Learner(init, learner, accuracy, model)
 
 
 def check_metric_config(config: ml_collections.ConfigDict) -> None:
@@ -341,10 +264,6 @@ def check_metric_config(config: ml_collections.ConfigDict) -> None:
     'model.batch_norm': (config.model.batch_norm, jmeta.models.BATCH_NORM_MODES),
     'metric.embedding_loss': (config.metric.embedding_loss, EMBEDDING_LOSSES),
   }
-  if config.algorithm == 'siamese':
-    choices['metric.loss'] = (config.metric.loss, SIAMESE_LOSSES)
-  if config.algorithm == 'protonet':
-    choices['metric.distance'] = (config.metric.distance, metric.protonet.DISTANCES)
   for field, (value, allowed) in choices.items():
     if value not in allowed:
       raise ValueError(f'config.{field} = {value!r} is not one of {tuple(allowed)}.')
@@ -383,10 +302,10 @@ def make_gradient_probe(
     out = {}
     for name, g in grads.items():
       out[name] = {
-        'cosine': jmeta.compare.tree_cosine(g, ref),
-        'norm_ratio': jmeta.compare.tree_norm_ratio(g, ref),
-        'relative_error': jmeta.compare.tree_relative_error(g, ref),
-        **{f'layer/{k}': v for k, v in jmeta.compare.layer_cosines(g, ref).items()},
+        'cosine': jmeta.tree_cosine(g, ref),
+        'norm_ratio': jmeta.tree_norm_ratio(g, ref),
+        'relative_error': jmeta.tree_relative_error(g, ref),
+        **{f'layer/{k}': v for k, v in jmeta.layer_cosines(g, ref).items()},
       }
     return out
 

@@ -226,15 +226,8 @@ def memory_knobs(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     f'--config.batching=chunked --config.chunk_size=<a divisor of '
     f'{config.meta_batch_size}> (or --config.batching=map: one task at a time)',
   ]
-  if config.algorithm in learners.REMAT_ALGORITHMS:
+  if learners.takes_option(config, 'remat'):
     knobs.append('--config.remat=True (recomputes each inner step, same gradient)')
-  if config.algorithm == 'maml':
-    knobs.append('first order: --config=experiments/omniglot/configs/fomaml.py')
-  elif config.algorithm == 'maml_plus_plus':
-    knobs.append(
-      'first order for longer: '
-      '--config.maml_plus_plus.derivative_order_annealing_iterations=<N>'
-    )
   knobs.append(f'a smaller --config.meta_batch_size (now {config.meta_batch_size})')
   knobs.append(
     'for evaluation, a smaller --config.eval.episodes_per_call '
@@ -299,13 +292,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   jmeta.validate_task_batch(probe, num_classes=learners.train_n_way(config))
   root = jax.random.key(config.seed)
   params = learner.init(jax.random.fold_in(root, 0), probe.support_inputs[0])
-  trainer = jmeta.make_meta_trainer(
-    learner.estimator,
-    outer_optimizer(config),
-    sample_tasks=lambda key, bank: train_sampler.sample_from(
-      bank, key, config.meta_batch_size
-    ),
-    mesh=mesh,
+  trainer = jmeta.with_task_sampling(
+    jmeta.make_meta_trainer(learner.estimator, outer_optimizer(config), mesh=mesh),
+    lambda key, bank: train_sampler.sample_from(bank, key, config.meta_batch_size),
   )
   # The trainer's inputs live on the mesh's devices; evaluation runs on the first.
   train_bank = banks['train'] if mesh is None else jmeta.replicate(banks['train'], mesh)

@@ -67,7 +67,11 @@ def bank() -> jax.Array:
 
 def short_run(algorithm: str) -> dict:
   """Training losses (one per step) and per-task test accuracies, as Python floats."""
-  config = short_config(algorithm)
+  return train_briefly(short_config(algorithm))
+
+
+def train_briefly(config) -> dict:
+  """``STEPS`` meta-steps of ``config``'s learner on the synthetic bank, then test."""
   data = bank()
   sampler = train.make_sampler(config, data, train=True)
   learner = learners.make_learner(config)
