@@ -31,6 +31,7 @@ PAPER_MSE_5SHOT = {
   'maml': {1: 0.67, 5: 0.38, 10: 0.35},
   'pretrain': {1: 2.41, 5: 2.23, 10: 2.19},
 }
+# Table labels; any other learner of jmeta.LEARNERS is labelled by its name.
 LABELS = {
   'maml': 'MAML (second order)',
   'fomaml': 'first-order MAML',
@@ -39,13 +40,17 @@ LABELS = {
 }
 
 
+def label(algorithm: str) -> str:
+  return LABELS.get(algorithm, algorithm)
+
+
 def _check_config(config: ml_collections.ConfigDict) -> None:
-  # The estimators whose meta-parameters are the model's params and whose test-time
-  # adaptation is plain SGD, as this experiment evaluates.
-  unknown = [a for a in config.algorithms if a not in LABELS]
+  # Every gradient-based learner fits regression; each is built from its block.
+  unknown = [a for a in config.algorithms if a not in jmeta.LEARNERS]
   if unknown:
     raise ValueError(
-      f'config.algorithms has unknown entries {unknown}; choose from {sorted(LABELS)}.'
+      f'config.algorithms has unknown entries {unknown}; choose from '
+      f'{sorted(jmeta.LEARNERS)}.'
     )
   missing = [a for a in config.algorithms if a not in config]
   if missing:
@@ -61,23 +66,31 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     )
 
 
-def train_algorithm(
-  config, algorithm: str, model: jmeta.Model, tasks, init_params, writer: JsonlWriter
-):
-  """Meta-trains one algorithm; returns its params and the wall-clock seconds."""
-  estimator = jmeta.make_estimator(
+def make_learner(
+  config, algorithm: str, model: jmeta.Model, test_steps: int | None = None
+) -> jmeta.MetaLearner:
+  """The learner of ``config.<algorithm>``, adapting for ``test_steps`` at test."""
+  extra = {} if test_steps is None else {'test_steps': test_steps}
+  return jmeta.make_learner(
     algorithm,
     model,
     jmeta.losses.mean_squared_error,
     batching=config.batching,
     **config[algorithm].to_dict(),
+    **extra,
   )
-  trainer = jmeta.make_meta_trainer(
-    estimator,
-    optax.adam(config.outer_learning_rate),
-    sample_tasks=lambda key: tasks.sample(key, config.meta_batch_size),
+
+
+def train_algorithm(
+  config, algorithm: str, model: jmeta.Model, tasks, init_params, writer: JsonlWriter
+):
+  """Meta-trains one algorithm; returns its meta-params and the wall-clock seconds."""
+  estimator = make_learner(config, algorithm, model)
+  trainer = jmeta.with_task_sampling(
+    jmeta.make_meta_trainer(estimator, optax.adam(config.outer_learning_rate)),
+    lambda key: tasks.sample(key, config.meta_batch_size),
   )
-  state = trainer.init(init_params)
+  state = trainer.init(estimator.init(init_params))
   train_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   start = time.perf_counter()
   with tqdm.trange(config.num_iterations, desc=algorithm, disable=None) as bar:
@@ -104,19 +117,25 @@ def train_algorithm(
   return state.params, time.perf_counter() - start
 
 
-def evaluate(config, model: jmeta.Model, params, batch: jmeta.TaskBatch) -> np.ndarray:
-  """Query MSE after 0..config.eval.steps SGD steps, per task: ``(tasks, steps+1)``."""
-  curves = jax.jit(
-    functools.partial(
-      jmeta.adaptation_curves,
-      model,
-      jmeta.losses.mean_squared_error,
-      steps=config.eval.steps,
-      learning_rate=config.eval.inner_learning_rate,
-      batching=config.batching,
+def _mse(outputs, targets):
+  return {'mse': jmeta.losses.mean_squared_error(outputs, targets)}
+
+
+def evaluate(
+  config, algorithm: str, model: jmeta.Model, params, batch: jmeta.TaskBatch
+) -> np.ndarray:
+  """Query MSE after 0..config.eval.steps steps of the learner's own test-time
+  adaptation, per task: ``(tasks, steps+1)``."""
+  curves = []
+  for steps in range(config.eval.steps + 1):
+    learner = make_learner(config, algorithm, model, test_steps=steps)
+    mse = jax.jit(
+      functools.partial(
+        jmeta.evaluate, learner, metrics_fn=_mse, batching=config.batching
+      )
     )
-  )
-  return np.asarray(curves(params, batch))
+    curves.append(np.asarray(mse(params, batch)['mse']))
+  return np.stack(curves, axis=1)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -147,7 +166,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         config, algorithm, model, tasks, init_params, writer
       )
       trained[algorithm] = params
-      curves = evaluate(config, model, params, eval_batch)
+      curves = evaluate(config, algorithm, model, params, eval_batch)
       mean, ci = jmeta.mean_confidence_interval(curves)
       results['algorithms'][algorithm] = {
         'train_seconds': round(seconds, 1),
@@ -187,15 +206,16 @@ def results_table(results: dict) -> str:
     paper = PAPER_MSE_5SHOT.get(name)
     paper_cell = ' / '.join(f'{paper[s]:.2f}' for s in (1, 5, 10)) if paper else '–'
     lines.append(
-      f'| {LABELS[name]} | '
+      f'| {label(name)} | '
       + ' | '.join(cells)
       + f' | {paper_cell} | {r["iterations"]:,} | {r["train_seconds"]:.0f} s |'
     )
   lines.append('')
   lines.append(
     f'{config["num_support"]}-shot, {config["eval"]["num_tasks"]} held-out tasks, '
-    f'{config["eval"]["num_query"]} query points each, SGD at '
-    f'{config["eval"]["inner_learning_rate"]} at test; ± is a 95% confidence '
+    f'{config["eval"]["num_query"]} query points each, each learner adapting at '
+    'test as it does in training (the pretrained baseline: SGD at '
+    f'{config["pretrain"]["test_learning_rate"]}); ± is a 95% confidence '
     f'interval. Hardware: {hardware_label(run)}. Command: `{run["command"]}`.'
   )
   return '\n'.join(lines) + '\n'
@@ -213,7 +233,7 @@ def plot(config, model, trained, results, eval_batch, eval_params, path) -> None
   steps = np.arange(config.eval.steps + 1)
   for name, r in results['algorithms'].items():
     mean, ci = np.array(r['mse_mean']), np.array(r['mse_ci95'])
-    axes[0].plot(steps, mean, marker='o', ms=3, label=LABELS[name])
+    axes[0].plot(steps, mean, marker='o', ms=3, label=label(name))
     axes[0].fill_between(steps, mean - ci, mean + ci, alpha=0.2)
   axes[0].set(
     xlabel='inner SGD steps at test',
@@ -232,20 +252,12 @@ def plot(config, model, trained, results, eval_batch, eval_params, path) -> None
     ax.plot(grid[:, 0], truth[:, 0], 'k', lw=2, label='ground truth')
     xs, ys = eval_batch.support_inputs[i], eval_batch.support_targets[i]
     for name, params in trained.items():
-      adapted = jmeta.adapt(
-        model,
-        jmeta.losses.mean_squared_error,
-        params,
-        xs,
-        ys,
-        steps=config.eval.steps,
-        learning_rate=config.eval.inner_learning_rate,
-      )
+      learner = make_learner(config, name, model, test_steps=config.eval.steps)
       ax.plot(
         grid[:, 0],
-        model.apply(adapted, grid)[:, 0],
+        learner.predict(params, xs, ys, grid)[:, 0],
         lw=1,
-        label=f'{LABELS[name]}, {config.eval.steps} steps',
+        label=f'{label(name)}, {config.eval.steps} steps',
       )
     ax.plot(xs[:, 0], ys[:, 0], 'r^', ms=7, label=f'{len(xs)} support points')
     ax.set(title=f'task {i}', xlabel='x')
