@@ -21,16 +21,27 @@ What the command line checks and does besides:
   field, its value and the value a fresh config would have, and the override that
   sets it. It does not change them itself: a run uses exactly the values its command
   line shows.
+- **Ctrl-C (SIGINT)** at any point, compilation included, exits with status 130 after
+  waiting for a checkpoint being written, and prints how to resume: the same command
+  with the same ``--workdir``. It exits with ``os._exit``: JAX compiles on a worker
+  thread and hands the interrupt to Python before that compile ends, so the normal
+  interpreter teardown would destroy the XLA client under the running compile and
+  crash with a segmentation fault.
 """
 
 from __future__ import annotations
 
 import difflib
+import gc
+import logging as std_logging
 import os
+import pathlib
 import re
+import shlex
+import signal
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import ml_collections
 from absl import app, flags, logging
@@ -53,7 +64,9 @@ _CPU_DEVICES = flags.DEFINE_integer(
 )
 flags.mark_flags_as_required(['workdir', 'config'])
 
+COMMAND = 'python -m experiments.omniglot.main'
 SETTINGS = ('5w1s', '5w5s', '20w1s', '20w5s')  # as experiments/omniglot/configs/base.py
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 def cpu_devices(flag: int) -> int:
@@ -315,6 +328,77 @@ def _warn_about_dependent_settings() -> None:
     logging.warning('%s', message)
 
 
+# --- Interrupts ---------------------------------------------------------------------
+
+
+def _exit_now(signum=None, frame=None) -> NoReturn:
+  del signum, frame
+  sys.stderr.write(
+    '\nInterrupted again: exiting without waiting for the checkpoint being written; '
+    'the one before it is intact.\n'
+  )
+  sys.stderr.flush()
+  os._exit(INTERRUPTED_EXIT_CODE)
+
+
+def _finish_pending_writes() -> None:
+  """Waits for checkpoints being written (orbax saves asynchronously), flushes logs."""
+  ocp = sys.modules.get('orbax.checkpoint')  # loaded only if the run got that far
+  if ocp is not None:
+    managers = [o for o in gc.get_objects() if isinstance(o, ocp.CheckpointManager)]
+    for manager in managers:
+      try:
+        manager.wait_until_finished()
+      except Exception as e:  # noqa: BLE001 -- report and exit anyway
+        sys.stderr.write(f'waiting for a checkpoint write failed: {e!r}\n')
+  for handler in (
+    std_logging.getLogger().handlers + std_logging.getLogger('absl').handlers
+  ):
+    try:
+      handler.flush()
+    except Exception:  # noqa: BLE001, S110 -- best effort on the way out
+      pass
+
+
+def latest_checkpoint_step(workdir: str | pathlib.Path) -> int | None:
+  """The newest complete checkpoint's step in ``workdir`` (orbax's step folders)."""
+  directory = pathlib.Path(workdir) / 'checkpoints'
+  if not directory.is_dir():
+    return None
+  steps = [int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()]
+  return max(steps, default=None)
+
+
+def resume_hint(workdir: str | None, argv: list[str]) -> str:
+  """What to run to continue an interrupted run, with its latest checkpoint."""
+  command = f'{COMMAND} {shlex.join(argv[1:])}'.rstrip()
+  if workdir is None:
+    return f'Interrupted. Run again with: {command}'
+  step = latest_checkpoint_step(workdir)
+  if step is None:
+    where = 'No checkpoint was written yet; the same command starts the run again'
+  else:
+    where = (
+      f'The last checkpoint is step {step} in {pathlib.Path(workdir) / "checkpoints"}; '
+      'the same command resumes from it'
+    )
+  return (
+    f'Interrupted. {where} (same --workdir, same config and overrides):\n  {command}'
+  )
+
+
+def exit_interrupted(workdir: str | None) -> NoReturn:
+  """Finishes pending writes, prints the resume hint, exits 130 without teardown."""
+  signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C: exit at once
+  _finish_pending_writes()
+  sys.stdout.flush()
+  sys.stderr.write('\n' + resume_hint(workdir, sys.argv) + '\n')
+  sys.stderr.flush()
+  # Not sys.exit: a compile can still be running on XLA's worker thread, and the
+  # interpreter's teardown would free the client under it (segmentation fault).
+  os._exit(INTERRUPTED_EXIT_CODE)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -330,4 +414,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  try:
+    app.run(main, flags_parser=parse_flags)
+  except KeyboardInterrupt:  # anywhere: flags, imports, compiles, steps, evaluation
+    exit_interrupted(_WORKDIR.value if flags.FLAGS.is_parsed() else None)

@@ -1,12 +1,20 @@
-"""The Omniglot runner's command line: bad overrides, dependent settings."""
+"""The Omniglot runner's command line: bad overrides, dependent settings, Ctrl-C."""
 
+import os
 import pathlib
+import queue
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 
+import chex
+import jax
 import pytest
 
+from experiments.common.checkpoint import STATE
 from experiments.omniglot import main
 from experiments.omniglot.configs import maml, matching, tiny
 
@@ -135,3 +143,115 @@ def test_the_warning_is_logged_by_the_command(tmp_path):
   assert re.search(
     r'^W.*--config.inner_learning_rate=2.8 to keep alpha', result.stderr, re.M
   )
+
+
+# --- Ctrl-C --------------------------------------------------------------------------
+
+
+def omniglot_env():
+  if not os.environ.get('JMETA_OMNIGLOT_DIR'):
+    pytest.fail(
+      'JMETA_OMNIGLOT_DIR is not set: point it at the folder with the Omniglot '
+      'archives (see README, Data).'
+    )
+  env = dict(os.environ, JAX_LOG_COMPILES='1')
+  # A real compile, not a hit in the test session's persistent compilation cache.
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)
+  env['JAX_ENABLE_COMPILATION_CACHE'] = 'false'
+  return env
+
+
+def interrupt_tiny_run(workdir, ready, deadline_s=240):
+  """Starts a tiny run, sends SIGINT once ``ready(line, state)`` says so.
+
+  Returns the exit status and stderr. ``ready`` sees each stderr line as it comes.
+  """
+  process = subprocess.Popen(
+    [
+      sys.executable,
+      '-m',
+      'experiments.omniglot.main',
+      f'--workdir={workdir}',
+      f'--config={TINY}',
+    ],
+    cwd=REPO,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,  # the logs, compile logs included, and the hint
+    text=True,
+    env=omniglot_env(),
+  )
+  lines = queue.Queue()
+
+  def pump():
+    for line in process.stderr:
+      lines.put(line)
+    lines.put(None)
+
+  threading.Thread(target=pump, daemon=True).start()
+  output, state, start, sent = [], {}, time.monotonic(), False
+  while True:
+    try:
+      line = lines.get(timeout=0.2)
+    except queue.Empty:
+      line = ''
+    if line is None:
+      break
+    output.append(line)
+    if not sent and (ready(line, state) or time.monotonic() - start > deadline_s):
+      process.send_signal(signal.SIGINT)
+      sent = True
+  process.wait(timeout=120)
+  assert sent, 'the run ended before it was interrupted:\n' + ''.join(output[-40:])
+  return process.returncode, ''.join(output)
+
+
+def in_a_long_compile(line, state, seconds=3.0):
+  """True once an XLA compile has been running for ``seconds``: the meta-update's."""
+  if 'Compiling ' in line:
+    state['since'] = time.monotonic()
+  elif 'Finished XLA compilation' in line:
+    state.pop('since', None)
+  return 'since' in state and time.monotonic() - state['since'] > seconds
+
+
+def assert_clean_exit(returncode, output):
+  assert 'Segmentation fault' not in output, output[-3000:]
+  assert 'Fatal Python error' not in output, output[-3000:]
+  assert 'Traceback' not in output, output[-3000:]
+  assert returncode == main.INTERRUPTED_EXIT_CODE, (returncode, output[-3000:])
+
+
+def test_sigint_while_xla_compiles_exits_cleanly_with_the_resume_command(tmp_path):
+  returncode, output = interrupt_tiny_run(tmp_path, in_a_long_compile)
+  assert_clean_exit(returncode, output)
+  assert 'Interrupted. No checkpoint was written yet' in output
+  assert (
+    f'python -m experiments.omniglot.main --workdir={tmp_path} --config={TINY}'
+    in output
+  )
+
+
+def test_sigint_after_a_checkpoint_leaves_it_intact_and_names_it(tmp_path):
+  import orbax.checkpoint as ocp  # noqa: PLC0415 -- this test only
+
+  def checkpoint_written(line, state):
+    del line, state
+    directory = tmp_path / 'checkpoints'
+    return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
+
+  returncode, output = interrupt_tiny_run(tmp_path, checkpoint_written)
+  assert_clean_exit(returncode, output)
+  step = int(re.search(r'The last checkpoint is step (\d+)', output).group(1))
+  assert 'the same command resumes from it' in output
+  assert ocp.CheckpointManager(tmp_path / 'checkpoints').latest_step() == step
+  # Every array of the state reads back (on this process's one device).
+  path = tmp_path / 'checkpoints' / str(step) / STATE
+  reader = ocp.StandardCheckpointer()
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+    reader.metadata(path).item_metadata,
+  )
+  restored = reader.restore(path, abstract)
+  assert int(restored['step']) == step
+  chex.assert_tree_all_finite(restored['params'])
