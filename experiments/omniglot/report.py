@@ -21,7 +21,7 @@ PAPER = {
   ),
   'fomaml': (
     {'5w1s': 98.3, '5w5s': 99.2, '20w1s': 89.4, '20w5s': 97.9},
-    'Nichol et al. (2018)',
+    'Finn et al. (2017), first-order approximation row',
   ),
   'reptile': (
     {'5w1s': 97.68, '5w5s': 99.48, '20w1s': 89.43, '20w5s': 97.12},
