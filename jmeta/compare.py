@@ -20,10 +20,12 @@ Example::
   ests = default_estimators(model, loss, inner_steps=5, inner_learning_rate=0.01)
   report = compare_estimators(ests, params, batch)
   report['fomaml'].cosine, report['fomaml'].layer_cosine['layer_0']
+  print(format_comparison(report, layers=True))
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -336,6 +338,72 @@ def compare_estimators(
       metrics=run.metrics,
     )
   return report
+
+
+# --- Printing a report ------------------------------------------------------------
+
+
+def _fixed(x: float, precision: int) -> str:
+  # Fixed point where it reads well; scientific where fixed point would print a
+  # small nonzero error as 0.0000 or a huge ratio as a long string of digits.
+  if math.isnan(x) or x == 0 or 10**-precision <= abs(x) < 1e5:
+    return f'{x:.{precision}f}'
+  return f'{x:.{max(precision - 2, 1)}e}'
+
+
+def format_comparison(
+  report: Mapping[str, GradientComparison], *, layers: bool = False, precision: int = 4
+) -> str:
+  """A readable table of a ``compare_estimators`` report, one row per estimator.
+
+  Columns: cosine, norm ratio and relative error against the reference's
+  meta-gradient (``precision`` decimals; scientific notation for a value too small
+  to show), the median time of one call in ms, the compile time in s, and the
+  compiled program's memory in MiB ('n/a' where the backend does not report it).
+  With ``layers=True`` every estimator's row is followed by one row per entry of
+  its ``layer_cosine`` (top-level keys, then their leaves indented), giving that
+  layer's cosine.
+
+  Example::
+
+    print(jmeta.format_comparison(jmeta.compare_estimators(ests, params, batch)))
+  """
+  precision = check_positive_int(precision, 'precision')
+  rows = []
+  for name, c in report.items():
+    memory = f'{c.peak_bytes / 2**20:.1f}' if c.peak_bytes else 'n/a'
+    rows.append(
+      [
+        name,
+        _fixed(c.cosine, precision),
+        _fixed(c.norm_ratio, precision),
+        _fixed(c.relative_error, precision),
+        f'{1e3 * c.seconds:.2f}',
+        f'{c.compile_seconds:.2f}',
+        memory,
+      ]
+    )
+    if layers:
+      for key, cosine in c.layer_cosine.items():
+        indent = '  ' * (1 + key.count('/'))
+        rows.append([indent + key, _fixed(cosine, precision)] + [''] * 5)
+  header = [
+    'estimator',
+    'cosine',
+    'norm ratio',
+    'rel. error',
+    'time (ms)',
+    'compile (s)',
+    'memory (MiB)',
+  ]
+  widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+  lines = [
+    '  '.join(
+      [row[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(row[1:], widths[1:])]
+    ).rstrip()
+    for row in [header, *rows]
+  ]
+  return '\n'.join(lines)
 
 
 def maml_plus_plus_at(

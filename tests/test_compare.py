@@ -1,6 +1,7 @@
 """Comparing meta-gradient estimators: tree math against numpy and closed forms."""
 
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -298,6 +299,99 @@ def test_mlp_estimator_against_itself_and_meta_sgd_init(x64):
   assert got.relative_error < 1e-10
   np.testing.assert_allclose(
     got.metrics['loss'], report['maml'].metrics['loss'], rtol=1e-12
+  )
+
+
+MLP_ALPHA = 0.05
+
+
+@pytest.fixture(scope='module')
+def mlp_comparison():
+  """A report on a small MLP, with its params and batch (float64)."""
+  with jax.enable_x64(True):
+    model = jmeta.mlp((4,), 1, activation=jnp.tanh)
+    batch = jmeta.sinusoid_tasks(3, 4, dtype=jnp.float64).sample(jax.random.key(0), 2)
+    params = model.init(jax.random.key(1), batch.support_inputs[0])
+    params = jax.tree.map(lambda x: x.astype(jnp.float64), params)
+    kwargs = dict(inner_steps=1, inner_learning_rate=MLP_ALPHA, batching='vmap')
+    ests = {
+      'maml': jmeta.maml(model, mean_squared_error, **kwargs),
+      'fomaml': jmeta.fomaml(model, mean_squared_error, **kwargs),
+      'reptile': jmeta.reptile(model, mean_squared_error, **kwargs),
+      'meta_sgd': jmeta.meta_sgd(model, mean_squared_error, batching='vmap'),
+    }
+    report = compare_estimators(
+      ests,
+      params,
+      batch,
+      params_for={'meta_sgd': jmeta.meta_sgd_params(params, MLP_ALPHA)},
+      timing_repeats=1,
+    )
+    params, batch = jax.tree.map(np.asarray, (params, batch))
+  return report, params, batch
+
+
+# --- The printed table ----------------------------------------------------------------
+
+
+def test_format_comparison_prints_a_row_per_estimator_and_layers_on_request(
+  mlp_comparison,
+):
+  report, _, _ = mlp_comparison
+  text = jmeta.format_comparison(report)
+  header, *rows = text.splitlines()
+  assert header.split() == [
+    'estimator',
+    'cosine',
+    'norm',
+    'ratio',
+    'rel.',
+    'error',
+    'time',
+    '(ms)',
+    'compile',
+    '(s)',
+    'memory',
+    '(MiB)',
+  ]
+  assert [row.split()[0] for row in rows] == list(report)
+  for row, c in zip(rows, report.values()):
+    cells = row.split()
+    assert len(cells) == 7
+    np.testing.assert_allclose(float(cells[1]), c.cosine, atol=5e-5)
+    np.testing.assert_allclose(float(cells[2]), c.norm_ratio, atol=5e-5)
+    np.testing.assert_allclose(float(cells[3]), c.relative_error, rtol=5e-3, atol=5e-5)
+    np.testing.assert_allclose(float(cells[4]), 1e3 * c.seconds, atol=5e-3)
+    np.testing.assert_allclose(float(cells[5]), c.compile_seconds, atol=5e-3)
+    memory = f'{c.peak_bytes / 2**20:.1f}' if c.peak_bytes else 'n/a'
+    assert cells[6] == memory
+  # Columns line up: every value ends where its header does.
+  ends = [m.end() for m in re.finditer(r'\S+(?: \S+)?(?=\s{2}|$)', header)][1:]
+  for row in rows:
+    assert [m.end() for m in re.finditer(r'\S+', row)][1:] == ends
+  # MAML's FOMAML row differs from the reference row it is compared against.
+  assert rows[1].split()[1] != rows[0].split()[1]
+  # A relative error too small for 4 decimals shows in scientific notation, not 0.
+  tiny = {'x': report['fomaml']._replace(relative_error=3e-7, peak_bytes=None)}
+  cells = jmeta.format_comparison(tiny).splitlines()[1].split()
+  assert (cells[3], cells[6]) == ('3.00e-07', 'n/a')
+
+  with_layers = jmeta.format_comparison(report, layers=True).splitlines()
+  assert with_layers[0].split() == header.split()
+  names = [line.split()[0] for line in with_layers[1:]]
+  per_estimator = ['layer_0', 'layer_0/w', 'layer_0/b', 'layer_1', 'layer_1/w']
+  per_estimator.append('layer_1/b')
+  assert set(names) == set(report) | set(per_estimator)
+  for name, c in report.items():
+    at = names.index(name)
+    block = with_layers[2 + at : 2 + at + len(c.layer_cosine)]
+    assert [line.split()[0] for line in block] == list(c.layer_cosine)
+    for line, (key, value) in zip(block, c.layer_cosine.items()):
+      assert line.startswith('  ' * (1 + key.count('/')) + key)
+      assert len(line.split()) == 2
+      np.testing.assert_allclose(float(line.split()[1]), value, atol=5e-5)
+  assert jmeta.format_comparison(report, precision=6).splitlines()[2].split()[1] == (
+    f'{report["fomaml"].cosine:.6f}'
   )
 
 
