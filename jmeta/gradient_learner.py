@@ -33,10 +33,12 @@ from jmeta.inner_loop import (
 )
 from jmeta.inner_rules import InnerRule, split_leaves
 from jmeta.learner import (
+  ClassLabels,
   MetaGradient,
   MetaLearner,
   MetricsFn,
   identity,
+  output_classes,
   over_tasks,
 )
 from jmeta.models.base import Model, Params, check_model_accepts
@@ -315,6 +317,10 @@ def gradient_learner(
   def init_gradient(meta_grads):
     return split(meta_grads)[0]
 
+  def class_labels(meta_params, batch) -> ClassLabels | None:
+    params, _ = split(meta_params)
+    return model_classes(model, params, batch)
+
   return MetaLearner(
     name,
     init,
@@ -322,7 +328,17 @@ def gradient_learner(
     predict,
     task_gradient,
     init_gradient if learns else identity,
+    class_labels,
   )
+
+
+def model_classes(model: Model, params: Params, batch) -> ClassLabels | None:
+  """The classes of a classifier ``model`` on ``batch``: its output width, if the
+  targets are integer labels (see ``jmeta.learner.output_classes``). Trace time."""
+  outputs = check_model_accepts(
+    model, params, batch.support_inputs[0], 'support inputs'
+  )
+  return output_classes(outputs, batch.support_targets[0])
 
 
 def _check_meta_params(meta_params: Any, learns: bool) -> Any:

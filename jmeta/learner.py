@@ -16,6 +16,10 @@ and the experiments never ask which algorithm they hold:
 
 ``over_tasks`` is the one place that checks a task batch and batches a per-task
 function over it; ``predict_tasks`` and ``evaluate`` run ``predict`` over a batch.
+
+A classifier also says, through ``class_labels``, what its labels must be (integers
+in ``[0, num_classes)``, the classes being the model's output width or a metric
+learner's ``n_way``); the outer loop checks every batch against it on device.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from jmeta.batching import check_batching, map_tasks, mean_over_tasks
 from jmeta.models.base import Params
@@ -45,6 +51,18 @@ class MetaGradient(NamedTuple):
   metrics: dict[str, jax.Array]
 
 
+class ClassLabels(NamedTuple):
+  """What a classifier's labels must be, known from shapes at trace time.
+
+  Every support and query label is an integer in ``[0, num_classes)``; with
+  ``every_class_in_support`` (metric learners: an ``n_way``-way episode) every class
+  in that range also labels at least one support example of each task.
+  """
+
+  num_classes: int
+  every_class_in_support: bool = False
+
+
 class MetaLearner(NamedTuple):
   """A meta-learning algorithm as pure functions.
 
@@ -60,6 +78,11 @@ class MetaLearner(NamedTuple):
     init_gradient: maps a meta-gradient to the gradient with respect to the model's
       initialisation (a pytree like the model params), the part that compares
       across learners. The identity where the meta-params are the model params.
+    class_labels: None, or ``class_labels(meta_params, batch) -> ClassLabels |
+      None``, called at trace time: what the batch's labels must be (None where
+      its targets are not class labels, e.g. regression). ``make_meta_trainer``
+      checks every batch against it on device and reports a violation through
+      ``raise_if_nonfinite``.
   """
 
   name: str
@@ -68,12 +91,47 @@ class MetaLearner(NamedTuple):
   predict: Callable[[MetaParams, jax.Array, jax.Array, jax.Array], jax.Array]
   task_gradient: Callable[..., MetaGradient]
   init_gradient: Callable[[MetaParams], Params]
+  class_labels: Callable[[MetaParams, TaskBatch], ClassLabels | None] | None = None
 
 
 def identity(tree: Any) -> Any:
   """``tree`` itself: ``init`` and ``init_gradient`` of learners that train the model's
   params directly."""
   return tree
+
+
+def output_classes(outputs: Any, targets: Any) -> ClassLabels | None:
+  """``ClassLabels(C)`` if ``outputs`` are logits over C classes of integer ``targets``.
+
+  That is, the targets have an integer dtype and the outputs their shape plus one
+  axis of size C (a classifier's head; ``jmeta.losses.cross_entropy``); None
+  otherwise (regression). Reads shapes and dtypes only.
+  """
+  out_shape, tgt_shape = tuple(np.shape(outputs)), tuple(np.shape(targets))
+  if not jnp.issubdtype(jnp.result_type(targets), jnp.integer):
+    return None
+  if len(out_shape) != len(tgt_shape) + 1 or out_shape[:-1] != tgt_shape:
+    return None
+  return ClassLabels(int(out_shape[-1]))
+
+
+def label_violation(batch: TaskBatch, labels: ClassLabels) -> tuple[jax.Array, ...]:
+  """``(bad, lowest, highest)``: whether ``batch`` breaks ``labels``, on device.
+
+  ``lowest`` and ``highest`` are the extreme labels of the batch (support and
+  query). A few integer reductions over the labels: cheap beside any meta-step.
+  """
+  support = jnp.asarray(batch.support_targets)
+  query = jnp.asarray(batch.query_targets)
+  lowest = jnp.minimum(support.min(), query.min()).astype(jnp.int32)
+  highest = jnp.maximum(support.max(), query.max()).astype(jnp.int32)
+  bad = (lowest < 0) | (highest >= labels.num_classes)
+  if labels.every_class_in_support:
+    tasks = support.shape[0]
+    classes = jnp.arange(labels.num_classes, dtype=support.dtype)
+    present = jnp.any(support.reshape(tasks, -1, 1) == classes, axis=1)
+    bad = bad | ~jnp.all(present)
+  return bad, lowest, highest
 
 
 def over_tasks(

@@ -11,24 +11,41 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jmeta.learner import MetaLearner
+from jmeta.learner import MetaLearner, label_violation
 from jmeta.models.base import Params
 from jmeta.sharding import replicate, sharded_meta_gradient, task_sharding
 from jmeta.tasks.batch import TaskBatch
+
+
+class BadLabels(NamedTuple):
+  """The first batch whose labels the learner refuses (int32 scalars).
+
+  ``step`` is -1 until then; ``num_classes`` is what the labels index (the model's
+  output width, a metric learner's ``n_way``), ``lowest`` and ``highest`` the
+  batch's extreme labels.
+  """
+
+  step: jax.Array
+  num_classes: jax.Array
+  lowest: jax.Array
+  highest: jax.Array
 
 
 class MetaTrainState(NamedTuple):
   """Everything the outer loop carries.
 
   ``nonfinite_step`` is -1 until the meta-loss or meta-gradient is first non-finite,
-  then the step at which that happened; from then on updates are skipped, so the
-  params stay those of the last finite step.
+  then the step at which that happened. ``bad_labels`` records the first batch
+  whose labels lie outside ``[0, num_classes)`` of a classifier (see
+  ``MetaLearner.class_labels``). From either on, updates are skipped, so the params
+  stay those of the last good step; ``raise_if_nonfinite`` reports both.
   """
 
   step: jax.Array
   params: Params
   opt_state: optax.OptState
   nonfinite_step: jax.Array
+  bad_labels: BadLabels
 
 
 class MetaTrainer(NamedTuple):
@@ -46,6 +63,10 @@ class MetaTrainer(NamedTuple):
 
 class NonFiniteMetaLossError(FloatingPointError):
   """The meta-loss or meta-gradient became NaN or infinite during training."""
+
+
+class BadLabelsError(ValueError):
+  """A training batch had class labels outside ``[0, num_classes)``."""
 
 
 class MetaStepOutOfMemoryError(MemoryError):
@@ -95,7 +116,10 @@ def make_meta_trainer(
   the same shapes; ``jmeta.precompile(trainer.step, state, batch)`` compiles it
   before the loop and hands the compiler's freed host memory back first.
   Non-finite meta-losses are recorded in the state rather than checked on the host
-  every step; call ``raise_if_nonfinite(state)`` whenever metrics are fetched.
+  every step; call ``raise_if_nonfinite(state)`` whenever metrics are fetched. So
+  are labels outside ``[0, num_classes)`` where the learner knows its classes
+  (``learner.class_labels``: a classifier's output width, a metric learner's
+  ``n_way``); the check is a few integer reductions on device.
 
   With a ``mesh``, the task axis of every batch is split over its ``axis_name``
   axis and the state is replicated; see ``jmeta.sharding``. The meta-batch size
@@ -125,8 +149,22 @@ def make_meta_trainer(
       params,
       optimizer.init(params),
       jnp.full((), -1, jnp.int32),
+      BadLabels(*(jnp.full((), -1, jnp.int32) for _ in BadLabels._fields)),
     )
     return state if mesh is None else replicate(state, mesh)
+
+  def check_labels(state: MetaTrainState, batch: TaskBatch):
+    """(labels ok, the state's ``bad_labels`` after this batch)."""
+    spec = None
+    if learner.class_labels is not None:
+      spec = learner.class_labels(state.params, batch)  # trace time: shapes only
+    if spec is None:
+      return jnp.array(True), state.bad_labels
+    bad, lowest, highest = label_violation(batch, spec)
+    first = bad & (state.bad_labels.step < 0)
+    found = BadLabels(state.step, jnp.int32(spec.num_classes), lowest, highest)
+    record = jax.tree.map(lambda n, o: jnp.where(first, n, o), found, state.bad_labels)
+    return ~bad, record
 
   def update(state: MetaTrainState, batch: TaskBatch):
     grads, metrics = meta_gradient(state.params, batch, state.step)
@@ -135,7 +173,8 @@ def make_meta_trainer(
     finite = jnp.isfinite(metrics['loss']) & jnp.all(
       jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
     )
-    ok = finite & (state.nonfinite_step < 0)
+    labels_ok, bad_labels = check_labels(state, batch)
+    ok = finite & labels_ok & (state.nonfinite_step < 0) & (state.bad_labels.step < 0)
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)  # noqa: E731
     nonfinite_step = jnp.where(
       finite | (state.nonfinite_step >= 0), state.nonfinite_step, state.step
@@ -145,6 +184,7 @@ def make_meta_trainer(
       keep(params, state.params),
       keep(opt_state, state.opt_state),
       nonfinite_step,
+      bad_labels,
     )
     if mesh is not None:
       # Replicated as init made it, so the next step takes it without a reshard.
@@ -190,11 +230,42 @@ def _compiled(update: Callable) -> Callable:
 
 
 def raise_if_nonfinite(state: MetaTrainState) -> None:
-  """Raises ``NonFiniteMetaLossError`` naming the step if training hit a NaN/inf."""
+  """Raises if training hit a bad batch, naming the step and the likely cause.
+
+  ``BadLabelsError`` (a ``ValueError``) if a batch had labels outside ``[0,
+  num_classes)`` or an episode missing a class in its support set, at or before
+  the first non-finite step; else ``NonFiniteMetaLossError`` if the meta-loss or
+  meta-gradient became NaN or infinite.
+  """
   bad = int(np.asarray(state.nonfinite_step))
+  labels = BadLabels(*(int(np.asarray(x)) for x in state.bad_labels))
+  if labels.step >= 0 and (bad < 0 or labels.step <= bad):
+    raise BadLabelsError(bad_labels_message(labels))
   if bad >= 0:
     raise NonFiniteMetaLossError(
       f'the meta-loss or meta-gradient became non-finite at step {bad}; the '
       f'params were frozen at step {bad} and no later update was applied. Lower '
       'the outer or inner learning rate, or check the task batch for NaNs.'
     )
+
+
+def bad_labels_message(labels: BadLabels) -> str:
+  """The error message for the first refused batch ``labels`` describes."""
+  n, lo, hi = labels.num_classes, labels.lowest, labels.highest
+  frozen = (
+    f'the params were frozen at step {labels.step} and no later update was applied.'
+  )
+  if lo < 0 or hi >= n:
+    return (
+      f'labels out of range: the task batch at step {labels.step} has labels in '
+      f"[{lo}, {hi}], outside [0, {n}) ({n} classes: the width of the model's "
+      f"output, or a metric learner's n_way); {frozen} Relabel each task's classes "
+      f"as 0..{n - 1}, or build the model or learner for the episodes' number of "
+      'classes.'
+    )
+  return (
+    f'the task batch at step {labels.step} has an episode whose support set has no '
+    f'example of some class in [0, {n}) (labels in [{lo}, {hi}]), so n_way={n} is '
+    f"more than the episodes' classes; {frozen} Pass the sampler's n_way to "
+    'metric_estimator.'
+  )

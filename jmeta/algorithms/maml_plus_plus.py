@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jmeta.gradient_learner import query_metrics
+from jmeta.gradient_learner import model_classes, query_metrics
 from jmeta.inner_loop import LossFn, check_support, scan_inner_loop
 from jmeta.learner import MetaGradient, MetaLearner, MetricsFn, over_tasks
 from jmeta.models.base import Model, Params, check_model_accepts
@@ -521,8 +521,18 @@ def maml_plus_plus(
     )
     return model.apply(adapted, query_inputs)
 
+  def class_labels(params: MAMLPlusPlusParams, batch: TaskBatch):
+    full = _model_params(params.init, params.step_weights, 0)
+    return model_classes(model, full, batch)
+
   return MetaLearner(
-    'maml++', init, meta_gradient, predict, task_gradient, init_gradient
+    'maml++',
+    init,
+    meta_gradient,
+    predict,
+    task_gradient,
+    init_gradient,
+    class_labels,
   )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from jmeta.gradient_learner import query_metrics
+from jmeta.gradient_learner import model_classes, query_metrics
 from jmeta.inner_loop import LossFn, adapt, inner_optimizer
 from jmeta.learner import MetaGradient, MetaLearner, MetricsFn, identity, over_tasks
 from jmeta.models.base import Model, Params, check_model_accepts
@@ -66,7 +66,13 @@ def pretrain(
     return model.apply(params, query_inputs)
 
   return MetaLearner(
-    'pretrain', identity, meta_gradient, predict, task_gradient, identity
+    'pretrain',
+    identity,
+    meta_gradient,
+    predict,
+    task_gradient,
+    identity,
+    lambda params, batch: model_classes(model, params, batch),
   )
 
 
