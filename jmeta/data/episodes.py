@@ -120,7 +120,12 @@ def make_episode_sampler(
 
   Returns:
     An ``EpisodeSampler`` whose ``sample(key, num_tasks)`` is pure and jittable
-    (``num_tasks`` static).
+    (``num_tasks`` static). Its ``TaskBatch`` holds images as float32 in [0, 1]
+    (the bank's bytes / 255), shaped ``(num_tasks, n_way * k_shot, height, width,
+    1)`` for the support set and ``(num_tasks, n_way * q_query, height, width, 1)``
+    for the query set, and labels as int32 in ``[0, n_way)``, shaped
+    ``(num_tasks, n_way * k_shot)`` and ``(num_tasks, n_way * q_query)``, class-major
+    (label ``c`` for the ``c``-th sampled class).
 
   Raises:
     ValueError: for a shape no episode can have, naming the problem.

@@ -14,6 +14,12 @@ class TaskBatch(NamedTuple):
   Shapes: ``support_inputs`` is ``(tasks, support, *features)``, ``support_targets``
   is ``(tasks, support, *target_dims)``, and likewise for the query set. For
   classification the targets are integer labels in ``[0, n_way)``.
+
+  Batches from the episode sampler (``jmeta.data.make_episode_sampler``) hold images
+  as float32 in [0, 1], shaped ``(tasks, n_way * shots, height, width, 1)``, and
+  labels as int32 in ``[0, n_way)``, shaped ``(tasks, n_way * shots)``. Sinusoid
+  tasks (``jmeta.sinusoid_tasks``) hold float inputs and targets of shape
+  ``(tasks, shots, 1)``, float32 unless another ``dtype`` is asked for.
   """
 
   support_inputs: jax.Array

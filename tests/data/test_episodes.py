@@ -1,5 +1,7 @@
 """Episode sampler tests on a small synthetic image bank (no real data needed)."""
 
+import pydoc
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -227,3 +229,29 @@ def test_evaluation_keys_are_fixed():
     np.asarray(episodes.support_inputs).mean((1, 2, 3, 4, 5))
   )
   assert np.isfinite(mean) and half > 0
+
+
+def help_text(obj) -> str:
+  """What ``help(obj)`` prints, with line breaks and pydoc's '|' margins removed."""
+  text = pydoc.render_doc(obj, renderer=pydoc.plaintext)
+  return ' '.join(word for word in text.split() if word != '|')
+
+
+def test_help_states_the_dtypes_and_ranges_the_sampler_returns():
+  n_way = 5
+  batch = sampler('random', n_way=n_way, k_shot=2, q_query=3).sample(
+    jax.random.key(3), 4
+  )
+  images = {batch.support_inputs.dtype, batch.query_inputs.dtype}
+  labels = {batch.support_targets.dtype, batch.query_targets.dtype}
+  assert len(images) == len(labels) == 1
+  (image_dtype,), (label_dtype,) = images, labels
+  # The values fill the stated ranges: images [0, 1] (not [0, 255]), labels [0, n_way).
+  for x in (batch.support_inputs, batch.query_inputs):
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0  # the bank has 0 and 255
+  for y in (batch.support_targets, batch.query_targets):
+    assert sorted(np.unique(y).tolist()) == list(range(n_way))
+  for obj in (make_episode_sampler, EpisodeSampler):
+    text = help_text(obj)
+    assert f'{image_dtype} in [0, 1]' in text, obj
+    assert f'{label_dtype} in ``[0, n_way)``' in text, obj

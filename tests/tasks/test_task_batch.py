@@ -1,11 +1,14 @@
 """TaskBatch validation: every malformed batch is rejected with a message naming it."""
 
+import pydoc
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jmeta
+from jmeta.data import make_episode_sampler
 from jmeta.tasks import check_task_batch_shapes
 
 
@@ -119,3 +122,32 @@ def test_shape_checks_run_at_trace_time_under_jit():
 def test_not_a_task_batch():
   with pytest.raises(TypeError, match='expected a jmeta.TaskBatch'):
     jmeta.validate_task_batch((np.zeros((1, 1)),) * 4)
+
+
+def test_help_states_the_dtypes_the_samplers_return():
+  """help(TaskBatch) names the dtypes and ranges that the samplers really return."""
+  text = ' '.join(
+    w
+    for w in pydoc.render_doc(jmeta.TaskBatch, renderer=pydoc.plaintext).split()
+    if w != '|'
+  )
+  n_way = 4
+  bank = np.random.default_rng(0).integers(0, 256, (6, 5, 8, 8), dtype=np.uint8)
+  episodes = make_episode_sampler(
+    jnp.asarray(bank), n_way=n_way, k_shot=2, q_query=3
+  ).sample(jax.random.key(0), 6)
+  image, label = episodes.support_inputs.dtype, episodes.support_targets.dtype
+  assert (episodes.query_inputs.dtype, episodes.query_targets.dtype) == (image, label)
+  assert episodes.support_inputs.shape == (6, n_way * 2, 8, 8, 1)
+  assert episodes.support_targets.shape == (6, n_way * 2)
+  assert 0 <= float(episodes.support_inputs.min())
+  assert float(episodes.support_inputs.max()) <= 1
+  assert sorted(np.unique(episodes.query_targets).tolist()) == list(range(n_way))
+  assert f'images as {image} in [0, 1]' in text
+  assert f'labels as {label} in ``[0, n_way)``' in text
+  assert '(tasks, n_way * shots, height, width, 1)' in text
+
+  sines = jmeta.sinusoid_tasks(3, 4).sample(jax.random.key(0), 2)
+  assert {x.dtype for x in sines} == {jnp.dtype(jnp.float32)}
+  assert sines.support_inputs.shape == sines.support_targets.shape == (2, 3, 1)
+  assert 'float inputs and targets of shape ``(tasks, shots, 1)``, float32' in text
