@@ -8,6 +8,7 @@ import optax
 import pytest
 
 import jmeta
+from jmeta import metric
 from jmeta.losses import classification_metrics, cross_entropy
 from jmeta.outer_loop import BadLabelsError
 
@@ -67,3 +68,43 @@ def test_labels_out_of_range(label):
   # The bad batch's update and every later one were skipped.
   jax.tree.map(np.testing.assert_array_equal, state.params, after_good)
   assert isinstance(BadLabelsError('x'), ValueError)
+
+
+def linear_embedding(dim_out=3):
+  def init(key, x):
+    return {'w': jax.random.normal(key, (x.shape[-1], dim_out), x.dtype)}
+
+  def apply(params, x, *, batch_norm=jmeta.TRANSDUCTIVE, num_support=None):
+    del batch_norm, num_support
+    return x @ params['w']
+
+  return jmeta.Model(init, apply)
+
+
+def test_wrong_n_way_in_metric_learners():
+  learner = metric.prototypical(linear_embedding())
+  batch = classification_batch()  # 5-way 2-shot: 10 support examples per episode
+  params = learner.init(jax.random.key(0), batch.support_inputs[0])
+
+  def train(n_way):
+    trainer = jmeta.make_meta_trainer(
+      metric.metric_estimator(learner, n_way=n_way), optax.sgd(0.1)
+    )
+    state, _ = trainer.step(trainer.init(params), batch)
+    return state
+
+  jmeta.raise_if_nonfinite(train(N_WAY))
+  # Too few ways: labels 3 and 4 lie outside [0, 3) (was a NaN loss).
+  state = train(3)
+  with pytest.raises(BadLabelsError, match=r'labels in \[0, 4\], outside \[0, 3\)'):
+    jmeta.raise_if_nonfinite(state)
+  jax.tree.map(np.testing.assert_array_equal, state.params, params)
+  # Too many ways, shown by the support size: refused at trace time.
+  with pytest.raises(ValueError, match='n_way=20 but each episode has 10 support'):
+    train(20)
+  with pytest.raises(ValueError, match='n_way=20 but each episode has 10 support'):
+    metric.evaluate_metric(learner, params, batch, n_way=20)
+  # Too many ways within the support size: classes 5..7 label no support example
+  # (was a silently different loss).
+  with pytest.raises(BadLabelsError, match=r'no example of some class in \[0, 8\)'):
+    jmeta.raise_if_nonfinite(train(8))

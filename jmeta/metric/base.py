@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jmeta.batching import map_tasks
-from jmeta.learner import MetaGradient, MetaLearner, identity, over_tasks
+from jmeta.learner import ClassLabels, MetaGradient, MetaLearner, identity, over_tasks
 from jmeta.losses import accuracy
 from jmeta.models.base import SUPPORT, Model, Params, PRNGKey, check_batch_norm_mode
 from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
@@ -135,6 +135,34 @@ def with_embedding_loss(
   return learner._replace(loss=loss)
 
 
+def check_episode_labels(support_targets: jax.Array, n_way: int) -> None:
+  """Refuses, at trace time, support labels that cannot form ``n_way``-way episodes.
+
+  ``support_targets`` has shape ``(examples,)`` (one task) or ``(tasks, examples)``.
+  The labels must be integers, and an n-way episode has each of its n classes in
+  its support set, so fewer than ``n_way`` support examples mean a wrong ``n_way``.
+  Label values are checked on device by the outer loop (``class_labels``).
+  """
+  shape, dtype = jnp.shape(support_targets), jnp.result_type(support_targets)
+  if not jnp.issubdtype(dtype, jnp.integer):
+    raise ValueError(
+      f'support labels have dtype {dtype}; a metric learner needs integer class '
+      f'labels in [0, n_way={n_way}).'
+    )
+  if len(shape) not in (1, 2):
+    raise ValueError(
+      f'support labels have shape {shape}; a metric learner needs one integer label '
+      'per example, (examples,) per task.'
+    )
+  if shape[-1] < n_way:
+    raise ValueError(
+      f'n_way={n_way} but each episode has {shape[-1]} support examples, so at most '
+      f'{shape[-1]} of its classes have one: an {n_way}-way episode has every class '
+      "in its support set. Pass the episodes' n_way (the sampler's) to the metric "
+      'learner.'
+    )
+
+
 def metric_estimator(
   learner: MetricLearner,
   *,
@@ -148,6 +176,12 @@ def metric_estimator(
   loop: the support set enters through the learner's loss. ``init`` is the
   identity on the learner's params (``learner.init(key, example_inputs)``);
   ``predict`` gives the ``(queries, n_way)`` logits of one episode.
+
+  A wrong ``n_way`` is refused: at trace time when an episode has fewer support
+  examples than ``n_way`` (``check_episode_labels``), and in
+  ``jmeta.make_meta_trainer`` on device when a label lies outside ``[0, n_way)`` or
+  a class in that range labels no support example of some episode
+  (``class_labels``, reported by ``jmeta.raise_if_nonfinite``).
   """
   check_n_way(n_way)
 
@@ -156,17 +190,34 @@ def metric_estimator(
     grads, metrics = jax.grad(learner.loss, has_aux=True)(params, task, n_way)
     return MetaGradient(grads, metrics)
 
-  batched = over_tasks(task_gradient, batching=batching, chunk_size=chunk_size)
+  def check(params, batch: TaskBatch) -> None:
+    del params
+    check_episode_labels(batch.support_targets, n_way)
+
+  batched = over_tasks(
+    task_gradient, batching=batching, chunk_size=chunk_size, check=check
+  )
 
   def meta_gradient(params: Params, batch: TaskBatch, step=None) -> MetaGradient:
     del step
     return batched(params, batch)
 
   def predict(params, support_inputs, support_labels, query_inputs):
+    check_episode_labels(support_labels, n_way)
     return learner.logits(params, support_inputs, support_labels, query_inputs, n_way)
 
+  def class_labels(params, batch):
+    del params, batch
+    return ClassLabels(n_way, every_class_in_support=True)
+
   return MetaLearner(
-    learner.name, identity, meta_gradient, predict, task_gradient, identity
+    learner.name,
+    identity,
+    meta_gradient,
+    predict,
+    task_gradient,
+    identity,
+    class_labels,
   )
 
 
@@ -182,6 +233,7 @@ def evaluate_metric(
   """Per-task query ``loss`` and ``accuracy`` (each with a leading task axis)."""
   check_n_way(n_way)
   check_task_batch_shapes(batch)
+  check_episode_labels(batch.support_targets, n_way)
   return map_tasks(
     lambda task: learner.loss(params, Task(*task), n_way)[1],
     batch,
