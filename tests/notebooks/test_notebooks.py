@@ -30,10 +30,14 @@ def test_first_vs_second_order_executes_on_a_tiny_run(monkeypatch):
   outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs]
   text = ''.join(o.get('text', '') for o in outputs)
   table = text.split('estimator')[1].splitlines()
-  maml_row = next(line for line in table if line.startswith('maml '))
-  # MAML against itself: exactly cosine 1, norm ratio 1, relative error 0.
-  assert maml_row.split()[1:4] == ['1.0000', '1.0000', '0.0000']
-  assert next(line for line in table if line.startswith('fomaml '))
+  rows = {line.split()[0]: line.split() for line in table[1:] if line.strip()}
+  assert {'maml', 'fomaml', 'reptile', 'imaml'} <= set(rows)
+  # FOMAML's cosine with MAML in jmeta's table is the one the notebook computes by
+  # hand with jax.grad (and stop_gradient), and first order is far from second here.
+  line = next(s for s in text.splitlines() if s.startswith('fomaml cosine by hand'))
+  by_hand = float(line.split(':')[1])
+  assert abs(float(rows['fomaml'][1]) - by_hand) <= 2e-4
+  assert by_hand < 0.9
   assert 'at iteration 30' in text
   images = [o for o in outputs if 'image/png' in o.get('data', {})]
   assert len(images) == 2
