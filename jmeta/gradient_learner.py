@@ -31,7 +31,7 @@ from jmeta.inner_loop import (
   minibatch_objective,
   scan_inner_loop,
 )
-from jmeta.inner_rules import InnerRule, split_leaves
+from jmeta.inner_rules import InnerRule, check_second_derivative, split_leaves
 from jmeta.learner import (
   ClassLabels,
   MetaGradient,
@@ -92,6 +92,9 @@ def _check_pairing(rule: InnerRule, estimator: Estimator, learns: bool, batch, r
       'the implicit estimator adapts every parameter on the full support set; '
       'it takes no head_only rule and no inner_batch_size.'
     )
+  if kind == est.SECOND_ORDER and rule.init is None:
+    # A fixed optimizer (a learned rule's is built from its meta-params, later).
+    check_second_derivative(rule.optimizer(None))
   if remat and kind not in (est.SECOND_ORDER, est.FIRST_ORDER):
     raise ValueError(
       f'remat=True recomputes inner steps on the backward pass through the inner '

@@ -57,7 +57,10 @@ def from_optimizer(optimizer: optax.GradientTransformation) -> InnerRule:
   """Any optax transformation as a fixed (not meta-learned) inner rule.
 
   Second derivatives pass through it: with Adam, set ``eps_root > 0`` so that they
-  stay finite where a gradient is exactly zero.
+  stay finite where a gradient is exactly zero (a bias feeding batch norm, a dead
+  ReLU). ``jmeta.gradient_learner`` refuses a rule whose optimizer fails that
+  probe (``second_derivative_is_finite``) under a second-order estimator; first-
+  order estimators do not differentiate through it, so they take any optimizer.
   """
   if not isinstance(optimizer, optax.GradientTransformation):
     raise ValueError(
@@ -65,6 +68,44 @@ def from_optimizer(optimizer: optax.GradientTransformation) -> InnerRule:
       f'got {type(optimizer).__name__}.'
     )
   return InnerRule(None, lambda _: optimizer)
+
+
+def second_derivative_is_finite(optimizer: optax.GradientTransformation) -> bool:
+  """Whether the derivative of ``optimizer``'s updates is finite at a zero gradient.
+
+  Probes two updates on a tiny pytree with zero gradients and differentiates them
+  with respect to the gradients, as a second-order meta-gradient does. Adam with
+  ``eps_root=0`` fails: d sqrt(g^2) / dg is 0/0 at g = 0. Takes milliseconds, at
+  build time. An optimizer the probe cannot run (one that needs the model's own
+  pytree, e.g. ``optax.multi_transform`` with fixed labels) counts as finite.
+  """
+  params = {'w': jnp.zeros((2,), jnp.float32)}
+
+  def total_update(grads):
+    state = optimizer.init(params)
+    first, state = optimizer.update(grads, state, params)
+    second, _ = optimizer.update(grads, state, optax.apply_updates(params, first))
+    return sum(jnp.sum(u) for u in jax.tree.leaves((first, second)))
+
+  try:
+    with jax.ensure_compile_time_eval():
+      derivative = jax.grad(total_update)(jax.tree.map(jnp.zeros_like, params))
+      return bool(jnp.all(jnp.isfinite(derivative['w'])))
+  except Exception:  # noqa: BLE001 -- an optimizer the probe cannot run
+    return True
+
+
+def check_second_derivative(optimizer: optax.GradientTransformation) -> None:
+  """Refuses an inner optimizer whose second derivative is NaN at a zero gradient."""
+  if not second_derivative_is_finite(optimizer):
+    raise ValueError(
+      'the inner optimizer has a NaN derivative where a gradient is exactly zero '
+      '(optax Adam or another sqrt-of-squares rule with eps_root=0), so a '
+      'second-order meta-gradient through it would be NaN whenever a parameter '
+      'gets a zero gradient (a bias feeding batch norm, a dead ReLU). Pass '
+      'eps_root > 0, e.g. optax.adam(learning_rate, eps_root=1e-8), or use a '
+      'first-order estimator (fomaml, first_order()).'
+    )
 
 
 def inner_rule(

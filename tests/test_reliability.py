@@ -108,3 +108,31 @@ def test_wrong_n_way_in_metric_learners():
   # (was a silently different loss).
   with pytest.raises(BadLabelsError, match=r'no example of some class in \[0, 8\)'):
     jmeta.raise_if_nonfinite(train(8))
+
+
+def test_adam_eps_root_in_the_inner_loop():
+  net = jmeta.mlp((8,), N_WAY)
+
+  def init(key, x):
+    return {'net': net.init(key, x), 'bias': jnp.zeros((N_WAY,))}
+
+  def apply(params, x, **kwargs):
+    # A bias whose gradient is exactly zero (like a conv bias feeding batch norm).
+    return net.apply(params['net'], x, **kwargs) + 0.0 * params['bias']
+
+  model = jmeta.Model(init, apply)
+  params = model.init(jax.random.key(0), jnp.zeros((1, FEATURES)))
+  batch = classification_batch()
+
+  def meta_gradient(make, optimizer):
+    learner = make(model, cross_entropy, inner_steps=1, inner_optimizer=optimizer)
+    return learner.meta_gradient(params, batch)
+
+  # Second order through Adam with eps_root=0 was a NaN meta-gradient, no error.
+  with pytest.raises(ValueError, match=r'eps_root > 0, e.g. optax.adam'):
+    meta_gradient(jmeta.maml, optax.adam(0.01))
+  grads, _ = meta_gradient(jmeta.maml, optax.adam(0.01, eps_root=1e-8))
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+  # First order does not differentiate through the optimizer: accepted and finite.
+  grads, _ = meta_gradient(jmeta.fomaml, optax.adam(0.01))
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
