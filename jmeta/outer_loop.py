@@ -229,23 +229,36 @@ def _compiled(update: Callable) -> Callable:
   return checked_step
 
 
+# What makes a meta-loss non-finite, most likely first.
+NONFINITE_CAUSES = (
+  'an inner optimizer whose second derivative is NaN at a zero gradient: optax '
+  'Adam (or RMSprop-like rules) with eps_root=0 under a second-order estimator; '
+  'pass e.g. optax.adam(lr, eps_root=1e-8), or a first-order estimator',
+  'class labels outside [0, num_classes) where the learner cannot check them '
+  '(jmeta.validate_task_batch(batch, num_classes=...) does)',
+  'NaN or inf in the task batch (inputs or targets)',
+  'an outer or inner learning rate too large',
+)
+
+
 def raise_if_nonfinite(state: MetaTrainState) -> None:
   """Raises if training hit a bad batch, naming the step and the likely cause.
 
   ``BadLabelsError`` (a ``ValueError``) if a batch had labels outside ``[0,
   num_classes)`` or an episode missing a class in its support set, at or before
   the first non-finite step; else ``NonFiniteMetaLossError`` if the meta-loss or
-  meta-gradient became NaN or infinite.
+  meta-gradient became NaN or infinite, listing ``NONFINITE_CAUSES`` in order.
   """
   bad = int(np.asarray(state.nonfinite_step))
   labels = BadLabels(*(int(np.asarray(x)) for x in state.bad_labels))
   if labels.step >= 0 and (bad < 0 or labels.step <= bad):
     raise BadLabelsError(bad_labels_message(labels))
   if bad >= 0:
+    causes = '; '.join(f'({i}) {c}' for i, c in enumerate(NONFINITE_CAUSES, 1))
     raise NonFiniteMetaLossError(
       f'the meta-loss or meta-gradient became non-finite at step {bad}; the '
-      f'params were frozen at step {bad} and no later update was applied. Lower '
-      'the outer or inner learning rate, or check the task batch for NaNs.'
+      f'params were frozen at step {bad} and no later update was applied. Likely '
+      f'causes, most likely first: {causes}.'
     )
 
 

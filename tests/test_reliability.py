@@ -136,3 +136,18 @@ def test_adam_eps_root_in_the_inner_loop():
   # First order does not differentiate through the optimizer: accepted and finite.
   grads, _ = meta_gradient(jmeta.fomaml, optax.adam(0.01))
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+def test_nonfinite_message_names_the_likely_causes_in_order():
+  learner, params = classifier_maml()
+  trainer = jmeta.make_meta_trainer(learner, optax.sgd(0.1))
+  batch = classification_batch()
+  nan_inputs = batch.query_inputs.at[0, 0, 0].set(jnp.nan)
+  state, _ = trainer.step(trainer.init(params), batch._replace(query_inputs=nan_inputs))
+  with pytest.raises(jmeta.NonFiniteMetaLossError) as error:
+    jmeta.raise_if_nonfinite(state)
+  message = str(error.value)
+  causes = ['eps_root', 'labels outside [0, num_classes)', 'NaN or inf in the task']
+  causes.append('learning rate')
+  positions = [message.find(cause) for cause in causes]
+  assert -1 not in positions and positions == sorted(positions), message
