@@ -67,6 +67,7 @@ from jmeta.models import (
 )
 from jmeta.outer_loop import (
   MEMORY_KNOBS,
+  BadLabelsError,
   MetaStepOutOfMemoryError,
   MetaTrainer,
   MetaTrainState,
@@ -92,6 +93,7 @@ __version__ = '0.1.0'
 __all__ = [
   'BATCHING_STRATEGIES',
   'BATCH_NORM_MODES',
+  'BadLabelsError',
   'GradientComparison',
   'InnerRule',
   'LEARNERS',

@@ -137,8 +137,29 @@ class Checkpointer:
     self._manager.save(step, args=ocp.args.Composite(**items))
 
   def restore(self, template: Any, step: int | None = None) -> Any:
-    """The state saved at ``step`` (default: the latest), shaped like ``template``."""
+    """The state saved at ``step`` (default: the latest), shaped like ``template``.
+
+    A NamedTuple state saved before fields were appended to its class (e.g.
+    ``MetaTrainState.bad_labels``) restores into its leading fields; the appended
+    ones keep the template's values, i.e. those of a freshly initialised state.
+    """
     step = self.latest_step() if step is None else step
+    try:
+      return self._restore(template, step)
+    except (ValueError, KeyError, TypeError) as error:
+      fields = getattr(template, '_fields', None)
+      if fields is None:
+        raise
+      for n in range(len(fields) - 1, 0, -1):
+        head = {f: getattr(template, f) for f in fields[:n]}
+        try:
+          restored = self._restore(head, step)
+        except (ValueError, KeyError, TypeError):
+          continue
+        return template._replace(**restored)
+      raise error
+
+  def _restore(self, template: Any, step: int) -> Any:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     restored = self._manager.restore(
       step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract)})
