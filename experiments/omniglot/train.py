@@ -50,8 +50,13 @@ def may_differ_on_resume(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ``ValueError`` naming the field for values the types cannot catch."""
+  if config.algorithm not in learners.ALGORITHMS:
+    raise ValueError(
+      f'config.algorithm = {config.algorithm!r} is not one of {learners.ALGORITHMS}.'
+    )
+  # A learner that takes no model (Relation) brings its own network.
+  conv4 = learners.takes_option(config, 'model')
   choices = {
-    'algorithm': (config.algorithm, learners.ALGORITHMS),
     'data.protocol': (config.data.protocol, omniglot.PROTOCOLS),
     'inner_optimizer': (config.inner_optimizer, ('sgd', 'adam')),
     'outer_optimizer': (config.outer_optimizer, ('sgd', 'adam')),
@@ -65,7 +70,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     ),
     'model.variant': (
       config.model.variant,
-      ('relation',) if config.algorithm == 'relation' else jmeta.models.CONV4_VARIANTS,
+      jmeta.models.CONV4_VARIANTS if conv4 else (config.algorithm,),
     ),
   }
   for field, (value, allowed) in choices.items():
@@ -91,13 +96,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       'config.compare_every compares meta-gradients through the inner loop of '
       f'maml/fomaml configs; set it to 0 for {config.algorithm!r}.'
     )
-  if config.algorithm == 'relation' and config.model.get('compute_dtype') not in (
-    None,
-    'float32',
-  ):
+  if not conv4 and config.model.get('compute_dtype') not in (None, 'float32'):
     raise ValueError(
-      'config.model.compute_dtype applies to Conv4; the relation network has its '
-      'own encoder and computes in float32. Leave it at float32.'
+      f'config.model.compute_dtype applies to Conv4; the {config.algorithm} learner '
+      'has its own network and computes in float32. Leave it at float32.'
     )
   learners.check_inner_batch_sizes(config)
   if config.algorithm in learners.METRIC_ALGORITHMS:

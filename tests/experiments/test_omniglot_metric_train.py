@@ -35,3 +35,17 @@ def test_bad_metric_settings_are_named(tmp_path):
   config.model.batch_norm = 'running'
   with pytest.raises(ValueError, match="config.model.batch_norm = 'running'"):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_a_learner_with_its_own_network_refuses_conv4_settings():
+  from experiments.omniglot.configs import relation
+
+  config = relation.get_config('5w1s')
+  train.check_config(config)
+  config.model.compute_dtype = 'bfloat16'
+  with pytest.raises(ValueError, match='relation learner has its own network'):
+    train.check_config(config)
+  config = relation.get_config('5w1s')
+  config.model.variant = 'strided'
+  with pytest.raises(ValueError, match="config.model.variant = 'strided'"):
+    train.check_config(config)
