@@ -220,16 +220,21 @@ def gradient_learner(
   def init(params: Params) -> Any:
     return MetaParams(params, rule.init(params)) if learns else params
 
+  def train_adapt(meta_params, task: Task, first_order=False, remat=False):
+    return adapt(
+      meta_params,
+      task.support_inputs,
+      task.support_targets,
+      steps=steps,
+      batch_size=inner_batch_size,
+      first_order=first_order,
+      remat=remat,
+    )
+
   def through_adaptation(meta_params, task: Task) -> MetaGradient:
     def objective(meta_params):
-      adapted, pre = adapt(
-        meta_params,
-        task.support_inputs,
-        task.support_targets,
-        steps=steps,
-        batch_size=inner_batch_size,
-        first_order=kind == est.FIRST_ORDER,
-        remat=remat,
+      adapted, pre = train_adapt(
+        meta_params, task, first_order=kind == est.FIRST_ORDER, remat=remat
       )
       return query_metrics(model, loss_fn, metrics_fn, adapted, task, pre)
 
@@ -237,15 +242,7 @@ def gradient_learner(
     return MetaGradient(grads, metrics)
 
   def reptile_direction(params, task: Task) -> MetaGradient:
-    adapted, pre = adapt(
-      params,
-      task.support_inputs,
-      task.support_targets,
-      steps=steps,
-      batch_size=inner_batch_size,
-      first_order=False,
-      remat=False,
-    )
+    adapted, pre = train_adapt(params, task)
     _, metrics = query_metrics(model, loss_fn, metrics_fn, adapted, task, pre)
     grads = jax.tree.map(lambda t, p: t - p, params, adapted)
     return MetaGradient(grads, lax.stop_gradient(metrics))
@@ -255,15 +252,7 @@ def gradient_learner(
     # the inner loop, which is what keeps iMAML's memory independent of steps.
     theta = lax.stop_gradient(params)
     lam = rule.regularization
-    adapted, pre = adapt(
-      theta,
-      task.support_inputs,
-      task.support_targets,
-      steps=steps,
-      batch_size=None,
-      first_order=False,
-      remat=False,
-    )
+    adapted, pre = train_adapt(theta, task)  # no minibatches: checked above
     query_grad, metrics = jax.grad(
       lambda p: query_metrics(model, loss_fn, metrics_fn, p, task, pre),
       has_aux=True,
