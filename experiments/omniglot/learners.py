@@ -114,15 +114,27 @@ def call_with_options(
     if name not in accepted:
       raise ValueError(f'config.{field} does not apply to {what}; remove it.')
     options[name] = value
+  fields = {}
   for name, (value, field, neutral) in optional.items():
     if name in accepted:
       options[name] = value
+      fields[field] = value
     elif value != neutral:
       raise ValueError(
         f'config.{field} = {value!r} does not apply to {what}, which takes no '
         f'{name}; leave it at {neutral!r}.'
       )
-  return factory(*args, **options)
+  fields.update({field: value for value, field in required.values()})
+  try:
+    return factory(*args, **options)
+  except ValueError as error:
+    # The factory names its keyword arguments; say which config fields set them.
+    given = ', '.join(
+      f'config.{f} = {v!r}'
+      for f, v in fields.items()
+      if isinstance(v, (bool, int, float, str))
+    )
+    raise ValueError(f'{what} from {given}: {error}') from error
 
 
 def takes_option(config, option: str) -> bool:
@@ -136,15 +148,22 @@ def takes_option(config, option: str) -> bool:
 def _gradient_learner(config, n_way: int) -> tuple[Callable, jmeta.MetaLearner, Any]:
   model = conv4(config, n_way)
   factory = jmeta.LEARNERS[config.algorithm]
-  takes_optimizer = 'inner_optimizer' in inspect.signature(factory).parameters
-  rule = (
-    {'inner_optimizer': (inner_optimizer(config), 'inner_optimizer', None)}
-    if takes_optimizer
-    else {
+  accepted = inspect.signature(factory).parameters
+  # Plain SGD goes in as a rate where the factory takes one (iMAML checks that its
+  # proximal inner loop can converge at that rate); optax.sgd(rate) is the same rule.
+  by_rate = config.inner_optimizer == 'sgd' and 'inner_learning_rate' in accepted
+  if 'inner_optimizer' in accepted and not by_rate:
+    rule = {'inner_optimizer': (inner_optimizer(config), 'inner_optimizer', None)}
+  elif by_rate:
+    rule = {
+      'inner_learning_rate': (config.inner_learning_rate, 'inner_learning_rate', None)
+    }
+  else:
+    # A factory without an optimizer option (Meta-SGD, MAML++) steps by SGD.
+    rule = {
       'inner_learning_rate': (config.inner_learning_rate, 'inner_learning_rate', None),
       'inner_optimizer': (config.inner_optimizer, 'inner_optimizer', 'sgd'),
     }
-  )
   # The algorithm's own block (config.imaml, config.maml_plus_plus, ...).
   block = config.get(config.algorithm, ml_collections.ConfigDict()).to_dict()
   learner = call_with_options(

@@ -203,7 +203,7 @@ def test_imaml_inner_rate_that_diverges_is_refused_before_training(tmp_path):
   config = imaml.get_config()
   config.inner_learning_rate = 2.0  # MAML's: 2.0 * lambda = 4 >= 2
   with pytest.raises(
-    ValueError, match=r'config.inner_learning_rate = 2.0 .*inner_steps'
+    ValueError, match=r'config.inner_learning_rate = 2.0\b.*inner_steps'
   ):
     train.train_and_evaluate(config, str(tmp_path / 'train'))
   config = imaml.get_config()
@@ -364,5 +364,7 @@ def test_inner_batch_sizes_the_episodes_cannot_fill_are_named(tmp_path):
     train.train_and_evaluate(config, str(tmp_path))
   config = _tiny_reptile()
   config.algorithm = 'fomaml'
-  with pytest.raises(ValueError, match='applies to reptile only'):
+  with pytest.raises(
+    ValueError, match='inner_batch_size = 10 does not apply to fomaml'
+  ):
     train.train_and_evaluate(config, str(tmp_path))
