@@ -13,7 +13,7 @@ Adam state are a few MB), and ``.gitignore`` lets checkpoints under
 On any machine, from the repository root::
 
   python -m experiments.runs status     # each run's step, training time, time to finish
-  python -m experiments.runs continue   # every unfinished run, in the background
+  python -m experiments.runs continue   # every unfinished run (or: continue NAME ...), in the background
 
 ``continue`` starts each run's recorded command from the repository root under
 ``nohup`` and ``nice``, appending to the workdir's ``log.txt``; the runner resumes
@@ -257,12 +257,25 @@ def start(run: Run, root: str | pathlib.Path = ROOT) -> subprocess.Popen:
 
 
 def continue_runs(
-  root: str | pathlib.Path = ROOT, *, wait: bool = False, out=sys.stdout
+  root: str | pathlib.Path = ROOT,
+  *,
+  wait: bool = False,
+  names: list[str] | None = None,
+  out=sys.stdout,
 ) -> int:
-  """Starts every registered run that is neither done nor running; returns how many
-  failed (with ``wait``: exited non-zero)."""
+  """Starts every registered run (or those in ``names``) that is neither done nor
+  running; returns how many failed (with ``wait``: exited non-zero)."""
   started = []
-  for run in load_runs(root):
+  runs = load_runs(root)
+  unknown = sorted(set(names or ()) - {run.name for run in runs})
+  if unknown:
+    raise SystemExit(
+      f'no registered run named {", ".join(unknown)}; '
+      f'registered: {", ".join(r.name for r in runs) or "none"}.'
+    )
+  for run in runs:
+    if names and run.name not in names:
+      continue
     status = run_status(run, root)
     if status['state'] in ('done', 'running'):
       print(f'{run.name}: {status["state"]}, not started', file=out)
@@ -347,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
   commands.add_parser('status', help='each run: state, step, time to finish')
   cont = commands.add_parser('continue', help='start unfinished runs in background')
   cont.add_argument('--wait', action='store_true', help='wait for them to end')
+  cont.add_argument('names', nargs='*', help='only these runs (default: all)')
   commands.add_parser('prune', help='delete the checkpoints of finished runs')
   reg = commands.add_parser('register', help='register a run: WORKDIR -- COMMAND')
   reg.add_argument('workdir')
@@ -356,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
   if args.action == 'status':
     print(format_status([run_status(r, args.root) for r in load_runs(args.root)]))
   elif args.action == 'continue':
-    return 1 if continue_runs(args.root, wait=args.wait) else 0
+    return 1 if continue_runs(args.root, wait=args.wait, names=args.names) else 0
   elif args.action == 'prune':
     prune(args.root)
   else:

@@ -230,6 +230,11 @@ def memory_knobs(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   ]
   if learners.takes_option(config, 'remat'):
     knobs.append('--config.remat=True (recomputes each inner step, same gradient)')
+  if learners.takes_option(config, 'derivative_order_annealing_iterations'):
+    knobs.append(
+      f'first order for longer: --config.{config.algorithm}.'
+      'derivative_order_annealing_iterations=<N>'
+    )
   knobs.append(f'a smaller --config.meta_batch_size (now {config.meta_batch_size})')
   knobs.append(
     'for evaluation, a smaller --config.eval.episodes_per_call '

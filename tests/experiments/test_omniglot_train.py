@@ -67,6 +67,7 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
   config = tiny.get_config()
   config.num_iterations = 10
   train.train_and_evaluate(config, str(tmp_path))
+  config.num_iterations = 20  # not complete at 20: the checkpoint would resume
   config.inner_learning_rate = 0.5
   with pytest.raises(
     CheckpointConfigMismatchError,

@@ -115,7 +115,8 @@ def test_run_stopped_and_continued_on_a_fresh_clone_ends_bit_identical(tmp_path)
   assert status.returncode == 0, status.stderr
   row = next(line for line in status.stdout.splitlines() if 'tiny_test' in line)
   assert 'stopped' in row and '10/20 (50%)' in row, status.stdout
-  proc = _run([*python, 'continue', '--wait'], machine_b)
+  # Only this run: the repository carries real long runs too.
+  proc = _run([*python, 'continue', '--wait', 'tiny_test'], machine_b)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert 'started from step 10' in proc.stdout
   status = _run([*python, 'status'], machine_b)
