@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import jax
+import jaxlib
 
 
 def cpu_model() -> str:
@@ -82,6 +83,10 @@ def run_info() -> dict:
     'cpu_count': os.cpu_count(),
     'python': platform.python_version(),
     'jax': jax.__version__,
+    'jaxlib': jaxlib.__version__,
+    # Numerics depend on XLA's flags, e.g. the YNNPACK fusions that import jmeta
+    # turns off on some jaxlib versions (jmeta/xla_workarounds.py).
+    'xla_flags': os.environ.get('XLA_FLAGS', ''),
     'platform': platform.platform(),
   }
 

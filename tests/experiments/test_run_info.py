@@ -43,3 +43,12 @@ def test_run_info_records_the_commit():
   info = run_info.run_info()
   assert info['git_commit'] == run_info.git_state()['git_commit']
   assert 'git_dirty' in info
+
+
+def test_run_info_records_jaxlib_and_xla_flags(monkeypatch):
+  import jaxlib
+
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=')
+  info = run_info.run_info()
+  assert info['jaxlib'] == jaxlib.__version__
+  assert info['xla_flags'] == '--xla_cpu_experimental_ynn_fusion_type='

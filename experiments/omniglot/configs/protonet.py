@@ -13,9 +13,9 @@ def get_config(setting: str = '5w1s'):
   config = get_metric_config(setting)
   config.algorithm = 'protonet'
   config.data.train_n_way = 60
-  # One episode per step, so vmap costs nothing over map. It also avoids an XLA:CPU
-  # segfault (jax 0.10.2) seen with batching='map' on 60-way 5-shot 5-query episodes
-  # (600 images in the scanned step; 360 images ran fine).
+  # One episode per step, so vmap costs nothing over map. (The XLA:CPU segfault first
+  # seen here with 'map' on jaxlib 0.10.2 is a YNNPACK bug that vmap does not reliably
+  # avoid; import jmeta turns those fusions off: jmeta/xla_workarounds.py.)
   config.batching = 'vmap'
   # conv_impl stays 'auto' (patches + matmul on CPU): with the strided-slice patches
   # it is 3.9x faster than XLA's convolution on a 60-way 5-shot 5-query episode, at
