@@ -144,12 +144,24 @@ def _command_value(command: tuple[str, ...], flag: str) -> str | None:
   return None
 
 
+def seconds_per_step(progress: dict, step: int, seconds: float | None) -> float | None:
+  """Training seconds per step: of the latest segment (the one that wrote the
+  checkpoint, on today's machine) when the progress record has it, else of all
+  steps (a run whose earlier segments kept no time would look too fast)."""
+  segment = progress.get('segment') or {}
+  done = step - segment.get('from_step', step)
+  if done > 0 and segment.get('seconds'):
+    return segment['seconds'] / done
+  return seconds / step if seconds else None
+
+
 def run_status(run: Run, root: str | pathlib.Path = ROOT) -> dict:
   """Where ``run`` stands: its state, step, training time and time to finish.
 
   ``state`` is 'done' (its test results are written), 'running' (a process holds
   its workdir), 'stopped' or 'not started'. ``seconds_left`` extrapolates the
-  training time per step so far (compilation included) to the remaining steps.
+  training time per step (``seconds_per_step``, compilation included) to the
+  remaining steps.
   """
   workdir = pathlib.Path(root) / run.workdir
   steps = checkpoint_steps(workdir)
@@ -174,8 +186,9 @@ def run_status(run: Run, root: str | pathlib.Path = ROOT) -> dict:
   else:
     state = 'stopped' if step else 'not started'
   left = None
-  if total and step and seconds and not result:
-    left = max(total - step, 0) * seconds / step
+  if total and step and not result:
+    per_step = seconds_per_step(progress, step, seconds)
+    left = None if per_step is None else max(total - step, 0) * per_step
   return {
     'name': run.name,
     'workdir': str(run.workdir),

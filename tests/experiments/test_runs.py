@@ -231,3 +231,15 @@ def test_a_workdir_is_trained_by_one_process_at_a_time(tmp_path):
     with pytest.raises(runs.WorkdirBusyError, match=f'pid {os.getpid()}'):
       train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / 'checkpoints').exists()
+
+
+def test_time_to_finish_uses_the_latest_segments_rate():
+  # Segment 1 (steps 0-9,000) kept no time; the last one ran 2,000 steps in 1,000 s.
+  progress = {
+    'train_seconds': 1000.0,
+    'segment': {'from_step': 9000, 'seconds': 1000.0},
+  }
+  assert runs.seconds_per_step(progress, 11000, 1000.0) == pytest.approx(0.5)
+  # Without a segment record: all the time over all the steps.
+  assert runs.seconds_per_step({}, 500, 1000.0) == pytest.approx(2.0)
+  assert runs.seconds_per_step({}, 500, None) is None
