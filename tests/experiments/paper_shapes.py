@@ -62,6 +62,7 @@ def step_and_evaluate(algorithm: str, setting: str = '20w5s') -> dict:
     'train_episode': [n_way, k_shot, q_query],
     'loss': float(metrics['loss']),
     'accuracy': [float(a) for a in np.asarray(accuracy)],
+    'test_queries': config.data.n_way * config.data.q_query,
   }
 
 

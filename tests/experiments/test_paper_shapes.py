@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from experiments.omniglot import learners
@@ -47,4 +48,8 @@ def test_paper_episode_shapes_train_and_evaluate_with_default_batching(algorithm
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   assert out['algorithm'] == algorithm
-  assert all(0.0 <= a <= 1.0 for a in out['accuracy']) and len(out['accuracy']) == 2
+  # One accuracy per test episode, each a count of correct queries over their number.
+  assert len(out['accuracy']) == 2
+  correct = np.asarray(out['accuracy']) * out['test_queries']
+  np.testing.assert_allclose(correct, np.round(correct), atol=1e-3)
+  assert np.all((0 <= correct) & (correct <= out['test_queries']))
