@@ -1,11 +1,11 @@
-"""What ``import jmeta`` turning off XLA:CPU's YNNPACK fusions costs, per meta-step.
+"""What turning off XLA:CPU's YNNPACK fusions costs, per meta-step.
 
-jaxlib 0.10.2 and 0.11.0 crash on some shapes inside YNNPACK fusions, so jmeta
-passes ``--xla_cpu_experimental_ynn_fusion_type=`` (``jmeta/xla_workarounds.py``).
-This times ``meta_step.py``'s cells with the fusions off (jmeta's default) and on
-(``JMETA_KEEP_XLA_FLAGS=1``, jaxlib's default), each cell in a fresh subprocess,
-the two settings interleaved round by round with their order alternating, on the
-same machine.
+jaxlib 0.10.2 and 0.11.0 crash on some shapes inside YNNPACK fusions;
+``jmeta.xla_workarounds.disable_ynn_fusions()`` (or
+``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=``) turns them off. This times
+``meta_step.py``'s cells with the fusions on (jaxlib's default, which jmeta keeps)
+and off, each cell in a fresh subprocess, the two settings interleaved round by
+round with their order alternating, on the same machine.
 
   python benchmarks/cpu_ynn_fusion.py --rounds 3 --repeats 5
 
@@ -33,8 +33,8 @@ CELLS = (
   ('protonet', '60w5s5q', 'map'),
 )
 SETTINGS = {
-  'fusions off (jmeta)': {},
-  'fusions on (jaxlib)': {'JMETA_KEEP_XLA_FLAGS': '1'},
+  'fusions off': {'XLA_FLAGS': '--xla_cpu_experimental_ynn_fusion_type='},
+  'fusions on (default)': {},
 }
 
 
@@ -56,8 +56,8 @@ def run(args):
     order = names if r % 2 == 0 else names[::-1]
     for cell in CELLS:
       for setting in order:
-        env = {**os.environ, **SETTINGS[setting]}
-        env.pop('XLA_FLAGS', None)
+        env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+        env.update(SETTINGS[setting])
         c = {**cell_dict(*cell), 'setting': setting, 'round': r}
         cmd = [sys.executable, META_STEP, '--single', harness.json.dumps(c)]
         out = harness.run_json(
@@ -114,7 +114,7 @@ def main(argv=None):
   results = run(args)
   report = {**stamp, 'hardware': hardware, 'note': args.note, 'results': results}
   text = (
-    f'# Cost of turning off XLA:CPU YNNPACK fusions (jmeta/xla_workarounds.py)\n\n'
+    f'# Cost of turning off XLA:CPU YNNPACK fusions (jmeta.xla_workarounds)\n\n'
     f'`{stamp["command"]}` on {hardware["cpu_model"]} ({hardware["cpu_count"]} cores), '
     f'jax {hardware["jax"]}, jaxlib {hardware["jaxlib"]}, {stamp["date"]}. '
     f'Median over {args.rounds} interleaved rounds of the per-round median of '

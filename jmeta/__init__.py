@@ -9,12 +9,7 @@ estimator from ``jmeta.estimators`` in ``gradient_learner``) and metric learners
 jit-compiled optax outer loop trains them all and can shard the tasks over devices.
 """
 
-from jmeta.xla_workarounds import apply_workarounds
-
-# Before anything below can start a JAX backend: XLA reads XLA_FLAGS only then.
-apply_workarounds()
-
-from jmeta import estimators, inner_rules, losses, metric
+from jmeta import estimators, inner_rules, losses, metric, xla_workarounds
 from jmeta.algorithms.anil import anil, anil_adapt
 from jmeta.algorithms.imaml import imaml, imaml_adapt
 from jmeta.algorithms.maml import fomaml, maml
@@ -174,4 +169,5 @@ __all__ = [
   'tree_relative_error',
   'validate_task_batch',
   'with_task_sampling',
+  'xla_workarounds',
 ]

@@ -1,19 +1,19 @@
-"""Process-wide workarounds for XLA bugs in the installed jaxlib, applied on import.
+"""A switch for XLA:CPU's YNNPACK fusions, which crash on some shapes in jaxlib 0.10.2.
 
 jaxlib 0.10.2 and 0.11.0 hand CPU dots and reductions to YNNPACK fusions
-(``__ynn_fusion``) by default, and these crash the process with a segmentation
-fault on some shapes (jax-ml/jax#39257 and #40412; fixed upstream in XNNPACK after
-0.10.2 was built). ProtoNet's training episode (60-way, 5-shot, 5 queries) is one
-such shape: ``tests/xla_bugs/ynn_segfault.py`` is a 15-line pure-JAX reproduction
-(2x2 max-pool, prototypes by a one-hot matmul, squared distances, gradient). jaxlib
-0.10.1 does not fuse these ops and runs it.
+(``__ynn_fusion``) by default, and these can end the process with a segmentation
+fault (jax-ml/jax#39257 and #40412; fixed upstream in XNNPACK after 0.10.2 was
+built). ProtoNet's training episode (60-way, 5-shot, 5 queries) hit one with
+prototypes computed as a one-hot matmul: ``tests/xla_bugs/ynn_segfault.py``
+reproduces it in 15 lines of JAX. jmeta's learners avoid that pattern
+(``jmeta.metric.class_means`` is a segment sum), and
+``tests/experiments/test_paper_shapes.py`` runs every Omniglot learner at its
+paper's largest episodes with the defaults.
 
-``import jmeta`` therefore adds ``--xla_cpu_experimental_ynn_fusion_type=`` (no
-YNNPACK fusions) to ``XLA_FLAGS`` on those jaxlib versions, before JAX starts its
-backends. It leaves ``XLA_FLAGS`` alone when the flag is already there (the user's
-choice wins) or ``JMETA_KEEP_XLA_FLAGS=1`` is set, and warns when JAX's backends
-were started before ``import jmeta``, because XLA reads the flags only then.
-``benchmarks/cpu_ynn_fusion.py`` measures what turning the fusions off costs.
+The fusions stay on by default because turning them off makes MAML's meta-step
+about 2x slower on CPU (``benchmarks/results/cpu_ynn_fusion.md``). If your own
+model hits the crash, call ``disable_ynn_fusions()`` before any JAX computation,
+or run with ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=``.
 """
 
 from __future__ import annotations
@@ -25,16 +25,12 @@ import warnings
 # these, because XLA aborts on a flag it does not know.
 AFFECTED_JAXLIB = ('0.10.2', '0.11.0')
 YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type'
-OPT_OUT = 'JMETA_KEEP_XLA_FLAGS'
 
 
-def needs_ynn_workaround(jaxlib_version: str, xla_flags: str, opt_out: str) -> bool:
-  """Whether ``import jmeta`` should turn off XLA:CPU's YNNPACK fusions."""
-  return (
-    jaxlib_version in AFFECTED_JAXLIB
-    and YNN_FLAG not in xla_flags
-    and opt_out.strip() not in ('1', 'true', 'True')
-  )
+def needs_ynn_flag(jaxlib_version: str, xla_flags: str) -> bool:
+  """Whether ``disable_ynn_fusions`` should add the flag: an affected jaxlib, and
+  ``XLA_FLAGS`` does not set it already (the user's own value wins)."""
+  return jaxlib_version in AFFECTED_JAXLIB and YNN_FLAG not in xla_flags
 
 
 def _backends_started() -> bool:
@@ -46,21 +42,25 @@ def _backends_started() -> bool:
     return False
 
 
-def apply_workarounds() -> bool:
-  """Adds the YNNPACK flag to ``XLA_FLAGS`` where needed; returns whether it did."""
+def disable_ynn_fusions() -> bool:
+  """Turns XLA:CPU's YNNPACK fusions off for this process; returns whether it did.
+
+  XLA reads ``XLA_FLAGS`` when JAX starts its backends, so call this before any JAX
+  computation; afterwards it warns and changes nothing. On a jaxlib without the
+  crash (or without the flag) it does nothing.
+  """
   import jaxlib
 
   flags = os.environ.get('XLA_FLAGS', '')
-  if not needs_ynn_workaround(jaxlib.__version__, flags, os.environ.get(OPT_OUT, '')):
+  if not needs_ynn_flag(jaxlib.__version__, flags):
     return False
   if _backends_started():
     warnings.warn(
-      f'jaxlib {jaxlib.__version__} can crash with a segmentation fault in '
-      'XLA:CPU YNNPACK fusions (jax-ml/jax#39257), and JAX started its backends '
-      'before `import jmeta` could turn them off. Import jmeta before running any '
-      f'JAX computation, or set XLA_FLAGS="{YNN_FLAG}=" yourself.',
+      'JAX has already started its backends, so turning off the YNNPACK fusions '
+      'now has no effect. Call jmeta.xla_workarounds.disable_ynn_fusions() before '
+      f'any JAX computation, or set XLA_FLAGS="{YNN_FLAG}=" before starting Python.',
       RuntimeWarning,
-      stacklevel=3,
+      stacklevel=2,
     )
     return False
   os.environ['XLA_FLAGS'] = f'{flags} {YNN_FLAG}='.strip()

@@ -84,8 +84,8 @@ def run_info() -> dict:
     'python': platform.python_version(),
     'jax': jax.__version__,
     'jaxlib': jaxlib.__version__,
-    # Numerics depend on XLA's flags, e.g. the YNNPACK fusions that import jmeta
-    # turns off on some jaxlib versions (jmeta/xla_workarounds.py).
+    # Numerics and speed depend on XLA's flags, e.g. whether XLA:CPU's YNNPACK
+    # fusions are off (jmeta/xla_workarounds.py).
     'xla_flags': os.environ.get('XLA_FLAGS', ''),
     'platform': platform.platform(),
   }

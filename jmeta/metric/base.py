@@ -75,11 +75,15 @@ def class_means(embeddings: jax.Array, labels: jax.Array, n_way: int) -> jax.Arr
   """Per-class mean of ``embeddings`` (examples, ...): shape ``(n_way, ...)``.
 
   c_k = sum_i [y_i = k] e_i / sum_i [y_i = k] (the prototypes of Snell et al., 2017).
+  Labels outside ``[0, n_way)`` count for no class.
   """
-  one_hot = jax.nn.one_hot(labels, n_way, dtype=embeddings.dtype)
+  # A segment sum, not a one-hot matmul: on jaxlib 0.10.2, XLA:CPU's YNNPACK fusion
+  # of that matmul's gradient after a max-pool crashes the process at ProtoNet's
+  # 60-way 5-shot episode (tests/xla_bugs/ynn_segfault.py).
   flat = embeddings.reshape(embeddings.shape[0], -1)
-  sums = one_hot.T @ flat
-  counts = jnp.maximum(one_hot.sum(axis=0), 1.0)
+  sums = jax.ops.segment_sum(flat, labels, num_segments=n_way)
+  ones = jnp.ones(labels.shape, embeddings.dtype)
+  counts = jnp.maximum(jax.ops.segment_sum(ones, labels, num_segments=n_way), 1.0)
   return (sums / counts[:, None]).reshape((n_way,) + embeddings.shape[1:])
 
 

@@ -7,8 +7,8 @@ returns the training losses and the test-time accuracies of a fixed batch.
 ``golden_losses.json`` holds these values from the commit before the meta-learner
 redesign (issue 17); ``test_short_runs.py`` compares them bit for bit.
 
-Run ``python -m tests.experiments.short_runs [ALGORITHM ...]`` to print the values
-(it never rewrites the golden file).
+Run ``python -m tests.experiments.short_runs`` to print the values (it never
+rewrites the golden file).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import json
 import platform
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -99,11 +98,8 @@ def machine() -> str:
 
 
 if __name__ == '__main__':
-  # python -m tests.experiments.short_runs [ALGORITHM ...]: all by default; the
-  # last line is the JSON of the runs.
-  names = sys.argv[1:] or ALGORITHMS
   out = {'machine': machine(), 'runs': {}}
-  for name in names:
+  for name in ALGORITHMS:
     out['runs'][name] = short_run(name)
     print(name, out['runs'][name], flush=True)
-  print(json.dumps(out))
+  print(json.dumps(out, indent=2))

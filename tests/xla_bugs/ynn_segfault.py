@@ -7,8 +7,8 @@ max-pool, prototypes as a one-hot matmul, squared distances, and the gradient.
   XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= python tests/xla_bugs/ynn_segfault.py
 
 On an AMD EPYC with AVX-512 the first crashes in ``ynn::dot_fp32_1x64x1_1x16x1_avx512``
-on an XLA worker thread; the second prints ``ok``. 20-way or 8 features run. It does
-not import jmeta, whose import sets that flag (``jmeta/xla_workarounds.py``).
+on an XLA worker thread; the second prints ``ok``, as do 20-way, 8 features, or
+prototypes from ``jax.ops.segment_sum`` (what ``jmeta.metric.class_means`` uses).
 """
 
 import jax

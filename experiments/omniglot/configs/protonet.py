@@ -13,9 +13,9 @@ def get_config(setting: str = '5w1s'):
   config = get_metric_config(setting)
   config.algorithm = 'protonet'
   config.data.train_n_way = 60
-  # One episode per step, so vmap costs nothing over map. (The XLA:CPU segfault first
-  # seen here with 'map' on jaxlib 0.10.2 is a YNNPACK bug that vmap does not reliably
-  # avoid; import jmeta turns those fusions off: jmeta/xla_workarounds.py.)
+  # One episode per step, so vmap costs nothing over map. (The XLA:CPU segfault once
+  # seen here with 'map' on jaxlib 0.10.2 was a YNNPACK bug, avoided since
+  # class_means became a segment sum: jmeta/xla_workarounds.py.)
   config.batching = 'vmap'
   # conv_impl stays 'auto' (patches + matmul on CPU): with the strided-slice patches
   # it is 3.9x faster than XLA's convolution on a 60-way 5-shot 5-query episode, at
