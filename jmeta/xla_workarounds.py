@@ -10,8 +10,8 @@ reproduces it in 15 lines of JAX. jmeta's learners avoid that pattern
 ``tests/experiments/test_paper_shapes.py`` runs every Omniglot learner at its
 paper's largest episodes with the defaults.
 
-The fusions stay on by default because turning them off makes MAML's meta-step
-about 2x slower on CPU (``benchmarks/results/cpu_ynn_fusion.md``). If your own
+The fusions stay on by default because turning them off makes the gradient-based
+learners' CPU meta-steps much slower (``benchmarks/results/cpu_ynn_fusion.md``). If your own
 model hits the crash, call ``disable_ynn_fusions()`` before any JAX computation,
 or run with ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=``.
 """

@@ -52,7 +52,8 @@ def test_disable_warns_when_backends_already_started(monkeypatch):
 
 
 def test_import_jmeta_leaves_xla_flags_alone():
-  """The fusions stay on by default: off, MAML's CPU step is about 2x slower."""
+  """The fusions stay on by default (off, MAML's CPU step is slower:
+  benchmarks/results/cpu_ynn_fusion.md)."""
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   code = 'import jmeta, os; print(repr(os.environ.get("XLA_FLAGS")))'
   proc = subprocess.run(
