@@ -15,6 +15,7 @@ Writes ``<backend>_ynn_fusion.json`` and ``.md`` to ``--out``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -59,11 +60,11 @@ def run(args):
         env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
         env.update(SETTINGS[setting])
         c = {**cell_dict(*cell), 'setting': setting, 'round': r}
-        cmd = [sys.executable, META_STEP, '--single', harness.json.dumps(c)]
+        cmd = [sys.executable, META_STEP, '--single', json.dumps(c)]
         out = harness.run_json(
           cmd + ['--repeats', str(args.repeats)], c, args.timeout, env
         )
-        print(harness.json.dumps(out), flush=True)
+        print(json.dumps(out), flush=True)
         results.append(out)
   return results
 

@@ -6,8 +6,8 @@ from its config at SETTING (default '20w5s', the largest episodes: 20-way 5-shot
 for the gradient-based learners, ProtoNet's 60-way 5-shot 5-query training
 episodes), sets ``batching='auto'`` (the library default, which is 'map' on CPU) and a
 meta-batch of 2 (an XLA crash depends on the shapes inside one task, which 'map'
-compiles once whatever the meta-batch), trains one step on random images and
-evaluates two test episodes. It prints one JSON line; a crash ends the process.
+compiles once whatever the meta-batch), trains one step on episodes that the
+runner's sampler draws from a synthetic image bank, and evaluates two test episodes. It prints one JSON line; a crash ends the process.
 """
 
 from __future__ import annotations
@@ -31,35 +31,32 @@ def paper_config(algorithm: str, setting: str):
   return config
 
 
-def random_batch(n_way: int, k_shot: int, q_query: int, tasks: int, seed: int):
+def bank(characters: int = 60, drawings: int = 20, seed: int = 0) -> jax.Array:
+  """A synthetic uint8 image bank, wide enough for ProtoNet's 60-way episodes."""
   rng = np.random.default_rng(seed)
-
-  def images(n):
-    return rng.random((tasks, n, 28, 28, 1), dtype=np.float32)
-
-  def labels(k):
-    return np.tile(np.arange(n_way, dtype=np.int32), (tasks, k))
-
-  return jmeta.TaskBatch(
-    images(n_way * k_shot), labels(k_shot), images(n_way * q_query), labels(q_query)
+  return jax.numpy.asarray(
+    rng.integers(0, 256, (characters, drawings, 28, 28), dtype=np.uint8)
   )
 
 
 def step_and_evaluate(algorithm: str, setting: str = '20w5s') -> dict:
   config = paper_config(algorithm, setting)
-  n_way, k_shot = learners.train_n_way(config), learners.train_k_shot(config)
-  q_query = config.data.get('train_q_query', None) or config.data.q_query
-  batch = random_batch(n_way, k_shot, q_query, config.meta_batch_size, seed=0)
+  data = bank()
+  sampler = train.make_sampler(config, data, train=True)
+  batch = sampler.sample_from(data, jax.random.key(0), config.meta_batch_size)
   learner = learners.make_learner(config)
-  params = learner.init(jax.random.key(0), batch.support_inputs[0])
+  params = learner.init(jax.random.key(1), batch.support_inputs[0])
   trainer = jmeta.make_meta_trainer(learner.estimator, train.outer_optimizer(config))
   state, metrics = trainer.step(trainer.init(params), batch)
   jmeta.raise_if_nonfinite(state)
-  test = random_batch(config.data.n_way, config.data.k_shot, config.data.q_query, 2, 1)
-  accuracy = learner.accuracy(state.params, test, config.data.n_way)
+  test = train.make_sampler(config, data, n_way=config.data.n_way)
+  accuracy = learner.accuracy(
+    state.params, test.sample_from(data, jax.random.key(2), 2), config.data.n_way
+  )
   return {
     'algorithm': algorithm,
-    'train_episode': [n_way, k_shot, q_query],
+    # Support and query examples per training episode.
+    'train_episode': [batch.support_inputs.shape[1], batch.query_inputs.shape[1]],
     'loss': float(metrics['loss']),
     'accuracy': [float(a) for a in np.asarray(accuracy)],
     'test_queries': config.data.n_way * config.data.q_query,
