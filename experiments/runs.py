@@ -20,7 +20,8 @@ On any machine, from the repository root::
 from the checkpoint exactly (``tests/experiments/test_runs.py`` checks a run continued
 on a fresh clone against an uninterrupted one). A process training in a workdir holds
 the lock ``run.lock`` in it, so a run is never started twice, and ``status`` shows it
-as running. ``prune`` deletes the checkpoints of finished runs; their results stay.
+as running; stop it with ``kill PID`` (SIGTERM), which exits after any checkpoint
+being written, like Ctrl-C (a background job ignores SIGINT). ``prune`` deletes the checkpoints of finished runs; their results stay.
 """
 
 from __future__ import annotations

@@ -21,12 +21,13 @@ What the command line checks and does besides:
   field, its value and the value a fresh config would have, and the override that
   sets it. It does not change them itself: a run uses exactly the values its command
   line shows.
-- **Ctrl-C (SIGINT)** at any point, compilation included, exits with status 130 after
-  waiting for a checkpoint being written, and prints how to resume: the same command
-  with the same ``--workdir``. It exits with ``os._exit``: JAX compiles on a worker
-  thread and hands the interrupt to Python before that compile ends, so the normal
-  interpreter teardown would destroy the XLA client under the running compile and
-  crash with a segmentation fault.
+- **Ctrl-C (SIGINT) or ``kill`` (SIGTERM)** at any point, compilation included, exits
+  with status 130 after waiting for a checkpoint being written, and prints how to
+  resume: the same command with the same ``--workdir``. It exits with ``os._exit``:
+  JAX compiles on a worker thread and hands the interrupt to Python before that
+  compile ends, so the normal interpreter teardown would destroy the XLA client under
+  the running compile and crash with a segmentation fault. SIGTERM takes the same path because a shell starts
+  a background job with SIGINT ignored, so ``kill PID`` is how such a run is stopped.
 """
 
 from __future__ import annotations
@@ -387,9 +388,15 @@ def resume_hint(workdir: str | None, argv: list[str]) -> str:
   )
 
 
+def _interrupt(signum, frame) -> NoReturn:
+  del signum, frame
+  raise KeyboardInterrupt
+
+
 def exit_interrupted(workdir: str | None) -> NoReturn:
   """Finishes pending writes, prints the resume hint, exits 130 without teardown."""
   signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C: exit at once
+  signal.signal(signal.SIGTERM, _exit_now)
   _finish_pending_writes()
   sys.stdout.flush()
   sys.stderr.write('\n' + resume_hint(workdir, sys.argv) + '\n')
@@ -414,6 +421,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  signal.signal(signal.SIGTERM, _interrupt)
   try:
     app.run(main, flags_parser=parse_flags)
   except KeyboardInterrupt:  # anywhere: flags, imports, compiles, steps, evaluation

@@ -161,19 +161,23 @@ def omniglot_env():
   return env
 
 
-def interrupt_tiny_run(workdir, ready, deadline_s=240):
-  """Starts a tiny run, sends SIGINT once ``ready(line, state)`` says so.
+def interrupt_tiny_run(workdir, ready, deadline_s=240, signum=signal.SIGINT):
+  """Starts a tiny run, sends ``signum`` once ``ready(line, state)`` says so.
 
   Returns the exit status and stderr. ``ready`` sees each stderr line as it comes.
+  For SIGTERM the run starts with SIGINT ignored, as a shell starts a background job.
   """
+  command = [
+    sys.executable,
+    '-m',
+    'experiments.omniglot.main',
+    f'--workdir={workdir}',
+    f'--config={TINY}',
+  ]
+  if signum == signal.SIGTERM:  # `trap '' INT` is inherited through exec
+    command = ['sh', '-c', 'trap "" INT; exec "$@"', 'sh', *command]
   process = subprocess.Popen(
-    [
-      sys.executable,
-      '-m',
-      'experiments.omniglot.main',
-      f'--workdir={workdir}',
-      f'--config={TINY}',
-    ],
+    command,
     cwd=REPO,
     stdout=subprocess.DEVNULL,
     stderr=subprocess.PIPE,  # the logs, compile logs included, and the hint
@@ -198,7 +202,7 @@ def interrupt_tiny_run(workdir, ready, deadline_s=240):
       break
     output.append(line)
     if not sent and (ready(line, state) or time.monotonic() - start > deadline_s):
-      process.send_signal(signal.SIGINT)
+      process.send_signal(signum)
       sent = True
   process.wait(timeout=120)
   assert sent, 'the run ended before it was interrupted:\n' + ''.join(output[-40:])
@@ -231,7 +235,8 @@ def test_sigint_while_xla_compiles_exits_cleanly_with_the_resume_command(tmp_pat
   )
 
 
-def test_sigint_after_a_checkpoint_leaves_it_intact_and_names_it(tmp_path):
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM], ids=['int', 'term'])
+def test_interrupt_after_a_checkpoint_leaves_it_intact_and_names_it(tmp_path, signum):
   import orbax.checkpoint as ocp  # noqa: PLC0415 -- this test only
 
   def checkpoint_written(line, state):
@@ -239,7 +244,7 @@ def test_sigint_after_a_checkpoint_leaves_it_intact_and_names_it(tmp_path):
     directory = tmp_path / 'checkpoints'
     return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
-  returncode, output = interrupt_tiny_run(tmp_path, checkpoint_written)
+  returncode, output = interrupt_tiny_run(tmp_path, checkpoint_written, signum=signum)
   assert_clean_exit(returncode, output)
   step = int(re.search(r'The last checkpoint is step (\d+)', output).group(1))
   assert 'the same command resumes from it' in output
