@@ -46,7 +46,7 @@ from jmeta.evaluation import (
   evaluate_adapted,
   mean_confidence_interval,
 )
-from jmeta.gradient_learner import MetaParams, gradient_learner
+from jmeta.gradient_learner import GradientOptions, MetaParams, gradient_learner
 from jmeta.inner_loop import adapt, adaptation_curve
 from jmeta.inner_rules import InnerRule, head_mask
 from jmeta.learner import (
@@ -95,6 +95,7 @@ __all__ = [
   'BATCH_NORM_MODES',
   'BadLabelsError',
   'GradientComparison',
+  'GradientOptions',
   'InnerRule',
   'LEARNERS',
   'MAMLPlusPlusParams',

@@ -15,7 +15,8 @@ same rule for ``test_steps`` and applies the model to the queries.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import inspect
+from typing import Any, NamedTuple, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +56,38 @@ class MetaParams(NamedTuple):
 
   init: Params
   rule: Any
+
+
+class GradientOptions(TypedDict, total=False):
+  """The keyword options every gradient-based factory hands to ``gradient_learner``.
+
+  ``test_steps``, ``inner_batch_size``, ``test_batch_size``, ``batching``,
+  ``chunk_size``, ``metrics_fn`` and ``remat``, with ``gradient_learner``'s defaults
+  and meaning; a pairing that cannot use one (e.g. ``remat`` with Reptile) is refused
+  there with a ``ValueError``.
+  """
+
+  test_steps: int | None
+  inner_batch_size: int | None
+  test_batch_size: int | None
+  batching: str
+  chunk_size: int | None
+  metrics_fn: MetricsFn | None
+  remat: bool
+
+
+def with_gradient_options(factory):
+  """Lists ``GradientOptions`` in the signature of ``factory(..., **options)``.
+
+  ``help`` and ``inspect.signature`` (which the experiments read to hand a factory
+  the config options it takes) then show each option with its default.
+  """
+  defaults = inspect.signature(gradient_learner).parameters
+  signature = inspect.signature(factory)
+  own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+  options = [defaults[name] for name in GradientOptions.__annotations__]
+  factory.__signature__ = signature.replace(parameters=own + options)
+  return factory
 
 
 def query_metrics(model, loss_fn, metrics_fn, params, task: Task, support_loss):
@@ -165,6 +198,41 @@ def adapt_with_rule(
   full_batch = steps and batch_size is None
   pre = values[0] if full_batch else support(params)
   return adapted, pre
+
+
+def adapt_to_support(
+  model: Model,
+  loss_fn: LossFn,
+  rule: InnerRule,
+  meta_params: Any,
+  inputs: jax.Array,
+  targets: jax.Array,
+  *,
+  steps: int,
+  batch_size: int | None = None,
+) -> Params:
+  """Test-time adaptation: ``adapt_with_rule`` after checking its arguments.
+
+  phi_steps for one support set, differentiable in the meta-params; raises
+  ``ValueError`` for a bad step count, meta-params that do not fit ``rule``, an
+  empty or mismatched support set, or inputs the model does not accept.
+  """
+  steps = check_steps(steps, 'steps')
+  params, _ = split_meta_params(
+    rule, _check_meta_params(meta_params, rule.init is not None)
+  )
+  check_support(model, params, inputs, targets)
+  adapted, _ = adapt_with_rule(
+    model,
+    loss_fn,
+    rule,
+    meta_params,
+    inputs,
+    targets,
+    steps=steps,
+    batch_size=batch_size,
+  )
+  return adapted
 
 
 def gradient_learner(
@@ -293,16 +361,15 @@ def gradient_learner(
     return batched(meta_params, batch)
 
   def predict(meta_params, support_inputs, support_targets, query_inputs):
-    params, _ = split(_check_meta_params(meta_params, learns))
-    check_support(model, params, support_inputs, support_targets)
-    adapted, _ = adapt(
+    adapted = adapt_to_support(
+      model,
+      loss_fn,
+      rule,
       meta_params,
       support_inputs,
       support_targets,
       steps=test,
       batch_size=test_batch_size,
-      first_order=False,
-      remat=False,
     )
     return model.apply(adapted, query_inputs)
 

@@ -539,3 +539,87 @@ def test_reptile_rejects_an_inner_batch_larger_than_the_support_set():
       inner_learning_rate=0.1,
       inner_batch_size=0,
     )
+
+
+def test_maml_on_minibatches_differentiates_through_the_drawn_batches(x64):
+  # inner_batch_size is one of the options every gradient factory takes; with MAML
+  # the meta-gradient is exact second order through the minibatched inner loop.
+  rng = np.random.default_rng(12)
+  num_tasks, n, features = 2, 6, 2
+  x = rng.normal(size=(num_tasks, n, features))
+  y = rng.normal(size=(num_tasks, n, 1))
+  qx, qy = rng.normal(size=(num_tasks, 3, features)), rng.normal(size=(num_tasks, 3, 1))
+  batch = jmeta.TaskBatch(*map(jnp.asarray, (x, y, qx, qy)))
+  model = jmeta.mlp((4,), 1)
+  params = model.init(jax.random.key(1), jnp.zeros((1, features)))
+  params = jax.tree.map(lambda p: p.astype(jnp.float64), params)
+  est = jmeta.maml(
+    model,
+    jmeta.losses.mean_squared_error,
+    inner_steps=3,
+    inner_learning_rate=0.1,
+    inner_batch_size=4,
+  )
+  grads, _ = jax.jit(est.meta_gradient)(params, batch)
+
+  loss = lambda p, xs, ys: jmeta.losses.mean_squared_error(model.apply(p, xs), ys)  # noqa: E731
+
+  def query_loss(params, i):
+    key = jmeta.inner_loop.data_key(batch.support_inputs[i])
+    phi = params
+    for idx in np.asarray(jmeta.inner_loop.minibatch_indices(key, n, 4, 3)):
+      g = jax.grad(loss)(phi, x[i][idx], y[i][idx])
+      phi = jax.tree.map(lambda p, gi: p - 0.1 * gi, phi, g)
+    return loss(phi, qx[i], qy[i])
+
+  expected = jax.grad(lambda p: sum(query_loss(p, i) for i in range(num_tasks)) / 2)(
+    params
+  )
+  chex.assert_trees_all_close(grads, expected, rtol=1e-10, atol=1e-12)
+  full = jax.jit(
+    jmeta.maml(
+      model, jmeta.losses.mean_squared_error, inner_steps=3, inner_learning_rate=0.1
+    ).meta_gradient
+  )(params, batch)[0]
+  # The minibatches matter: full-batch steps give another gradient.
+  assert not np.allclose(jax.tree.leaves(full)[0], jax.tree.leaves(grads)[0])
+
+
+@pytest.mark.parametrize(
+  ('factory', 'option', 'match'),
+  [
+    (jmeta.reptile, {'remat': True}, 'the reptile estimator does not differentiate'),
+    (
+      jmeta.imaml,
+      {'inner_batch_size': 2, 'regularization': 1.0},
+      'full support set; it takes no head_only rule and no inner_batch_size',
+    ),
+  ],
+)
+def test_an_option_a_pairing_cannot_use_is_refused(factory, option, match):
+  with pytest.raises(ValueError, match=match):
+    factory(
+      jmeta.mlp((), 1),
+      jmeta.losses.mean_squared_error,
+      inner_steps=2,
+      inner_learning_rate=0.01,
+      **option,
+    )
+
+
+def test_every_gradient_factory_shows_its_options_in_its_signature():
+  import inspect  # noqa: PLC0415
+
+  options = set(jmeta.GradientOptions.__annotations__)
+  for factory in (
+    jmeta.maml,
+    jmeta.fomaml,
+    jmeta.anil,
+    jmeta.meta_sgd,
+    jmeta.reptile,
+    jmeta.imaml,
+  ):
+    parameters = inspect.signature(factory).parameters
+    assert options <= set(parameters), factory.__name__
+    assert parameters['batching'].default == 'auto'
+    assert parameters['remat'].default is False

@@ -14,19 +14,29 @@ the Effectiveness of MAML").
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import optax
 
 from jmeta.estimators import first_order as first_order_estimator
 from jmeta.estimators import second_order
-from jmeta.gradient_learner import adapt_with_rule, gradient_learner
-from jmeta.inner_loop import LossFn, check_support
+from jmeta.gradient_learner import (
+  GradientOptions,
+  adapt_to_support,
+  gradient_learner,
+  with_gradient_options,
+)
+from jmeta.inner_loop import LossFn
 from jmeta.inner_rules import HeadSelector, head_only, inner_rule
-from jmeta.learner import MetaLearner, MetricsFn
+from jmeta.learner import MetaLearner
 from jmeta.models.base import Model, Params
-from jmeta.validation import check_steps
+
+if TYPE_CHECKING:
+  from typing_extensions import Unpack
 
 
+@with_gradient_options
 def anil(
   model: Model,
   loss_fn: LossFn,
@@ -35,12 +45,8 @@ def anil(
   inner_steps: int,
   inner_learning_rate: float | None = None,
   inner_optimizer: optax.GradientTransformation | None = None,
-  test_steps: int | None = None,
   first_order: bool = False,
-  batching: str = 'auto',
-  chunk_size: int | None = None,
-  metrics_fn: MetricsFn | None = None,
-  remat: bool = False,
+  **options: Unpack[GradientOptions],
 ) -> MetaLearner:
   """ANIL: MAML whose inner loop adapts only the leaves ``head`` selects.
 
@@ -49,8 +55,8 @@ def anil(
   ``inner_learning_rate``) on task i's support set with the body fixed (Raghu et
   al., 2020). ``head`` is a top-level key of the params (``'head'`` for
   ``jmeta.conv4``) or a predicate on a leaf's key path (see ``head_mask``).
-  ``first_order=True`` drops the second-order terms; ``remat=True`` recomputes each
-  inner step in the backward pass.
+  ``first_order=True`` drops the second-order terms; ``options`` are
+  ``GradientOptions``.
   """
   return gradient_learner(
     model,
@@ -58,12 +64,8 @@ def anil(
     rule=head_only(inner_rule(inner_optimizer, inner_learning_rate), head),
     estimator=first_order_estimator() if first_order else second_order(),
     inner_steps=inner_steps,
-    test_steps=test_steps,
-    batching=batching,
-    chunk_size=chunk_size,
-    metrics_fn=metrics_fn,
-    remat=remat,
     name='anil',
+    **options,
   )
 
 
@@ -84,12 +86,7 @@ def anil_adapt(
   Like ``jmeta.adapt``, with every leaf outside the head left unchanged.
   """
   rule = head_only(inner_rule(optimizer, learning_rate), head)
-  steps = check_steps(steps)
-  check_support(model, params, inputs, targets)
-  adapted, _ = adapt_with_rule(
-    model, loss_fn, rule, params, inputs, targets, steps=steps
-  )
-  return adapted
+  return adapt_to_support(model, loss_fn, rule, params, inputs, targets, steps=steps)
 
 
 # The names under which jmeta.make_learner finds these factories.

@@ -19,15 +19,25 @@ Hessian-vector products, never forming H_i.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import optax
 
 from jmeta.estimators import implicit
-from jmeta.gradient_learner import adapt_with_rule, gradient_learner
-from jmeta.inner_loop import LossFn, check_support
+from jmeta.gradient_learner import (
+  GradientOptions,
+  adapt_to_support,
+  gradient_learner,
+  with_gradient_options,
+)
+from jmeta.inner_loop import LossFn
 from jmeta.inner_rules import check_proximal_sgd, inner_rule, proximal
-from jmeta.learner import MetaLearner, MetricsFn
+from jmeta.learner import MetaLearner
 from jmeta.models.base import Model, Params
+
+if TYPE_CHECKING:
+  from typing_extensions import Unpack
 from jmeta.validation import check_positive_real, check_steps
 
 
@@ -37,6 +47,7 @@ def _proximal_rule(optimizer, learning_rate, regularization, steps):
   return rule
 
 
+@with_gradient_options
 def imaml(
   model: Model,
   loss_fn: LossFn,
@@ -47,10 +58,7 @@ def imaml(
   regularization: float,
   cg_steps: int = 5,
   cg_tolerance: float = 0.0,
-  test_steps: int | None = None,
-  batching: str = 'auto',
-  chunk_size: int | None = None,
-  metrics_fn: MetricsFn | None = None,
+  **options: Unpack[GradientOptions],
 ) -> MetaLearner:
   """Implicit MAML.
 
@@ -77,19 +85,16 @@ def imaml(
   """
   steps = check_steps(inner_steps, 'inner_steps')
   rule = _proximal_rule(inner_optimizer, inner_learning_rate, regularization, steps)
-  if test_steps is not None:
-    check_proximal_sgd(inner_learning_rate, rule.regularization, test_steps)
+  if options.get('test_steps') is not None:
+    check_proximal_sgd(inner_learning_rate, rule.regularization, options['test_steps'])
   return gradient_learner(
     model,
     loss_fn,
     rule=rule,
     estimator=implicit(cg_steps, cg_tolerance),
     inner_steps=steps,
-    test_steps=test_steps,
-    batching=batching,
-    chunk_size=chunk_size,
-    metrics_fn=metrics_fn,
     name='imaml',
+    **options,
   )
 
 
@@ -113,11 +118,7 @@ def imaml_adapt(
   steps = check_steps(steps, 'steps')
   check_positive_real(regularization, 'regularization')
   rule = _proximal_rule(optimizer, learning_rate, regularization, steps)
-  check_support(model, params, inputs, targets)
-  adapted, _ = adapt_with_rule(
-    model, loss_fn, rule, params, inputs, targets, steps=steps
-  )
-  return adapted
+  return adapt_to_support(model, loss_fn, rule, params, inputs, targets, steps=steps)
 
 
 # The names under which jmeta.make_learner finds these factories.

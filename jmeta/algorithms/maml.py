@@ -12,17 +12,26 @@ support set, phi_i = U_i^k(theta), and
 from __future__ import annotations
 
 import inspect
+from typing import TYPE_CHECKING
 
 import optax
 
 from jmeta.estimators import first_order, second_order
-from jmeta.gradient_learner import gradient_learner
+from jmeta.gradient_learner import (
+  GradientOptions,
+  gradient_learner,
+  with_gradient_options,
+)
 from jmeta.inner_loop import LossFn
 from jmeta.inner_rules import inner_rule
-from jmeta.learner import MetaLearner, MetricsFn
+from jmeta.learner import MetaLearner
 from jmeta.models.base import Model
 
+if TYPE_CHECKING:
+  from typing_extensions import Unpack
 
+
+@with_gradient_options
 def maml(
   model: Model,
   loss_fn: LossFn,
@@ -30,18 +39,14 @@ def maml(
   inner_steps: int,
   inner_learning_rate: float | None = None,
   inner_optimizer: optax.GradientTransformation | None = None,
-  test_steps: int | None = None,
   first_order: bool = False,
-  batching: str = 'auto',
-  chunk_size: int | None = None,
-  metrics_fn: MetricsFn | None = None,
-  remat: bool = False,
+  **options: Unpack[GradientOptions],
 ) -> MetaLearner:
   """MAML: ``inner_steps`` of ``inner_optimizer`` (default SGD at
   ``inner_learning_rate``), exact second order unless ``first_order``.
 
-  At test, ``predict`` adapts for ``test_steps`` (default ``inner_steps``).
-  ``remat=True`` recomputes each inner step in the backward pass instead of storing
+  ``options`` are ``GradientOptions``. At test, ``predict`` adapts for
+  ``test_steps`` (default ``inner_steps``). ``remat=True`` recomputes each inner step in the backward pass instead of storing
   its intermediates (``jax.checkpoint``), bounding memory for long inner loops;
   ``batching='chunked'`` bounds it over tasks.
 
@@ -57,12 +62,8 @@ def maml(
     rule=inner_rule(inner_optimizer, inner_learning_rate),
     estimator=_estimators[first_order](),
     inner_steps=inner_steps,
-    test_steps=test_steps,
-    batching=batching,
-    chunk_size=chunk_size,
-    metrics_fn=metrics_fn,
-    remat=remat,
     name='fomaml' if first_order else 'maml',
+    **options,
   )
 
 

@@ -12,16 +12,27 @@ Li, 2017, "Meta-SGD: Learning to Learn Quickly for Few-Shot Learning").
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 
 from jmeta.estimators import first_order as first_order_estimator
 from jmeta.estimators import second_order
-from jmeta.gradient_learner import MetaParams, adapt_with_rule, gradient_learner
-from jmeta.inner_loop import LossFn, check_support
+from jmeta.gradient_learner import (
+  GradientOptions,
+  MetaParams,
+  adapt_to_support,
+  gradient_learner,
+  with_gradient_options,
+)
+from jmeta.inner_loop import LossFn
 from jmeta.inner_rules import learned_rates
-from jmeta.learner import MetaLearner, MetricsFn
+from jmeta.learner import MetaLearner
 from jmeta.models.base import Model, Params
-from jmeta.validation import check_positive_real, check_steps
+
+if TYPE_CHECKING:
+  from typing_extensions import Unpack
+from jmeta.validation import check_positive_real
 
 
 def meta_sgd_params(params: Params, learning_rate: float) -> MetaParams:
@@ -34,18 +45,15 @@ def meta_sgd_params(params: Params, learning_rate: float) -> MetaParams:
   return MetaParams(params, learned_rates(learning_rate).init(params))
 
 
+@with_gradient_options
 def meta_sgd(
   model: Model,
   loss_fn: LossFn,
   *,
   inner_learning_rate: float | None = None,
   inner_steps: int = 1,
-  test_steps: int | None = None,
   first_order: bool = False,
-  batching: str = 'auto',
-  chunk_size: int | None = None,
-  metrics_fn: MetricsFn | None = None,
-  remat: bool = False,
+  **options: Unpack[GradientOptions],
 ) -> MetaLearner:
   """Meta-SGD: grad = mean_i d L_i^query(phi_i) / d(theta, alpha).
 
@@ -53,8 +61,8 @@ def meta_sgd(
   theta (Li et al., 2017 use one); ``init`` starts every rate at
   ``inner_learning_rate`` (required for ``init``, not for meta-params built with
   ``meta_sgd_params``). ``first_order`` treats the inner gradients as constants
-  (alpha still gets its gradient through the update). ``remat`` recomputes each
-  inner step in the backward pass (see ``jmeta.inner_loop.scan_inner_loop``).
+  (alpha still gets its gradient through the update). ``options`` are
+  ``GradientOptions``.
 
   Example::
 
@@ -69,12 +77,8 @@ def meta_sgd(
     rule=learned_rates(inner_learning_rate),
     estimator=first_order_estimator() if first_order else second_order(),
     inner_steps=inner_steps,
-    test_steps=test_steps,
-    batching=batching,
-    chunk_size=chunk_size,
-    metrics_fn=metrics_fn,
-    remat=remat,
     name='meta_sgd',
+    **options,
   )
 
 
@@ -92,18 +96,15 @@ def meta_sgd_adapt(
   ``steps`` updates phi <- phi - alpha ⊙ grad L(phi), L(phi) =
   loss_fn(model.apply(phi, inputs), targets); differentiable in ``meta_params``.
   """
-  steps = check_steps(steps)
   if not isinstance(meta_params, MetaParams):
     raise ValueError(
       f'Meta-SGD takes MetaParams(init, rule), got {type(meta_params).__name__}; '
       'build them with jmeta.meta_sgd_params(params, learning_rate).'
     )
-  check_support(model, meta_params.init, inputs, targets)
   rule = learned_rates(None)  # the rates are in meta_params
-  adapted, _ = adapt_with_rule(
+  return adapt_to_support(
     model, loss_fn, rule, meta_params, inputs, targets, steps=steps
   )
-  return adapted
 
 
 # The names under which jmeta.make_learner finds these factories.

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import optax
 
 from jmeta.estimators import reptile as reptile_estimator
-from jmeta.gradient_learner import gradient_learner
+from jmeta.gradient_learner import (
+  GradientOptions,
+  gradient_learner,
+  with_gradient_options,
+)
 from jmeta.inner_loop import LossFn
 from jmeta.inner_rules import inner_rule
-from jmeta.learner import MetaLearner, MetricsFn
+from jmeta.learner import MetaLearner
 from jmeta.models.base import Model
 
+if TYPE_CHECKING:
+  from typing_extensions import Unpack
 
+
+@with_gradient_options
 def reptile(
   model: Model,
   loss_fn: LossFn,
@@ -19,18 +29,13 @@ def reptile(
   inner_steps: int,
   inner_learning_rate: float | None = None,
   inner_optimizer: optax.GradientTransformation | None = None,
-  inner_batch_size: int | None = None,
-  test_steps: int | None = None,
-  test_batch_size: int | None = None,
-  batching: str = 'auto',
-  chunk_size: int | None = None,
-  metrics_fn: MetricsFn | None = None,
+  **options: Unpack[GradientOptions],
 ) -> MetaLearner:
   """Reptile: grad = mean_i (theta - phi_i), phi_i adapted on task i's support set.
 
   With outer ``optax.sgd(epsilon)`` this is Reptile's update
   theta <- theta + epsilon * mean_i (phi_i - theta). The query set is used only for
-  the reported metrics. With ``inner_batch_size`` each inner step sees one
+  the reported metrics; ``options`` are ``GradientOptions``. With ``inner_batch_size`` each inner step sees one
   minibatch of the support set, drawn without replacement as in the paper's code
   (``jmeta.inner_loop.minibatch_indices``, keyed by ``data_key(support_inputs)``);
   with it the paper trains on 10 shots per class in minibatches of 10 (5-way) or 20
@@ -43,13 +48,8 @@ def reptile(
     rule=inner_rule(inner_optimizer, inner_learning_rate),
     estimator=reptile_estimator(),
     inner_steps=inner_steps,
-    test_steps=test_steps,
-    inner_batch_size=inner_batch_size,
-    test_batch_size=test_batch_size,
-    batching=batching,
-    chunk_size=chunk_size,
-    metrics_fn=metrics_fn,
     name='reptile',
+    **options,
   )
 
 
