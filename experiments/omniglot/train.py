@@ -91,11 +91,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       f'config.chunk_size={config.chunk_size} does not divide '
       f'config.meta_batch_size={config.meta_batch_size}.'
     )
-  if config.get('compare_every', 0) and config.algorithm not in ('maml', 'fomaml'):
-    raise ValueError(
-      'config.compare_every compares meta-gradients through the inner loop of '
-      f'maml/fomaml configs; set it to 0 for {config.algorithm!r}.'
-    )
   if not conv4 and config.model.get('compute_dtype') not in (None, 'float32'):
     raise ValueError(
       f'config.model.compute_dtype applies to Conv4; the {config.algorithm} learner '
@@ -254,6 +249,26 @@ def _explain_out_of_memory(config: ml_collections.ConfigDict):
     raise jmeta.outer_loop.out_of_memory_error(cause, memory_knobs(config)) from cause
 
 
+def check_comparable(config, learner, meta_params, example_inputs) -> None:
+  """Raises ``ValueError`` unless the meta-params are a classifier's own params.
+
+  ``compare_every`` evaluates MAML-family meta-gradients at the trained params, so
+  the learner must train the Conv4's params themselves (MAML, Reptile, ANIL,
+  iMAML, ...), not meta-params with more in them (Meta-SGD's rates) or an
+  embedding (the metric learners).
+  """
+  if learner.model is not None:
+    shapes = jax.eval_shape(learner.model.init, jax.random.key(0), example_inputs)
+    if jax.tree.structure(shapes) == jax.tree.structure(meta_params):
+      return
+  raise ValueError(
+    'config.compare_every compares meta-gradients at the trained params through '
+    f"the Conv4 classifier's inner loop; {config.algorithm!r} trains "
+    f'{"an embedding" if learner.model is None else type(meta_params).__name__}, '
+    'not those params. Set it to 0.'
+  )
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Meta-trains on Omniglot, resuming from ``workdir``'s checkpoints if any.
 
@@ -328,6 +343,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   compare_every = config.get('compare_every', 0)
   if compare_every:
+    check_comparable(config, learner, state.params, probe.support_inputs[0])
     probe = learners.make_gradient_probe(config, learner)
     # One fixed training batch, so the curves show how the params change.
     probe_batch = train_sampler.sample(

@@ -7,12 +7,13 @@ import sys
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jmeta
 from experiments.common.checkpoint import CheckpointConfigMismatchError
-from experiments.omniglot import train
+from experiments.omniglot import learners, train
 from experiments.omniglot.configs import imaml, maml_plus_plus, reptile, tiny
 
 
@@ -172,11 +173,34 @@ def test_meta_gradient_comparison_is_logged_along_training(tmp_path):
     atol=1e-5,
   )
 
+  # A learner whose meta-params hold more than the Conv4's params is refused.
   config = tiny.get_config()
-  config.algorithm = 'reptile'
+  config.algorithm = 'meta_sgd'
   config.compare_every = 10
-  with pytest.raises(ValueError, match='compare_every'):
-    train.train_and_evaluate(config, str(tmp_path / 'reptile'))
+  with pytest.raises(ValueError, match="compare_every .* 'meta_sgd' trains MetaParams"):
+    train.train_and_evaluate(config, str(tmp_path / 'meta_sgd'))
+
+
+@pytest.mark.parametrize(
+  ('algorithm', 'comparable'),
+  [('reptile', True), ('anil', True), ('imaml', True), ('meta_sgd', False)],
+)
+def test_meta_gradients_compare_at_the_params_of_any_learner_that_trains_them(
+  algorithm, comparable
+):
+  configs = {'reptile': reptile, 'imaml': imaml}
+  config = (
+    configs[algorithm].get_config() if algorithm in configs else tiny.get_config()
+  )
+  config.algorithm = algorithm
+  learner = learners.make_learner(config)
+  x = jnp.zeros((5, 28, 28, 1), jnp.float32)
+  meta_params = learner.init(jax.random.key(0), x)
+  if comparable:
+    train.check_comparable(config, learner, meta_params, x)
+  else:
+    with pytest.raises(ValueError, match=f"'{algorithm}' trains MetaParams"):
+      train.check_comparable(config, learner, meta_params, x)
 
 
 @pytest.mark.parametrize('algorithm', ['imaml', 'meta_sgd', 'anil'])
@@ -368,8 +392,9 @@ def test_inner_batch_sizes_the_episodes_cannot_fill_are_named(tmp_path):
   with pytest.raises(ValueError, match=r'config.inner_batch_size = 51 .* 50 support'):
     train.train_and_evaluate(config, str(tmp_path))
   config = _tiny_reptile()
-  config.algorithm = 'fomaml'
+  config.algorithm = 'maml_plus_plus'  # its per-step losses need the whole support set
+  config.inner_optimizer = 'sgd'
   with pytest.raises(
-    ValueError, match='inner_batch_size = 10 does not apply to fomaml'
+    ValueError, match='inner_batch_size = 10 does not apply to maml_plus_plus'
   ):
     train.train_and_evaluate(config, str(tmp_path))

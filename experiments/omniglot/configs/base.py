@@ -59,7 +59,8 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
 
   # Every compare_every iterations (0: never), log to compare.jsonl how first-order
   # MAML, Reptile, iMAML and MAML++ meta-gradients agree with exact second-order MAML on a
-  # fixed training batch (maml and fomaml configs only).
+  # fixed training batch, at the trained params (learners that train the Conv4's own
+  # params: train.check_comparable).
   config.compare_every = 0
   config.compare = ml_collections.ConfigDict()
   config.compare.imaml_regularization = 1.0
