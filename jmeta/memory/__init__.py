@@ -2,9 +2,11 @@
 
 * ``jmeta.memory.addressing``: the Neural Turing Machine's content and location
   addressing, reading and writing (Graves et al., 2014).
+* ``lrua``: the Least Recently Used Access memory (Santoro et al., 2016).
 """
 
 from jmeta.memory import addressing
+from jmeta.memory.access import MemoryAccess
 from jmeta.memory.addressing import (
   address,
   content_weights,
@@ -16,16 +18,29 @@ from jmeta.memory.addressing import (
   write,
   write_heads,
 )
+from jmeta.memory.lrua import (
+  LRUAState,
+  least_used_weights,
+  lrua,
+  lrua_write_weights,
+  zero_least_used,
+)
 
 __all__ = [
+  'LRUAState',
+  'MemoryAccess',
   'address',
   'addressing',
   'content_weights',
   'cosine_similarity',
   'interpolate',
+  'least_used_weights',
+  'lrua',
+  'lrua_write_weights',
   'read',
   'sharpen',
   'shift',
   'write',
   'write_heads',
+  'zero_least_used',
 ]
