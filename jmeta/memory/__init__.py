@@ -2,7 +2,8 @@
 
 * ``jmeta.memory.addressing``: the Neural Turing Machine's content and location
   addressing, reading and writing (Graves et al., 2014).
-* ``lrua``: the Least Recently Used Access memory (Santoro et al., 2016).
+* ``lrua``: the Least Recently Used Access memory (Santoro et al., 2016);
+  ``ntm_access``: the NTM's memory with read and write heads.
 """
 
 from jmeta.memory import addressing
@@ -25,11 +26,15 @@ from jmeta.memory.lrua import (
   lrua_write_weights,
   zero_least_used,
 )
+from jmeta.memory.ntm_access import NTMHeads, NTMState, address_heads, ntm_access
 
 __all__ = [
   'LRUAState',
   'MemoryAccess',
+  'NTMHeads',
+  'NTMState',
   'address',
+  'address_heads',
   'addressing',
   'content_weights',
   'cosine_similarity',
@@ -37,6 +42,7 @@ __all__ = [
   'least_used_weights',
   'lrua',
   'lrua_write_weights',
+  'ntm_access',
   'read',
   'sharpen',
   'shift',
