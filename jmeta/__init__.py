@@ -9,7 +9,7 @@ estimator from ``jmeta.estimators`` in ``gradient_learner``) and metric learners
 jit-compiled optax outer loop trains them all and can shard the tasks over devices.
 """
 
-from jmeta import estimators, inner_rules, losses, metric, xla_workarounds
+from jmeta import estimators, inner_rules, losses, memory, metric, xla_workarounds
 from jmeta.algorithms.anil import anil, anil_adapt
 from jmeta.algorithms.imaml import imaml, imaml_adapt
 from jmeta.algorithms.maml import fomaml, maml
@@ -145,6 +145,7 @@ __all__ = [
   'map_tasks',
   'mean_confidence_interval',
   'mean_over_tasks',
+  'memory',
   'meta_sgd',
   'meta_sgd_adapt',
   'meta_sgd_params',
