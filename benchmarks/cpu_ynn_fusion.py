@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 
 import harness
@@ -51,53 +50,28 @@ def cell_dict(estimator, config, batching):
 
 
 def run(args):
-  results = []
-  names = list(SETTINGS)
-  for r in range(args.rounds):
-    order = names if r % 2 == 0 else names[::-1]
-    for cell in CELLS:
-      for setting in order:
-        env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-        env.update(SETTINGS[setting])
-        c = {**cell_dict(*cell), 'setting': setting, 'round': r}
-        cmd = [sys.executable, META_STEP, '--single', json.dumps(c)]
-        out = harness.run_json(
-          cmd + ['--repeats', str(args.repeats)], c, args.timeout, env
-        )
-        print(json.dumps(out), flush=True)
-        results.append(out)
-  return results
+  def run_one(cell, setting, r):
+    env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+    env.update(SETTINGS[setting])
+    c = cell_dict(*cell)
+    cmd = [sys.executable, META_STEP, '--single', json.dumps(c)]
+    return harness.run_json(
+      cmd + ['--repeats', str(args.repeats)], c, args.timeout, env
+    )
+
+  return harness.interleave(CELLS, SETTINGS, run_one, args.rounds)
 
 
 def table(results) -> str:
-  """One row per cell: median step time per setting, or how many runs crashed."""
-  names = list(SETTINGS)
-  lines = [
-    f'| learner | episodes | batching | {names[0]}: step s | {names[1]}: step s | off / on |',
-    '|---|---|---|---|---|---|',
-  ]
-  for cell in CELLS:
-    shown, medians = [], []
-    for setting in names:
-      rows = [
-        r
-        for r in results
-        if (r['estimator'], r['config'], r['batching']) == cell
-        and r['setting'] == setting
-      ]
-      failed = sum('error' in r for r in rows)
-      if failed:
-        shown.append(f'failed in {failed} of {len(rows)} runs')
-        medians.append(None)
-      else:
-        medians.append(statistics.median(r['step_s'] for r in rows))
-        shown.append(f'{medians[-1]:.3f}')
-    off, on = medians
-    ratio = f'{off / on:.2f}x' if off is not None and on is not None else 'n/a'
-    lines.append(
-      f'| {cell[0]} | {cell[1]} | {cell[2]} | {shown[0]} | {shown[1]} | {ratio} |'
-    )
-  return '\n'.join(lines) + '\n'
+  """One row per cell: median step time per setting (off / on), or crashed runs."""
+  return harness.median_table(
+    results,
+    CELLS,
+    SETTINGS,
+    lambda r: (r['estimator'], r['config'], r['batching']),
+    'learner | episodes | batching',
+    ('fusions off', 'fusions on (default)', 'off / on'),
+  )
 
 
 def main(argv=None):

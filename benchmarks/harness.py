@@ -5,7 +5,9 @@
 * Timing: ``time_step`` (``jmeta.precompile``, a warm-up, the median of timed
   calls) and ``peak_rss_mib``.
 * Subprocess cells: ``run_json`` runs one cell in a fresh process and reads the
-  JSON line it prints last.
+  JSON line it prints last; ``interleave`` runs cells under several settings,
+  round by round with the settings' order alternating, and ``median_table``
+  compares the settings' median step times.
 * Reports: ``run_stamp`` (date and command), ``hardware`` and ``device_fields``,
   ``save_report`` (``<name>.json`` and ``<name>.md``).
 
@@ -234,3 +236,54 @@ def save_report(out: str, name: str, report: dict, text: str) -> str:
     f.write(text)
   print(f'wrote {stem}.json and {stem}.md')
   return stem
+
+
+def interleave(cells, settings: dict, run_one, rounds: int) -> list[dict]:
+  """``run_one(cell, setting, round)`` for every cell and setting, ``rounds`` times.
+
+  Within a round each cell runs under every setting back to back, the settings'
+  order alternating between rounds, so drift of a shared machine falls on all
+  settings alike. Prints each result as a JSON line as it comes.
+  """
+  results = []
+  names = list(settings)
+  for r in range(rounds):
+    order = names if r % 2 == 0 else names[::-1]
+    for cell in cells:
+      for setting in order:
+        out = {**run_one(cell, setting, r), 'setting': setting, 'round': r}
+        print(json.dumps(out), flush=True)
+        results.append(out)
+  return results
+
+
+def median_table(results, cells, settings, key, label: str, ratio) -> str:
+  """A markdown row per cell: each setting's median ``step_s``, and their ratio.
+
+  ``key(result)`` gives a result's cell; ``cells`` are tuples whose fields head the
+  first columns (``label``: their names, ``' | '``-separated). ``ratio`` is
+  ``(numerator setting, denominator setting, column header)``. A setting whose runs
+  failed shows how many did.
+  """
+  names = list(settings)
+  numerator, denominator, header = ratio
+  lines = [
+    f'| {label} | ' + ' | '.join(f'{n}: step s' for n in names) + f' | {header} |',
+    '|' + '---|' * (label.count('|') + len(names) + 2),
+  ]
+  for cell in cells:
+    shown, medians = [], {}
+    for setting in names:
+      rows = [r for r in results if key(r) == cell and r['setting'] == setting]
+      failed = sum('error' in r for r in rows)
+      if failed or not rows:
+        shown.append(f'failed in {failed} of {len(rows)} runs')
+      else:
+        medians[setting] = statistics.median(r['step_s'] for r in rows)
+        shown.append(f'{medians[setting]:.3f}')
+    if numerator in medians and denominator in medians:
+      shown.append(f'{medians[numerator] / medians[denominator]:.2f}x')
+    else:
+      shown.append('n/a')
+    lines.append(f'| {" | ".join(map(str, cell))} | {" | ".join(shown)} |')
+  return '\n'.join(lines) + '\n'
