@@ -477,7 +477,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         params, banks['test'], n, config.eval.seed + 1, desc=f'test {way}-way'
       )
       mean, ci = jmeta.mean_confidence_interval(acc)
-      into[str(n)] = {'accuracy': float(mean), 'ci95': float(ci)}
+      # Each episode's accuracy too, so the mean and interval can be checked and
+      # other statistics computed from the record alone.
+      into[str(n)] = {
+        'accuracy': float(mean),
+        'ci95': float(ci),
+        'episode_accuracies': [float(a) for a in np.asarray(acc)],
+      }
       logging.info(
         'test accuracy, %d-way, over %d episodes: %.4f +- %.4f', way, n, mean, ci
       )

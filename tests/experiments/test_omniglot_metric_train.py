@@ -5,6 +5,7 @@ import json
 import chex
 import numpy as np
 import pytest
+from omniglot_checks import assert_test_record
 
 from experiments.omniglot import train
 from experiments.omniglot.configs import tiny_metric
@@ -20,8 +21,10 @@ def test_loss_falls_and_both_ways_are_tested(tmp_path, algorithm):
   assert len(losses) == 12
   assert np.mean(losses[-4:]) < 0.97 * np.mean(losses[:4]), losses
   result = json.loads((tmp_path / 'test_step60.json').read_text())
-  assert 0 < result['test']['8']['accuracy'] <= 1
-  assert 0 < result['test_extra_ways']['20']['8']['accuracy'] <= 1
+  q_query = config.data.q_query
+  assert_test_record(result['test']['8'], episodes=8, n_way=5, q_query=q_query)
+  record = result['test_extra_ways']['20']['8']
+  assert_test_record(record, episodes=8, n_way=20, q_query=q_query)
   assert result['config']['model']['batch_norm'] == 'support'
   chex.assert_tree_all_finite(out['state'].params)
 
