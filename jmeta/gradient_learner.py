@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, TypedDict
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax import lax
 from jax.scipy.sparse.linalg import cg
 
@@ -328,7 +329,7 @@ def gradient_learner(
     support = _full(model, loss_fn, task.support_inputs, task.support_targets)
     # Forward-over-reverse Hessian-vector products; linearizing once keeps the
     # primal gradient computation out of every CG iteration.
-    _, hvp = jax.linearize(jax.grad(support), adapted)
+    support_grad, hvp = jax.linearize(jax.grad(support), adapted)
 
     def matvec(v):
       return jax.tree.map(lambda x, hv: x + hv / lam, v, hvp(v))
@@ -336,6 +337,19 @@ def gradient_learner(
     grads, _ = cg(
       matvec, query_grad, tol=estimator.cg_tolerance, maxiter=estimator.cg_steps
     )
+    # Whether the formula's two assumptions held, as metrics: the inner loop reached
+    # the proximal optimum (the proximal objective's gradient there, relative to
+    # its value at theta, where the proximal term vanishes), and CG solved the
+    # system (its relative residual). Each costs one more gradient or HVP per task.
+    proximal_grad = jax.tree.map(
+      lambda g, p, t: g + lam * (p - t), support_grad, adapted, theta
+    )
+    residual = jax.tree.map(jnp.subtract, matvec(grads), query_grad)
+    metrics = {
+      **metrics,
+      'inner_gradient_ratio': _ratio(proximal_grad, jax.grad(support)(theta)),
+      'cg_relative_residual': _ratio(residual, query_grad),
+    }
     return MetaGradient(grads, lax.stop_gradient(metrics))
 
   task_fn = {
@@ -423,6 +437,12 @@ def _check_meta_params(meta_params: Any, learns: bool) -> Any:
           f'shape {jnp.shape(p)} with rule parameters of shape {jnp.shape(r)}.'
         )
   return meta_params
+
+
+def _ratio(a, b) -> jax.Array:
+  """||a|| / ||b||, 0 where both vanish (a zero gradient is solved exactly)."""
+  norm_b = optax.tree.norm(b)
+  return optax.tree.norm(a) / jnp.maximum(norm_b, jnp.finfo(norm_b.dtype).tiny)
 
 
 def _full(model: Model, loss_fn: LossFn, inputs, targets):

@@ -424,3 +424,55 @@ def test_imaml_adapt_reaches_the_proximal_solution(x64):
       regularization=0.0,
       learning_rate=lr,
     )
+
+
+def test_diagnostics_match_hand_computed_inner_and_cg_errors(x64):
+  # A few SGD steps leave the proximal problem unsolved and one CG step leaves the
+  # system unsolved; both metrics must equal the errors computed here by hand.
+  (a, c, b, d), batch = quadratic_tasks(seed=3)
+  theta = np.random.default_rng(4).normal(size=DIM)
+  lr, steps = 0.05, 3
+  learner = imaml(
+    quadratic_model(),
+    quadratic_loss,
+    inner_steps=steps,
+    inner_learning_rate=lr,
+    regularization=LAMBDA,
+    cg_steps=1,
+    batching='map',
+  )
+  _, metrics = learner.meta_gradient(jnp.asarray(theta), batch)
+  inner, residual = [], []
+  for i in range(NUM_TASKS):
+    phi = theta.copy()
+    for _ in range(steps):
+      phi = phi - lr * (a[i] @ (phi - c[i]) + LAMBDA * (phi - theta))
+    gradient = a[i] @ (phi - c[i]) + LAMBDA * (phi - theta)
+    inner.append(np.linalg.norm(gradient) / np.linalg.norm(a[i] @ (theta - c[i])))
+    rhs = b[i] @ (phi - d[i])
+    system = np.eye(DIM) + a[i] / LAMBDA
+    x = (rhs @ rhs) / (rhs @ system @ rhs) * rhs  # one CG step from 0
+    residual.append(np.linalg.norm(system @ x - rhs) / np.linalg.norm(rhs))
+  np.testing.assert_allclose(
+    metrics['inner_gradient_ratio'], np.mean(inner), rtol=1e-10
+  )
+  np.testing.assert_allclose(
+    metrics['cg_relative_residual'], np.mean(residual), rtol=1e-10
+  )
+  assert np.mean(inner) > 0.1 and np.mean(residual) > 1e-3  # both really unsolved
+
+
+def test_diagnostics_vanish_when_inner_loop_and_cg_converge(x64):
+  (a, _, _, _), batch = quadratic_tasks(seed=5)
+  lr, steps = converging_sgd(a, LAMBDA)
+  learner = imaml(
+    quadratic_model(),
+    quadratic_loss,
+    inner_steps=steps,
+    inner_learning_rate=lr,
+    regularization=LAMBDA,
+    cg_steps=DIM,  # CG is exact in DIM steps on a DIM-dimensional system
+  )
+  _, metrics = learner.meta_gradient(jnp.ones(DIM), batch)
+  assert metrics['inner_gradient_ratio'] < 1e-10
+  assert metrics['cg_relative_residual'] < 1e-10
