@@ -1,0 +1,153 @@
+"""The copy task: its sequences, its cost in bits, a smoke run and a tiny learning run."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.copy_task import plot, sequences, train
+from experiments.copy_task.configs import lstm, ntm, smoke
+
+
+def test_sequences_frame_the_vectors_and_targets_repeat_them_after_the_delimiter():
+  bits, max_length = 4, 6
+  batch = sequences.sample_batch(jax.random.key(0), 32, 1, max_length, bits)
+  steps = sequences.time_steps(max_length)
+  assert steps == 14
+  assert batch.inputs.shape == (32, steps, bits + 2)
+  assert batch.targets.shape == (32, steps, bits)
+  assert batch.mask.shape == (32, steps)
+  lengths = np.asarray(batch.lengths)
+  assert lengths.min() >= 1 and lengths.max() <= max_length
+  assert len(set(lengths)) > 1  # a batch mixes lengths
+  for inputs, targets, mask, n in zip(
+    *(np.asarray(x) for x in batch[:3]), lengths, strict=True
+  ):
+    start, end = inputs[:, bits], inputs[:, bits + 1]
+    np.testing.assert_array_equal(np.flatnonzero(start), [0])
+    np.testing.assert_array_equal(np.flatnonzero(end), [n + 1])
+    vectors = inputs[1 : n + 1, :bits]
+    assert set(np.unique(vectors)) <= {0.0, 1.0}
+    # No data outside the input phase: blank while the model answers, and padding.
+    assert not inputs[n + 1 :, :bits].any() and not inputs[0, :bits].any()
+    np.testing.assert_array_equal(targets[n + 2 : 2 * n + 2], vectors)
+    assert not targets[: n + 2].any() and not targets[2 * n + 2 :].any()
+    np.testing.assert_array_equal(np.flatnonzero(mask), np.arange(n + 2, 2 * n + 2))
+    assert not inputs[2 * n + 2 :].any()
+
+
+def test_bits_are_fair_coins_and_lengths_cover_the_range():
+  batch = sequences.sample_batch(jax.random.key(1), 2000, 1, 20, 8)
+  assert set(np.unique(batch.lengths)) == set(range(1, 21))
+  shown = np.asarray(batch.inputs[:, 1:21, :8])[np.asarray(batch.mask[:, 22:]) > 0]
+  assert abs(shown.mean() - 0.5) < 0.01
+
+
+def test_padding_a_sequence_leaves_its_cost_unchanged():
+  model = train.make_model(smoke.get_config())
+  params = model.init(jax.random.key(0), jnp.zeros((1, 10)))
+  batch = sequences.sample_batch(jax.random.key(2), 3, 3, 3, 8)
+  padded = sequences.pad_batch(batch, 7)
+  assert padded.inputs.shape[1] == sequences.time_steps(7)
+  costs = [train.batch_costs(model, params, b)['cost_bits'] for b in (batch, padded)]
+  np.testing.assert_allclose(costs[0], costs[1], rtol=1e-6)
+
+
+def test_cost_in_bits_and_bit_errors_by_hand():
+  # One sequence, 3 steps of 2 bits; only steps 1 and 2 are in the output phase.
+  logits = jnp.array([[[5.0, -5.0], [0.0, math.log(3)], [math.log(3), -1.0]]])
+  targets = jnp.array([[[1.0, 1.0], [1.0, 1.0], [0.0, 0.0]]])
+  mask = jnp.array([[0.0, 1.0, 1.0]])
+  # sigmoid(0) = 1/2: 1 bit; sigmoid(log 3) = 3/4: -log2(3/4) for a 1, log2(4) = 2
+  # for a 0; sigmoid(-1) for a 0: -log2(1 - sigmoid(-1)) = log2(1 + e^-1).
+  expected = 1 + math.log2(4 / 3) + 2 + math.log2(1 + math.exp(-1))
+  np.testing.assert_allclose(
+    sequences.cost_in_bits(logits, targets, mask), [expected], rtol=1e-6
+  )
+  # Thresholded at 1/2 (logit 0 counts as 0): step 1 gets bit 0 wrong, step 2
+  # bit 0; step 0 is masked.
+  np.testing.assert_array_equal(sequences.bit_errors(logits, targets, mask), [2])
+
+
+@pytest.mark.parametrize(
+  'args, match',
+  [
+    ((4, 0, 5, 8), 'min_length must be a positive int'),
+    ((4, 1, 0, 8), 'max_length must be a positive int'),
+    ((4, 6, 5, 8), 'min_length=6 exceeds max_length=5'),
+    ((4, 1, 5, 0), 'bits must be a positive int'),
+    ((0, 1, 5, 8), 'batch_size must be a positive int'),
+    ((4, 1.5, 5, 8), 'min_length must be a positive int'),
+  ],
+)
+def test_bad_sequence_arguments_raise(args, match):
+  with pytest.raises(ValueError, match=match):
+    sequences.sample_batch(jax.random.key(0), *args)
+
+
+def test_bad_configs_are_named(tmp_path):
+  config = smoke.get_config()
+  config.model = 'gru'
+  with pytest.raises(ValueError, match="config.model must be one of .* got 'gru'"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = smoke.get_config()
+  config.bits = 0
+  with pytest.raises(ValueError, match='config.bits must be a positive int'):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = smoke.get_config()
+  config.eval.lengths = (5, 0)
+  with pytest.raises(ValueError, match='config.eval.lengths'):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not any(tmp_path.iterdir())
+
+
+def test_paper_configs():
+  config = ntm.get_config()
+  assert (config.ntm.memory_slots, config.ntm.memory_width) == (128, 20)
+  assert config.ntm.controller_size == 100 and config.learning_rate == 1e-4
+  assert (config.min_length, config.max_length, config.bits) == (1, 20, 8)
+  baseline = lstm.get_config()
+  assert baseline.model == 'lstm' and 'ntm' not in baseline
+  assert baseline.lstm.controller_size == 256 and baseline.learning_rate == 3e-5
+
+
+def test_smoke_run_writes_every_output(tmp_path):
+  config = smoke.get_config()
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  for name in train.OUTPUTS:
+    assert (tmp_path / 'run' / name).stat().st_size > 0, name
+  saved = json.loads((tmp_path / 'run' / 'results.json').read_text())
+  assert saved['run']['command'] and saved['parameters'] == results['parameters']
+  assert saved['eval']['lengths'] == list(config.eval.lengths)
+  assert np.all(np.isfinite(saved['eval']['cost_bits_mean']))
+  records = [json.loads(line) for line in (tmp_path / 'run' / 'metrics.jsonl').open()]
+  assert [r['step'] for r in records] == [5, 10]
+  assert records[-1]['sequences'] == 10 * config.batch_size
+  with pytest.raises(FileExistsError, match='does not overwrite'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  result_file = tmp_path / 'run' / 'results.json'
+  plot.plot_runs(tmp_path / 'both.png', [result_file, result_file])
+  assert (tmp_path / 'both.png').stat().st_size > 0
+
+
+def test_a_small_ntm_learns_a_tiny_copy_task():
+  config = smoke.get_config()
+  config.bits, config.min_length, config.max_length = 4, 1, 3
+  config.ntm.memory_slots, config.ntm.memory_width = 8, 6
+  config.batch_size, config.learning_rate = 8, 3e-3
+  model = train.make_model(config)
+  params = model.init(jax.random.key(0), jnp.zeros((1, config.bits + 2)))
+  optimizer = train.make_optimizer(config)
+  step = train.make_train_step(model, optimizer, config)
+  state = optimizer.init(params)
+  costs = []
+  for i in range(300):
+    params, state, metrics = step(params, state, jax.random.key(i))
+    costs.append(float(metrics['cost_bits']))
+  first, last = np.mean(costs[:30]), np.mean(costs[-30:])
+  # Chance is 1 bit per target bit: 4 bits x 2 vectors on average = 8 bits.
+  assert first > 6, first
+  assert last < 0.5 * first, (first, last)
