@@ -1,10 +1,14 @@
 """The MANN one-shot Omniglot experiment: episodes, accuracy by instance, a real run."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.mann import report, train
+from experiments.mann.configs import default, lstm, smoke
 from experiments.mann.episodes import (
   accuracy_by_instance,
   make_sequence_sampler,
@@ -121,3 +125,101 @@ def test_accuracy_by_instance_on_a_hand_made_episode():
 def test_accuracy_by_instance_refuses_mismatched_shapes():
   with pytest.raises(ValueError, match='both be \\(episodes, steps\\)'):
     accuracy_by_instance(jnp.zeros((2, 5), int), jnp.zeros((2, 6), int), 2, 3)
+
+
+def test_the_configs_train_the_papers_models_for_100000_episodes():
+  config = default.get_config()
+  assert train.num_updates(config) == 6_250
+  mann = train.make_model(config)
+  params = mann.init(jax.random.key(0), jnp.zeros((50, 405)))
+  assert params['controller']['params']['ii']['kernel'].shape == (405 + 160, 200)
+  assert train.make_model(lstm.get_config()).step is not None
+
+
+def test_bad_config_values_are_named():
+  config = smoke.get_config()
+  config.model.name = 'gru'
+  with pytest.raises(ValueError, match='config.model.name'):
+    train.check_config(config)
+  config = smoke.get_config()
+  config.model.memory_size = 3
+  with pytest.raises(ValueError, match="\\['memory_size'\\]"):
+    train.make_model(config)
+  config = smoke.get_config()
+  config.data.test_split = 'val'
+  with pytest.raises(ValueError, match='also a training split'):
+    train.check_config(config)
+  config = smoke.get_config()
+  config.data.num_classes = 500
+  with pytest.raises(ValueError, match='exceeds the 423 characters of the test'):
+    train.load_banks(config)
+
+
+def test_loss_falls_on_a_fixed_batch():
+  config = smoke.get_config()
+  config.data.image_size = 8
+  config.data.instances = 4
+  config.optimizer.learning_rate = 3e-2
+  model, optimizer = train.make_model(config), train.make_optimizer(config)
+  sampler = train.make_sampler(config)
+  step = train.make_train_step(config, model, optimizer, sampler)
+  params = model.init(jax.random.key(0), jnp.zeros((20, 64 + 5)))
+  state = train.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+  bank, key = _bank(size=28), jax.random.key(3)
+  losses = []
+  for _ in range(25):
+    state, metrics = step(state, key, bank)
+    losses.append(float(metrics['loss']))
+  # From log(5) = 1.61 to 1.30 (0.80 of the first five) with XLA:CPU.
+  assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5]), losses
+  assert int(state.step) == 25
+
+
+@pytest.fixture(scope='module')
+def smoke_run(tmp_path_factory):
+  """The smoke config's run (6 updates, 8 test episodes) and its workdir."""
+  workdir = tmp_path_factory.mktemp('mann') / 'run'
+  return train.train_and_evaluate(smoke.get_config(), str(workdir)), workdir
+
+
+def test_smoke_run_writes_its_files(smoke_run):
+  out, workdir = smoke_run
+  for name in train.OUTPUTS:
+    assert (workdir / name).stat().st_size > 0, name
+  records = [json.loads(line) for line in (workdir / 'metrics.jsonl').open()]
+  assert [r['step'] for r in records] == [2, 4, 6]
+  assert {'train_loss', 'train_accuracy_1', 'train_accuracy_10'} <= records[0].keys()
+  saved = json.loads((workdir / 'results.json').read_text())
+  assert saved['updates'] == 6 and saved['episodes_trained'] == 24
+  assert len(saved['test']['accuracy']) == 10 and saved['test']['characters'] == 423
+  assert all(0 <= a <= 1 for a in saved['test']['accuracy'])
+  assert saved['seconds_per_update'] > 0
+  table = (workdir / 'results.md').read_text()
+  assert 'MANN (LRUA) (Santoro et al. (2016), Table 1) | 36.4 | 82.8' in table
+  with pytest.raises(FileExistsError, match='does not overwrite'):
+    train.train_and_evaluate(smoke.get_config(), str(workdir))
+
+
+def test_report_tables_and_plots_finished_runs(smoke_run, tmp_path):
+  _, workdir = smoke_run
+  assert report.main([str(workdir), str(workdir), '--out', str(tmp_path)]) == 0
+  table = (tmp_path / 'results.md').read_text()
+  assert table.count('(this run)') == 2 and table.count('Table 1) |') == 1
+  assert (tmp_path / 'accuracy_by_instance.png').stat().st_size > 0
+
+
+def test_a_stopped_run_resumes_to_the_same_params(smoke_run, tmp_path):
+  out, _ = smoke_run
+  config = smoke.get_config()
+  config.train_episodes = 12  # stops after the checkpoint at update 3
+  train.train_and_evaluate(config, str(tmp_path))
+  for name in train.OUTPUTS:  # as if it had stopped before its test
+    (tmp_path / name).unlink()
+  config.train_episodes = 24
+  resumed = train.train_and_evaluate(config, str(tmp_path))
+  assert resumed['resumed_from_update'] == 3
+  jax.tree.map(
+    np.testing.assert_array_equal, resumed['state'].params, out['state'].params
+  )
+  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').open()]
+  assert [r['step'] for r in records] == [2, 3, 4, 6]
