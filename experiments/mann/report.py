@@ -14,6 +14,7 @@ import pathlib
 
 import numpy as np
 
+from experiments.common.progress import duration
 from experiments.common.run_info import hardware_label
 from experiments.common.workdir import prepare_workdir
 
@@ -68,7 +69,7 @@ def results_table(results: list[dict]) -> str:
     lines.append(
       f'| {label(r["model"])} (this run) | '
       + ' | '.join(cells)
-      + f' | {r["episodes_trained"]:,} | {r["train_seconds_total"] / 3600:.2f} h |'
+      + f' | {r["episodes_trained"]:,} | {duration(r["train_seconds_total"])} |'
     )
     if r['model'] in PAPER_TABLE_1 and r['model'] not in papers:
       papers.append(r['model'])
@@ -115,13 +116,14 @@ def plot_accuracy_by_instance(results: list[dict], path):
         alpha=0.6,
         label=f'{label(r["model"])} (paper)',
       )
+  classes = sorted({r['test']['num_classes'] for r in results})
   ax.set(
     xlabel='presentation of the class within the episode',
     ylabel='test accuracy (%)',
     ylim=(0, 100),
-    title='one-shot Omniglot, 5 classes per episode',
+    title=f'one-shot Omniglot, {"/".join(map(str, classes))} classes per episode',
   )
-  ax.set_xticks(range(1, 11))
+  ax.set_xticks(range(1, max(len(r['test']['accuracy']) for r in results) + 1))
   ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)

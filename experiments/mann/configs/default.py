@@ -17,9 +17,9 @@ separate add vector: model.separate_values=True).
 Optimiser: Adam at 1e-3 on batches of 16 episodes, as both reference
 implementations run the one-shot task (tristandeleu/ntm-one-shot,
 snowkylin/ntm); config.optimizer.name='rmsprop' gives RMSProp with decay 0.95 and
-momentum 0.9. Training length: 100,000 episodes (the x-axis of the paper's
-Fig. 2), i.e. 6,250 updates of 16 episodes. Test: 1000 fixed episodes of the 423
-test characters.
+momentum 0.9. Training length: the paper's 100,000 episodes, i.e. 6,250 updates of
+16 episodes (snowkylin/ntm runs 100,000 updates instead). Test: 1000 fixed
+episodes of the 423 test characters, augmented as in training.
 """
 
 import ml_collections
