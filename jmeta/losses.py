@@ -87,3 +87,40 @@ def classification_metrics(
 ) -> dict[str, jax.Array]:
   """Metrics for ``metrics_fn`` of the estimators: ``{'accuracy': ...}``."""
   return {'accuracy': accuracy(logits, labels)}
+
+
+def _check_gaussian_shapes(name: str, *arrays: jax.Array) -> None:
+  shapes = [jnp.shape(a) for a in arrays]
+  if len(set(shapes)) != 1 or len(shapes[0]) < 1:
+    raise ValueError(
+      f'{name}: got arrays of shapes {shapes}; they must all have one shape with a '
+      'last (event) axis, e.g. (points, dims), and are not broadcast.'
+    )
+
+
+def gaussian_log_likelihood(
+  mean: jax.Array, std: jax.Array, targets: jax.Array
+) -> jax.Array:
+  """log N(targets; mean, diag(std^2)) with the last axis as the event axis.
+
+  sum_d [-log std_d - log(2 pi) / 2 - (targets_d - mean_d)^2 / (2 std_d^2)]: shape
+  ``targets.shape[:-1]``, one value per observation (the decoder likelihood of
+  neural processes, Garnelo et al., 2018). The three shapes must be equal.
+  """
+  _check_gaussian_shapes('gaussian_log_likelihood', mean, std, targets)
+  z = (targets - mean) / std
+  return jnp.sum(-jnp.log(std) - 0.5 * jnp.log(2 * jnp.pi) - 0.5 * z * z, axis=-1)
+
+
+def diagonal_gaussian_kl(
+  mean_q: jax.Array, std_q: jax.Array, mean_p: jax.Array, std_p: jax.Array
+) -> jax.Array:
+  """KL(N(mean_q, diag std_q^2) || N(mean_p, diag std_p^2)) over the last axis.
+
+  sum_d [log(std_p / std_q) + (std_q^2 + (mean_q - mean_p)^2) / (2 std_p^2) - 1/2]:
+  shape ``mean_q.shape[:-1]``. The four shapes must be equal.
+  """
+  _check_gaussian_shapes('diagonal_gaussian_kl', mean_q, std_q, mean_p, std_p)
+  ratio = jnp.square(std_q / std_p)
+  gap = jnp.square((mean_q - mean_p) / std_p)
+  return 0.5 * jnp.sum(ratio + gap - 1.0 - jnp.log(ratio), axis=-1)

@@ -99,3 +99,52 @@ def test_sinusoid_targets_match_the_mlp_outputs():
   outputs = model.apply(params, batch.query_inputs[0])
   assert outputs.shape == batch.query_targets[0].shape == (7, 1)
   jmeta.losses.mean_squared_error(outputs, batch.query_targets[0])
+
+
+def test_gaussian_log_likelihood_matches_scipy(x64):
+  from scipy import stats
+
+  rng = np.random.default_rng(3)
+  mean, targets = rng.normal(size=(2, 6, 3))
+  std = rng.uniform(0.1, 2.0, size=(6, 3))
+  expected = [
+    stats.multivariate_normal(mean[i], np.diag(std[i] ** 2)).logpdf(targets[i])
+    for i in range(6)
+  ]
+  got = jmeta.losses.gaussian_log_likelihood(*map(jnp.asarray, (mean, std, targets)))
+  np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_diagonal_gaussian_kl_matches_the_closed_form(x64):
+  """KL(q||p) = (tr(S_p^-1 S_q) + (m_p - m_q)^T S_p^-1 (m_p - m_q) - k
+  + log det S_p - log det S_q) / 2, with dense matrices in numpy."""
+  rng = np.random.default_rng(4)
+  mq, mp = rng.normal(size=(2, 5, 4))
+  sq, sp = rng.uniform(0.2, 3.0, size=(2, 5, 4))
+  expected = []
+  for i in range(5):
+    cq, cp = np.diag(sq[i] ** 2), np.diag(sp[i] ** 2)
+    inv = np.linalg.inv(cp)
+    gap = mp[i] - mq[i]
+    expected.append(
+      0.5
+      * (
+        np.trace(inv @ cq)
+        + gap @ inv @ gap
+        - 4
+        + np.linalg.slogdet(cp)[1]
+        - np.linalg.slogdet(cq)[1]
+      )
+    )
+  got = jmeta.losses.diagonal_gaussian_kl(*map(jnp.asarray, (mq, sq, mp, sp)))
+  np.testing.assert_allclose(got, expected, rtol=1e-12)
+  same = jmeta.losses.diagonal_gaussian_kl(*map(jnp.asarray, (mq, sq, mq, sq)))
+  np.testing.assert_allclose(same, 0.0, atol=1e-15)
+
+
+def test_gaussian_functions_refuse_broadcasting():
+  a, b = jnp.zeros((4, 1)), jnp.ones((4,))
+  with pytest.raises(ValueError, match='gaussian_log_likelihood'):
+    jmeta.losses.gaussian_log_likelihood(a, jnp.ones((4, 1)), b)
+  with pytest.raises(ValueError, match='diagonal_gaussian_kl'):
+    jmeta.losses.diagonal_gaussian_kl(a, a + 1, b, b)
