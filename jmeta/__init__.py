@@ -5,11 +5,20 @@ Every algorithm is a ``MetaLearner``, a NamedTuple of pure functions
 ``fomaml``, ``reptile``, ``imaml``, ``meta_sgd``, ``anil``, ``maml_plus_plus``,
 ``pretrain``, or any pairing of an inner rule from ``jmeta.inner_rules`` with an
 estimator from ``jmeta.estimators`` in ``gradient_learner``) and metric learners
-(``jmeta.metric``: Prototypical, Matching, Relation and Siamese networks). One
+(``jmeta.metric``: Prototypical, Matching, Relation and Siamese networks) and
+neural processes (``jmeta.neural_processes``: CNP, NP and ANP). One
 jit-compiled optax outer loop trains them all and can shard the tasks over devices.
 """
 
-from jmeta import estimators, inner_rules, losses, memory, metric, xla_workarounds
+from jmeta import (
+  estimators,
+  inner_rules,
+  losses,
+  memory,
+  metric,
+  neural_processes,
+  xla_workarounds,
+)
 from jmeta.algorithms.anil import anil, anil_adapt
 from jmeta.algorithms.imaml import imaml, imaml_adapt
 from jmeta.algorithms.maml import fomaml, maml
@@ -65,6 +74,13 @@ from jmeta.models import (
   from_nnx,
   mlp,
 )
+from jmeta.neural_processes import (
+  attentive_neural_process,
+  conditional_neural_process,
+  gp_tasks,
+  latent_neural_process,
+  neural_process_learner,
+)
 from jmeta.outer_loop import (
   MEMORY_KNOBS,
   BadLabelsError,
@@ -116,7 +132,9 @@ __all__ = [
   'adaptation_curves',
   'anil',
   'anil_adapt',
+  'attentive_neural_process',
   'compare_estimators',
+  'conditional_neural_process',
   'conv4',
   'default_batching',
   'default_estimators',
@@ -127,12 +145,14 @@ __all__ = [
   'format_comparison',
   'from_linen',
   'from_nnx',
+  'gp_tasks',
   'gradient_learner',
   'head_mask',
   'imaml',
   'imaml_adapt',
   'inner_rules',
   'is_out_of_memory',
+  'latent_neural_process',
   'layer_cosines',
   'losses',
   'make_learner',
@@ -152,6 +172,8 @@ __all__ = [
   'metric',
   'mlp',
   'msl_weights',
+  'neural_process_learner',
+  'neural_processes',
   'out_of_memory_error',
   'over_tasks',
   'precompile',
