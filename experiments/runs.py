@@ -182,6 +182,8 @@ def run_status(run: Run, root: str | pathlib.Path = ROOT) -> dict:
   busy = holder(workdir)
   if result:
     state = 'done'
+    # Its checkpoints may be pruned; the result names the step it reached.
+    step = max(step, json.loads(result.read_text()).get('iterations', step))
   elif busy:
     state = 'running'
   else:

@@ -310,7 +310,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   )
   mean, ci = jmeta.mean_confidence_interval(accuracy)
   results = {
-    'run': run_info(),
+    # The commit this process started from, not the one checked out when it ends.
+    'run': {**run_info(), **code},
     'config': config.to_dict(),
     'model': config.model.name,
     'updates': int(state.step),

@@ -457,7 +457,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   total = sum(t['seconds'] for t in records.read_jsonl(workdir / 'timing.jsonl'))
 
   results = {
-    'run': run_info(),
+    # The commit this process started from, not the one checked out when it ends.
+    'run': {**run_info(), **code},
     'config': config.to_dict(),
     'iterations': int(state.step),
     'resumed_from_step': start_step,

@@ -195,6 +195,15 @@ def test_status_shows_each_runs_state_progress_and_time_to_finish(tmp_path):
   assert runs.holder(running) is None  # released
 
 
+def test_a_pruned_finished_run_shows_the_step_its_result_reached(tmp_path):
+  workdir = _fake_run(tmp_path, 'pruned')  # no checkpoint left
+  (workdir / 'config.json').write_text(json.dumps({'num_iterations': 20}))
+  (workdir / 'test_step20.json').write_text(json.dumps({'iterations': 20}))
+  (status,) = [runs.run_status(r, tmp_path) for r in runs.load_runs(tmp_path)]
+  assert (status['state'], status['step'], status['num_iterations']) == ('done', 20, 20)
+  assert '20/20 (100%)' in runs.format_status([status])
+
+
 def test_continue_starts_only_unfinished_idle_runs(tmp_path, monkeypatch):
   _fake_run(tmp_path, 'half', step=10, seconds=5.0)
   _fake_run(tmp_path, 'finished', step=20, seconds=9.0, done=True)
