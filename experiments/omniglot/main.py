@@ -8,11 +8,10 @@ meta-batch is sharded over one XLA host device per core (``--cpu_devices``), whi
 ran meta-updates faster than one device using every core
 (``benchmarks/results/cpu_meta_step.md``).
 
-What the command line checks and does besides:
+Besides what every experiment's command line does (``experiments/common/cli.py``:
+unknown ``--config.*`` fields explained, Ctrl-C or ``kill`` exits after the checkpoint
+being written and prints the resume command), this one warns about:
 
-- **An unknown or misplaced override** (``--config.n_way=7`` where the field is
-  ``config.data.n_way``) stops with the fields that exist at that level and the
-  closest field names, instead of ml_collections' ``AttributeError: "'n_way'"``.
 - **Overrides that leave a dependent setting behind.** The configs derive some fields
   from the setting (``5w1s``, ...): the inner learning rate is MAML's per-class rate
   times N, MAML's query count equals K, and the 20-way settings use other meta-batch
@@ -21,41 +20,23 @@ What the command line checks and does besides:
   field, its value and the value a fresh config would have, and the override that
   sets it. It does not change them itself: a run uses exactly the values its command
   line shows.
-- **Ctrl-C (SIGINT) or ``kill`` (SIGTERM)** at any point, compilation included, exits
-  with status 130 after waiting for a checkpoint being written, and prints how to
-  resume: the same command with the same ``--workdir``. It exits with ``os._exit``:
-  JAX compiles on a worker thread and hands the interrupt to Python before that
-  compile ends, so the normal interpreter teardown would destroy the XLA client under
-  the running compile and crash with a segmentation fault. SIGTERM takes the same path because a shell starts
-  a background job with SIGINT ignored, so ``kill PID`` is how such a run is stopped.
 """
 
 from __future__ import annotations
 
-import difflib
-import gc
-import logging as std_logging
 import os
-import pathlib
-import re
-import shlex
-import signal
-import sys
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 import ml_collections
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-_WORKDIR = flags.DEFINE_string(
-  'workdir', None, 'Directory for checkpoints and metrics.'
-)
-config_flags.DEFINE_config_file(
-  'config',
+from experiments.common import cli
+
+_WORKDIR = cli.define_flags(
   None,
+  'Directory for checkpoints and metrics.',
   'Config file, e.g. experiments/omniglot/configs/maml.py:5w1s.',
-  lock_config=True,
 )
 _CPU_DEVICES = flags.DEFINE_integer(
   'cpu_devices',
@@ -63,11 +44,9 @@ _CPU_DEVICES = flags.DEFINE_integer(
   'XLA host devices to split the CPU into when JAX runs on it; the meta-batch is '
   'sharded over them. 0: one per core; 1: a single device. No effect on GPU or TPU.',
 )
-flags.mark_flags_as_required(['workdir', 'config'])
 
 COMMAND = 'python -m experiments.omniglot.main'
 SETTINGS = ('5w1s', '5w5s', '20w1s', '20w5s')  # as experiments/omniglot/configs/base.py
-INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 def cpu_devices(flag: int) -> int:
@@ -77,125 +56,11 @@ def cpu_devices(flag: int) -> int:
   return flag or os.cpu_count() or 1
 
 
-# --- Unknown and misplaced overrides ------------------------------------------------
+# --- Overrides that leave a dependent setting behind --------------------------------
 
 
 def _is_group(value: Any) -> bool:
   return isinstance(value, ml_collections.ConfigDict)
-
-
-def field_paths(config: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
-  """Every field's dotted path, groups included, e.g. ``['data', 'data.n_way', ...]``."""
-  paths = []
-  for name in sorted(config.keys()):
-    paths.append(prefix + name)
-    if _is_group(config[name]):
-      paths.extend(field_paths(config[name], f'{prefix}{name}.'))
-  return paths
-
-
-def closest_fields(config: ml_collections.ConfigDict, path: str) -> list[str]:
-  """Existing fields that ``path`` most likely meant (difflib), best first."""
-  # Not the groups the path already goes through (data for data.nway).
-  paths = [p for p in field_paths(config) if not path.startswith(p + '.')]
-  name = path.rsplit('.', 1)[-1]
-  same_name = [p for p in paths if p.rsplit('.', 1)[-1] == name and p != path]
-  if same_name:  # the right field in the wrong group, e.g. n_way for data.n_way
-    return same_name
-  by_name: dict[str, list[str]] = {}
-  for p in paths:
-    by_name.setdefault(p.rsplit('.', 1)[-1], []).append(p)
-  found = difflib.get_close_matches(path, paths, n=3, cutoff=0.6)
-  for close in difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.6):
-    found += by_name[close]
-  return list(dict.fromkeys(found))[:3]
-
-
-def _describe_fields(group: ml_collections.ConfigDict) -> str:
-  parts = []
-  for name in sorted(group.keys()):
-    if _is_group(group[name]):
-      parts.append(f'{name}.{{{", ".join(sorted(group[name].keys()))}}}')
-    else:
-      parts.append(name)
-  return ', '.join(parts)
-
-
-def unknown_override_message(
-  config: ml_collections.ConfigDict, path: str
-) -> str | None:
-  """Why ``--config.<path>`` names no field of ``config``, or ``None`` if it does."""
-  node, walked = config, []
-  for part in path.split('.'):
-    part = re.sub(r'\[.*\]$', '', part)  # an index, as in eval.test_episodes[0]
-    if not _is_group(node):
-      where = '.'.join(['config', *walked])
-      return (
-        f'--config.{path}: {where} is a value ({node!r}), not a group of fields; '
-        f'set it with --config.{".".join(walked)}=...'
-      )
-    if part not in node:
-      where = '.'.join(['config', *walked])
-      close = closest_fields(config, path)
-      if close:
-        options = ' or '.join(f'--config.{p}' for p in close)
-        hint = f'Did you mean {options}?'
-      else:
-        hint = 'No field has a similar name.'
-      return (
-        f'--config.{path}: {where} has no field {part!r}. {hint} The fields of '
-        f'{where} are: {_describe_fields(node)}.'
-      )
-    node, walked = node[part], [*walked, part]
-  return None
-
-
-_OVERRIDE = re.compile(r'^--?(?:no)?config\.([^=]+)')
-_CONFIG_ARG = re.compile(r'^--?config=(.*)$')
-
-
-def bad_override_message(
-  argv: list[str], load_config: Callable[[str], Any]
-) -> str | None:
-  """The first ``--config.<field>`` in ``argv`` that names no field, explained."""
-  config_arg = None
-  for i, arg in enumerate(argv):
-    if match := _CONFIG_ARG.match(arg):
-      config_arg = match.group(1)
-    elif arg in ('--config', '-config') and i + 1 < len(argv):
-      config_arg = argv[i + 1]
-  if config_arg is None:
-    return None
-  try:
-    config = load_config(config_arg)
-  except Exception:  # noqa: BLE001 -- then the original error stands
-    return None
-  if not _is_group(config):
-    return None
-  for arg in argv:
-    if match := _OVERRIDE.match(arg):
-      message = unknown_override_message(config, match.group(1))
-      if message:
-        return message
-  return None
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with unknown ``--config.*`` fields explained (exit 1)."""
-  try:
-    return app.parse_flags_with_usage(argv)
-  except (AttributeError, KeyError):  # what ml_collections raises for a bad path
-    message = bad_override_message(argv, flags.FLAGS['config'].parser.parse)
-    if message is None:
-      raise
-    sys.stderr.write(
-      f'FATAL Flags parsing error: {message}\n'
-      'Pass --helpshort or --helpfull to see help on flags.\n'
-    )
-    sys.exit(1)
-
-
-# --- Overrides that leave a dependent setting behind --------------------------------
 
 
 def _get(config: ml_collections.ConfigDict, path: str) -> Any:
@@ -207,7 +72,7 @@ def _get(config: ml_collections.ConfigDict, path: str) -> Any:
 
 
 def _leaf_paths(config: ml_collections.ConfigDict) -> list[str]:
-  return [p for p in field_paths(config) if not _is_group(_get(config, p))]
+  return [p for p in cli.field_paths(config) if not _is_group(_get(config, p))]
 
 
 def _is_int(value: Any) -> bool:
@@ -329,83 +194,6 @@ def _warn_about_dependent_settings() -> None:
     logging.warning('%s', message)
 
 
-# --- Interrupts ---------------------------------------------------------------------
-
-
-def _exit_now(signum=None, frame=None) -> NoReturn:
-  del signum, frame
-  sys.stderr.write(
-    '\nInterrupted again: exiting without waiting for the checkpoint being written; '
-    'the one before it is intact.\n'
-  )
-  sys.stderr.flush()
-  os._exit(INTERRUPTED_EXIT_CODE)
-
-
-def _finish_pending_writes() -> None:
-  """Waits for checkpoints being written (orbax saves asynchronously), flushes logs."""
-  ocp = sys.modules.get('orbax.checkpoint')  # loaded only if the run got that far
-  if ocp is not None:
-    managers = [o for o in gc.get_objects() if isinstance(o, ocp.CheckpointManager)]
-    for manager in managers:
-      try:
-        manager.wait_until_finished()
-      except Exception as e:  # noqa: BLE001 -- report and exit anyway
-        sys.stderr.write(f'waiting for a checkpoint write failed: {e!r}\n')
-  for handler in (
-    std_logging.getLogger().handlers + std_logging.getLogger('absl').handlers
-  ):
-    try:
-      handler.flush()
-    except Exception:  # noqa: BLE001, S110 -- best effort on the way out
-      pass
-
-
-def latest_checkpoint_step(workdir: str | pathlib.Path) -> int | None:
-  """The newest complete checkpoint's step in ``workdir`` (orbax's step folders)."""
-  directory = pathlib.Path(workdir) / 'checkpoints'
-  if not directory.is_dir():
-    return None
-  steps = [int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()]
-  return max(steps, default=None)
-
-
-def resume_hint(workdir: str | None, argv: list[str]) -> str:
-  """What to run to continue an interrupted run, with its latest checkpoint."""
-  command = f'{COMMAND} {shlex.join(argv[1:])}'.rstrip()
-  if workdir is None:
-    return f'Interrupted. Run again with: {command}'
-  step = latest_checkpoint_step(workdir)
-  if step is None:
-    where = 'No checkpoint was written yet; the same command starts the run again'
-  else:
-    where = (
-      f'The last checkpoint is step {step} in {pathlib.Path(workdir) / "checkpoints"}; '
-      'the same command resumes from it'
-    )
-  return (
-    f'Interrupted. {where} (same --workdir, same config and overrides):\n  {command}'
-  )
-
-
-def _interrupt(signum, frame) -> NoReturn:
-  del signum, frame
-  raise KeyboardInterrupt
-
-
-def exit_interrupted(workdir: str | None) -> NoReturn:
-  """Finishes pending writes, prints the resume hint, exits 130 without teardown."""
-  signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C: exit at once
-  signal.signal(signal.SIGTERM, _exit_now)
-  _finish_pending_writes()
-  sys.stdout.flush()
-  sys.stderr.write('\n' + resume_hint(workdir, sys.argv) + '\n')
-  sys.stderr.flush()
-  # Not sys.exit: a compile can still be running on XLA's worker thread, and the
-  # interpreter's teardown would free the client under it (segmentation fault).
-  os._exit(INTERRUPTED_EXIT_CODE)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -421,8 +209,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  signal.signal(signal.SIGTERM, _interrupt)
-  try:
-    app.run(main, flags_parser=parse_flags)
-  except KeyboardInterrupt:  # anywhere: flags, imports, compiles, steps, evaluation
-    exit_interrupted(_WORKDIR.value if flags.FLAGS.is_parsed() else None)
+  cli.run(COMMAND, main, _WORKDIR)

@@ -14,9 +14,10 @@ import chex
 import jax
 import pytest
 
+from experiments.common import cli
 from experiments.common.checkpoint import STATE
 from experiments.omniglot import main
-from experiments.omniglot.configs import maml, matching, tiny
+from experiments.omniglot.configs import maml, matching
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = 'experiments/omniglot/configs/tiny.py'
@@ -36,34 +37,6 @@ def run_main(*args, env=None, timeout=120):
 
 
 # --- Unknown and misplaced overrides ------------------------------------------------
-
-
-def test_misplaced_field_suggests_where_it_lives():
-  config = tiny.get_config()
-  message = main.unknown_override_message(config, 'n_way')
-  assert "config has no field 'n_way'" in message
-  assert 'Did you mean --config.data.n_way?' in message
-  assert 'data.{k_shot, n_way, protocol, q_query}' in message  # the fields that exist
-  message = main.unknown_override_message(config, 'data.inner_steps')
-  assert "config.data has no field 'inner_steps'" in message
-  assert '--config.eval.inner_steps or --config.inner_steps' in message
-  assert 'k_shot, n_way, protocol, q_query' in message
-
-
-def test_misspelled_and_unknown_fields():
-  config = tiny.get_config()
-  assert 'Did you mean --config.data.n_way?' in main.unknown_override_message(
-    config, 'data.nway'
-  )
-  assert 'Did you mean --config.meta_batch_size?' in main.unknown_override_message(
-    config, 'meta_batchsize'
-  )
-  message = main.unknown_override_message(config, 'nonexistent')
-  assert 'No field has a similar name' in message
-  assert 'meta_batch_size' in message
-  assert 'not a group' in main.unknown_override_message(config, 'seed.x')
-  for good in ('data.n_way', 'eval.inner_steps', 'eval.test_episodes[0]', 'seed'):
-    assert main.unknown_override_message(config, good) is None
 
 
 @pytest.mark.parametrize(
@@ -222,7 +195,7 @@ def assert_clean_exit(returncode, output):
   assert 'Segmentation fault' not in output, output[-3000:]
   assert 'Fatal Python error' not in output, output[-3000:]
   assert 'Traceback' not in output, output[-3000:]
-  assert returncode == main.INTERRUPTED_EXIT_CODE, (returncode, output[-3000:])
+  assert returncode == cli.INTERRUPTED_EXIT_CODE, (returncode, output[-3000:])
 
 
 def test_sigint_while_xla_compiles_exits_cleanly_with_the_resume_command(tmp_path):

@@ -1,0 +1,304 @@
+"""The command line every experiment shares.
+
+Each experiment's ``main.py`` defines its flags with ``define_flags`` and starts with
+``run``, which gives it:
+
+- ``--workdir`` (required) and ``--config`` (a config file, with ``--config.<field>``
+  overrides, locked so a misspelled field cannot be added);
+- **an unknown or misplaced override** (``--config.n_way=7`` where the field is
+  ``config.data.n_way``) stops with the fields that exist at that level and the
+  closest field names, instead of ml_collections' ``AttributeError: "'n_way'"``;
+- **Ctrl-C (SIGINT) or ``kill`` (SIGTERM)** at any point, compilation included, exits
+  with status 130 after waiting for a checkpoint being written, and prints how to
+  resume: the same command with the same ``--workdir``. It exits with ``os._exit``:
+  JAX compiles on a worker thread and hands the interrupt to Python before that
+  compile ends, so the normal interpreter teardown would destroy the XLA client under
+  the running compile and crash with a segmentation fault. SIGTERM takes the same
+  path because a shell starts a background job with SIGINT ignored, so ``kill PID``
+  is how such a run is stopped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gc
+import logging as std_logging
+import os
+import pathlib
+import re
+import shlex
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser
+
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+def define_flags(
+  default_config: str | None, workdir_help: str, config_help: str = 'Config file.'
+) -> flags.FlagHolder:
+  """Defines ``--workdir`` (required) and ``--config``; returns the workdir flag.
+
+  ``default_config=None`` makes ``--config`` required too.
+  """
+  workdir = flags.DEFINE_string('workdir', None, workdir_help)
+  try:
+    config_flags.DEFINE_config_file(
+      'config', default_config, config_help, lock_config=True
+    )
+  except (AttributeError, KeyError):
+    # With a default file, ml_collections applies sys.argv's overrides here.
+    parser = ConfigFileFlagParser(name='config')
+    message = bad_override_message(sys.argv, parser.parse, default_config)
+    if message is None:
+      raise
+    _fatal_flag_error(message)
+  flags.mark_flags_as_required(
+    ['workdir'] if default_config is not None else ['workdir', 'config']
+  )
+  return workdir
+
+
+def train_main(
+  train_and_evaluate: Callable[[ml_collections.ConfigDict, str], Any],
+  workdir: flags.FlagHolder,
+) -> Callable[[list[str]], None]:
+  """An absl ``main`` that calls ``train_and_evaluate(config, workdir)``."""
+
+  def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    logging.set_verbosity(logging.INFO)
+    train_and_evaluate(flags.FLAGS.config, workdir.value)
+
+  return main
+
+
+def run(
+  program: str, main: Callable[[list[str]], None], workdir: flags.FlagHolder
+) -> NoReturn:
+  """``app.run(main)`` (which exits) with override errors and interrupts handled.
+
+  ``program`` starts the resume command printed on an interrupt, e.g.
+  ``python -m experiments.mann.main``.
+  """
+  signal.signal(signal.SIGTERM, _interrupt)
+  try:
+    app.run(main, flags_parser=parse_flags)
+  except KeyboardInterrupt:  # anywhere: flags, imports, compiles, steps, evaluation
+    exit_interrupted(program, workdir.value if flags.FLAGS.is_parsed() else None)
+
+
+# --- Unknown and misplaced overrides ------------------------------------------------
+
+
+def _is_group(value: Any) -> bool:
+  return isinstance(value, ml_collections.ConfigDict)
+
+
+def field_paths(config: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
+  """Every field's dotted path, groups included, e.g. ``['data', 'data.n_way', ...]``."""
+  paths = []
+  for name in sorted(config.keys()):
+    paths.append(prefix + name)
+    if _is_group(config[name]):
+      paths.extend(field_paths(config[name], f'{prefix}{name}.'))
+  return paths
+
+
+def closest_fields(config: ml_collections.ConfigDict, path: str) -> list[str]:
+  """Existing fields that ``path`` most likely meant (difflib), best first."""
+  # Not the groups the path already goes through (data for data.nway).
+  paths = [p for p in field_paths(config) if not path.startswith(p + '.')]
+  name = path.rsplit('.', 1)[-1]
+  same_name = [p for p in paths if p.rsplit('.', 1)[-1] == name and p != path]
+  if same_name:  # the right field in the wrong group, e.g. n_way for data.n_way
+    return same_name
+  by_name: dict[str, list[str]] = {}
+  for p in paths:
+    by_name.setdefault(p.rsplit('.', 1)[-1], []).append(p)
+  found = difflib.get_close_matches(path, paths, n=3, cutoff=0.6)
+  for close in difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.6):
+    found += by_name[close]
+  return list(dict.fromkeys(found))[:3]
+
+
+def _describe_fields(group: ml_collections.ConfigDict) -> str:
+  parts = []
+  for name in sorted(group.keys()):
+    if _is_group(group[name]):
+      parts.append(f'{name}.{{{", ".join(sorted(group[name].keys()))}}}')
+    else:
+      parts.append(name)
+  return ', '.join(parts)
+
+
+def unknown_override_message(
+  config: ml_collections.ConfigDict, path: str
+) -> str | None:
+  """Why ``--config.<path>`` names no field of ``config``, or ``None`` if it does."""
+  node, walked = config, []
+  for part in path.split('.'):
+    part = re.sub(r'\[.*\]$', '', part)  # an index, as in eval.test_episodes[0]
+    if not _is_group(node):
+      where = '.'.join(['config', *walked])
+      return (
+        f'--config.{path}: {where} is a value ({node!r}), not a group of fields; '
+        f'set it with --config.{".".join(walked)}=...'
+      )
+    if part not in node:
+      where = '.'.join(['config', *walked])
+      close = closest_fields(config, path)
+      if close:
+        options = ' or '.join(f'--config.{p}' for p in close)
+        hint = f'Did you mean {options}?'
+      else:
+        hint = 'No field has a similar name.'
+      return (
+        f'--config.{path}: {where} has no field {part!r}. {hint} The fields of '
+        f'{where} are: {_describe_fields(node)}.'
+      )
+    node, walked = node[part], [*walked, part]
+  return None
+
+
+_OVERRIDE = re.compile(r'^--?(?:no)?config\.([^=]+)')
+_CONFIG_ARG = re.compile(r'^--?config=(.*)$')
+
+
+def bad_override_message(
+  argv: list[str],
+  load_config: Callable[[str], Any],
+  default_config: str | None = None,
+) -> str | None:
+  """The first ``--config.<field>`` in ``argv`` that names no field, explained.
+
+  The config is the ``--config`` file in ``argv``, else ``default_config``.
+  """
+  config_arg = default_config
+  for i, arg in enumerate(argv):
+    if match := _CONFIG_ARG.match(arg):
+      config_arg = match.group(1)
+    elif arg in ('--config', '-config') and i + 1 < len(argv):
+      config_arg = argv[i + 1]
+  if config_arg is None:
+    return None
+  try:
+    config = load_config(config_arg)
+  except Exception:  # noqa: BLE001 -- then the original error stands
+    return None
+  if not _is_group(config):
+    return None
+  for arg in argv:
+    if match := _OVERRIDE.match(arg):
+      message = unknown_override_message(config, match.group(1))
+      if message:
+        return message
+  return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with unknown ``--config.*`` fields explained (exit 1)."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError):  # what ml_collections raises for a bad path
+    flag = flags.FLAGS['config']
+    default = flag.default_as_str and flag.default_as_str.strip('\'"')
+    message = bad_override_message(argv, flag.parser.parse, default or None)
+    if message is None:
+      raise
+    _fatal_flag_error(message)
+
+
+def _fatal_flag_error(message: str) -> NoReturn:
+  sys.stderr.write(
+    f'FATAL Flags parsing error: {message}\n'
+    'Pass --helpshort or --helpfull to see help on flags.\n'
+  )
+  sys.exit(1)
+
+
+# --- Interrupts ---------------------------------------------------------------------
+
+
+def _exit_now(signum=None, frame=None) -> NoReturn:
+  del signum, frame
+  sys.stderr.write(
+    '\nInterrupted again: exiting without waiting for the checkpoint being written; '
+    'the one before it is intact.\n'
+  )
+  sys.stderr.flush()
+  os._exit(INTERRUPTED_EXIT_CODE)
+
+
+def _finish_pending_writes() -> None:
+  """Waits for checkpoints being written (orbax saves asynchronously), flushes logs."""
+  ocp = sys.modules.get('orbax.checkpoint')  # loaded only if the run got that far
+  if ocp is not None:
+    managers = [o for o in gc.get_objects() if isinstance(o, ocp.CheckpointManager)]
+    for manager in managers:
+      try:
+        manager.wait_until_finished()
+      except Exception as e:  # noqa: BLE001 -- report and exit anyway
+        sys.stderr.write(f'waiting for a checkpoint write failed: {e!r}\n')
+  for handler in (
+    std_logging.getLogger().handlers + std_logging.getLogger('absl').handlers
+  ):
+    try:
+      handler.flush()
+    except Exception:  # noqa: BLE001, S110 -- best effort on the way out
+      pass
+
+
+def latest_checkpoint_step(workdir: str | pathlib.Path) -> int | None:
+  """The newest complete checkpoint's step in ``workdir`` (orbax's step folders)."""
+  directory = pathlib.Path(workdir) / 'checkpoints'
+  if not directory.is_dir():
+    return None
+  steps = [int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()]
+  return max(steps, default=None)
+
+
+def resume_hint(program: str, workdir: str | None, argv: list[str]) -> str:
+  """What to run to continue an interrupted run, with its latest checkpoint.
+
+  ``program`` is how the command starts, e.g. ``python -m experiments.mann.main``.
+  """
+  command = f'{program} {shlex.join(argv[1:])}'.rstrip()
+  if workdir is None:
+    return f'Interrupted. Run again with: {command}'
+  step = latest_checkpoint_step(workdir)
+  if step is None:
+    where = 'No checkpoint was written yet; the same command starts the run again'
+  else:
+    where = (
+      f'The last checkpoint is step {step} in {pathlib.Path(workdir) / "checkpoints"}; '
+      'the same command resumes from it'
+    )
+  return (
+    f'Interrupted. {where} (same --workdir, same config and overrides):\n  {command}'
+  )
+
+
+def _interrupt(signum, frame) -> NoReturn:
+  del signum, frame
+  raise KeyboardInterrupt
+
+
+def exit_interrupted(program: str, workdir: str | None) -> NoReturn:
+  """Finishes pending writes, prints the resume hint, exits 130 without teardown."""
+  signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C: exit at once
+  signal.signal(signal.SIGTERM, _exit_now)
+  _finish_pending_writes()
+  sys.stdout.flush()
+  sys.stderr.write('\n' + resume_hint(program, workdir, sys.argv) + '\n')
+  sys.stderr.flush()
+  # Not sys.exit: a compile can still be running on XLA's worker thread, and the
+  # interpreter's teardown would free the client under it (segmentation fault).
+  os._exit(INTERRUPTED_EXIT_CODE)

@@ -1,0 +1,81 @@
+"""The command line the experiments share (experiments/common/cli.py)."""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from experiments.common import cli
+from experiments.omniglot.configs import tiny
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_misplaced_field_suggests_where_it_lives():
+  config = tiny.get_config()
+  message = cli.unknown_override_message(config, 'n_way')
+  assert "config has no field 'n_way'" in message
+  assert 'Did you mean --config.data.n_way?' in message
+  assert 'data.{k_shot, n_way, protocol, q_query}' in message  # the fields that exist
+  message = cli.unknown_override_message(config, 'data.inner_steps')
+  assert "config.data has no field 'inner_steps'" in message
+  assert '--config.eval.inner_steps or --config.inner_steps' in message
+  assert 'k_shot, n_way, protocol, q_query' in message
+
+
+def test_misspelled_and_unknown_fields():
+  config = tiny.get_config()
+  assert 'Did you mean --config.data.n_way?' in cli.unknown_override_message(
+    config, 'data.nway'
+  )
+  assert 'Did you mean --config.meta_batch_size?' in cli.unknown_override_message(
+    config, 'meta_batchsize'
+  )
+  message = cli.unknown_override_message(config, 'nonexistent')
+  assert 'No field has a similar name' in message
+  assert 'meta_batch_size' in message
+  assert 'not a group' in cli.unknown_override_message(config, 'seed.x')
+  for good in ('data.n_way', 'eval.inner_steps', 'eval.test_episodes[0]', 'seed'):
+    assert cli.unknown_override_message(config, good) is None
+
+
+@pytest.mark.parametrize(
+  ('experiment', 'override', 'expected'),
+  [
+    ('mann', '--config.num_classes=15', 'Did you mean --config.data.num_classes?'),
+    ('sinusoid', '--config.nonexistent=1', "config has no field 'nonexistent'"),
+    ('copy_task', '--config.batchsize=2', 'Did you mean --config.batch_size?'),
+  ],
+)
+def test_every_experiment_names_the_fields_of_a_bad_override(
+  tmp_path, experiment, override, expected
+):
+  result = subprocess.run(
+    [sys.executable, '-m', f'experiments.{experiment}.main', f'--workdir={tmp_path}']
+    + [override],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert expected in result.stderr
+  assert 'The fields of config are:' in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert not list(tmp_path.iterdir())  # nothing ran
+
+
+def test_resume_hint_names_the_latest_checkpoint(tmp_path):
+  argv = ['main.py', f'--workdir={tmp_path}', '--config.seed=3']
+  hint = cli.resume_hint('python -m experiments.mann.main', str(tmp_path), argv)
+  assert 'No checkpoint was written yet' in hint
+  assert hint.endswith(
+    f'python -m experiments.mann.main --workdir={tmp_path} --config.seed=3'
+  )
+  for step in (100, 500, 20):
+    (tmp_path / 'checkpoints' / str(step)).mkdir(parents=True)
+  (tmp_path / 'checkpoints' / 'tmp.orbax-checkpoint-tmp').mkdir()
+  hint = cli.resume_hint('python -m experiments.mann.main', str(tmp_path), argv)
+  assert 'The last checkpoint is step 500' in hint
