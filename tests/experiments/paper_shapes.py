@@ -6,7 +6,8 @@ from its config at SETTING (default '20w5s', the largest episodes: 20-way 5-shot
 for the gradient-based learners, ProtoNet's 60-way 5-shot 5-query training
 episodes), sets ``batching='auto'`` (the library default, which is 'map' on CPU) and a
 meta-batch of 2 (an XLA crash depends on the shapes inside one task, which 'map'
-compiles once whatever the meta-batch), trains one step on episodes that the
+compiles once whatever the meta-batch) and at most 2 inner steps in training and at
+test (each step has the same shapes; fewer steps compile faster), trains one step on episodes that the
 runner's sampler draws from a synthetic image bank, and evaluates two test episodes. It prints one JSON line; a crash ends the process.
 """
 
@@ -28,6 +29,8 @@ def paper_config(algorithm: str, setting: str):
   config = module.get_config(setting)
   config.batching = 'auto'
   config.meta_batch_size = 2
+  config.inner_steps = min(config.inner_steps, 2)
+  config.eval.inner_steps = min(config.eval.inner_steps, 2)
   return config
 
 
