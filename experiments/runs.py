@@ -178,12 +178,14 @@ def run_status(run: Run, root: str | pathlib.Path = ROOT) -> dict:
   if seconds is None and (workdir / 'timing.jsonl').exists():
     lines = (workdir / 'timing.jsonl').read_text().splitlines()
     seconds = sum(json.loads(line)['seconds'] for line in lines if line.strip())
-  result = completed_result(workdir, total) if total else None
+  result = completed_result(workdir, total)
   busy = holder(workdir)
   if result:
     state = 'done'
     # Its checkpoints may be pruned; the result names the step it reached.
-    step = max(step, json.loads(result.read_text()).get('iterations', step))
+    record = json.loads(result.read_text())
+    step = max(step, record.get('iterations', record.get('updates', step)))
+    total = total or step
   elif busy:
     state = 'running'
   else:

@@ -22,14 +22,24 @@ def prepare_workdir(
 
 
 def completed_result(
-  workdir: str | pathlib.Path, num_iterations: int
+  workdir: str | pathlib.Path, num_iterations: int | None
 ) -> pathlib.Path | None:
-  """The ``test_step<N>.json`` of a run finished at ``num_iterations`` or later."""
+  """The result of a run finished at ``num_iterations`` or later (None: any length).
+
+  Runs write ``test_step<N>.json`` (Omniglot) or ``results.json`` with the
+  ``updates`` trained (MANN, the copy task).
+  """
+  least = num_iterations or 0
   done = []
   for path in pathlib.Path(workdir).glob('test_step*.json'):
     step = path.stem.removeprefix('test_step')
-    if step.isdigit() and int(step) >= num_iterations:
+    if step.isdigit() and int(step) >= least:
       done.append((int(step), path))
+  results = pathlib.Path(workdir) / 'results.json'
+  if results.exists():
+    updates = json.loads(results.read_text()).get('updates')
+    if isinstance(updates, int) and updates >= least:
+      done.append((updates, results))
   return max(done)[1] if done else None
 
 

@@ -295,6 +295,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
         seconds = seconds_before + time.perf_counter() - start
         progress = {
           'step': done,
+          'num_iterations': total,  # for experiments.runs status
           'train_seconds': seconds,
           'seconds_per_update': (time.perf_counter() - start) / (done - start_step),
         }

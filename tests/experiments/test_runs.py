@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import runs
+from experiments.common.workdir import completed_result
 from experiments.omniglot import train
 from experiments.omniglot.configs import tiny
 
@@ -202,6 +203,23 @@ def test_a_pruned_finished_run_shows_the_step_its_result_reached(tmp_path):
   (status,) = [runs.run_status(r, tmp_path) for r in runs.load_runs(tmp_path)]
   assert (status['state'], status['step'], status['num_iterations']) == ('done', 20, 20)
   assert '20/20 (100%)' in runs.format_status([status])
+
+
+def test_a_run_that_writes_results_json_is_done_at_its_updates(tmp_path):
+  """MANN and the copy task write results.json with the updates trained."""
+  workdir = _fake_run(tmp_path, 'mann')  # pruned, and no num_iterations anywhere
+  (workdir / 'results.json').write_text(json.dumps({'updates': 6250}))
+  (status,) = [runs.run_status(r, tmp_path) for r in runs.load_runs(tmp_path)]
+  assert (status['state'], status['step'], status['num_iterations']) == (
+    'done',
+    6250,
+    6250,
+  )
+  assert status['result'].endswith('results.json')
+  # A results.json short of the run's length is not a finished run.
+  (workdir / 'results.json').write_text(json.dumps({'updates': 10}))
+  assert completed_result(workdir, 20) is None
+  assert completed_result(workdir, 10).name == 'results.json'
 
 
 def test_continue_starts_only_unfinished_idle_runs(tmp_path, monkeypatch):
