@@ -1,9 +1,10 @@
 """Accuracy by instance of MANN and LSTM runs beside Santoro et al. (2016), Table 1.
 
-  python -m experiments.mann.report runs/mann runs/mann_lstm --out=runs/mann_report
+  python -m experiments.mann.report runs/mann runs/mann_lstm [--out=runs/mann_report]
 
 reads each workdir's ``results.json`` and writes ``results.md`` (one row per run
-and the paper's row for its model) and ``accuracy_by_instance.png`` to ``--out``.
+and the paper's row for its model) and ``accuracy_by_instance.png`` to ``--out``;
+without ``--out`` it prints the table (the README's block).
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def results_table(results: list[dict]) -> str:
       f'{test["num_classes"]} classes from the {test["characters"]} test characters; '
       f'± is a 95% confidence interval over episodes. {r["updates"]:,} updates of '
       f'{r["config"]["batch_size"]} episodes, {r["seconds_per_update"]:.3f} s per '
-      f'update on {hardware_label(run)}. Command: `{run["command"]}`.'
+      f'update on {hardware_label(run)}, commit {run["git_commit"][:7]}'
+      f'{" (dirty)" if run.get("git_dirty") else ""}. Command: `{run["command"]}`.'
     )
   return '\n'.join(lines) + '\n'
 
@@ -133,9 +135,12 @@ def plot_accuracy_by_instance(results: list[dict], path):
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('workdirs', nargs='+', help='finished runs (their results.json)')
-  parser.add_argument('--out', required=True, help='folder for the table and plot')
+  parser.add_argument('--out', help='folder for the table and plot (else: print)')
   args = parser.parse_args(argv)
   results = load_results(args.workdirs)
+  if args.out is None:
+    print(results_table(results), end='')
+    return 0
   out = prepare_workdir(args.out, ('results.md', 'accuracy_by_instance.png'))
   (out / 'results.md').write_text(results_table(results))
   plot_accuracy_by_instance(results, out / 'accuracy_by_instance.png')
