@@ -186,6 +186,7 @@ def run_status(run: Run, root: str | pathlib.Path = ROOT) -> dict:
     record = json.loads(result.read_text())
     step = max(step, record.get('iterations', record.get('updates', step)))
     total = total or step
+    seconds = seconds if seconds is not None else record.get('train_seconds_total')
   elif busy:
     state = 'running'
   else:

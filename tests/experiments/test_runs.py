@@ -208,7 +208,9 @@ def test_a_pruned_finished_run_shows_the_step_its_result_reached(tmp_path):
 def test_a_run_that_writes_results_json_is_done_at_its_updates(tmp_path):
   """MANN and the copy task write results.json with the updates trained."""
   workdir = _fake_run(tmp_path, 'mann')  # pruned, and no num_iterations anywhere
-  (workdir / 'results.json').write_text(json.dumps({'updates': 6250}))
+  (workdir / 'results.json').write_text(
+    json.dumps({'updates': 6250, 'train_seconds_total': 3660.5})
+  )
   (status,) = [runs.run_status(r, tmp_path) for r in runs.load_runs(tmp_path)]
   assert (status['state'], status['step'], status['num_iterations']) == (
     'done',
@@ -216,6 +218,7 @@ def test_a_run_that_writes_results_json_is_done_at_its_updates(tmp_path):
     6250,
   )
   assert status['result'].endswith('results.json')
+  assert status['train_seconds'] == 3660.5
   # A results.json short of the run's length is not a finished run.
   (workdir / 'results.json').write_text(json.dumps({'updates': 10}))
   assert completed_result(workdir, 20) is None
