@@ -5,7 +5,11 @@ Fig. 1), one column per run.
   python -m experiments.neural_processes.plot OUT.png results/neural_processes/cnp_gp_random \
       results/neural_processes/np_gp_random results/neural_processes/anp_gp_random
 
-reads each workdir's ``predictions.json`` (written by the run at its end).
+reads each workdir's ``predictions.json`` (written by the run at its end);
+
+  python -m experiments.neural_processes.plot --curves OUT.png WORKDIR...
+
+plots their training curves from ``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -60,6 +64,32 @@ def plot_predictions(runs: list[dict], out: str | pathlib.Path) -> None:
   fig.savefig(out, dpi=110)
 
 
+def plot_train_curves(workdirs, out: str | pathlib.Path, window: int = 5) -> None:
+  """The training log-likelihood per target point (the ELBO's reconstruction term
+  for a latent model, the targets including the context) and the KL term against
+  the update, from each workdir's ``metrics.jsonl``, smoothed over ``window`` logs."""
+  from matplotlib.figure import Figure
+
+  fig = Figure(figsize=(8, 3.2))
+  axes = fig.subplots(1, 2)
+  for w in workdirs:
+    path = pathlib.Path(w) / 'metrics.jsonl'
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    steps = np.array([r['step'] for r in rows])
+    for ax, key in zip(axes, ('train_log_likelihood', 'train_kl')):
+      if key not in rows[0]:
+        continue
+      values = np.array([r[key] for r in rows])
+      width = min(window, len(values))
+      smooth = np.convolve(values, np.ones(width) / width, mode='valid')
+      ax.plot(steps[width - 1 :], smooth, label=pathlib.Path(w).name)
+  axes[0].set(xlabel='update', ylabel='train log-likelihood per target')
+  axes[1].set(xlabel='update', ylabel='train KL(q(z|T) || q(z|C))')
+  axes[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(out, dpi=110)
+
+
 def plot_runs(out: str | pathlib.Path, workdirs: list[str | pathlib.Path]) -> None:
   """Writes the plot of the workdirs' ``predictions.json`` to ``out``."""
   if not workdirs:
@@ -76,4 +106,7 @@ def plot_runs(out: str | pathlib.Path, workdirs: list[str | pathlib.Path]) -> No
 if __name__ == '__main__':
   if len(sys.argv) < 3:
     sys.exit(__doc__)
-  plot_runs(sys.argv[1], sys.argv[2:])
+  if sys.argv[1] == '--curves':
+    plot_train_curves(sys.argv[3:], sys.argv[2])
+  else:
+    plot_runs(sys.argv[1], sys.argv[2:])

@@ -201,6 +201,8 @@ def test_plot_and_report_read_finished_runs(smoke_run, tmp_path):
   _, workdir = smoke_run
   plot.plot_runs(tmp_path / 'both.png', [workdir, workdir])
   assert (tmp_path / 'both.png').stat().st_size > 0
+  plot.plot_train_curves([workdir], tmp_path / 'curves.png')
+  assert (tmp_path / 'curves.png').stat().st_size > 0
   table = report.tables(workdir.parent)
   assert 'NP, joint (4 z)' in table and 'NP predictive mean' in table
   assert "CPU budget: 6 of the paper's 100,000 iterations" in table
