@@ -72,7 +72,7 @@ def plot_train_curves(workdirs, out: str | pathlib.Path, window: int = 5) -> Non
 
   fig = Figure(figsize=(8, 3.2))
   axes = fig.subplots(1, 2)
-  for w in workdirs:
+  for i, w in enumerate(workdirs):
     path = pathlib.Path(w) / 'metrics.jsonl'
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     steps = np.array([r['step'] for r in rows])
@@ -82,7 +82,7 @@ def plot_train_curves(workdirs, out: str | pathlib.Path, window: int = 5) -> Non
       values = np.array([r[key] for r in rows])
       width = min(window, len(values))
       smooth = np.convolve(values, np.ones(width) / width, mode='valid')
-      ax.plot(steps[width - 1 :], smooth, label=pathlib.Path(w).name)
+      ax.plot(steps[width - 1 :], smooth, color=f'C{i}', label=pathlib.Path(w).name)
   axes[0].set(xlabel='update', ylabel='train log-likelihood per target')
   axes[1].set(xlabel='update', ylabel='train KL(q(z|T) || q(z|C))')
   axes[0].legend(fontsize=7)
