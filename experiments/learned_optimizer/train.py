@@ -153,47 +153,52 @@ def meta_train(
   start = time.perf_counter()
   window = []
   tb = records.tensorboard_writer(workdir / 'tensorboard', kept)
-  with (
-    JsonlWriter(workdir / 'metrics.jsonl') as writer,
-    progress_bar(
-      range(start_step, total),
-      initial=start_step,
-      total=total,
-      desc=config.rule,
-      unit='meta-step',
-    ) as bar,
-  ):
-    for step in bar:
-      state, metrics = step_fn(state, jax.random.fold_in(train_key, step))
-      window.append(metrics)
-      done = step + 1
-      if done % config.log_every == 0 or done == total:
-        window = jax.device_get(window)
-        record = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
-        window = []
-        if not np.isfinite(record['loss']):
-          raise FloatingPointError(
-            f'the meta-loss became non-finite by meta-step {done}; lower '
-            '--config.meta_learning_rate or --config.clip_norm.'
+  try:
+    with (
+      JsonlWriter(workdir / 'metrics.jsonl') as writer,
+      progress_bar(
+        range(start_step, total),
+        initial=start_step,
+        total=total,
+        desc=config.rule,
+        unit='meta-step',
+      ) as bar,
+    ):
+      for step in bar:
+        state, metrics = step_fn(state, jax.random.fold_in(train_key, step))
+        window.append(metrics)
+        done = step + 1
+        if done % config.log_every == 0 or done == total:
+          window = jax.device_get(window)
+          record = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+          window = []
+          if not np.isfinite(record['loss']):
+            raise FloatingPointError(
+              f'the meta-loss became non-finite by meta-step {done}; lower '
+              '--config.meta_learning_rate or --config.clip_norm.'
+            )
+          record.update(
+            step=done, elapsed_s=round(seconds_before + time.perf_counter() - start, 2)
           )
-        record.update(
-          step=done, elapsed_s=round(seconds_before + time.perf_counter() - start, 2)
-        )
-        writer.write(record)
-        records.add_scalars(tb, record)
-        bar.set_postfix(loss=f'{record["loss"]:.3f}')
-      if done % config.checkpoint_every == 0 or done == total:
-        seconds = seconds_before + time.perf_counter() - start
-        progress = {
-          'step': done,
-          'train_seconds': seconds,
-          'segment': {'from_step': start_step, 'seconds': time.perf_counter() - start},
-          **code,
-        }
-        checkpointer.save(done, state, progress)
-  jax.block_until_ready(state)
-  tb.close()
-  checkpointer.close()
+          writer.write(record)
+          records.add_scalars(tb, record)
+          bar.set_postfix(loss=f'{record["loss"]:.3f}')
+        if done % config.checkpoint_every == 0 or done == total:
+          seconds = seconds_before + time.perf_counter() - start
+          progress = {
+            'step': done,
+            'train_seconds': seconds,
+            'segment': {
+              'from_step': start_step,
+              'seconds': time.perf_counter() - start,
+            },
+            **code,
+          }
+          checkpointer.save(done, state, progress)
+    jax.block_until_ready(state)
+  finally:  # a stopped run still finishes writing its last checkpoint
+    tb.close()
+    checkpointer.close()
   stretch = time.perf_counter() - start
   if total > start_step:
     with JsonlWriter(workdir / 'timing.jsonl') as timing:

@@ -14,5 +14,6 @@ def get_config():
   config.checkpoint_every = 3
   config.tune.num_tasks = 8
   config.tune.learning_rates = (0.01, 0.1)
+  config.tune.baselines = ('sgd', 'adam')
   config.eval.num_tasks = 16
   return config
