@@ -20,14 +20,15 @@ def results_table(results: dict) -> str:
   config, test = results['config'], results['test']
   rows = [
     f'| optimizer | learning rate | mean loss after {config["steps"]} steps (95% CI) '
-    '| median |',
-    '| --- | --- | --- | --- |',
+    f'| median | mean loss over steps 1..{config["steps"]} (95% CI) |',
+    '| --- | --- | --- | --- | --- |',
   ]
   for name, r in sorted(test.items(), key=lambda kv: kv[1]['final_loss_mean']):
     lr = f'{r["learning_rate"]:.3g} (tuned)' if 'learning_rate' in r else 'learned'
     rows.append(
       f'| {LABELS.get(name, name)} | {lr} | {r["final_loss_mean"]:.4f} ± '
-      f'{r["final_loss_ci95"]:.4f} | {r["final_loss_median"]:.4f} |'
+      f'{r["final_loss_ci95"]:.4f} | {r["final_loss_median"]:.4f} | '
+      f'{r["unroll_loss_mean"]:.3f} ± {r["unroll_loss_ci95"]:.3f} |'
     )
   train = results['train']
   rows.append('')

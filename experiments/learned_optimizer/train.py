@@ -274,10 +274,14 @@ def tune_baselines(config, family) -> dict:
 def summarize(curves: np.ndarray) -> dict:
   final = curves[:, -1]
   mean, ci = jmeta.mean_confidence_interval(final)
+  # The meta-objective: the mean of f(theta_t) over the steps t = 1..N.
+  unroll_mean, unroll_ci = jmeta.mean_confidence_interval(curves[:, 1:].mean(1))
   return {
     'final_loss_mean': float(mean),
     'final_loss_ci95': float(ci),
     'final_loss_median': float(np.median(final)),
+    'unroll_loss_mean': float(unroll_mean),
+    'unroll_loss_ci95': float(unroll_ci),
     'mean_curve': curves.mean(0).tolist(),
   }
 
