@@ -72,6 +72,8 @@ def check_state_matches(
   ``state_tree`` must have the structure of ``params`` and each leaf the shape of
   its parameter followed by ``trailing``. ``what`` names the state in the message.
   """
+  if not jax.tree.leaves(params):
+    raise ValueError('the params have no leaves: there is nothing to update.')
   want, got = jax.tree.structure(params), jax.tree.structure(state_tree)
   if want != got:
     raise ValueError(
