@@ -16,6 +16,7 @@ Writes ``<backend>_learned_optimizers.json`` and ``.md`` to ``--out``.
 from __future__ import annotations
 
 import argparse
+import types
 
 import harness
 
@@ -59,10 +60,7 @@ def time_rule(rule, args) -> dict:
     est, opt, rule.meta_init(jax.random.key(0)), jax.random.key(1)
   )
 
-  class Trainer:
-    step = jax.jit(lopt.meta_train_step(est, opt))
-
-  trainer = Trainer()
+  trainer = types.SimpleNamespace(step=jax.jit(lopt.meta_train_step(est, opt)))
   key = jax.random.key(2)
   timing, _, _ = harness.time_step(trainer, state, key, args.repeats)
   return timing
