@@ -13,6 +13,7 @@ jit-compiled optax outer loop trains them all and can shard the tasks over devic
 from jmeta import (
   estimators,
   inner_rules,
+  learned_optimizers,
   losses,
   memory,
   metric,
@@ -165,6 +166,7 @@ __all__ = [
   'map_tasks',
   'mean_confidence_interval',
   'mean_over_tasks',
+  'learned_optimizers',
   'memory',
   'meta_sgd',
   'meta_sgd_adapt',

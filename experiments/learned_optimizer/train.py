@@ -1,0 +1,367 @@
+"""Meta-training and evaluation loop of the learned-optimizer experiment.
+
+One run meta-trains ``config.rule`` on unrolls of ``config.steps`` steps of
+quadratics with ``config.estimator``, logs to ``metrics.jsonl`` and TensorBoard,
+checkpoints so that a stopped run resumes exactly, then tunes each optax baseline's
+learning rate on the training distribution and compares all of them on held-out
+problems: ``results.json``, ``results.md`` and ``loss_curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+import jmeta
+from experiments.common import records
+from experiments.common.checkpoint import Checkpointer
+from experiments.common.progress import progress_bar
+from experiments.common.run_info import git_state, hardware_label, run_info
+from experiments.common.workdir import JsonlWriter, prepare_workdir
+from jmeta import learned_optimizers as lopt
+from jmeta.validation import check_positive_int
+
+OUTPUTS = ('results.json', 'results.md', 'loss_curves.png')
+RULES = {'lstm': lopt.lstm_rule, 'mlp': lopt.mlp_rule}
+ESTIMATORS = ('full_backprop', 'truncated_backprop', 'antithetic_es', 'pes')
+BASELINES = {
+  'sgd': lambda lr: optax.sgd(lr),
+  'momentum': lambda lr: optax.sgd(lr, momentum=0.9),
+  'nag': lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
+  'rmsprop': lambda lr: optax.rmsprop(lr),
+  'adam': lambda lr: optax.adam(lr),
+}
+LABELS = {
+  'learned': 'LSTM optimizer (learned)',
+  'sgd': 'SGD',
+  'momentum': 'momentum 0.9',
+  'nag': 'NAG 0.9',
+  'rmsprop': 'RMSprop',
+  'adam': 'Adam',
+}
+# Changing these does not change the meta-training trajectory.
+MAY_DIFFER_ON_RESUME = (
+  'log_every',
+  'checkpoint_every',
+  'tune.',
+  'eval.',
+)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  if config.rule not in RULES:
+    raise ValueError(
+      f'config.rule must be one of {sorted(RULES)}, got {config.rule!r}.'
+    )
+  if config.estimator not in ESTIMATORS:
+    raise ValueError(
+      f'config.estimator must be one of {ESTIMATORS}, got {config.estimator!r}.'
+    )
+  for field in (
+    'dim',
+    'steps',
+    'num_tasks',
+    'num_updates',
+    'log_every',
+    'checkpoint_every',
+  ):
+    check_positive_int(config[field], f'config.{field}')
+  truncated = config.estimator in ('truncated_backprop', 'pes')
+  lopt.check_unroll(config.steps, config.truncation if truncated else None)
+  unknown = set(config.tune.baselines) - set(BASELINES)
+  if unknown:
+    raise ValueError(
+      f'config.tune.baselines has unknown optimizers {sorted(unknown)}; known: '
+      f'{sorted(BASELINES)}.'
+    )
+  if not config.tune.learning_rates:
+    raise ValueError('config.tune.learning_rates is empty; give the grid to search.')
+  if config.eval.num_tasks < 2:
+    raise ValueError(
+      f'config.eval.num_tasks must be at least 2 for a confidence interval, got '
+      f'{config.eval.num_tasks}.'
+    )
+
+
+def make_estimator(config, rule, family) -> lopt.UnrollEstimator:
+  common = {'steps': config.steps, 'num_tasks': config.num_tasks}
+  if config.estimator == 'full_backprop':
+    return lopt.full_backprop(rule, family, first_order=config.first_order, **common)
+  if config.estimator == 'truncated_backprop':
+    return lopt.truncated_backprop(
+      rule,
+      family,
+      truncation=config.truncation,
+      first_order=config.first_order,
+      **common,
+    )
+  if config.estimator == 'antithetic_es':
+    return lopt.antithetic_es(rule, family, std=config.std, **common)
+  return lopt.pes(rule, family, truncation=config.truncation, std=config.std, **common)
+
+
+def make_meta_optimizer(config) -> optax.GradientTransformation:
+  """Adam with a cosine decay of its rate to a tenth over the run, after clipping
+  the meta-gradient's global norm."""
+  schedule = optax.cosine_decay_schedule(
+    config.meta_learning_rate, config.num_updates, alpha=0.1
+  )
+  return optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.adam(schedule))
+
+
+def meta_train(
+  config, workdir: pathlib.Path, rule, family
+) -> tuple[lopt.MetaTrainState, dict]:
+  """``config.num_updates`` meta-steps, resumed from the workdir's checkpoints."""
+  checkpointer = Checkpointer(
+    workdir, config.to_dict(), may_differ=MAY_DIFFER_ON_RESUME
+  )
+  estimator = make_estimator(config, rule, family)
+  optimizer = make_meta_optimizer(config)
+  root = jax.random.key(config.seed)
+  state = lopt.init_meta_train_state(
+    estimator,
+    optimizer,
+    rule.meta_init(jax.random.fold_in(root, 0)),
+    jax.random.fold_in(root, 1),
+  )
+  saved = {}
+  if checkpointer.latest_step() is not None:
+    state = checkpointer.restore(state)
+    saved = checkpointer.progress()
+    logging.info('resumed from meta-step %d', int(state.step))
+  start_step, total = int(state.step), config.num_updates
+  kept = records.cut_jsonl(workdir / 'metrics.jsonl', start_step)
+  records.cut_timing(workdir / 'timing.jsonl', start_step, saved)
+  seconds_before = saved.get('train_seconds', 0.0)
+  step_fn = jax.jit(lopt.meta_train_step(estimator, optimizer))
+  train_key = jax.random.fold_in(root, 2)
+  code = git_state()
+  compile_start = time.perf_counter()
+  if start_step < total:
+    jmeta.precompile(step_fn, state, train_key)
+  compile_seconds = time.perf_counter() - compile_start
+  start = time.perf_counter()
+  window = []
+  tb = records.tensorboard_writer(workdir / 'tensorboard', kept)
+  try:
+    with (
+      JsonlWriter(workdir / 'metrics.jsonl') as writer,
+      progress_bar(
+        range(start_step, total),
+        initial=start_step,
+        total=total,
+        desc=config.rule,
+        unit='meta-step',
+      ) as bar,
+    ):
+      for step in bar:
+        state, metrics = step_fn(state, jax.random.fold_in(train_key, step))
+        window.append(metrics)
+        done = step + 1
+        if done % config.log_every == 0 or done == total:
+          window = jax.device_get(window)
+          record = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+          window = []
+          if not np.isfinite(record['loss']):
+            raise FloatingPointError(
+              f'the meta-loss became non-finite by meta-step {done}; lower '
+              '--config.meta_learning_rate or --config.clip_norm.'
+            )
+          record.update(
+            step=done, elapsed_s=round(seconds_before + time.perf_counter() - start, 2)
+          )
+          writer.write(record)
+          records.add_scalars(tb, record)
+          bar.set_postfix(loss=f'{record["loss"]:.3f}')
+        if done % config.checkpoint_every == 0 or done == total:
+          seconds = seconds_before + time.perf_counter() - start
+          progress = {
+            'step': done,
+            'train_seconds': seconds,
+            'segment': {
+              'from_step': start_step,
+              'seconds': time.perf_counter() - start,
+            },
+            **code,
+          }
+          checkpointer.save(done, state, progress)
+    jax.block_until_ready(state)
+  finally:  # a stopped run still finishes writing its last checkpoint
+    tb.close()
+    checkpointer.close()
+  stretch = time.perf_counter() - start
+  if total > start_step:
+    with JsonlWriter(workdir / 'timing.jsonl') as timing:
+      timing.write(
+        {
+          'from_step': start_step,
+          'to_step': total,
+          'seconds': round(stretch, 1),
+          **code,
+        }
+      )
+  trained = total - start_step
+  info = {
+    'meta_steps': total,
+    'resumed_from': start_step,
+    'seconds': round(seconds_before + stretch, 1),
+    'compile_seconds': round(compile_seconds, 1),
+    'seconds_per_meta_step': round(stretch / trained, 4) if trained else math.nan,
+    **code,
+  }
+  return state, info
+
+
+def curves_fn(family, config, key, num_tasks):
+  """``f(optimizer_factory, lr) -> curves``, one compile per optimizer kind (the
+  rate is traced)."""
+  cache = {}
+
+  def curves(name, make, lr):
+    if name not in cache:
+      cache[name] = jax.jit(
+        lambda rate: lopt.loss_curves(
+          make(rate), family, key, steps=config.steps, num_tasks=num_tasks
+        )
+      )
+    return np.asarray(cache[name](jnp.asarray(lr, jnp.float32)), np.float64)
+
+  return curves
+
+
+def tune_baselines(config, family) -> dict:
+  """For each baseline, the mean final loss at every rate of the grid on the
+  training distribution, and the best rate (non-finite losses never win)."""
+  curves = curves_fn(
+    family, config, jax.random.key(config.tune.seed), config.tune.num_tasks
+  )
+  out = {}
+  for name in config.tune.baselines:
+    finals = [
+      float(np.mean(curves(name, BASELINES[name], lr)[:, -1]))
+      for lr in config.tune.learning_rates
+    ]
+    scores = [f if np.isfinite(f) else math.inf for f in finals]
+    best = int(np.argmin(scores))
+    if not np.isfinite(scores[best]):
+      raise FloatingPointError(
+        f'{name} diverged at every rate of config.tune.learning_rates.'
+      )
+    out[name] = {
+      'learning_rates': list(config.tune.learning_rates),
+      'mean_final_loss': [f if np.isfinite(f) else None for f in finals],
+      'best_learning_rate': config.tune.learning_rates[best],
+    }
+    logging.info(
+      '%s: best rate %.3g, mean final loss %.4g',
+      name,
+      config.tune.learning_rates[best],
+      scores[best],
+    )
+  return out
+
+
+def summarize(curves: np.ndarray) -> dict:
+  final = curves[:, -1]
+  mean, ci = jmeta.mean_confidence_interval(final)
+  # The meta-objective: the mean of f(theta_t) over the steps t = 1..N.
+  unroll_mean, unroll_ci = jmeta.mean_confidence_interval(curves[:, 1:].mean(1))
+  return {
+    'final_loss_mean': float(mean),
+    'final_loss_ci95': float(ci),
+    'final_loss_median': float(np.median(final)),
+    'unroll_loss_mean': float(unroll_mean),
+    'unroll_loss_ci95': float(unroll_ci),
+    'mean_curve': curves.mean(0).tolist(),
+  }
+
+
+def evaluate(config, family, rule, meta_params, tuned: dict) -> dict:
+  """Loss curves of the learned rule and of each tuned baseline on the same
+  ``config.eval.num_tasks`` held-out problems."""
+  key = jax.random.key(config.eval.seed)
+  learned = jax.jit(
+    lambda mp: lopt.loss_curves(
+      lopt.as_optimizer(rule, mp),
+      family,
+      key,
+      steps=config.steps,
+      num_tasks=config.eval.num_tasks,
+    )
+  )(meta_params)
+  out = {'learned': summarize(np.asarray(learned, np.float64))}
+  curves = curves_fn(family, config, key, config.eval.num_tasks)
+  for name, t in tuned.items():
+    lr = t['best_learning_rate']
+    out[name] = {'learning_rate': lr, **summarize(curves(name, BASELINES[name], lr))}
+  for name, r in out.items():
+    logging.info(
+      '%s: final loss %.4f +- %.4f', name, r['final_loss_mean'], r['final_loss_ci95']
+    )
+  return out
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Meta-trains, tunes the baselines, tests; writes results and a plot."""
+  check_config(config)
+  workdir = prepare_workdir(workdir, OUTPUTS)
+  rule, family = RULES[config.rule](), lopt.quadratics(config.dim)
+  info = run_info()
+  state, train_info = meta_train(config, workdir, rule, family)
+  tuned = tune_baselines(config, family)
+  test = evaluate(config, family, rule, state.meta_params, tuned)
+  results = {
+    'run': {**info, **{k: train_info[k] for k in ('git_commit', 'git_dirty')}},
+    'config': config.to_dict(),
+    'meta_parameters': sum(int(np.size(x)) for x in jax.tree.leaves(state.meta_params)),
+    'train': {
+      k: v for k, v in train_info.items() if k not in ('git_commit', 'git_dirty')
+    },
+    'tuning': tuned,
+    'test': test,
+  }
+  (workdir / 'results.json').write_text(json.dumps(results, indent=2))
+  from experiments.learned_optimizer import report
+
+  (workdir / 'results.md').write_text(report.results_table(results))
+  plot(results, workdir / 'loss_curves.png')
+  logging.info('wrote results to %s', workdir)
+  return {'state': state, **results}
+
+
+def plot(results: dict, path: str | pathlib.Path) -> None:
+  """Mean loss over the held-out problems against the inner step, log scale (the
+  shape of Andrychowicz et al.'s Figure 2, left)."""
+  from matplotlib.figure import Figure
+
+  fig = Figure(figsize=(5.5, 3.8))
+  ax = fig.subplots()
+  for name, r in results['test'].items():
+    label = LABELS.get(name, name)
+    if 'learning_rate' in r:
+      label += f' (lr {r["learning_rate"]:.3g})'
+    ax.plot(r['mean_curve'], label=label, lw=2 if name == 'learned' else 1)
+  config = results['config']
+  ax.set(
+    yscale='log',
+    xlabel='inner step',
+    ylabel='mean loss',
+    title=(
+      f'{config["dim"]}-d quadratics, {config["eval"]["num_tasks"]:,} held-out '
+      f'problems ({hardware_label(results["run"])})'
+    ),
+  )
+  ax.title.set_fontsize(7)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
