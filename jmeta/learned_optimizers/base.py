@@ -38,30 +38,52 @@ class LearnedRule(NamedTuple):
   update: Callable[[MetaParams, Any, Any, Any], tuple[Any, Any]]
 
 
+def check_mirrors(
+  reference: Any,
+  tree: Any,
+  trailing: tuple[int, ...],
+  structure_message: Callable[[Any, Any], str],
+  shape_message: Callable[[str, tuple, tuple], str],
+) -> None:
+  """Raises ``ValueError`` where ``tree`` stops mirroring ``reference``.
+
+  ``tree`` must have ``reference``'s structure and each leaf the shape of its
+  reference leaf (an array or a shape struct) followed by ``trailing``. The message
+  is ``structure_message(want, got)`` or ``shape_message(path, got, expected)``.
+  """
+  want, got = jax.tree.structure(reference), jax.tree.structure(tree)
+  if want != got:
+    raise ValueError(structure_message(want, got))
+  for (path, r), t in zip(
+    jax.tree_util.tree_flatten_with_path(reference)[0],
+    jax.tree.leaves(tree),
+    strict=True,
+  ):
+    expected = tuple(np.shape(r)) + tuple(trailing)
+    if tuple(np.shape(t)) != expected:
+      raise ValueError(
+        shape_message(jax.tree_util.keystr(path), tuple(np.shape(t)), expected)
+      )
+
+
 def check_meta_params(rule: LearnedRule, meta_params: MetaParams) -> None:
   """Refuses meta-params whose structure or shapes differ from ``rule.meta_init``'s.
 
   Runs on shapes only (``jax.eval_shape``), at trace time.
   """
-  expected = jax.eval_shape(rule.meta_init, jax.random.key(0))
-  want = jax.tree.structure(expected)
-  got = jax.tree.structure(meta_params)
-  if want != got:
-    raise ValueError(
+  check_mirrors(
+    jax.eval_shape(rule.meta_init, jax.random.key(0)),
+    meta_params,
+    (),
+    lambda want, got: (
       f'the meta-params do not fit the {rule.name} rule: expected the structure '
       f'{want}, got {got}. Build them with its meta_init(key) (or a constructor '
       'of its module).'
-    )
-  for (path, e), g in zip(
-    jax.tree_util.tree_flatten_with_path(expected)[0],
-    jax.tree.leaves(meta_params),
-    strict=True,
-  ):
-    if tuple(np.shape(g)) != tuple(e.shape):
-      raise ValueError(
-        f'the meta-param {jax.tree_util.keystr(path)} of the {rule.name} rule has '
-        f'shape {tuple(np.shape(g))}, expected {tuple(e.shape)}.'
-      )
+    ),
+    lambda path, got, want: (
+      f'the meta-param {path} of the {rule.name} rule has shape {got}, expected {want}.'
+    ),
+  )
 
 
 def check_state_matches(
@@ -74,26 +96,21 @@ def check_state_matches(
   """
   if not jax.tree.leaves(params):
     raise ValueError('the params have no leaves: there is nothing to update.')
-  want, got = jax.tree.structure(params), jax.tree.structure(state_tree)
-  if want != got:
-    raise ValueError(
+  check_mirrors(
+    params,
+    state_tree,
+    trailing,
+    lambda want, got: (
       f'the {what} does not match the params: it has the structure {got}, the '
       f'params {want}. Initialise the rule state with init(meta_params, params) '
       'on the params it will update.'
-    )
-  for (path, p), s in zip(
-    jax.tree_util.tree_flatten_with_path(params)[0],
-    jax.tree.leaves(state_tree),
-    strict=True,
-  ):
-    expected = tuple(np.shape(p)) + tuple(trailing)
-    if tuple(np.shape(s)) != expected:
-      raise ValueError(
-        f'the {what} of parameter {jax.tree_util.keystr(path)} has shape '
-        f"{tuple(np.shape(s))}, expected {expected} (the parameter's shape "
-        f'{tuple(np.shape(p))} then {tuple(trailing)}); was the rule state '
-        'initialised on other params?'
-      )
+    ),
+    lambda path, got, want: (
+      f'the {what} of parameter {path} has shape {got}, expected {want} (the '
+      f"parameter's shape {want[: len(want) - len(trailing)]} then "
+      f'{tuple(trailing)}); was the rule state initialised on other params?'
+    ),
+  )
 
 
 def as_optimizer(
