@@ -7,9 +7,10 @@
 * Advantages: ``discounted_returns``, ``linear_baseline``, ``gae``, ``normalize``.
 * Surrogates: ``naive_surrogate``, ``dice_surrogate``, ``lvc_surrogate``.
 * MAML-RL: ``maml_rl`` (a ``jmeta.MetaLearner``), ``meta_surrogate``,
-  ``adaptation_returns``; TRPO's ``conjugate_gradient``.
+  ``adaptation_returns``, ``maml_trpo_step`` (TRPO's outer step, ``trpo``).
 """
 
+from jmeta.rl import trpo
 from jmeta.rl.advantages import (
   AdvantageSettings,
   baseline_features,
@@ -24,8 +25,10 @@ from jmeta.rl.environment import Environment, sample_tasks
 from jmeta.rl.maml_rl import (
   ESTIMATORS,
   RLTaskBatch,
+  adapt_on,
   adaptation_returns,
   maml_rl,
+  maml_trpo_step,
   meta_surrogate,
   policy_gradient_step,
   sample_adaptation,
@@ -55,6 +58,7 @@ __all__ = [
   'TabularMDPState',
   'TabularMDPTask',
   'Trajectory',
+  'adapt_on',
   'adaptation_returns',
   'estimate_advantages',
   'baseline_features',
@@ -69,6 +73,7 @@ __all__ = [
   'lvc_surrogate',
   'magic_box',
   'maml_rl',
+  'maml_trpo_step',
   'meta_surrogate',
   'naive_surrogate',
   'navigation_2d',
@@ -80,4 +85,5 @@ __all__ = [
   'sample_task_batch',
   'sample_tasks',
   'tabular_mdp',
+  'trpo',
 ]

@@ -148,27 +148,21 @@ def sample_adaptation(
   return inner, outer, jax.lax.stop_gradient(params)
 
 
-def meta_surrogate(
+def adapt_on(
   estimator: str,
   policy: Policy,
   params: Any,
   inner: Trajectory | None,
-  outer: Trajectory,
   *,
   learning_rate: float,
   settings: AdvantageSettings = DEFAULT_SETTINGS,
-  outer_settings: AdvantageSettings | None = None,
-) -> jax.Array:
-  """The scalar whose gradient in ``params`` is ``estimator``'s meta-gradient
-  (ascent direction) on these sampled episodes; see the module doc.
-
-  ``inner``: the episodes of each inner step, ``(inner_steps, episodes, T, ...)``
-  (or None for no inner step); ``outer``: ``(episodes, T, ...)``.
-  """
-  check_estimator(estimator)
-  outer_settings = settings if outer_settings is None else outer_settings
+) -> tuple[Any, jax.Array]:
+  """The inner steps on the sampled ``inner`` episodes, differentiable in
+  ``params`` as ``estimator`` differentiates them: ``(adapted params, score)``,
+  ``score`` the summed log-probability of the inner episodes under the params that
+  sampled them (used by ``'dice_full'``; zero otherwise)."""
   steps = 0 if inner is None else inner.rewards.shape[0]
-  score = jnp.zeros((), outer.rewards.dtype)
+  score = jnp.zeros((), jnp.result_type(float))
   adapted = params
   for k in range(steps):
     batch = jax.tree.map(operator.itemgetter(k), inner)
@@ -188,6 +182,31 @@ def meta_surrogate(
         lambda p, s: p + jax.lax.stop_gradient(s - p), adapted, stepped
       )
     adapted = stepped
+  return adapted, score
+
+
+def meta_surrogate(
+  estimator: str,
+  policy: Policy,
+  params: Any,
+  inner: Trajectory | None,
+  outer: Trajectory,
+  *,
+  learning_rate: float,
+  settings: AdvantageSettings = DEFAULT_SETTINGS,
+  outer_settings: AdvantageSettings | None = None,
+) -> jax.Array:
+  """The scalar whose gradient in ``params`` is ``estimator``'s meta-gradient
+  (ascent direction) on these sampled episodes; see the module doc.
+
+  ``inner``: the episodes of each inner step, ``(inner_steps, episodes, T, ...)``
+  (or None for no inner step); ``outer``: ``(episodes, T, ...)``.
+  """
+  check_estimator(estimator)
+  outer_settings = settings if outer_settings is None else outer_settings
+  adapted, score = adapt_on(
+    estimator, policy, params, inner, learning_rate=learning_rate, settings=settings
+  )
   log_probs = policy.log_prob(adapted, outer.observations, outer.actions)
   objective = dice_surrogate(
     log_probs, estimate_advantages(outer, outer_settings), outer.valid
@@ -344,3 +363,106 @@ def adaptation_returns(
   if inner is None:
     return after
   return jnp.concatenate([jnp.mean(episode_returns(inner), axis=-1), after])
+
+
+def maml_trpo_step(
+  env: Environment,
+  policy: Policy,
+  *,
+  estimator: str = 'dice',
+  inner_learning_rate: float = 0.1,
+  inner_steps: int = 1,
+  num_episodes: int = 20,
+  settings: AdvantageSettings = DEFAULT_SETTINGS,
+  horizon: int | None = None,
+  max_kl: float = 0.01,
+  damping: float = 0.01,
+  cg_iterations: int = 10,
+  line_search_steps: int = 15,
+) -> Any:
+  """MAML-RL's outer step as in Finn et al. (2017): TRPO on the adapted policies.
+
+  Returns ``step(params, batch: RLTaskBatch) -> (params, metrics)``. It samples
+  each task's adaptation with ``params``, then maximises the mean over tasks of the
+  importance-weighted surrogate ``mean (pi_{theta'}/pi_{theta'_old})(a | o) A`` on
+  the outer episodes, with ``theta' = adapt(theta)`` recomputed differentiably as
+  ``estimator`` prescribes, subject to the mean KL between the old and new adapted
+  policies on the outer observations being at most ``max_kl``
+  (``jmeta.rl.trpo.trpo_step``: CG on the KL's Hessian-vector products, which go
+  through the inner step, then a line search). The defaults are pytorch-maml-rl's
+  (``max_kl`` 0.01, damping 0.01, 10 CG iterations, 15 halvings). ``policy.kl``
+  must be set (both built-in policies set it); ``'dice_full'`` is refused (its
+  score term is not an importance-weighted surrogate).
+  """
+  from jmeta.rl import trpo
+
+  check_estimator(estimator)
+  if estimator == 'dice_full':
+    raise ValueError(
+      "maml_trpo_step takes estimator 'dice', 'naive', 'lvc' or 'first_order'; "
+      "'dice_full' has no importance-weighted form."
+    )
+  if policy.kl is None:
+    raise ValueError('maml_trpo_step needs a policy with a closed-form kl.')
+  inner_learning_rate = check_positive_real(inner_learning_rate, 'inner_learning_rate')
+  inner_steps = check_steps(inner_steps, 'inner_steps')
+  num_episodes = check_positive_int(num_episodes, 'num_episodes')
+  check_advantage_settings(settings)
+
+  def step(params, batch: RLTaskBatch):
+    inner, outer, adapted_old = jax.vmap(
+      lambda task, key: sample_adaptation(
+        env,
+        policy,
+        params,
+        task,
+        key,
+        inner_steps=inner_steps,
+        num_episodes=num_episodes,
+        learning_rate=inner_learning_rate,
+        settings=settings,
+        horizon=horizon,
+      )
+    )(batch.tasks, batch.keys)
+    advantages = jax.vmap(lambda o: estimate_advantages(o, settings))(outer)
+    old_log_probs = jax.vmap(policy.log_prob)(
+      adapted_old, outer.observations, outer.actions
+    )
+
+    def adapted(p):
+      return jax.vmap(
+        lambda i: adapt_on(
+          estimator,
+          policy,
+          p,
+          i,
+          learning_rate=inner_learning_rate,
+          settings=settings,
+        )[0]
+      )(inner)
+
+    def surrogate(p):
+      log_probs = jax.vmap(policy.log_prob)(
+        adapted(p), outer.observations, outer.actions
+      )
+      ratio = jnp.exp(log_probs - old_log_probs)
+      return jnp.mean(ratio * advantages * outer.valid)
+
+    def kl(p):
+      per_step = jax.vmap(policy.kl)(adapted_old, adapted(p), outer.observations)
+      return jnp.sum(per_step * outer.valid) / jnp.maximum(jnp.sum(outer.valid), 1.0)
+
+    new, info = trpo.trpo_step(
+      surrogate,
+      kl,
+      params,
+      max_kl=max_kl,
+      damping=damping,
+      cg_iterations=cg_iterations,
+      line_search_steps=line_search_steps,
+    )
+    after = jnp.mean(episode_returns(outer))
+    before = after if inner is None else jnp.mean(episode_returns(inner)[:, 0])
+    return new, {**info, 'return_before': before, 'return_after': after}
+
+  return step

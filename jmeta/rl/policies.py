@@ -6,7 +6,9 @@ A ``Policy`` is a NamedTuple of pure functions of a params pytree, so
 * ``init(key) -> params``;
 * ``sample(params, observation, key) -> action`` for one observation;
 * ``log_prob(params, observations, actions) -> log pi(a | o)`` over any leading
-  axes (``(episodes, time)`` in the policy-gradient objectives).
+  axes (``(episodes, time)`` in the policy-gradient objectives);
+* ``kl(old_params, new_params, observations) -> KL(pi_old(. | o) || pi_new(. | o))``
+  in closed form over any leading axes (TRPO's constraint), or None.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Policy(NamedTuple):
   init: Callable[[jax.Array], Any]
   sample: Callable[[Any, jax.Array, jax.Array], jax.Array]
   log_prob: Callable[[Any, jax.Array, jax.Array], jax.Array]
+  kl: Callable[[Any, Any, jax.Array], jax.Array] | None = None
 
 
 def gaussian_mlp_policy(
@@ -69,7 +72,19 @@ def gaussian_mlp_policy(
     per_dim = -0.5 * z**2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
     return jnp.sum(per_dim, axis=-1)
 
-  return Policy(init, sample, log_prob)
+  def kl(old: dict, new: dict, observations: jax.Array):
+    mean_old = mean_model.apply(old['mean'], observations)
+    mean_new = mean_model.apply(new['mean'], observations)
+    var_old, var_new = jnp.exp(2 * old['log_std']), jnp.exp(2 * new['log_std'])
+    per_dim = (
+      new['log_std']
+      - old['log_std']
+      + (var_old + (mean_old - mean_new) ** 2) / (2 * var_new)
+      - 0.5
+    )
+    return jnp.sum(per_dim, axis=-1)
+
+  return Policy(init, sample, log_prob, kl)
 
 
 def categorical_policy(model: Model, observation_shape: Sequence[int]) -> Policy:
@@ -92,4 +107,9 @@ def categorical_policy(model: Model, observation_shape: Sequence[int]) -> Policy
     logits = jax.nn.log_softmax(model.apply(params, observations))
     return jnp.take_along_axis(logits, actions[..., None], axis=-1)[..., 0]
 
-  return Policy(init, sample, log_prob)
+  def kl(old, new, observations: jax.Array):
+    log_old = jax.nn.log_softmax(model.apply(old, observations))
+    log_new = jax.nn.log_softmax(model.apply(new, observations))
+    return jnp.sum(jnp.exp(log_old) * (log_old - log_new), axis=-1)
+
+  return Policy(init, sample, log_prob, kl)

@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jmeta.rl import trpo
 
@@ -49,3 +50,46 @@ def test_hessian_vector_product_and_trust_region_step(x64):
   )
   np.testing.assert_array_equal(new['w'], params['w'])
   assert info['step_fraction'] == 0.0
+
+
+def test_policy_kls_are_zero_at_equal_params_and_match_sampling():
+  import jax
+
+  import jmeta
+  from jmeta import rl
+
+  obs = jax.random.normal(jax.random.key(0), (3, 2))
+  for policy in (
+    rl.gaussian_mlp_policy(2, 2, hidden_sizes=(4,)),
+    rl.categorical_policy(jmeta.mlp((4,), 3), (2,)),
+  ):
+    old = policy.init(jax.random.key(1))
+    new = policy.init(jax.random.key(2))
+    np.testing.assert_allclose(policy.kl(old, old, obs), 0.0, atol=1e-6)
+    keys = jax.random.split(jax.random.key(3), 20000)
+    sample = jax.vmap(jax.vmap(policy.sample, (None, 0, None)), (None, None, 0))
+    actions = sample(old, obs, keys)
+    many = jnp.broadcast_to(obs, (len(keys), *obs.shape))
+    sampled = jnp.mean(
+      policy.log_prob(old, many, actions) - policy.log_prob(new, many, actions), axis=0
+    )
+    np.testing.assert_allclose(policy.kl(old, new, obs), sampled, rtol=0.05, atol=0.01)
+
+
+def test_maml_trpo_step_stays_in_the_trust_region():
+  import jax
+
+  from jmeta import rl
+
+  env = rl.navigation_2d(horizon=4)
+  policy = rl.gaussian_mlp_policy(2, 2, hidden_sizes=(8,))
+  params = policy.init(jax.random.key(0))
+  step = jax.jit(rl.maml_trpo_step(env, policy, num_episodes=3, max_kl=0.01))
+  batch = rl.sample_task_batch(env, jax.random.key(1), 2)
+  new, info = step(params, batch)
+  assert float(info['kl']) <= 0.01 * (1 + 1e-6)
+  assert float(info['improvement']) >= 0.0
+  moved = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.any(a != b), new, params))
+  assert any(moved) == (float(info['step_fraction']) > 0)
+  with pytest.raises(ValueError, match="'dice_full' has no importance-weighted form"):
+    rl.maml_trpo_step(env, policy, estimator='dice_full')
