@@ -1,6 +1,10 @@
 """Tables and plots of MAML-RL 2D-navigation runs.
 
-python -m experiments.meta_rl.report results/meta_rl
+python -m experiments.meta_rl.report results/meta_rl [results/meta_rl/returns.png]
+
+Runs of the same seed share their initial policy and held-out goals, so the random
+initialisation's row and the goal-seeking controller's appear once, from the first
+run.
 """
 
 from __future__ import annotations
@@ -26,23 +30,27 @@ def results_table(all_results: list[dict]) -> str:
     + ' | meta-iterations | train time | hardware |',
     '|' + ' --- |' * (len(steps) + 4),
   ]
-  for r in all_results:
+  for index, r in enumerate(all_results):
     ev = r['eval']
     time = f'{r["train_seconds_total"] / 60:.0f} min'
-    for key, label in ROWS:
+    for key, label in ROWS if index == 0 else ROWS[:1]:
       cells = [f'{m:.1f} ± {c:.1f}' for m, c in zip(ev[key]['mean'], ev[key]['ci95'])]
       rows.append(
         f'| {label.format(**r["config"])} | '
         + ' | '.join(cells)
-        + f' | {r["iterations"]} | {time} | {hardware_label(r["run"])} |'
+        + (
+          f' | {r["iterations"]} | {time} | {hardware_label(r["run"])} |'
+          if key == 'maml'
+          else ' | 0 | - | - |'
+        )
       )
-    oracle = ev['goal_seeking_controller']
-    cell = f'{oracle["mean"][0]:.1f} ± {oracle["ci95"][0]:.1f}'
-    rows.append(
-      '| goal-seeking controller (sees the goal) | '
-      + ' | '.join([cell] * len(steps))
-      + ' | - | - | - |'
-    )
+  oracle = all_results[0]['eval']['goal_seeking_controller']
+  cell = f'{oracle["mean"][0]:.1f} ± {oracle["ci95"][0]:.1f}'
+  rows.append(
+    '| goal-seeking controller (sees the goal) | '
+    + ' | '.join([cell] * len(steps))
+    + ' | - | - | - |'
+  )
   return '\n'.join(rows) + '\n'
 
 
@@ -52,9 +60,9 @@ def plot_returns(all_results: list[dict], path: str | pathlib.Path) -> None:
 
   fig = Figure(figsize=(5.5, 3.8))
   ax = fig.subplots()
-  for r in all_results:
+  for index, r in enumerate(all_results):
     ev = r['eval']
-    for key, label in ROWS:
+    for key, label in ROWS if index == 0 else ROWS[:1]:
       ax.errorbar(
         ev['steps'],
         ev[key]['mean'],
@@ -64,13 +72,13 @@ def plot_returns(all_results: list[dict], path: str | pathlib.Path) -> None:
         capsize=2,
         label=label.format(**r['config']),
       )
-    ax.axhline(
-      ev['goal_seeking_controller']['mean'][0],
-      color='0.5',
-      ls='--',
-      label='goal-seeking controller',
-    )
   first = all_results[0]
+  ax.axhline(
+    first['eval']['goal_seeking_controller']['mean'][0],
+    color='0.5',
+    ls='--',
+    label='goal-seeking controller',
+  )
   ax.set(
     xlabel='policy-gradient steps',
     ylabel='average return',
@@ -92,3 +100,5 @@ if __name__ == '__main__':
   if not runs:
     raise SystemExit(f'no */results.json under {path}.')
   print(results_table(runs), end='')
+  if len(sys.argv) > 2:
+    plot_returns(runs, sys.argv[2])

@@ -1,6 +1,8 @@
 """The MAML-RL 2D-navigation experiment: a real smoke run, its report, resuming."""
 
 import json
+import pathlib
+import re
 
 import jax
 import numpy as np
@@ -51,7 +53,10 @@ def test_smoke_run_writes_its_files(smoke_run):
     assert len(ev[key]['mean']) == 3 and all(m <= 0 for m in ev[key]['mean'])
   table = (workdir / 'results.md').read_text()
   assert 'MAML-RL (dice)' in table and 'goal-seeking controller' in table
-  assert report.results_table([saved, saved]).count('random init') == 2
+  # The shared rows (initial policy, controller) appear once for several runs.
+  two = report.results_table([saved, saved])
+  assert two.count('random init') == 1 and two.count('MAML-RL (dice)') == 2
+  assert two.count('goal-seeking') == 1
   with pytest.raises(FileExistsError, match='does not overwrite'):
     train.train_and_evaluate(smoke.get_config(), str(workdir))
 
@@ -71,3 +76,19 @@ def test_a_stopped_run_resumes_to_the_same_params(smoke_run, tmp_path):
   )
   records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').open()]
   assert [r['step'] for r in records] == [2, 4]
+
+
+def test_readme_table_is_the_committed_runs_report():
+  root = pathlib.Path(__file__).parents[2]
+  runs = [
+    json.loads(p.read_text())
+    for p in sorted((root / 'results' / 'meta_rl').glob('*/results.json'))
+  ]
+  text = (root / 'README.md').read_text()
+  block = re.search(
+    r'meta_rl\.report results/meta_rl`; do not edit by hand -->\n(.*?)'
+    r'<!-- end generated meta_rl',
+    text,
+    re.S,
+  ).group(1)
+  assert block == report.results_table(runs)
