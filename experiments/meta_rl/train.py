@@ -1,7 +1,9 @@
 """Training loop of the MAML-RL 2D-navigation experiment: checkpoints, evaluation.
 
 One run meta-trains a Gaussian MLP policy with ``jmeta.rl.maml_rl`` through
-``jmeta.make_meta_trainer`` (tasks and episodes sampled inside the jitted step),
+``jmeta.make_meta_trainer`` and Adam (``config.outer='adam'``) or with TRPO
+(``'trpo'``: ``jmeta.rl.maml_trpo_step``), tasks and episodes sampled inside the
+jitted step,
 logs to ``metrics.jsonl`` and TensorBoard, checkpoints so that a stopped run resumes
 exactly, and ends with the returns after 0..``eval.steps`` policy-gradient steps on
 held-out goals in ``results.json``, ``results.md`` and ``returns.png``.
@@ -13,6 +15,7 @@ import json
 import math
 import pathlib
 import time
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +36,16 @@ from jmeta import rl
 from jmeta.validation import check_positive_int
 
 OUTPUTS = ('results.json', 'results.md', 'returns.png')
+OUTERS = ('adam', 'trpo')
+
+
+class TRPOState(NamedTuple):
+  """The outer loop's state under TRPO: the step and the params (no optimiser)."""
+
+  step: jax.Array
+  params: Any
+
+
 # Changing these does not change the training trajectory.
 MAY_DIFFER_ON_RESUME = ('num_iterations', 'log_every', 'checkpoint_every', 'eval.')
 
@@ -42,6 +55,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for field in ('num_tasks', 'num_episodes', 'num_iterations', 'log_every'):
     check_positive_int(config[field], f'config.{field}')
   check_positive_int(config.checkpoint_every, 'config.checkpoint_every')
+  if config.get('outer', 'adam') not in OUTERS:
+    raise ValueError(f'config.outer must be one of {OUTERS}, got {config.outer!r}.')
   if config.eval.num_tasks < 2:
     raise ValueError(
       'config.eval.num_tasks must be at least 2 for a confidence interval, got '
@@ -82,6 +97,37 @@ def make_learner(config, env, policy) -> jmeta.MetaLearner:
     settings=settings(config),
     outer_settings=outer,
   )
+
+
+def make_outer_loop(config, env, policy, learner):
+  """``(init_state(params), step(state, key) -> (state, metrics))``, jitted, for
+  ``config.outer``: Adam through ``jmeta.make_meta_trainer``, or TRPO."""
+  sample = lambda key: rl.sample_task_batch(env, key, config.num_tasks)  # noqa: E731
+  if config.get('outer', 'adam') == 'adam':
+    trainer = jmeta.outer_loop.with_task_sampling(
+      jmeta.make_meta_trainer(learner, optax.adam(config.learning_rate)), sample
+    )
+    return (lambda params: trainer.init(learner.init(params))), trainer.step
+  trpo_step = rl.maml_trpo_step(
+    env,
+    policy,
+    estimator=config.estimator,
+    inner_learning_rate=config.inner_learning_rate,
+    inner_steps=config.inner_steps,
+    num_episodes=config.num_episodes,
+    settings=settings(config),
+    **config.trpo.to_dict(),
+  )
+
+  @jax.jit
+  def step(state: TRPOState, key):
+    params, metrics = trpo_step(state.params, sample(key))
+    return TRPOState(state.step + 1, params), {
+      **metrics,
+      'loss': -metrics['return_after'],
+    }
+
+  return (lambda params: TRPOState(jnp.zeros((), jnp.int32), params)), step
 
 
 def make_evaluator(config, env, policy):
@@ -141,13 +187,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   )
   env, policy = make_env(config), make_policy(config)
   learner = make_learner(config, env, policy)
-  trainer = jmeta.outer_loop.with_task_sampling(
-    jmeta.make_meta_trainer(learner, optax.adam(config.learning_rate)),
-    lambda key: rl.sample_task_batch(env, key, config.num_tasks),
-  )
   root = jax.random.key(config.seed)
   init_params = policy.init(jax.random.fold_in(root, 0))
-  state = trainer.init(learner.init(init_params))
+  init_state, step_fn = make_outer_loop(config, env, policy, learner)
+  state = init_state(init_params)
   saved = {}
   if checkpointer.latest_step() is not None:
     state = checkpointer.restore(state)
@@ -163,7 +206,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   code = git_state()
   start = time.perf_counter()
   if start_step < total:
-    jmeta.precompile(trainer.step, state, train_key)
+    jmeta.precompile(step_fn, state, train_key)
     logging.info('compiled the meta-step in %.1f s', time.perf_counter() - start)
   start = time.perf_counter()
   window, window_steps = None, 0
@@ -188,13 +231,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     ) as bar,
   ):
     for step in bar:
-      state, metrics = trainer.step(state, jax.random.fold_in(train_key, step))
+      state, metrics = step_fn(state, jax.random.fold_in(train_key, step))
       window = metrics if window is None else jax.tree.map(jnp.add, window, metrics)
       window_steps += 1
       done = step + 1
       if done % config.log_every == 0 or done == total:
-        jmeta.outer_loop.raise_if_nonfinite(state)
+        if isinstance(state, jmeta.outer_loop.MetaTrainState):
+          jmeta.outer_loop.raise_if_nonfinite(state)
         record = {k: float(v) / window_steps for k, v in jax.device_get(window).items()}
+        if not np.isfinite(record['loss']):
+          raise FloatingPointError(f'the meta-loss became non-finite by {done}.')
         window, window_steps = None, 0
         record.update(
           step=done,

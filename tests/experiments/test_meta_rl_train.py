@@ -92,3 +92,18 @@ def test_readme_table_is_the_committed_runs_report():
     re.S,
   ).group(1)
   assert block == report.results_table(runs)
+
+
+def test_a_trpo_smoke_run_trains_and_evaluates(tmp_path):
+  from experiments.meta_rl.configs import trpo
+
+  config = smoke.get_config()
+  del config.learning_rate
+  config.outer = 'trpo'
+  config.trpo = trpo.get_config().trpo
+  config.num_iterations = 2
+  out = train.train_and_evaluate(config, str(tmp_path))
+  assert out['iterations'] == 2 and int(out['state'].step) == 2
+  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').open()]
+  assert {'kl', 'step_fraction', 'improvement'} <= records[-1].keys()
+  assert all(r['kl'] <= 0.01 * (1 + 1e-6) for r in records)

@@ -4,8 +4,8 @@ The paper's sizes: 20 tasks (goals) per meta-batch, 20 episodes of 100 steps per
 task and per step, one policy-gradient inner step at 0.1, a policy of two hidden
 layers of 100 ReLU units. Inner advantages as pytorch-maml-rl: discount 0.99, GAE
 lambda 1 over the linear feature baseline, normalised. The paper's outer optimiser
-is TRPO; this config uses Adam at 3e-3 (TRPO is not implemented here yet; the
-rate is a guess, not tuned).
+is TRPO (configs/trpo.py); this config uses Adam at 3e-3 (the rate is a guess,
+not tuned).
 Estimator: 'dice' (second order through a DiCE inner step; see jmeta.rl.maml_rl).
 Evaluation: 40 held-out goals from a fixed seed, 20 episodes per step, returns
 after 0, 1, 2 and 3 inner steps, for the meta-trained policy and for a randomly
@@ -31,6 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.advantages = ml_collections.ConfigDict(
     {'gamma': 0.99, 'gae_lambda': 1.0, 'baseline': 'linear', 'normalize': True}
   )
+  config.outer = 'adam'  # or 'trpo' (configs/trpo.py)
   config.learning_rate = 3e-3  # Adam
   config.num_iterations = 500
   config.log_every = 10
