@@ -5,7 +5,8 @@ search, as pure functions of params pytrees.
 MAML-RL's outer step in Finn et al. (2017) is TRPO on the post-adaptation
 surrogate with ``max_kl = 0.01`` (cbfinn/maml_rl; pytorch-maml-rl: 10 CG iterations,
 damping 0.01, line-search ratio 0.5 over 15 steps). These functions are what that
-step is made of; ``jmeta.rl.maml_rl`` trains with an optax optimiser for now.
+step is made of; ``jmeta.rl.maml_trpo_step`` assembles them into that outer step
+(``jmeta.rl.maml_rl`` trains with any optax optimiser instead).
 """
 
 from __future__ import annotations
