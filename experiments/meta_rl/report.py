@@ -16,9 +16,14 @@ import sys
 from experiments.common.run_info import hardware_label
 
 ROWS = (
-  ('maml', 'MAML-RL ({estimator})'),
+  ('maml', 'MAML-RL ({estimator}, {outer})'),
   ('random_init', 'random init, same adaptation'),
 )
+
+
+def _fields(results: dict) -> dict:
+  # Runs from before config.outer existed trained with Adam.
+  return {'outer': 'adam', **results['config']}
 
 
 def results_table(all_results: list[dict]) -> str:
@@ -36,7 +41,7 @@ def results_table(all_results: list[dict]) -> str:
     for key, label in ROWS if index == 0 else ROWS[:1]:
       cells = [f'{m:.1f} ± {c:.1f}' for m, c in zip(ev[key]['mean'], ev[key]['ci95'])]
       rows.append(
-        f'| {label.format(**r["config"])} | '
+        f'| {label.format(**_fields(r))} | '
         + ' | '.join(cells)
         + (
           f' | {r["iterations"]} | {time} | {hardware_label(r["run"])} |'
@@ -70,7 +75,7 @@ def plot_returns(all_results: list[dict], path: str | pathlib.Path) -> None:
         marker='o',
         ms=3,
         capsize=2,
-        label=label.format(**r['config']),
+        label=label.format(**_fields(r)),
       )
   first = all_results[0]
   ax.axhline(
@@ -84,8 +89,8 @@ def plot_returns(all_results: list[dict], path: str | pathlib.Path) -> None:
     ylabel='average return',
     xticks=first['eval']['steps'],
     title=(
-      f'2D navigation, {first["eval"]["num_tasks"]} held-out goals, '
-      f'{first["iterations"]} meta-iterations ({hardware_label(first["run"])})'
+      f'2D navigation, {first["eval"]["num_tasks"]} held-out goals '
+      f'({hardware_label(first["run"])})'
     ),
   )
   ax.title.set_fontsize(7)

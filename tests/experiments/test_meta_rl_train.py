@@ -52,10 +52,10 @@ def test_smoke_run_writes_its_files(smoke_run):
   for key in ('maml', 'random_init'):
     assert len(ev[key]['mean']) == 3 and all(m <= 0 for m in ev[key]['mean'])
   table = (workdir / 'results.md').read_text()
-  assert 'MAML-RL (dice)' in table and 'goal-seeking controller' in table
+  assert 'MAML-RL (dice, adam)' in table and 'goal-seeking controller' in table
   # The shared rows (initial policy, controller) appear once for several runs.
   two = report.results_table([saved, saved])
-  assert two.count('random init') == 1 and two.count('MAML-RL (dice)') == 2
+  assert two.count('random init') == 1 and two.count('MAML-RL (dice, adam)') == 2
   assert two.count('goal-seeking') == 1
   with pytest.raises(FileExistsError, match='does not overwrite'):
     train.train_and_evaluate(smoke.get_config(), str(workdir))
