@@ -1,0 +1,109 @@
+"""Tables and plots of MAML-RL 2D-navigation runs.
+
+python -m experiments.meta_rl.report results/meta_rl [results/meta_rl/returns.png]
+
+Runs of the same seed share their initial policy and held-out goals, so the random
+initialisation's row and the goal-seeking controller's appear once, from the first
+run.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+from experiments.common.run_info import hardware_label
+
+ROWS = (
+  ('maml', 'MAML-RL ({estimator}, {outer})'),
+  ('random_init', 'random init, same adaptation'),
+)
+
+
+def _fields(results: dict) -> dict:
+  # Runs from before config.outer existed trained with Adam.
+  return {'outer': 'adam', **results['config']}
+
+
+def results_table(all_results: list[dict]) -> str:
+  """Mean return (95% CI over held-out goals) after each number of steps."""
+  steps = all_results[0]['eval']['steps']
+  rows = [
+    '| policy | '
+    + ' | '.join(f'{s} step{"s" if s != 1 else ""}' for s in steps)
+    + ' | meta-iterations | train time | hardware |',
+    '|' + ' --- |' * (len(steps) + 4),
+  ]
+  for index, r in enumerate(all_results):
+    ev = r['eval']
+    time = f'{r["train_seconds_total"] / 60:.0f} min'
+    for key, label in ROWS if index == 0 else ROWS[:1]:
+      cells = [f'{m:.1f} ± {c:.1f}' for m, c in zip(ev[key]['mean'], ev[key]['ci95'])]
+      rows.append(
+        f'| {label.format(**_fields(r))} | '
+        + ' | '.join(cells)
+        + (
+          f' | {r["iterations"]} | {time} | {hardware_label(r["run"])} |'
+          if key == 'maml'
+          else ' | 0 | - | - |'
+        )
+      )
+  oracle = all_results[0]['eval']['goal_seeking_controller']
+  cell = f'{oracle["mean"][0]:.1f} ± {oracle["ci95"][0]:.1f}'
+  rows.append(
+    '| goal-seeking controller (sees the goal) | '
+    + ' | '.join([cell] * len(steps))
+    + ' | - | - | - |'
+  )
+  return '\n'.join(rows) + '\n'
+
+
+def plot_returns(all_results: list[dict], path: str | pathlib.Path) -> None:
+  """Return against policy-gradient steps, one curve per policy and run."""
+  from matplotlib.figure import Figure
+
+  fig = Figure(figsize=(5.5, 3.8))
+  ax = fig.subplots()
+  for index, r in enumerate(all_results):
+    ev = r['eval']
+    for key, label in ROWS if index == 0 else ROWS[:1]:
+      ax.errorbar(
+        ev['steps'],
+        ev[key]['mean'],
+        yerr=ev[key]['ci95'],
+        marker='o',
+        ms=3,
+        capsize=2,
+        label=label.format(**_fields(r)),
+      )
+  first = all_results[0]
+  ax.axhline(
+    first['eval']['goal_seeking_controller']['mean'][0],
+    color='0.5',
+    ls='--',
+    label='goal-seeking controller',
+  )
+  ax.set(
+    xlabel='policy-gradient steps',
+    ylabel='average return',
+    xticks=first['eval']['steps'],
+    title=(
+      f'2D navigation, {first["eval"]["num_tasks"]} held-out goals '
+      f'({hardware_label(first["run"])})'
+    ),
+  )
+  ax.title.set_fontsize(7)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+
+
+if __name__ == '__main__':
+  path = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else 'results/meta_rl')
+  runs = [json.loads(p.read_text()) for p in sorted(path.glob('*/results.json'))]
+  if not runs:
+    raise SystemExit(f'no */results.json under {path}.')
+  print(results_table(runs), end='')
+  if len(sys.argv) > 2:
+    plot_returns(runs, sys.argv[2])

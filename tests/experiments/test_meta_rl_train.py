@@ -1,0 +1,109 @@
+"""The MAML-RL 2D-navigation experiment: a real smoke run, its report, resuming."""
+
+import json
+import pathlib
+import re
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.meta_rl import report, train
+from experiments.meta_rl.configs import default, smoke
+
+
+def test_default_config_has_the_papers_sizes():
+  config = default.get_config()
+  assert (config.num_tasks, config.num_episodes, config.env.horizon) == (20, 20, 100)
+  assert config.inner_learning_rate == 0.1 and config.inner_steps == 1
+  assert tuple(config.policy.hidden_sizes) == (100, 100)
+
+
+def test_bad_config_values_are_named(tmp_path):
+  config = smoke.get_config()
+  config.eval.num_tasks = 1
+  with pytest.raises(ValueError, match='config.eval.num_tasks must be at least 2'):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = smoke.get_config()
+  config.num_tasks = 0
+  with pytest.raises(ValueError, match='config.num_tasks'):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+@pytest.fixture(scope='module')
+def smoke_run(tmp_path_factory):
+  """The smoke config's run (4 iterations) and its workdir."""
+  workdir = tmp_path_factory.mktemp('meta_rl') / 'run'
+  return train.train_and_evaluate(smoke.get_config(), str(workdir)), workdir
+
+
+def test_smoke_run_writes_its_files(smoke_run):
+  out, workdir = smoke_run
+  for name in train.OUTPUTS:
+    assert (workdir / name).stat().st_size > 0, name
+  records = [json.loads(line) for line in (workdir / 'metrics.jsonl').open()]
+  assert [r['step'] for r in records] == [2, 4]
+  assert {'loss', 'return_before', 'return_after', 'episodes'} <= records[0].keys()
+  saved = json.loads((workdir / 'results.json').read_text())
+  assert saved['iterations'] == 4 and saved['episodes_trained'] == 4 * 2 * 3 * 2
+  assert saved['run']['command'] and 'git_commit' in saved['run']
+  ev = saved['eval']
+  assert ev['steps'] == [0, 1, 2]
+  for key in ('maml', 'random_init'):
+    assert len(ev[key]['mean']) == 3 and all(m <= 0 for m in ev[key]['mean'])
+  table = (workdir / 'results.md').read_text()
+  assert 'MAML-RL (dice, adam)' in table and 'goal-seeking controller' in table
+  # The shared rows (initial policy, controller) appear once for several runs.
+  two = report.results_table([saved, saved])
+  assert two.count('random init') == 1 and two.count('MAML-RL (dice, adam)') == 2
+  assert two.count('goal-seeking') == 1
+  with pytest.raises(FileExistsError, match='does not overwrite'):
+    train.train_and_evaluate(smoke.get_config(), str(workdir))
+
+
+def test_a_stopped_run_resumes_to_the_same_params(smoke_run, tmp_path):
+  out, _ = smoke_run
+  config = smoke.get_config()
+  config.num_iterations = 2  # stops at the checkpoint at iteration 2
+  train.train_and_evaluate(config, str(tmp_path))
+  for name in train.OUTPUTS:  # as if it had stopped before its evaluation
+    (tmp_path / name).unlink()
+  config.num_iterations = 4
+  resumed = train.train_and_evaluate(config, str(tmp_path))
+  assert resumed['resumed_from_iteration'] == 2
+  jax.tree.map(
+    np.testing.assert_array_equal, resumed['state'].params, out['state'].params
+  )
+  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').open()]
+  assert [r['step'] for r in records] == [2, 4]
+
+
+def test_readme_table_is_the_committed_runs_report():
+  root = pathlib.Path(__file__).parents[2]
+  runs = [
+    json.loads(p.read_text())
+    for p in sorted((root / 'results' / 'meta_rl').glob('*/results.json'))
+  ]
+  text = (root / 'README.md').read_text()
+  block = re.search(
+    r'meta_rl\.report results/meta_rl`; do not edit by hand -->\n(.*?)'
+    r'<!-- end generated meta_rl',
+    text,
+    re.S,
+  ).group(1)
+  assert block == report.results_table(runs)
+
+
+def test_a_trpo_smoke_run_trains_and_evaluates(tmp_path):
+  from experiments.meta_rl.configs import trpo
+
+  config = smoke.get_config()
+  del config.learning_rate
+  config.outer = 'trpo'
+  config.trpo = trpo.get_config().trpo
+  config.num_iterations = 2
+  out = train.train_and_evaluate(config, str(tmp_path))
+  assert out['iterations'] == 2 and int(out['state'].step) == 2
+  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').open()]
+  assert {'kl', 'step_fraction', 'improvement'} <= records[-1].keys()
+  assert all(r['kl'] <= 0.01 * (1 + 1e-6) for r in records)
