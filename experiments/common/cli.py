@@ -1,7 +1,7 @@
 """The command line every experiment shares.
 
-Each experiment's ``main.py`` defines its flags with ``define_flags`` and starts with
-``run``, which gives it:
+Each experiment's ``main.py`` is ``run_experiment`` (or, with flags of its own,
+``define_flags`` then ``run``), which gives it:
 
 - ``--workdir`` (required) and ``--config`` (a config file, with ``--config.<field>``
   overrides, locked so a misspelled field cannot be added);
@@ -78,6 +78,23 @@ def train_main(
     train_and_evaluate(flags.FLAGS.config, workdir.value)
 
   return main
+
+
+def run_experiment(
+  package: str,
+  train_and_evaluate: Callable[[ml_collections.ConfigDict, str], Any],
+  default_config: str,
+  workdir_help: str = 'Directory for checkpoints, metrics, results and plots.',
+) -> NoReturn:
+  """The whole ``main.py`` of an experiment package such as ``experiments.mann``.
+
+  Defines the flags (``default_config`` is a file in the package's ``configs/``)
+  and runs ``train_and_evaluate(config, workdir)`` under ``run``.
+  """
+  module = sys.modules[package]
+  configs = pathlib.Path(module.__file__).parent / 'configs'
+  workdir = define_flags(str(configs / default_config), workdir_help)
+  run(f'python -m {package}.main', train_main(train_and_evaluate, workdir), workdir)
 
 
 def run(

@@ -4,19 +4,13 @@
       [--config=experiments/copy_task/configs/ntm.py] [--config.num_updates=1000]
 """
 
-import pathlib
-
 from experiments.common import cli
 from experiments.copy_task import train
 
-_WORKDIR = cli.define_flags(
-  str(pathlib.Path(__file__).parent / 'configs' / 'ntm.py'),
-  'Directory for metrics, results and plots.',
-)
-
 if __name__ == '__main__':
-  cli.run(
-    'python -m experiments.copy_task.main',
-    cli.train_main(train.train_and_evaluate, _WORKDIR),
-    _WORKDIR,
+  cli.run_experiment(
+    'experiments.copy_task',
+    train.train_and_evaluate,
+    'ntm.py',
+    'Directory for metrics, results and plots.',
   )

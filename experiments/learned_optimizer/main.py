@@ -8,19 +8,10 @@ baselines on held-out problems (Andrychowicz et al., 2016).
 Re-running with the same --workdir resumes from its latest checkpoint.
 """
 
-import pathlib
-
 from experiments.common import cli
 from experiments.learned_optimizer import train
 
-_WORKDIR = cli.define_flags(
-  str(pathlib.Path(__file__).parent / 'configs' / 'default.py'),
-  'Directory for checkpoints, metrics, results and plots.',
-)
-
 if __name__ == '__main__':
-  cli.run(
-    'python -m experiments.learned_optimizer.main',
-    cli.train_main(train.train_and_evaluate, _WORKDIR),
-    _WORKDIR,
+  cli.run_experiment(
+    'experiments.learned_optimizer', train.train_and_evaluate, 'default.py'
   )

@@ -8,19 +8,8 @@
 Re-running with the same --workdir resumes from its latest checkpoint.
 """
 
-import pathlib
-
 from experiments.common import cli
 from experiments.mann import train
 
-_WORKDIR = cli.define_flags(
-  str(pathlib.Path(__file__).parent / 'configs' / 'default.py'),
-  'Directory for checkpoints, metrics and results.',
-)
-
 if __name__ == '__main__':
-  cli.run(
-    'python -m experiments.mann.main',
-    cli.train_main(train.train_and_evaluate, _WORKDIR),
-    _WORKDIR,
-  )
+  cli.run_experiment('experiments.mann', train.train_and_evaluate, 'default.py')

@@ -7,30 +7,8 @@ adaptation steps on held-out goals.
 Re-running with the same --workdir resumes from its latest checkpoint.
 """
 
-import pathlib
-
-from absl import app, flags, logging
-from ml_collections import config_flags
-
+from experiments.common import cli
 from experiments.meta_rl import train
 
-_DEFAULT_CONFIG = str(pathlib.Path(__file__).parent / 'configs' / 'default.py')
-
-_WORKDIR = flags.DEFINE_string(
-  'workdir', None, 'Directory for checkpoints, metrics and results.'
-)
-config_flags.DEFINE_config_file(
-  'config', _DEFAULT_CONFIG, 'Experiment configuration.', lock_config=True
-)
-flags.mark_flags_as_required(['workdir'])
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
-  train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
-
-
 if __name__ == '__main__':
-  app.run(main)
+  cli.run_experiment('experiments.meta_rl', train.train_and_evaluate, 'default.py')

@@ -8,19 +8,8 @@ A stopped run resumes from its workdir's latest checkpoint when started again wi
 the same command.
 """
 
-import pathlib
-
 from experiments.common import cli
 from experiments.neural_processes import train
 
-_WORKDIR = cli.define_flags(
-  str(pathlib.Path(__file__).parent / 'configs' / 'anp.py'),
-  'Directory for checkpoints, metrics, results and plots.',
-)
-
 if __name__ == '__main__':
-  cli.run(
-    'python -m experiments.neural_processes.main',
-    cli.train_main(train.train_and_evaluate, _WORKDIR),
-    _WORKDIR,
-  )
+  cli.run_experiment('experiments.neural_processes', train.train_and_evaluate, 'anp.py')
