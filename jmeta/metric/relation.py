@@ -23,13 +23,21 @@ import jax
 import jax.numpy as jnp
 
 from jmeta.metric.base import MetricLearner, classification_loss, embed_episode
-from jmeta.models.base import SUPPORT, TRANSDUCTIVE, Model, check_batch_norm_mode
+from jmeta.models.base import (
+  SUPPORT,
+  TRANSDUCTIVE,
+  Model,
+  batch_norm_apply,
+  check_batch_norm_mode,
+)
 from jmeta.models.layers import (
   CONV_IMPLS,
-  batch_norm,
   conv2d,
+  conv_block,
+  conv_block_init,
   dense_init,
-  max_pool_2x2,
+  init_layers,
+  norm_relu_pool,
   resolve_conv_impl,
 )
 from jmeta.validation import check_positive_int
@@ -42,32 +50,6 @@ def _check_conv_impl(conv_impl: str) -> str:
   if conv_impl not in CONV_IMPLS:
     raise ValueError(f'unknown conv_impl {conv_impl!r}; expected one of {CONV_IMPLS}.')
   return resolve_conv_impl(conv_impl)
-
-
-def _conv_block_params(key: jax.Array, cin: int, cout: int) -> dict:
-  return {
-    'w': jax.nn.initializers.glorot_uniform()(key, (3, 3, cin, cout), jnp.float32),
-    'b': jnp.zeros((cout,), jnp.float32),
-    'scale': jnp.ones((cout,), jnp.float32),
-    'bias': jnp.zeros((cout,), jnp.float32),
-  }
-
-
-def _conv_block(
-  p: dict, x: jax.Array, impl: str, mode: str, num_support: int | None, pool: bool
-) -> jax.Array:
-  """[3x3 'SAME' conv, batch norm, ReLU], then 2x2 max-pooling if ``pool``."""
-  x = conv2d(x, p['w'], p['b'], stride=1, impl=impl)
-  return _after_conv(p, x, mode, num_support, pool)
-
-
-def _after_conv(
-  p: dict, x: jax.Array, mode: str, num_support: int | None, pool: bool
-) -> jax.Array:
-  x = jax.nn.relu(
-    batch_norm(x, p['scale'], p['bias'], mode=mode, num_support=num_support)
-  )
-  return max_pool_2x2(x) if pool else x
 
 
 def _check_images(example_inputs: jax.Array, what: str) -> None:
@@ -90,27 +72,27 @@ def relation_encoder(*, filters: int = 64, conv_impl: str = 'auto') -> Model:
 
   def init(key: jax.Array, example_inputs: jax.Array) -> dict:
     _check_images(example_inputs, 'relation_encoder')
-    keys = jax.random.split(key, len(ENCODER_POOLED_BLOCKS))
+    blocks = len(ENCODER_POOLED_BLOCKS)
+    keys = jax.random.split(key, blocks)
     cin = example_inputs.shape[-1]
-    params = {}
-    for i, k in enumerate(keys):
-      params[f'block_{i}'] = _conv_block_params(k, cin, filters)
-      cin = filters
-    return params
+    return init_layers(keys, cin, (filters,) * blocks, conv_block_init, 'block')
 
-  def apply(
-    params: dict,
-    inputs: jax.Array,
-    *,
-    batch_norm: str = TRANSDUCTIVE,
-    num_support: int | None = None,
+  def forward(
+    params: dict, x: jax.Array, mode: str, num_support: int | None
   ) -> jax.Array:
-    x = inputs
     for i, pool in enumerate(ENCODER_POOLED_BLOCKS):
-      x = _conv_block(params[f'block_{i}'], x, impl, batch_norm, num_support, pool)
+      x = conv_block(
+        params[f'block_{i}'],
+        x,
+        stride=1,
+        impl=impl,
+        mode=mode,
+        num_support=num_support,
+        pool=pool,
+      )
     return x
 
-  return Model(init, apply)
+  return Model(init, batch_norm_apply(forward))
 
 
 def relation_module(
@@ -135,8 +117,8 @@ def relation_module(
     _check_images(example_pairs, 'relation_module')
     keys = jax.random.split(key, 4)
     params = {
-      'block_0': _conv_block_params(keys[0], example_pairs.shape[-1], filters),
-      'block_1': _conv_block_params(keys[1], filters, filters),
+      'block_0': conv_block_init(keys[0], example_pairs.shape[-1], filters),
+      'block_1': conv_block_init(keys[1], filters, filters),
     }
     one = jax.ShapeDtypeStruct((1,) + tuple(example_pairs.shape[1:]), jnp.float32)
     dim = jax.eval_shape(lambda p, x: features(p, x, TRANSDUCTIVE), params, one)
@@ -150,16 +132,12 @@ def relation_module(
     params['out'] = dense_init(keys[3], hidden, 1)
     return params
 
-  def apply(
-    params: dict,
-    inputs: jax.Array,
-    *,
-    batch_norm: str = TRANSDUCTIVE,
-    num_support: int | None = None,
+  def forward(
+    params: dict, inputs: jax.Array, mode: str, num_support: int | None
   ) -> jax.Array:
-    return _scores(params, features(params, inputs, batch_norm, num_support))
+    return _scores(params, features(params, inputs, mode, num_support))
 
-  return Model(init, apply)
+  return Model(init, batch_norm_apply(forward))
 
 
 def _features_after_first_conv(params, x, impl, mode, num_support):
@@ -168,8 +146,18 @@ def _features_after_first_conv(params, x, impl, mode, num_support):
   ``x`` is conv_0(pair) + b_0; both ``relation_module`` and the factored
   ``relation_scores`` (which forms it without building pairs) continue here.
   """
-  x = _after_conv(params['block_0'], x, mode, num_support, True)
-  x = _conv_block(params['block_1'], x, impl, mode, num_support, True)
+  x = norm_relu_pool(
+    params['block_0'], x, mode=mode, num_support=num_support, pool=True
+  )
+  x = conv_block(
+    params['block_1'],
+    x,
+    stride=1,
+    impl=impl,
+    mode=mode,
+    num_support=num_support,
+    pool=True,
+  )
   return x.reshape(x.shape[0], -1)
 
 

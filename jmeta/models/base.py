@@ -39,6 +39,23 @@ class Model(NamedTuple):
   apply: Callable[..., jax.Array]
 
 
+def batch_norm_apply(
+  forward: Callable[[Params, jax.Array, str, int | None], jax.Array],
+) -> Callable[..., jax.Array]:
+  """The ``Model.apply`` that calls ``forward(params, inputs, batch_norm, num_support)``."""
+
+  def apply(
+    params: Params,
+    inputs: jax.Array,
+    *,
+    batch_norm: str = TRANSDUCTIVE,
+    num_support: int | None = None,
+  ) -> jax.Array:
+    return forward(params, inputs, batch_norm, num_support)
+
+  return apply
+
+
 def check_batch_norm_mode(mode: str) -> str:
   """Returns ``mode`` if it is a known batch-norm mode, else raises ``ValueError``."""
   if mode not in BATCH_NORM_MODES:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jmeta.models.base import TRANSDUCTIVE, Model
+from jmeta.models.base import TRANSDUCTIVE, Model, batch_norm_apply
 from jmeta.models.layers import (
-  batch_norm,
-  conv2d,
+  conv_block,
+  conv_block_init,
   dense,
   dense_init,
-  max_pool_2x2,
+  init_layers,
   resolve_conv_impl,
 )
 
@@ -52,12 +52,15 @@ def conv4(
     params: dict, x: jax.Array, bn_mode: str, num_support: int | None = None
   ) -> jax.Array:
     for i in range(4):
-      p = params[f'block_{i}']
-      x = conv2d(x, p['w'], p['b'], stride=stride, impl=impl)
-      x = batch_norm(x, p['scale'], p['bias'], mode=bn_mode, num_support=num_support)
-      x = jax.nn.relu(x)
-      if variant == 'maxpool':
-        x = max_pool_2x2(x)
+      x = conv_block(
+        params[f'block_{i}'],
+        x,
+        stride=stride,
+        impl=impl,
+        mode=bn_mode,
+        num_support=num_support,
+        pool=variant == 'maxpool',
+      )
     if variant == 'strided':
       return jnp.mean(x, axis=(1, 2))
     return x.reshape(x.shape[0], -1)
@@ -69,17 +72,8 @@ def conv4(
         f'got example inputs of shape {example_inputs.shape}.'
       )
     keys = jax.random.split(key, 5)
-    params = {}
     cin = example_inputs.shape[-1]
-    glorot = jax.nn.initializers.glorot_uniform()
-    for i in range(4):
-      params[f'block_{i}'] = {
-        'w': glorot(keys[i], (3, 3, cin, filters), jnp.float32),
-        'b': jnp.zeros((filters,), jnp.float32),
-        'scale': jnp.ones((filters,), jnp.float32),
-        'bias': jnp.zeros((filters,), jnp.float32),
-      }
-      cin = filters
+    params = init_layers(keys[:4], cin, (filters,) * 4, conv_block_init, 'block')
     if num_classes:
       features = jax.eval_shape(
         lambda p, x: embed(p, x, TRANSDUCTIVE), params, example_inputs[:1]
@@ -87,16 +81,12 @@ def conv4(
       params['head'] = dense_init(keys[4], features.shape[-1], num_classes)
     return params
 
-  def apply(
-    params: dict,
-    inputs: jax.Array,
-    *,
-    batch_norm: str = TRANSDUCTIVE,
-    num_support: int | None = None,
-  ):
-    x = embed(params, inputs, batch_norm, num_support)
+  def forward(
+    params: dict, inputs: jax.Array, bn_mode: str, num_support: int | None
+  ) -> jax.Array:
+    x = embed(params, inputs, bn_mode, num_support)
     if 'head' in params:
       x = dense(x, params['head']['w'], params['head']['b'])
     return x
 
-  return Model(init, apply)
+  return Model(init, batch_norm_apply(forward))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -164,3 +165,56 @@ def dense_init(key: jax.Array, fan_in: int, fan_out: int) -> dict[str, jax.Array
   """Glorot-uniform weights and zero biases, as MAML initialises its layers."""
   w = jax.nn.initializers.glorot_uniform()(key, (fan_in, fan_out), jnp.float32)
   return {'w': w, 'b': jnp.zeros((fan_out,), jnp.float32)}
+
+
+def init_layers(
+  keys: jax.Array,
+  fan_in: int,
+  sizes: Sequence[int],
+  layer_init: Callable[[jax.Array, int, int], dict[str, jax.Array]],
+  name: str,
+) -> dict[str, dict[str, jax.Array]]:
+  """``{f'{name}_{i}': layer_init(keys[i], fan_in_i, sizes[i])}``, a chain of layers:
+  each layer's fan-in is the previous one's size, the first's ``fan_in``."""
+  params = {}
+  for i, (k, fan_out) in enumerate(zip(keys, sizes)):
+    params[f'{name}_{i}'] = layer_init(k, fan_in, fan_out)
+    fan_in = fan_out
+  return params
+
+
+def conv_block_init(key: jax.Array, cin: int, cout: int) -> dict[str, jax.Array]:
+  """A 3x3 conv block's params: Glorot-uniform ``w``, zero ``b`` and ``bias``, unit
+  ``scale``."""
+  return {
+    'w': jax.nn.initializers.glorot_uniform()(key, (3, 3, cin, cout), jnp.float32),
+    'b': jnp.zeros((cout,), jnp.float32),
+    'scale': jnp.ones((cout,), jnp.float32),
+    'bias': jnp.zeros((cout,), jnp.float32),
+  }
+
+
+def norm_relu_pool(
+  p: dict, x: jax.Array, *, mode: str, num_support: int | None, pool: bool
+) -> jax.Array:
+  """ReLU of ``batch_norm`` with ``p``'s scale and bias, then 2x2 max-pooling if
+  ``pool``: a conv block after its convolution."""
+  x = jax.nn.relu(
+    batch_norm(x, p['scale'], p['bias'], mode=mode, num_support=num_support)
+  )
+  return max_pool_2x2(x) if pool else x
+
+
+def conv_block(
+  p: dict,
+  x: jax.Array,
+  *,
+  stride: int,
+  impl: str,
+  mode: str,
+  num_support: int | None,
+  pool: bool,
+) -> jax.Array:
+  """[3x3 'SAME' conv, batch norm, ReLU], then 2x2 max-pooling if ``pool``."""
+  x = conv2d(x, p['w'], p['b'], stride=stride, impl=impl)
+  return norm_relu_pool(p, x, mode=mode, num_support=num_support, pool=pool)

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 
 import jax
 
-from jmeta.models.base import TRANSDUCTIVE, Model, check_batch_norm_mode
-from jmeta.models.layers import dense, dense_init
+from jmeta.models.base import Model, batch_norm_apply, check_batch_norm_mode
+from jmeta.models.layers import dense, dense_init, init_layers
 
 
 def mlp(
@@ -26,23 +26,14 @@ def mlp(
     raise ValueError(f'layer sizes must be positive, got {sizes}.')
 
   def init(key: jax.Array, example_inputs: jax.Array) -> dict:
-    fan_in = example_inputs.shape[-1]
     keys = jax.random.split(key, len(sizes))
-    params = {}
-    for i, (k, fan_out) in enumerate(zip(keys, sizes)):
-      params[f'layer_{i}'] = dense_init(k, fan_in, fan_out)
-      fan_in = fan_out
-    return params
+    return init_layers(keys, example_inputs.shape[-1], sizes, dense_init, 'layer')
 
-  def apply(
-    params: dict,
-    inputs: jax.Array,
-    *,
-    batch_norm: str = TRANSDUCTIVE,
-    num_support: int | None = None,
-  ):
+  def forward(
+    params: dict, inputs: jax.Array, bn_mode: str, num_support: int | None
+  ) -> jax.Array:
     del num_support  # no batch norm
-    check_batch_norm_mode(batch_norm)
+    check_batch_norm_mode(bn_mode)
     x = inputs
     for i in range(len(sizes)):
       layer = params[f'layer_{i}']
@@ -51,4 +42,4 @@ def mlp(
         x = activation(x)
     return x
 
-  return Model(init, apply)
+  return Model(init, batch_norm_apply(forward))
