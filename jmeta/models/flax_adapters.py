@@ -81,6 +81,24 @@ def _call_key(seed: int, params, inputs: jax.Array, key: jax.Array | None):
   return jax.random.fold_in(base, _content_hash(inputs))
 
 
+def _adapter_apply(forward):
+  """An adapter's ``Model.apply``: checks the batch-norm keywords, then calls
+  ``forward(params, inputs, support, key)``, ``support`` as ``_check_mode`` gives it."""
+
+  def apply(
+    params,
+    inputs: jax.Array,
+    *,
+    batch_norm: str = TRANSDUCTIVE,
+    num_support: int | None = None,
+    key: jax.Array | None = None,
+  ):
+    support = _check_mode(batch_norm, num_support, inputs)
+    return forward(params, inputs, support, key)
+
+  return apply
+
+
 def _check_mode(batch_norm: str, num_support: int | None, inputs) -> int | None:
   """The ``num_support`` for the batch-norm mask, or ``None`` in transductive mode."""
   check_batch_norm_mode(batch_norm)
@@ -250,15 +268,7 @@ def from_linen(
       variables = module.init({'params': key, **streams}, example_inputs, **call_kwargs)
     return variables['params']
 
-  def apply(
-    params,
-    inputs: jax.Array,
-    *,
-    batch_norm: str = TRANSDUCTIVE,
-    num_support: int | None = None,
-    key: jax.Array | None = None,
-  ):
-    support = _check_mode(batch_norm, num_support, inputs)
+  def forward(params, inputs: jax.Array, support: int | None, key: jax.Array | None):
     rngs = stream_keys(_call_key(seed, params, inputs, key)) if rng_streams else None
     with linen.intercept_methods(_linen_batch_norm_interceptor(support)):
       # Flax returns (outputs, state) for any mutable other than False, even [].
@@ -271,7 +281,7 @@ def from_linen(
       )
     return out[0] if mutable else out
 
-  return Model(init, apply)
+  return Model(init, _adapter_apply(forward))
 
 
 # --- NNX ---------------------------------------------------------------------------
@@ -410,15 +420,7 @@ def from_nnx(
     _, params, _ = nnx.split(_build_nnx(module_fn, nnx.Rngs(key)), nnx.Param, ...)
     return nnx.to_pure_dict(params)
 
-  def apply(
-    params,
-    inputs: jax.Array,
-    *,
-    batch_norm: str = TRANSDUCTIVE,
-    num_support: int | None = None,
-    key: jax.Array | None = None,
-  ):
-    support = _check_mode(batch_norm, num_support, inputs)
+  def forward(params, inputs: jax.Array, support: int | None, key: jax.Array | None):
     if support is not None and custom_batch_norms:
       raise ValueError(
         f"batch_norm='support' needs nnx.BatchNorm itself; this model's batch norm "
@@ -441,4 +443,4 @@ def from_nnx(
         inputs, **call_kwargs
       )
 
-  return Model(init, apply)
+  return Model(init, _adapter_apply(forward))
