@@ -170,31 +170,27 @@ def adapt_with_rule(
   support = objective if batch_size is None else _full(model, loss_fn, inputs, targets)
   if rule.regularization is not None:
     objective = _proximal(objective, params, rule.regularization)
-  if rule.adapts is None:
-    adapted, values, _ = scan_inner_loop(
-      objective,
-      params,
-      steps=steps,
-      optimizer=rule.optimizer(rule_params),
-      first_order=first_order,
-      remat=remat,
-      xs=xs,
-    )
-  else:
+  start, inner, merge = params, objective, None
+  if rule.adapts is not None:
     # The inner loop sees the head's leaves as a list; the body is a constant of
     # its objective, so its gradient flows only through the adapted head.
-    head, merge = split_leaves(params, rule.adapts)
+    start, merge = split_leaves(params, rule.adapts)
+
+    def inner(head, *x):
+      return objective(merge(head), *x)
+
     if rule_params is not None:
       rule_params, _ = split_leaves(rule_params, rule.adapts)
-    adapted, values, _ = scan_inner_loop(
-      lambda h, *x: objective(merge(h), *x),
-      head,
-      steps=steps,
-      optimizer=rule.optimizer(rule_params),
-      first_order=first_order,
-      remat=remat,
-      xs=xs,
-    )
+  adapted, values, _ = scan_inner_loop(
+    inner,
+    start,
+    steps=steps,
+    optimizer=rule.optimizer(rule_params),
+    first_order=first_order,
+    remat=remat,
+    xs=xs,
+  )
+  if merge is not None:
     adapted = merge(adapted)
   full_batch = steps and batch_size is None
   pre = values[0] if full_batch else support(params)
