@@ -29,10 +29,8 @@ def adaptation_curves(
   chunk_size: int | None = None,
 ) -> jax.Array:
   """Per-task query loss after 0..``steps`` inner updates: shape ``(tasks, steps+1)``."""
-  check_task_batch_shapes(batch)
 
-  def curve(task):
-    task = Task(*task)
+  def curve(task: Task) -> jax.Array:
     return adaptation_curve(
       model,
       loss_fn,
@@ -44,7 +42,7 @@ def adaptation_curves(
       optimizer=optimizer,
     )
 
-  return map_tasks(curve, batch, strategy=batching, chunk_size=chunk_size)
+  return _per_task(curve, batch, batching, chunk_size)
 
 
 def evaluate_adapted(
@@ -65,10 +63,8 @@ def evaluate_adapted(
   Each task adapts ``params`` on its own support set with ``jmeta.adapt``; every
   returned array has a leading task axis.
   """
-  check_task_batch_shapes(batch)
 
-  def one(task):
-    task = Task(*task)
+  def one(task: Task) -> dict[str, jax.Array]:
     adapted = adapt(
       model,
       loss_fn,
@@ -85,7 +81,15 @@ def evaluate_adapted(
       metrics.update(metrics_fn(outputs, task.query_targets))
     return metrics
 
-  return map_tasks(one, batch, strategy=batching, chunk_size=chunk_size)
+  return _per_task(one, batch, batching, chunk_size)
+
+
+def _per_task(fn, batch: TaskBatch, batching: str, chunk_size: int | None):
+  """``fn(task)`` for every ``Task`` of ``batch``, stacked; checks the batch first."""
+  check_task_batch_shapes(batch)
+  return map_tasks(
+    lambda task: fn(Task(*task)), batch, strategy=batching, chunk_size=chunk_size
+  )
 
 
 def mean_confidence_interval(
