@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 CONFIG_FILE = 'config.json'
 STATE = 'default'
@@ -129,6 +130,15 @@ class Checkpointer:
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
+
+  def resume(self, template: Any) -> tuple[Any, dict]:
+    """(the latest state and its progress record), or (``template``, {}) if the
+    workdir has no checkpoint yet."""
+    if self.latest_step() is None:
+      return template, {}
+    state = self.restore(template)
+    absl_logging.info('resumed from step %d', self.latest_step())
+    return state, self.progress()
 
   def save(self, step: int, state: Any, progress: dict | None = None) -> None:
     items = {STATE: ocp.args.StandardSave(state)}

@@ -134,11 +134,7 @@ def meta_train(
     rule.meta_init(jax.random.fold_in(root, 0)),
     jax.random.fold_in(root, 1),
   )
-  saved = {}
-  if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
-    saved = checkpointer.progress()
-    logging.info('resumed from meta-step %d', int(state.step))
+  state, saved = checkpointer.resume(state)
   start_step, total = int(state.step), config.num_updates
   kept = records.cut_jsonl(workdir / 'metrics.jsonl', start_step)
   records.cut_timing(workdir / 'timing.jsonl', start_step, saved)

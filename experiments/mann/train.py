@@ -232,11 +232,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   )
   params = model.init(jax.random.fold_in(root, 0), example)
   state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
-  saved = {}
-  if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
-    saved = checkpointer.progress()
-    logging.info('resumed from update %d', int(state.step))
+  state, saved = checkpointer.resume(state)
   start_step, total = int(state.step), num_updates(config)
   # The updates after the checkpoint are trained again: their records go.
   records.cut_jsonl(workdir / 'metrics.jsonl', start_step)

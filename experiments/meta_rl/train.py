@@ -191,11 +191,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   init_params = policy.init(jax.random.fold_in(root, 0))
   init_state, step_fn = make_outer_loop(config, env, policy, learner)
   state = init_state(init_params)
-  saved = {}
-  if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
-    saved = checkpointer.progress()
-    logging.info('resumed from iteration %d', int(state.step))
+  state, saved = checkpointer.resume(state)
   start_step, total = int(state.step), config.num_iterations
   logged = records.cut_jsonl(workdir / 'metrics.jsonl', start_step)
   timing_lines = records.cut_timing(workdir / 'timing.jsonl', start_step, saved)

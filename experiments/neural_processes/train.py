@@ -359,11 +359,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   count = sum(int(np.size(p)) for p in jax.tree.leaves(params))
   trainer = jmeta.make_meta_trainer(learner, optax.adam(config.learning_rate))
   state = trainer.init(learner.init(params))
-  saved = {}
-  if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
-    saved = checkpointer.progress()
-    logging.info('resumed from update %d', int(state.step))
+  state, saved = checkpointer.resume(state)
   start_step, total = int(state.step), config.num_iterations
   # The updates after the checkpoint are trained again: their records go.
   logged = records.cut_jsonl(workdir / 'metrics.jsonl', start_step)

@@ -321,11 +321,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   # The trainer's inputs live on the mesh's devices; evaluation runs on the first.
   train_bank = banks['train'] if mesh is None else jmeta.replicate(banks['train'], mesh)
   state = trainer.init(params)
-  saved = {}
-  if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
-    saved = checkpointer.progress()
-    logging.info('resumed from step %d', int(state.step))
+  state, saved = checkpointer.resume(state)
   # The steps after the checkpoint are trained again: what was logged about them
   # goes, so every record reads as if the run had never stopped.
   resumed_at = int(state.step)
