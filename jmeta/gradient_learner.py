@@ -15,6 +15,7 @@ same rule for ``test_steps`` and applies the model to the queries.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, NamedTuple, TypedDict
 
@@ -39,6 +40,7 @@ from jmeta.learner import (
   MetaGradient,
   MetaLearner,
   MetricsFn,
+  adapt_then_apply,
   identity,
   output_classes,
   over_tasks,
@@ -370,18 +372,12 @@ def gradient_learner(
     del step  # no schedule
     return batched(meta_params, batch)
 
-  def predict(meta_params, support_inputs, support_targets, query_inputs):
-    adapted = adapt_to_support(
-      model,
-      loss_fn,
-      rule,
-      meta_params,
-      support_inputs,
-      support_targets,
-      steps=test,
-      batch_size=test_batch_size,
-    )
-    return model.apply(adapted, query_inputs)
+  predict = adapt_then_apply(
+    model,
+    functools.partial(
+      adapt_to_support, model, loss_fn, rule, steps=test, batch_size=test_batch_size
+    ),
+  )
 
   def init_gradient(meta_grads):
     return split(meta_grads)[0]

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jmeta.batching import check_batching, map_tasks, mean_over_tasks
-from jmeta.models.base import Params
+from jmeta.models.base import Model, Params
 from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
 
 MetaParams = Any
@@ -98,6 +98,20 @@ def identity(tree: Any) -> Any:
   """``tree`` itself: ``init`` and ``init_gradient`` of learners that train the model's
   params directly."""
   return tree
+
+
+def adapt_then_apply(
+  model: Model, adapt: Callable[[MetaParams, jax.Array, jax.Array], Params]
+) -> Callable[[MetaParams, jax.Array, jax.Array, jax.Array], jax.Array]:
+  """The ``predict`` of a learner that adapts, then applies ``model``:
+  ``model.apply(adapt(meta_params, support_inputs, support_targets), query_inputs)``.
+  """
+
+  def predict(meta_params, support_inputs, support_targets, query_inputs):
+    adapted = adapt(meta_params, support_inputs, support_targets)
+    return model.apply(adapted, query_inputs)
+
+  return predict
 
 
 def output_classes(outputs: Any, targets: Any) -> ClassLabels | None:
