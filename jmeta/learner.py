@@ -48,6 +48,14 @@ MetaParams = Any
 MetricsFn = Callable[[jax.Array, jax.Array], dict[str, jax.Array]]
 
 
+class LearnerOptions(BatchingOptions, total=False):
+  """The options a learner factory takes besides its algorithm's own: how tasks
+  are batched (``BatchingOptions``: ``batching``, ``chunk_size``) and which query
+  metrics it reports besides the loss (``metrics_fn``)."""
+
+  metrics_fn: MetricsFn | None
+
+
 class MetaGradient(NamedTuple):
   """The meta-gradient (a pytree like the meta-params) and scalar metrics.
 

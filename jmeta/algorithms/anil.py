@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING
 import jax
 import optax
 
-from jmeta.estimators import first_order as first_order_estimator
-from jmeta.estimators import second_order
+from jmeta.estimators import through_inner_loop
 from jmeta.gradient_learner import (
-  GradientOptions,
+  OptimizerLearnerOptions,
   adapt_to_support,
-  gradient_learner,
-  with_gradient_options,
+  optimizer_learner,
+  with_optimizer_learner_options,
 )
 from jmeta.inner_loop import LossFn
 from jmeta.inner_rules import HeadSelector, head_only, inner_rule
@@ -36,17 +35,14 @@ if TYPE_CHECKING:
   from typing_extensions import Unpack
 
 
-@with_gradient_options
+@with_optimizer_learner_options
 def anil(
   model: Model,
   loss_fn: LossFn,
   *,
   head: HeadSelector = 'head',
-  inner_steps: int,
-  inner_learning_rate: float | None = None,
-  inner_optimizer: optax.GradientTransformation | None = None,
   first_order: bool = False,
-  **options: Unpack[GradientOptions],
+  **options: Unpack[OptimizerLearnerOptions],
 ) -> MetaLearner:
   """ANIL: MAML whose inner loop adapts only the leaves ``head`` selects.
 
@@ -56,14 +52,13 @@ def anil(
   al., 2020). ``head`` is a top-level key of the params (``'head'`` for
   ``jmeta.conv4``) or a predicate on a leaf's key path (see ``head_mask``).
   ``first_order=True`` drops the second-order terms; ``options`` are
-  ``GradientOptions``.
+  ``OptimizerLearnerOptions``.
   """
-  return gradient_learner(
+  return optimizer_learner(
     model,
     loss_fn,
-    rule=head_only(inner_rule(inner_optimizer, inner_learning_rate), head),
-    estimator=first_order_estimator() if first_order else second_order(),
-    inner_steps=inner_steps,
+    head=head,
+    estimator=through_inner_loop(first_order),
     name='anil',
     **options,
   )

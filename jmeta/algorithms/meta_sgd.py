@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 
 import jax
 
-from jmeta.estimators import first_order as first_order_estimator
-from jmeta.estimators import second_order
+from jmeta.estimators import through_inner_loop
 from jmeta.gradient_learner import (
   GradientOptions,
   MetaParams,
@@ -75,7 +74,7 @@ def meta_sgd(
     model,
     loss_fn,
     rule=learned_rates(inner_learning_rate),
-    estimator=first_order_estimator() if first_order else second_order(),
+    estimator=through_inner_loop(first_order),
     inner_steps=inner_steps,
     name='meta_sgd',
     **options,
