@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import jax
-import optax
 
 from jmeta.estimators import through_inner_loop
 from jmeta.gradient_learner import (
@@ -26,10 +25,11 @@ from jmeta.gradient_learner import (
   optimizer_learner,
   with_optimizer_learner_options,
 )
-from jmeta.inner_loop import LossFn
+from jmeta.inner_loop import InnerOptimizerOptions, LossFn, adapt
 from jmeta.inner_rules import HeadSelector, head_only, inner_rule
 from jmeta.learner import MetaLearner
 from jmeta.models.base import Model, Params
+from jmeta.options import lists_options
 
 if TYPE_CHECKING:
   from typing_extensions import Unpack
@@ -64,6 +64,7 @@ def anil(
   )
 
 
+@lists_options(InnerOptimizerOptions, adapt)
 def anil_adapt(
   model: Model,
   loss_fn: LossFn,
@@ -71,16 +72,18 @@ def anil_adapt(
   inputs: jax.Array,
   targets: jax.Array,
   *,
-  steps: int,
   head: HeadSelector = 'head',
-  learning_rate: float | jax.Array | None = None,
-  optimizer: optax.GradientTransformation | None = None,
+  steps: int,
+  **options: Unpack[InnerOptimizerOptions],
 ) -> Params:
   """Adapts only the head of ``params`` to one support set; the evaluation side of ANIL.
 
-  Like ``jmeta.adapt``, with every leaf outside the head left unchanged.
+  Like ``jmeta.adapt`` (``options`` are its ``InnerOptimizerOptions``), with every
+  leaf outside the head left unchanged.
   """
-  rule = head_only(inner_rule(optimizer, learning_rate), head)
+  rule = head_only(
+    inner_rule(options.get('optimizer'), options.get('learning_rate')), head
+  )
   return adapt_to_support(model, loss_fn, rule, params, inputs, targets, steps=steps)
 
 
