@@ -15,7 +15,7 @@ same rule for ``test_steps`` and applies the model to the queries.
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 import jax
@@ -220,39 +220,41 @@ def adapt_with_rule(
   return adapted, pre
 
 
-def adapt_to_support(
+def support_adapter(
   model: Model,
   loss_fn: LossFn,
   rule: InnerRule,
-  meta_params: Any,
-  inputs: jax.Array,
-  targets: jax.Array,
   *,
   steps: int,
   batch_size: int | None = None,
-) -> Params:
-  """Test-time adaptation: ``adapt_with_rule`` after checking its arguments.
+) -> Callable[[Any, jax.Array, jax.Array], Params]:
+  """Test-time adaptation: ``adapt(meta_params, inputs, targets)``, phi_steps for
+  one support set by ``steps`` updates of ``rule`` (``adapt_with_rule``).
 
-  phi_steps for one support set, differentiable in the meta-params; raises
-  ``ValueError`` for a bad step count, meta-params that do not fit ``rule``, an
-  empty or mismatched support set, or inputs the model does not accept.
+  Differentiable in the meta-params; raises ``ValueError`` for a bad step count
+  (here), and, when called, for meta-params that do not fit ``rule``, an empty or
+  mismatched support set, or inputs the model does not accept.
   """
   steps = check_steps(steps, 'steps')
-  params, _ = split_meta_params(
-    rule, _check_meta_params(meta_params, rule.init is not None)
-  )
-  check_support(model, params, inputs, targets)
-  adapted, _ = adapt_with_rule(
-    model,
-    loss_fn,
-    rule,
-    meta_params,
-    inputs,
-    targets,
-    steps=steps,
-    batch_size=batch_size,
-  )
-  return adapted
+
+  def adapt(meta_params: Any, inputs: jax.Array, targets: jax.Array) -> Params:
+    params, _ = split_meta_params(
+      rule, _check_meta_params(meta_params, rule.init is not None)
+    )
+    check_support(model, params, inputs, targets)
+    adapted, _ = adapt_with_rule(
+      model,
+      loss_fn,
+      rule,
+      meta_params,
+      inputs,
+      targets,
+      steps=steps,
+      batch_size=batch_size,
+    )
+    return adapted
+
+  return adapt
 
 
 def gradient_learner(
@@ -395,9 +397,7 @@ def gradient_learner(
 
   predict = adapt_then_apply(
     model,
-    functools.partial(
-      adapt_to_support, model, loss_fn, rule, steps=test, batch_size=test_batch_size
-    ),
+    support_adapter(model, loss_fn, rule, steps=test, batch_size=test_batch_size),
   )
 
   def init_gradient(meta_grads):

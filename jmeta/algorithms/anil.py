@@ -21,8 +21,8 @@ import jax
 from jmeta.estimators import through_inner_loop
 from jmeta.gradient_learner import (
   OptimizerLearnerOptions,
-  adapt_to_support,
   optimizer_learner,
+  support_adapter,
   with_optimizer_learner_options,
 )
 from jmeta.inner_loop import InnerOptimizerOptions, LossFn, adapt
@@ -84,7 +84,7 @@ def anil_adapt(
   rule = head_only(
     inner_rule(options.get('optimizer'), options.get('learning_rate')), head
   )
-  return adapt_to_support(model, loss_fn, rule, params, inputs, targets, steps=steps)
+  return support_adapter(model, loss_fn, rule, steps=steps)(params, inputs, targets)
 
 
 # The names under which jmeta.make_learner finds these factories.

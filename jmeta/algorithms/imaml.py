@@ -27,8 +27,8 @@ import optax
 from jmeta.estimators import implicit
 from jmeta.gradient_learner import (
   GradientOptions,
-  adapt_to_support,
   gradient_learner,
+  support_adapter,
   with_gradient_options,
 )
 from jmeta.inner_loop import InnerOptimizerOptions, LossFn, adapt
@@ -121,7 +121,7 @@ def imaml_adapt(
   check_positive_real(regularization, 'regularization')
   optimizer, learning_rate = options.get('optimizer'), options.get('learning_rate')
   rule = _proximal_rule(optimizer, learning_rate, regularization, steps)
-  return adapt_to_support(model, loss_fn, rule, params, inputs, targets, steps=steps)
+  return support_adapter(model, loss_fn, rule, steps=steps)(params, inputs, targets)
 
 
 # The names under which jmeta.make_learner finds these factories.
