@@ -440,9 +440,9 @@ def maml_trpo_step(
   (``jmeta.rl.trpo.trpo_step``, which takes the TRPO options: CG on the KL's
   Hessian-vector products, which go through the inner step, then a line search).
   The defaults are pytorch-maml-rl's (``max_kl`` 0.01, damping 0.01, 10 CG
-  iterations, 15 halvings). ``policy.kl``
-  must be set (both built-in policies set it); ``'dice_full'`` is refused (its
-  score term is not an importance-weighted surrogate).
+  iterations, 15 halvings). ``policy.kl`` must be set (both built-in policies set
+  it); ``'dice_full'`` is refused (its score term is not an importance-weighted
+  surrogate).
   """
   trpo_options, adaptation_options = split_options(options, TRPOOptions)
   loop = adaptation(env, policy, **adaptation_options)
