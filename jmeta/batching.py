@@ -13,13 +13,35 @@ never hold per-task results for the whole batch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jmeta.options import lists_options
+
+if TYPE_CHECKING:
+  from typing_extensions import Unpack
+
 BATCHING_STRATEGIES = ('auto', 'vmap', 'map', 'chunked')
+
+
+class StrategyOptions(TypedDict, total=False):
+  """How ``map_tasks`` and ``mean_over_tasks`` batch: ``strategy`` and its
+  ``chunk_size``; ``resolve_strategy`` has their defaults."""
+
+  strategy: str
+  chunk_size: int | None
+
+
+class BatchingOptions(TypedDict, total=False):
+  """How the learner-level functions batch a function of one task: ``batching``
+  (a strategy of ``BATCHING_STRATEGIES``, ``map_tasks``' ``strategy``) and its
+  ``chunk_size``; ``jmeta.learner.per_task`` has their defaults."""
+
+  batching: str
+  chunk_size: int | None
 
 
 def default_batching(backend: str | None = None) -> str:
@@ -49,9 +71,13 @@ def check_batching(strategy: str, chunk_size: int | None) -> str:
   return strategy
 
 
-def _resolve(strategy: str, chunk_size: int | None) -> str:
+def resolve_strategy(
+  strategy: str = 'auto', chunk_size: int | None = None
+) -> tuple[str, int | None]:
+  """The checked ``(strategy, chunk_size)`` to run, ``'auto'`` being
+  ``default_batching()``."""
   strategy = check_batching(strategy, chunk_size)
-  return default_batching() if strategy == 'auto' else strategy
+  return (default_batching() if strategy == 'auto' else strategy), chunk_size
 
 
 def _num_tasks(tasks: Any) -> int:
@@ -76,15 +102,12 @@ def _chunk(tasks: Any, chunk_size: int) -> Any:
   )
 
 
+@lists_options(StrategyOptions, resolve_strategy)
 def map_tasks(
-  fn: Callable[[Any], Any],
-  tasks: Any,
-  *,
-  strategy: str = 'auto',
-  chunk_size: int | None = None,
+  fn: Callable[[Any], Any], tasks: Any, **options: Unpack[StrategyOptions]
 ) -> Any:
   """``fn`` applied to every task; outputs stacked along a leading task axis."""
-  strategy = _resolve(strategy, chunk_size)
+  strategy, chunk_size = resolve_strategy(**options)
   if strategy == 'vmap':
     return jax.vmap(fn)(tasks)
   if strategy == 'map':
@@ -93,15 +116,12 @@ def map_tasks(
   return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
 
 
+@lists_options(StrategyOptions, resolve_strategy)
 def mean_over_tasks(
-  fn: Callable[[Any], Any],
-  tasks: Any,
-  *,
-  strategy: str = 'auto',
-  chunk_size: int | None = None,
+  fn: Callable[[Any], Any], tasks: Any, **options: Unpack[StrategyOptions]
 ) -> Any:
   """The mean over tasks of ``fn(task)``, a pytree of arrays."""
-  strategy = _resolve(strategy, chunk_size)
+  strategy, chunk_size = resolve_strategy(**options)
   n = _num_tasks(tasks)
   if strategy == 'vmap':
     return jax.tree.map(lambda x: jnp.mean(x, axis=0), jax.vmap(fn)(tasks))

@@ -29,21 +29,25 @@ import math
 import statistics
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jmeta.algorithms.imaml import imaml
 from jmeta.algorithms.maml import fomaml, maml
 from jmeta.algorithms.maml_plus_plus import MAMLPlusPlusParams, maml_plus_plus
 from jmeta.algorithms.reptile import reptile
+from jmeta.gradient_learner import InnerLoopOptions, gradient_learner, optimizer_learner
 from jmeta.inner_loop import LossFn
-from jmeta.learner import MetaGradient, MetaLearner, MetricsFn, identity
+from jmeta.learner import LearnerOptions, MetaGradient, MetaLearner, identity
 from jmeta.models.base import Model, Params
+from jmeta.options import lists_options
 from jmeta.tasks.batch import Task, TaskBatch
 from jmeta.validation import check_positive_int, check_steps
+
+if TYPE_CHECKING:
+  from typing_extensions import Unpack
 
 
 class GradientComparison(NamedTuple):
@@ -406,6 +410,7 @@ def format_comparison(
   return '\n'.join(lines)
 
 
+@lists_options(LearnerOptions, gradient_learner)
 def maml_plus_plus_at(
   model: Model,
   loss_fn: LossFn,
@@ -415,9 +420,7 @@ def maml_plus_plus_at(
   iteration: int,
   anneal_iterations: int,
   first_order_while_annealing: bool,
-  batching: str = 'auto',
-  chunk_size: int | None = None,
-  metrics_fn: MetricsFn | None = None,
+  **options: Unpack[LearnerOptions],
 ) -> MetaLearner:
   """MAML++'s meta-gradient at training iteration ``iteration``, on the model's params.
 
@@ -440,9 +443,7 @@ def maml_plus_plus_at(
     multi_step_loss=True,
     msl_anneal_iterations=anneal,
     derivative_order_annealing_iterations=anneal if first_order_while_annealing else 0,
-    batching=batching,
-    chunk_size=chunk_size,
-    metrics_fn=metrics_fn,
+    **options,
   )
 
   def meta_gradient(params: Params, batch: TaskBatch, step=None) -> MetaGradient:
@@ -462,20 +463,21 @@ def maml_plus_plus_at(
   return MetaLearner(name, identity, meta_gradient, predict, task_gradient, identity)
 
 
+class ComparisonOptions(InnerLoopOptions, LearnerOptions, total=False):
+  """What the estimators of ``default_estimators`` share: their inner loop and the
+  ``LearnerOptions``."""
+
+
+@lists_options(ComparisonOptions, optimizer_learner)
 def default_estimators(
   model: Model,
   loss_fn: LossFn,
   *,
-  inner_steps: int,
-  inner_learning_rate: float | None = None,
-  inner_optimizer: optax.GradientTransformation | None = None,
   imaml_regularization: float = 1.0,
   imaml_cg_steps: int = 5,
   maml_plus_plus_iteration: int = 0,
   maml_plus_plus_anneal_iterations: int = 10_000,
-  batching: str = 'auto',
-  chunk_size: int | None = None,
-  metrics_fn: MetricsFn | None = None,
+  **inner: Unpack[ComparisonOptions],
 ) -> dict[str, MetaLearner]:
   """MAML, first-order MAML, Reptile, iMAML and MAML++ with the same inner loop.
 
@@ -488,14 +490,6 @@ def default_estimators(
   (``maml_plus_plus_at``): ``'maml++'``, the multi-step loss at second order, and
   ``'maml++_first_order'``, with derivative-order annealing too.
   """
-  inner = dict(
-    inner_steps=inner_steps,
-    inner_learning_rate=inner_learning_rate,
-    inner_optimizer=inner_optimizer,
-    batching=batching,
-    chunk_size=chunk_size,
-    metrics_fn=metrics_fn,
-  )
   estimators = {
     'maml': maml(model, loss_fn, **inner),
     'fomaml': fomaml(model, loss_fn, **inner),
@@ -511,7 +505,8 @@ def default_estimators(
     )
   except ValueError as e:
     raise ValueError(f'default_estimators, imaml_regularization: {e}') from e
-  if inner_optimizer is None and inner_learning_rate is not None:
+  plain_sgd = inner.get('inner_optimizer') is None
+  if plain_sgd and inner.get('inner_learning_rate') is not None:
     for first_order in (False, True):
       est = maml_plus_plus_at(
         model,

@@ -47,6 +47,13 @@ def first_order() -> Estimator:
   return Estimator(FIRST_ORDER)
 
 
+def through_inner_loop(first_order: bool = False) -> Estimator:
+  """The meta-gradient through the inner loop: ``second_order()``, or with
+  ``first_order`` ``first_order()`` (the ``first_order`` flag of MAML, ANIL and
+  Meta-SGD)."""
+  return Estimator(FIRST_ORDER if first_order else SECOND_ORDER)
+
+
 def reptile() -> Estimator:
   """Reptile's direction theta - phi, averaged over tasks."""
   return Estimator(REPTILE)

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import math
 import statistics
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
-import optax
 
-from jmeta.batching import map_tasks
-from jmeta.inner_loop import LossFn, adapt, adaptation_curve
-from jmeta.learner import MetricsFn
+from jmeta.batching import BatchingOptions
+from jmeta.inner_loop import InnerOptimizerOptions, LossFn, adapt, adaptation_curve
+from jmeta.learner import MetricsFn, per_task
 from jmeta.models.base import Model, Params
-from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
+from jmeta.options import lists_options, split_options
+from jmeta.tasks.batch import Task, TaskBatch
+
+if TYPE_CHECKING:
+  from typing_extensions import Unpack
 
 
+class EvaluationOptions(InnerOptimizerOptions, BatchingOptions, total=False):
+  """How each task adapts (``jmeta.adapt``'s inner optimizer) and how the tasks are
+  batched."""
+
+
+@lists_options(EvaluationOptions, adapt, per_task)
 def adaptation_curves(
   model: Model,
   loss_fn: LossFn,
@@ -23,12 +33,10 @@ def adaptation_curves(
   batch: TaskBatch,
   *,
   steps: int,
-  learning_rate: float | None = None,
-  optimizer: optax.GradientTransformation | None = None,
-  batching: str = 'auto',
-  chunk_size: int | None = None,
+  **options: Unpack[EvaluationOptions],
 ) -> jax.Array:
   """Per-task query loss after 0..``steps`` inner updates: shape ``(tasks, steps+1)``."""
+  optimizer, batching = split_options(options, InnerOptimizerOptions)
 
   def curve(task: Task) -> jax.Array:
     return adaptation_curve(
@@ -38,13 +46,13 @@ def adaptation_curves(
       (task.support_inputs, task.support_targets),
       (task.query_inputs, task.query_targets),
       steps=steps,
-      learning_rate=learning_rate,
-      optimizer=optimizer,
+      **optimizer,
     )
 
-  return _per_task(curve, batch, batching, chunk_size)
+  return per_task(curve, batch, **batching)
 
 
+@lists_options(EvaluationOptions, adapt, per_task)
 def evaluate_adapted(
   model: Model,
   loss_fn: LossFn,
@@ -52,17 +60,15 @@ def evaluate_adapted(
   batch: TaskBatch,
   *,
   steps: int,
-  learning_rate: float | None = None,
-  optimizer: optax.GradientTransformation | None = None,
   metrics_fn: MetricsFn | None = None,
-  batching: str = 'auto',
-  chunk_size: int | None = None,
+  **options: Unpack[EvaluationOptions],
 ) -> dict[str, jax.Array]:
   """Per-task query ``loss`` (and ``metrics_fn``'s metrics) after ``steps`` updates.
 
   Each task adapts ``params`` on its own support set with ``jmeta.adapt``; every
   returned array has a leading task axis.
   """
+  optimizer, batching = split_options(options, InnerOptimizerOptions)
 
   def one(task: Task) -> dict[str, jax.Array]:
     adapted = adapt(
@@ -72,8 +78,7 @@ def evaluate_adapted(
       task.support_inputs,
       task.support_targets,
       steps=steps,
-      learning_rate=learning_rate,
-      optimizer=optimizer,
+      **optimizer,
     )
     outputs = model.apply(adapted, task.query_inputs)
     metrics = {'loss': loss_fn(outputs, task.query_targets)}
@@ -81,15 +86,7 @@ def evaluate_adapted(
       metrics.update(metrics_fn(outputs, task.query_targets))
     return metrics
 
-  return _per_task(one, batch, batching, chunk_size)
-
-
-def _per_task(fn, batch: TaskBatch, batching: str, chunk_size: int | None):
-  """``fn(task)`` for every ``Task`` of ``batch``, stacked; checks the batch first."""
-  check_task_batch_shapes(batch)
-  return map_tasks(
-    lambda task: fn(Task(*task)), batch, strategy=batching, chunk_size=chunk_size
-  )
+  return per_task(one, batch, **batching)
 
 
 def mean_confidence_interval(

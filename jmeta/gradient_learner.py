@@ -15,8 +15,8 @@ same rule for ``test_steps`` and applies the model to the queries.
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, NamedTuple, TypedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -33,19 +33,32 @@ from jmeta.inner_loop import (
   minibatch_objective,
   scan_inner_loop,
 )
-from jmeta.inner_rules import InnerRule, check_second_derivative, split_leaves
+from jmeta.inner_rules import (
+  HeadSelector,
+  InnerRule,
+  check_second_derivative,
+  head_only,
+  inner_rule,
+  split_leaves,
+)
 from jmeta.learner import (
   ClassLabels,
+  LearnerOptions,
   MetaGradient,
   MetaLearner,
   MetricsFn,
+  adapt_then_apply,
   identity,
   output_classes,
   over_tasks,
 )
 from jmeta.models.base import Model, Params, check_model_accepts
+from jmeta.options import lists_options
 from jmeta.tasks.batch import Task
 from jmeta.validation import check_bool, check_steps
+
+if TYPE_CHECKING:
+  from typing_extensions import Required, Unpack
 
 
 class MetaParams(NamedTuple):
@@ -59,36 +72,46 @@ class MetaParams(NamedTuple):
   rule: Any
 
 
-class GradientOptions(TypedDict, total=False):
+class GradientOptions(LearnerOptions, total=False):
   """The keyword options every gradient-based factory hands to ``gradient_learner``.
 
-  ``test_steps``, ``inner_batch_size``, ``test_batch_size``, ``batching``,
-  ``chunk_size``, ``metrics_fn`` and ``remat``, with ``gradient_learner``'s defaults
-  and meaning; a pairing that cannot use one (e.g. ``remat`` with Reptile) is refused
-  there with a ``ValueError``.
+  ``test_steps``, ``inner_batch_size``, ``test_batch_size``, ``remat`` and the
+  ``LearnerOptions`` (``batching``, ``chunk_size``, ``metrics_fn``), with
+  ``gradient_learner``'s defaults and meaning; a pairing that cannot use one (e.g.
+  ``remat`` with Reptile) is refused there with a ``ValueError``.
   """
 
   test_steps: int | None
   inner_batch_size: int | None
   test_batch_size: int | None
-  batching: str
-  chunk_size: int | None
-  metrics_fn: MetricsFn | None
   remat: bool
 
 
 def with_gradient_options(factory):
-  """Lists ``GradientOptions`` in the signature of ``factory(..., **options)``.
+  """Lists ``GradientOptions`` in the signature of ``factory(..., **options)``,
+  with ``gradient_learner``'s defaults (``jmeta.options.lists_options``)."""
+  return lists_options(GradientOptions, gradient_learner)(factory)
 
-  ``help`` and ``inspect.signature`` (which the experiments read to hand a factory
-  the config options it takes) then show each option with its default.
-  """
-  defaults = inspect.signature(gradient_learner).parameters
-  signature = inspect.signature(factory)
-  own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-  options = [defaults[name] for name in GradientOptions.__annotations__]
-  factory.__signature__ = signature.replace(parameters=own + options)
-  return factory
+
+class InnerLoopOptions(TypedDict, total=False):
+  """The inner loop of a learner that adapts by an optimizer: ``inner_steps``
+  updates of ``inner_optimizer``, by default SGD at ``inner_learning_rate``
+  (``jmeta.inner_rules.inner_rule``)."""
+
+  inner_steps: Required[int]
+  inner_learning_rate: float | None
+  inner_optimizer: optax.GradientTransformation | None
+
+
+class OptimizerLearnerOptions(InnerLoopOptions, GradientOptions, total=False):
+  """``InnerLoopOptions`` and ``GradientOptions``: what ``optimizer_learner`` and
+  the factories built on it (MAML, first-order MAML, Reptile, ANIL) take."""
+
+
+def with_optimizer_learner_options(factory):
+  """Lists ``OptimizerLearnerOptions`` in the signature of ``factory(...,
+  **options)``, with ``optimizer_learner``'s defaults."""
+  return lists_options(OptimizerLearnerOptions, optimizer_learner)(factory)
 
 
 def query_metrics(model, loss_fn, metrics_fn, params, task: Task, support_loss):
@@ -197,39 +220,41 @@ def adapt_with_rule(
   return adapted, pre
 
 
-def adapt_to_support(
+def support_adapter(
   model: Model,
   loss_fn: LossFn,
   rule: InnerRule,
-  meta_params: Any,
-  inputs: jax.Array,
-  targets: jax.Array,
   *,
   steps: int,
   batch_size: int | None = None,
-) -> Params:
-  """Test-time adaptation: ``adapt_with_rule`` after checking its arguments.
+) -> Callable[[Any, jax.Array, jax.Array], Params]:
+  """Test-time adaptation: ``adapt(meta_params, inputs, targets)``, phi_steps for
+  one support set by ``steps`` updates of ``rule`` (``adapt_with_rule``).
 
-  phi_steps for one support set, differentiable in the meta-params; raises
-  ``ValueError`` for a bad step count, meta-params that do not fit ``rule``, an
-  empty or mismatched support set, or inputs the model does not accept.
+  Differentiable in the meta-params; raises ``ValueError`` for a bad step count
+  (here), and, when called, for meta-params that do not fit ``rule``, an empty or
+  mismatched support set, or inputs the model does not accept.
   """
   steps = check_steps(steps, 'steps')
-  params, _ = split_meta_params(
-    rule, _check_meta_params(meta_params, rule.init is not None)
-  )
-  check_support(model, params, inputs, targets)
-  adapted, _ = adapt_with_rule(
-    model,
-    loss_fn,
-    rule,
-    meta_params,
-    inputs,
-    targets,
-    steps=steps,
-    batch_size=batch_size,
-  )
-  return adapted
+
+  def adapt(meta_params: Any, inputs: jax.Array, targets: jax.Array) -> Params:
+    params, _ = split_meta_params(
+      rule, _check_meta_params(meta_params, rule.init is not None)
+    )
+    check_support(model, params, inputs, targets)
+    adapted, _ = adapt_with_rule(
+      model,
+      loss_fn,
+      rule,
+      meta_params,
+      inputs,
+      targets,
+      steps=steps,
+      batch_size=batch_size,
+    )
+    return adapted
+
+  return adapt
 
 
 def gradient_learner(
@@ -370,18 +395,10 @@ def gradient_learner(
     del step  # no schedule
     return batched(meta_params, batch)
 
-  def predict(meta_params, support_inputs, support_targets, query_inputs):
-    adapted = adapt_to_support(
-      model,
-      loss_fn,
-      rule,
-      meta_params,
-      support_inputs,
-      support_targets,
-      steps=test,
-      batch_size=test_batch_size,
-    )
-    return model.apply(adapted, query_inputs)
+  predict = adapt_then_apply(
+    model,
+    support_adapter(model, loss_fn, rule, steps=test, batch_size=test_batch_size),
+  )
 
   def init_gradient(meta_grads):
     return split(meta_grads)[0]
@@ -398,6 +415,35 @@ def gradient_learner(
     task_gradient,
     init_gradient if learns else identity,
     class_labels,
+  )
+
+
+@with_gradient_options
+def optimizer_learner(
+  model: Model,
+  loss_fn: LossFn,
+  *,
+  inner_learning_rate: float | None = None,
+  inner_optimizer: optax.GradientTransformation | None = None,
+  head: HeadSelector | None = None,
+  estimator: Estimator,
+  inner_steps: int,
+  name: str,
+  **options: Unpack[GradientOptions],
+) -> MetaLearner:
+  """``gradient_learner`` whose rule is ``inner_optimizer`` (default: SGD at
+  ``inner_learning_rate``), the same at every step, for every parameter or only
+  for the leaves ``head`` selects (``jmeta.inner_rules.head_only``: ANIL). The
+  rule's parameters come first, then ``gradient_learner``'s."""
+  rule = inner_rule(inner_optimizer, inner_learning_rate)
+  return gradient_learner(
+    model,
+    loss_fn,
+    rule=rule if head is None else head_only(rule, head),
+    estimator=estimator,
+    inner_steps=inner_steps,
+    name=name,
+    **options,
   )
 
 

@@ -9,7 +9,7 @@ Finn et al., 2017).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -149,6 +149,15 @@ def check_support(
       'disagree on the number of examples.'
     )
   check_model_accepts(model, params, inputs, 'support inputs')
+
+
+class InnerOptimizerOptions(TypedDict, total=False):
+  """The inner optimizer of ``adapt`` (which has their defaults): ``optimizer``, by
+  default SGD at ``learning_rate``. For the functions that adapt with it and hand
+  them on (``jmeta.anil_adapt``, ``jmeta.imaml_adapt``, ``jmeta.evaluation``)."""
+
+  learning_rate: float | jax.Array | None
+  optimizer: optax.GradientTransformation | None
 
 
 def adapt(

@@ -25,18 +25,35 @@ learner's ``n_way``); the outer loop checks every batch against it on device.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jmeta.batching import check_batching, map_tasks, mean_over_tasks
-from jmeta.models.base import Params
+from jmeta.batching import (
+  BatchingOptions,
+  check_batching,
+  map_tasks,
+  mean_over_tasks,
+)
+from jmeta.models.base import Model, Params
+from jmeta.options import lists_options
 from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
+
+if TYPE_CHECKING:
+  from typing_extensions import Unpack
 
 MetaParams = Any
 MetricsFn = Callable[[jax.Array, jax.Array], dict[str, jax.Array]]
+
+
+class LearnerOptions(BatchingOptions, total=False):
+  """The options a learner factory takes besides its algorithm's own: how tasks
+  are batched (``BatchingOptions``: ``batching``, ``chunk_size``) and which query
+  metrics it reports besides the loss (``metrics_fn``)."""
+
+  metrics_fn: MetricsFn | None
 
 
 class MetaGradient(NamedTuple):
@@ -98,6 +115,20 @@ def identity(tree: Any) -> Any:
   """``tree`` itself: ``init`` and ``init_gradient`` of learners that train the model's
   params directly."""
   return tree
+
+
+def adapt_then_apply(
+  model: Model, adapt: Callable[[MetaParams, jax.Array, jax.Array], Params]
+) -> Callable[[MetaParams, jax.Array, jax.Array, jax.Array], jax.Array]:
+  """The ``predict`` of a learner that adapts, then applies ``model``:
+  ``model.apply(adapt(meta_params, support_inputs, support_targets), query_inputs)``.
+  """
+
+  def predict(meta_params, support_inputs, support_targets, query_inputs):
+    adapted = adapt(meta_params, support_inputs, support_targets)
+    return model.apply(adapted, query_inputs)
+
+  return predict
 
 
 def output_classes(outputs: Any, targets: Any) -> ClassLabels | None:
@@ -165,51 +196,57 @@ def over_tasks(
   return fn
 
 
-def _predict(learner: MetaLearner, meta_params: MetaParams, task) -> jax.Array:
-  task = Task(*task)
+def per_task(
+  fn: Callable[[Task], Any],
+  batch: TaskBatch,
+  *,
+  batching: str = 'auto',
+  chunk_size: int | None = None,
+) -> Any:
+  """``fn(task)`` for every ``Task`` of ``batch``, stacked along a leading task axis.
+
+  The counterpart of ``over_tasks`` for per-task results (predictions, evaluation
+  metrics): checks the batch's shapes at trace time, then batches the tasks with
+  ``jmeta.batching.map_tasks``.
+  """
+  check_task_batch_shapes(batch)
+  return map_tasks(
+    lambda task: fn(Task(*task)), batch, strategy=batching, chunk_size=chunk_size
+  )
+
+
+def _predict(learner: MetaLearner, meta_params: MetaParams, task: Task) -> jax.Array:
   return learner.predict(
     meta_params, task.support_inputs, task.support_targets, task.query_inputs
   )
 
 
+@lists_options(BatchingOptions, per_task)
 def predict_tasks(
   learner: MetaLearner,
   meta_params: MetaParams,
   batch: TaskBatch,
-  *,
-  batching: str = 'auto',
-  chunk_size: int | None = None,
+  **batching: Unpack[BatchingOptions],
 ) -> jax.Array:
   """``learner.predict`` on every task of ``batch``: outputs with a leading task axis."""
-  check_task_batch_shapes(batch)
-  return map_tasks(
-    lambda task: _predict(learner, meta_params, task),
-    batch,
-    strategy=batching,
-    chunk_size=chunk_size,
-  )
+  return per_task(lambda task: _predict(learner, meta_params, task), batch, **batching)
 
 
+@lists_options(BatchingOptions, per_task)
 def evaluate(
   learner: MetaLearner,
   meta_params: MetaParams,
   batch: TaskBatch,
   metrics_fn: MetricsFn,
-  *,
-  batching: str = 'auto',
-  chunk_size: int | None = None,
+  **batching: Unpack[BatchingOptions],
 ) -> dict[str, jax.Array]:
   """Per-task ``metrics_fn(predictions, query_targets)``, each with a leading task axis.
 
   Example: ``jmeta.evaluate(learner, meta_params, batch,
   jmeta.losses.classification_metrics)['accuracy']``.
   """
-  check_task_batch_shapes(batch)
-  return map_tasks(
-    lambda task: metrics_fn(
-      _predict(learner, meta_params, task), Task(*task).query_targets
-    ),
-    batch,
-    strategy=batching,
-    chunk_size=chunk_size,
-  )
+
+  def metrics(task: Task) -> dict[str, jax.Array]:
+    return metrics_fn(_predict(learner, meta_params, task), task.query_targets)
+
+  return per_task(metrics, batch, **batching)

@@ -17,36 +17,32 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import jax
-import optax
 
-from jmeta.estimators import first_order as first_order_estimator
-from jmeta.estimators import second_order
+from jmeta.estimators import through_inner_loop
 from jmeta.gradient_learner import (
-  GradientOptions,
-  adapt_to_support,
-  gradient_learner,
-  with_gradient_options,
+  OptimizerLearnerOptions,
+  optimizer_learner,
+  support_adapter,
+  with_optimizer_learner_options,
 )
-from jmeta.inner_loop import LossFn
+from jmeta.inner_loop import InnerOptimizerOptions, LossFn, adapt
 from jmeta.inner_rules import HeadSelector, head_only, inner_rule
 from jmeta.learner import MetaLearner
 from jmeta.models.base import Model, Params
+from jmeta.options import lists_options
 
 if TYPE_CHECKING:
   from typing_extensions import Unpack
 
 
-@with_gradient_options
+@with_optimizer_learner_options
 def anil(
   model: Model,
   loss_fn: LossFn,
   *,
   head: HeadSelector = 'head',
-  inner_steps: int,
-  inner_learning_rate: float | None = None,
-  inner_optimizer: optax.GradientTransformation | None = None,
   first_order: bool = False,
-  **options: Unpack[GradientOptions],
+  **options: Unpack[OptimizerLearnerOptions],
 ) -> MetaLearner:
   """ANIL: MAML whose inner loop adapts only the leaves ``head`` selects.
 
@@ -56,19 +52,19 @@ def anil(
   al., 2020). ``head`` is a top-level key of the params (``'head'`` for
   ``jmeta.conv4``) or a predicate on a leaf's key path (see ``head_mask``).
   ``first_order=True`` drops the second-order terms; ``options`` are
-  ``GradientOptions``.
+  ``OptimizerLearnerOptions``.
   """
-  return gradient_learner(
+  return optimizer_learner(
     model,
     loss_fn,
-    rule=head_only(inner_rule(inner_optimizer, inner_learning_rate), head),
-    estimator=first_order_estimator() if first_order else second_order(),
-    inner_steps=inner_steps,
+    head=head,
+    estimator=through_inner_loop(first_order),
     name='anil',
     **options,
   )
 
 
+@lists_options(InnerOptimizerOptions, adapt)
 def anil_adapt(
   model: Model,
   loss_fn: LossFn,
@@ -76,17 +72,19 @@ def anil_adapt(
   inputs: jax.Array,
   targets: jax.Array,
   *,
-  steps: int,
   head: HeadSelector = 'head',
-  learning_rate: float | jax.Array | None = None,
-  optimizer: optax.GradientTransformation | None = None,
+  steps: int,
+  **options: Unpack[InnerOptimizerOptions],
 ) -> Params:
   """Adapts only the head of ``params`` to one support set; the evaluation side of ANIL.
 
-  Like ``jmeta.adapt``, with every leaf outside the head left unchanged.
+  Like ``jmeta.adapt`` (``options`` are its ``InnerOptimizerOptions``), with every
+  leaf outside the head left unchanged.
   """
-  rule = head_only(inner_rule(optimizer, learning_rate), head)
-  return adapt_to_support(model, loss_fn, rule, params, inputs, targets, steps=steps)
+  rule = head_only(
+    inner_rule(options.get('optimizer'), options.get('learning_rate')), head
+  )
+  return support_adapter(model, loss_fn, rule, steps=steps)(params, inputs, targets)
 
 
 # The names under which jmeta.make_learner finds these factories.

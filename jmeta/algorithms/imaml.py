@@ -27,18 +27,19 @@ import optax
 from jmeta.estimators import implicit
 from jmeta.gradient_learner import (
   GradientOptions,
-  adapt_to_support,
   gradient_learner,
+  support_adapter,
   with_gradient_options,
 )
-from jmeta.inner_loop import LossFn
+from jmeta.inner_loop import InnerOptimizerOptions, LossFn, adapt
 from jmeta.inner_rules import check_proximal_sgd, inner_rule, proximal
 from jmeta.learner import MetaLearner
 from jmeta.models.base import Model, Params
+from jmeta.options import lists_options
+from jmeta.validation import check_positive_real, check_steps
 
 if TYPE_CHECKING:
   from typing_extensions import Unpack
-from jmeta.validation import check_positive_real, check_steps
 
 
 def _proximal_rule(optimizer, learning_rate, regularization, steps):
@@ -98,6 +99,7 @@ def imaml(
   )
 
 
+@lists_options(InnerOptimizerOptions, adapt)
 def imaml_adapt(
   model: Model,
   loss_fn: LossFn,
@@ -105,20 +107,21 @@ def imaml_adapt(
   inputs: jax.Array,
   targets: jax.Array,
   *,
-  steps: int,
   regularization: float,
-  learning_rate: float | None = None,
-  optimizer: optax.GradientTransformation | None = None,
+  steps: int,
+  **options: Unpack[InnerOptimizerOptions],
 ) -> Params:
   """iMAML's test-time adaptation: ``steps`` updates on the proximal objective.
 
   phi* ~ argmin_phi L(phi) + (lambda / 2) ||phi - theta||^2 from phi = theta =
-  ``params``, lambda = ``regularization``; the evaluation side of ``imaml``.
+  ``params``, lambda = ``regularization``, by ``jmeta.adapt``'s inner optimizer
+  (``options``); the evaluation side of ``imaml``.
   """
   steps = check_steps(steps, 'steps')
   check_positive_real(regularization, 'regularization')
+  optimizer, learning_rate = options.get('optimizer'), options.get('learning_rate')
   rule = _proximal_rule(optimizer, learning_rate, regularization, steps)
-  return adapt_to_support(model, loss_fn, rule, params, inputs, targets, steps=steps)
+  return support_adapter(model, loss_fn, rule, steps=steps)(params, inputs, targets)
 
 
 # The names under which jmeta.make_learner finds these factories.

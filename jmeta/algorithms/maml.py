@@ -14,16 +14,13 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING
 
-import optax
-
-from jmeta.estimators import first_order, second_order
+from jmeta.estimators import through_inner_loop
 from jmeta.gradient_learner import (
-  GradientOptions,
-  gradient_learner,
-  with_gradient_options,
+  OptimizerLearnerOptions,
+  optimizer_learner,
+  with_optimizer_learner_options,
 )
 from jmeta.inner_loop import LossFn
-from jmeta.inner_rules import inner_rule
 from jmeta.learner import MetaLearner
 from jmeta.models.base import Model
 
@@ -31,21 +28,18 @@ if TYPE_CHECKING:
   from typing_extensions import Unpack
 
 
-@with_gradient_options
+@with_optimizer_learner_options
 def maml(
   model: Model,
   loss_fn: LossFn,
   *,
-  inner_steps: int,
-  inner_learning_rate: float | None = None,
-  inner_optimizer: optax.GradientTransformation | None = None,
   first_order: bool = False,
-  **options: Unpack[GradientOptions],
+  **options: Unpack[OptimizerLearnerOptions],
 ) -> MetaLearner:
   """MAML: ``inner_steps`` of ``inner_optimizer`` (default SGD at
   ``inner_learning_rate``), exact second order unless ``first_order``.
 
-  ``options`` are ``GradientOptions``. At test, ``predict`` adapts for
+  ``options`` are ``OptimizerLearnerOptions``. At test, ``predict`` adapts for
   ``test_steps`` (default ``inner_steps``). ``remat=True`` recomputes each inner step in the backward pass instead of storing
   its intermediates (``jax.checkpoint``), bounding memory for long inner loops;
   ``batching='chunked'`` bounds it over tasks.
@@ -56,18 +50,13 @@ def maml(
                          inner_learning_rate=0.01)
     grads, metrics = learner.meta_gradient(params, batch)
   """
-  return gradient_learner(
+  return optimizer_learner(
     model,
     loss_fn,
-    rule=inner_rule(inner_optimizer, inner_learning_rate),
-    estimator=_estimators[first_order](),
-    inner_steps=inner_steps,
+    estimator=through_inner_loop(first_order),
     name='fomaml' if first_order else 'maml',
     **options,
   )
-
-
-_estimators = {False: second_order, True: first_order}
 
 
 def fomaml(model: Model, loss_fn: LossFn, **options) -> MetaLearner:

@@ -33,6 +33,7 @@ it is the objective after annealing (t = infinity: final-step loss, second order
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -43,7 +44,13 @@ from jax import lax
 
 from jmeta.gradient_learner import model_classes, query_metrics
 from jmeta.inner_loop import LossFn, check_support, scan_inner_loop
-from jmeta.learner import MetaGradient, MetaLearner, MetricsFn, over_tasks
+from jmeta.learner import (
+  MetaGradient,
+  MetaLearner,
+  MetricsFn,
+  adapt_then_apply,
+  over_tasks,
+)
 from jmeta.models.base import Model, Params, check_model_accepts
 from jmeta.tasks.batch import Task, TaskBatch
 from jmeta.validation import check_bool, check_positive_real, check_steps
@@ -509,17 +516,12 @@ def maml_plus_plus(
       per_step_bn_weights=select,
     )
 
-  def predict(params, support_inputs, support_targets, query_inputs):
-    adapted = maml_plus_plus_adapt(
-      model,
-      loss_fn,
-      params,
-      support_inputs,
-      support_targets,
-      steps=test,
-      inner_learning_rate=rate,
-    )
-    return model.apply(adapted, query_inputs)
+  predict = adapt_then_apply(
+    model,
+    functools.partial(
+      maml_plus_plus_adapt, model, loss_fn, steps=test, inner_learning_rate=rate
+    ),
+  )
 
   def class_labels(params: MAMLPlusPlusParams, batch: TaskBatch):
     full = _model_params(params.init, params.step_weights, 0)

@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 
 import jax
 
-from jmeta.estimators import first_order as first_order_estimator
-from jmeta.estimators import second_order
+from jmeta.estimators import through_inner_loop
 from jmeta.gradient_learner import (
   GradientOptions,
   MetaParams,
-  adapt_to_support,
   gradient_learner,
+  support_adapter,
   with_gradient_options,
 )
 from jmeta.inner_loop import LossFn
@@ -75,7 +74,7 @@ def meta_sgd(
     model,
     loss_fn,
     rule=learned_rates(inner_learning_rate),
-    estimator=first_order_estimator() if first_order else second_order(),
+    estimator=through_inner_loop(first_order),
     inner_steps=inner_steps,
     name='meta_sgd',
     **options,
@@ -102,9 +101,8 @@ def meta_sgd_adapt(
       'build them with jmeta.meta_sgd_params(params, learning_rate).'
     )
   rule = learned_rates(None)  # the rates are in meta_params
-  return adapt_to_support(
-    model, loss_fn, rule, meta_params, inputs, targets, steps=steps
-  )
+  adapt = support_adapter(model, loss_fn, rule, steps=steps)
+  return adapt(meta_params, inputs, targets)
 
 
 # The names under which jmeta.make_learner finds these factories.

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 
 from jmeta.gradient_learner import model_classes, query_metrics
 from jmeta.inner_loop import LossFn, adapt, inner_optimizer
-from jmeta.learner import MetaGradient, MetaLearner, MetricsFn, identity, over_tasks
+from jmeta.learner import (
+  MetaGradient,
+  MetaLearner,
+  MetricsFn,
+  adapt_then_apply,
+  identity,
+  over_tasks,
+)
 from jmeta.models.base import Model, Params, check_model_accepts
 from jmeta.tasks.batch import Task
 from jmeta.validation import check_steps
@@ -52,18 +61,13 @@ def pretrain(
     del step
     return batched(params, batch)
 
-  def predict(params, support_inputs, support_targets, query_inputs):
-    if test:
-      params = adapt(
-        model,
-        loss_fn,
-        params,
-        support_inputs,
-        support_targets,
-        steps=test,
-        learning_rate=test_learning_rate,
-      )
-    return model.apply(params, query_inputs)
+  def no_fine_tuning(params, support_inputs, support_targets):
+    return params
+
+  fine_tune = functools.partial(
+    adapt, model, loss_fn, steps=test, learning_rate=test_learning_rate
+  )
+  predict = adapt_then_apply(model, fine_tune if test else no_fine_tuning)
 
   return MetaLearner(
     'pretrain',

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import optax
-
 from jmeta.estimators import reptile as reptile_estimator
 from jmeta.gradient_learner import (
-  GradientOptions,
-  gradient_learner,
-  with_gradient_options,
+  OptimizerLearnerOptions,
+  optimizer_learner,
+  with_optimizer_learner_options,
 )
 from jmeta.inner_loop import LossFn
-from jmeta.inner_rules import inner_rule
 from jmeta.learner import MetaLearner
 from jmeta.models.base import Model
 
@@ -21,35 +18,23 @@ if TYPE_CHECKING:
   from typing_extensions import Unpack
 
 
-@with_gradient_options
+@with_optimizer_learner_options
 def reptile(
-  model: Model,
-  loss_fn: LossFn,
-  *,
-  inner_steps: int,
-  inner_learning_rate: float | None = None,
-  inner_optimizer: optax.GradientTransformation | None = None,
-  **options: Unpack[GradientOptions],
+  model: Model, loss_fn: LossFn, **options: Unpack[OptimizerLearnerOptions]
 ) -> MetaLearner:
   """Reptile: grad = mean_i (theta - phi_i), phi_i adapted on task i's support set.
 
   With outer ``optax.sgd(epsilon)`` this is Reptile's update
   theta <- theta + epsilon * mean_i (phi_i - theta). The query set is used only for
-  the reported metrics; ``options`` are ``GradientOptions``. With ``inner_batch_size`` each inner step sees one
+  the reported metrics; ``options`` are ``OptimizerLearnerOptions``. With ``inner_batch_size`` each inner step sees one
   minibatch of the support set, drawn without replacement as in the paper's code
   (``jmeta.inner_loop.minibatch_indices``, keyed by ``data_key(support_inputs)``);
   with it the paper trains on 10 shots per class in minibatches of 10 (5-way) or 20
   (20-way), one epoch per task. ``test_steps`` and ``test_batch_size`` set the
   adaptation of ``predict`` (the paper: 50 steps on minibatches of 5 or 10).
   """
-  return gradient_learner(
-    model,
-    loss_fn,
-    rule=inner_rule(inner_optimizer, inner_learning_rate),
-    estimator=reptile_estimator(),
-    inner_steps=inner_steps,
-    name='reptile',
-    **options,
+  return optimizer_learner(
+    model, loss_fn, estimator=reptile_estimator(), name='reptile', **options
   )
 
 

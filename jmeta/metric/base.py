@@ -9,17 +9,28 @@ loss, so ``metric_estimator`` makes it a ``jmeta.MetaLearner`` for
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jmeta.batching import map_tasks
-from jmeta.learner import ClassLabels, MetaGradient, MetaLearner, identity, over_tasks
+from jmeta.batching import BatchingOptions
+from jmeta.learner import (
+  ClassLabels,
+  MetaGradient,
+  MetaLearner,
+  identity,
+  over_tasks,
+  per_task,
+)
 from jmeta.losses import accuracy
 from jmeta.models.base import SUPPORT, Model, Params, PRNGKey, check_batch_norm_mode
+from jmeta.options import lists_options
 from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
 from jmeta.validation import check_n_way
+
+if TYPE_CHECKING:
+  from typing_extensions import Unpack
 
 # ``(embeddings (examples, features), labels (examples,)) -> scalar``
 EmbeddingLossFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -225,22 +236,17 @@ def metric_estimator(
   )
 
 
+@lists_options(BatchingOptions, per_task)
 def evaluate_metric(
   learner: MetricLearner,
   params: Params,
   batch: TaskBatch,
   *,
   n_way: int,
-  batching: str = 'auto',
-  chunk_size: int | None = None,
+  **batching: Unpack[BatchingOptions],
 ) -> dict[str, jax.Array]:
   """Per-task query ``loss`` and ``accuracy`` (each with a leading task axis)."""
   check_n_way(n_way)
-  check_task_batch_shapes(batch)
+  check_task_batch_shapes(batch)  # before the labels are read
   check_episode_labels(batch.support_targets, n_way)
-  return map_tasks(
-    lambda task: learner.loss(params, Task(*task), n_way)[1],
-    batch,
-    strategy=batching,
-    chunk_size=chunk_size,
-  )
+  return per_task(lambda task: learner.loss(params, task, n_way)[1], batch, **batching)

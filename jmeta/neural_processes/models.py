@@ -25,6 +25,7 @@ layers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -43,8 +44,12 @@ from jmeta.neural_processes.base import (
   Predictive,
   check_context_arrays,
 )
+from jmeta.options import lists_options
 from jmeta.tasks.batch import Task
 from jmeta.validation import check_bool, check_positive_int, check_positive_real
+
+if TYPE_CHECKING:
+  from typing_extensions import Unpack
 
 MEAN = 'mean'
 ATTENTION = 'attention'
@@ -68,13 +73,14 @@ def _build(
   encoder_sizes: tuple[int, ...],
   decoder_sizes: tuple[int, ...],
   deterministic: str | None,
-  latent_sizes: tuple[int, ...] | None,
-  num_latents: int,
-  attention_sizes: tuple[int, ...],
-  num_heads: int,
-  with_self_attention: bool,
   min_std: float,
+  latent_sizes: tuple[int, ...] | None = None,
+  num_latents: int = 0,
+  attention_sizes: tuple[int, ...] = (1,),
+  num_heads: int = 1,
+  with_self_attention: bool = False,
 ) -> NeuralProcess:
+  """The neural process ``name``; by default with no latent path and no attention."""
   latent = latent_sizes is not None
   encoder = _stack(encoder_sizes)
   queries = _stack(attention_sizes)
@@ -214,14 +220,36 @@ def _build(
   )
 
 
-def _common(output_size, encoder_sizes, decoder_sizes, min_std):
-  output_size = check_positive_int(output_size, 'output_size')
-  encoder_sizes = _check_sizes(encoder_sizes, 'encoder_sizes')
-  decoder_sizes = _check_sizes(decoder_sizes, 'decoder_sizes')
-  min_std = check_positive_real(min_std, 'min_std')
-  if min_std >= 1:
-    raise ValueError(f'min_std must be in (0, 1), got {min_std}.')
-  return output_size, encoder_sizes, decoder_sizes, min_std
+def _common(output_size, encoder_sizes, decoder_sizes, min_std) -> dict:
+  """The checked options every neural process has, as ``_build``'s arguments."""
+  common = {
+    'output_size': check_positive_int(output_size, 'output_size'),
+    'encoder_sizes': _check_sizes(encoder_sizes, 'encoder_sizes'),
+    'decoder_sizes': _check_sizes(decoder_sizes, 'decoder_sizes'),
+    'min_std': check_positive_real(min_std, 'min_std'),
+  }
+  if common['min_std'] >= 1:
+    raise ValueError(f'min_std must be in (0, 1), got {common["min_std"]}.')
+  return common
+
+
+class LatentPathOptions(TypedDict, total=False):
+  """The latent path of the NP and the ANP: ``latent_sizes``, the latent encoder's
+  widths before aggregation, and ``num_latents``, z's size (the notebook's 4 x 128
+  and 128 by default)."""
+
+  latent_sizes: Sequence[int]
+  num_latents: int
+
+
+def _latent_path(
+  latent_sizes: Sequence[int] = (128, 128, 128, 128), num_latents: int = 128
+) -> dict:
+  """The checked ``LatentPathOptions``, as ``_build``'s arguments."""
+  return {
+    'latent_sizes': _check_sizes(latent_sizes, 'latent_sizes'),
+    'num_latents': check_positive_int(num_latents, 'num_latents'),
+  }
 
 
 def conditional_neural_process(
@@ -236,87 +264,65 @@ def conditional_neural_process(
   ``encoder_sizes`` are h's widths (the last is r's, linear); ``decoder_sizes`` the
   decoder's hidden widths (it outputs 2 * ``output_size``: mean and std).
   """
-  output_size, encoder_sizes, decoder_sizes, min_std = _common(
-    output_size, encoder_sizes, decoder_sizes, min_std
-  )
   return _build(
     'cnp',
-    output_size=output_size,
-    encoder_sizes=encoder_sizes,
-    decoder_sizes=decoder_sizes,
+    **_common(output_size, encoder_sizes, decoder_sizes, min_std),
     deterministic=MEAN,
-    latent_sizes=None,
-    num_latents=0,
-    attention_sizes=(1,),
-    num_heads=1,
-    with_self_attention=False,
-    min_std=min_std,
   )
 
 
+@lists_options(LatentPathOptions, _latent_path)
 def latent_neural_process(
   output_size: int = 1,
   *,
-  latent_sizes: Sequence[int] = (128, 128, 128, 128),
-  num_latents: int = 128,
   encoder_sizes: Sequence[int] = (128, 128, 128, 128),
   decoder_sizes: Sequence[int] = (128, 128),
   deterministic_path: bool = True,
   min_std: float = 0.1,
+  **latent: Unpack[LatentPathOptions],
 ) -> NeuralProcess:
   """The NP (Garnelo et al., 2018b): a Gaussian latent z ~ q(z | context), trained
   on the ELBO, beside the CNP's mean-aggregated r unless ``deterministic_path`` is
-  False (see the module docstring). ``latent_sizes`` are the latent encoder's
-  widths before aggregation, ``num_latents`` z's size.
+  False (see the module docstring). ``latent`` sets the latent path
+  (``LatentPathOptions``).
   """
-  output_size, encoder_sizes, decoder_sizes, min_std = _common(
-    output_size, encoder_sizes, decoder_sizes, min_std
-  )
+  common = _common(output_size, encoder_sizes, decoder_sizes, min_std)
+  deterministic_path = check_bool(deterministic_path, 'deterministic_path')
   return _build(
     'np',
-    output_size=output_size,
-    encoder_sizes=encoder_sizes,
-    decoder_sizes=decoder_sizes,
-    deterministic=MEAN
-    if check_bool(deterministic_path, 'deterministic_path')
-    else None,
-    latent_sizes=_check_sizes(latent_sizes, 'latent_sizes'),
-    num_latents=check_positive_int(num_latents, 'num_latents'),
-    attention_sizes=(1,),
-    num_heads=1,
-    with_self_attention=False,
-    min_std=min_std,
+    **common,
+    **_latent_path(**latent),
+    deterministic=MEAN if deterministic_path else None,
   )
 
 
+@lists_options(LatentPathOptions, _latent_path)
 def attentive_neural_process(
   output_size: int = 1,
   *,
-  latent_sizes: Sequence[int] = (128, 128, 128, 128),
-  num_latents: int = 128,
   encoder_sizes: Sequence[int] = (128, 128, 128, 128),
   attention_sizes: Sequence[int] = (128, 128),
   num_heads: int = 8,
   decoder_sizes: Sequence[int] = (128, 128),
   self_attention: bool = False,
   min_std: float = 0.1,
+  **latent: Unpack[LatentPathOptions],
 ) -> NeuralProcess:
   """The ANP (Kim et al., 2019): the NP whose deterministic r_t is multihead
   cross-attention from target x_t to the context (``num_heads`` heads over values
   of width ``encoder_sizes[-1]``, keys and queries from one MLP of x with widths
   ``attention_sizes``). ``self_attention`` adds one self-attention layer
   (``jmeta.neural_processes.attention.self_attention``) on the context's features
-  in both paths, as the paper's ANP; the notebook leaves it out.
+  in both paths, as the paper's ANP; the notebook leaves it out. ``latent`` sets
+  the latent path (``LatentPathOptions``).
   """
-  output_size, encoder_sizes, decoder_sizes, min_std = _common(
-    output_size, encoder_sizes, decoder_sizes, min_std
-  )
-  latent_sizes = _check_sizes(latent_sizes, 'latent_sizes')
+  common = _common(output_size, encoder_sizes, decoder_sizes, min_std)
+  latent = _latent_path(**latent)
   num_heads = check_positive_int(num_heads, 'num_heads')
   self_attention = check_bool(self_attention, 'self_attention')
-  attended = {'encoder_sizes': encoder_sizes[-1]}
+  attended = {'encoder_sizes': common['encoder_sizes'][-1]}
   if self_attention:
-    attended['latent_sizes'] = latent_sizes[-1]
+    attended['latent_sizes'] = latent['latent_sizes'][-1]
   for what, width in attended.items():
     if width % num_heads:
       raise ValueError(
@@ -325,14 +331,10 @@ def attentive_neural_process(
       )
   return _build(
     'anp',
-    output_size=output_size,
-    encoder_sizes=encoder_sizes,
-    decoder_sizes=decoder_sizes,
+    **common,
+    **latent,
     deterministic=ATTENTION,
-    latent_sizes=latent_sizes,
-    num_latents=check_positive_int(num_latents, 'num_latents'),
     attention_sizes=_check_sizes(attention_sizes, 'attention_sizes'),
     num_heads=num_heads,
     with_self_attention=self_attention,
-    min_std=min_std,
   )

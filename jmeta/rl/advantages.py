@@ -22,16 +22,21 @@ def discounted_returns(
   rewards: jax.Array, valid: jax.Array, gamma: float = 1.0
 ) -> jax.Array:
   """``R_t = sum_{k >= t} gamma^(k - t) r_k`` over the valid steps (time axis last)."""
-  rewards = rewards * valid
+  return _reverse_discounted_sum(rewards * valid, gamma, valid)
 
-  def back(carry, r):
-    carry = r + gamma * carry
+
+def _reverse_discounted_sum(x: jax.Array, discount: float, valid: jax.Array):
+  """``y_t = x_t + discount * y_{t+1}`` back along the last (time) axis, from
+  ``y_T = 0``; zero on the invalid steps."""
+
+  def back(carry, x_t):
+    carry = x_t + discount * carry
     return carry, carry
 
   _, out = jax.lax.scan(
     back,
-    jnp.zeros(rewards.shape[:-1], rewards.dtype),
-    jnp.moveaxis(rewards, -1, 0),
+    jnp.zeros(x.shape[:-1], x.dtype),
+    jnp.moveaxis(x, -1, 0),
     reverse=True,
   )
   return jnp.moveaxis(out, 0, -1) * valid
@@ -92,18 +97,7 @@ def gae(
   values = values * valid
   next_values = jnp.concatenate([values[..., 1:], jnp.zeros_like(values[..., :1])], -1)
   deltas = (rewards + gamma * next_values - values) * valid
-
-  def back(carry, d):
-    carry = d + gamma * lam * carry
-    return carry, carry
-
-  _, out = jax.lax.scan(
-    back,
-    jnp.zeros(deltas.shape[:-1], deltas.dtype),
-    jnp.moveaxis(deltas, -1, 0),
-    reverse=True,
-  )
-  return jnp.moveaxis(out, 0, -1) * valid
+  return _reverse_discounted_sum(deltas, gamma * lam, valid)
 
 
 def normalize(advantages: jax.Array, valid: jax.Array, eps: float = 1e-8) -> jax.Array:

@@ -34,12 +34,14 @@ Every estimator takes the same inner step in value; only their derivatives diffe
 from __future__ import annotations
 
 import operator
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 import jax
 import jax.numpy as jnp
 
 from jmeta.learner import MetaGradient, MetaLearner, identity
+from jmeta.options import lists_options, split_options
 from jmeta.rl.advantages import (
   AdvantageSettings,
   check_advantage_settings,
@@ -49,7 +51,11 @@ from jmeta.rl.environment import Environment, check_horizon, sample_tasks
 from jmeta.rl.objectives import SURROGATES, dice_surrogate, magic_box
 from jmeta.rl.policies import Policy
 from jmeta.rl.rollout import Trajectory, episode_returns, rollouts
+from jmeta.rl.trpo import TRPOOptions, trpo_step
 from jmeta.validation import check_positive_int, check_positive_real, check_steps
+
+if TYPE_CHECKING:
+  from typing_extensions import Unpack
 
 ESTIMATORS = ('dice', 'dice_full', 'naive', 'lvc', 'first_order')
 # The surrogate each estimator differentiates in the inner step.
@@ -227,7 +233,35 @@ def check_dice_full_settings(settings: AdvantageSettings) -> None:
     )
 
 
-def maml_rl(
+class AdaptationOptions(TypedDict, total=False):
+  """MAML-RL's inner loop and meta-gradient estimator, the options that
+  ``maml_rl`` and ``maml_trpo_step`` share; ``adaptation`` has their defaults."""
+
+  estimator: str
+  inner_learning_rate: float
+  inner_steps: int
+  num_episodes: int
+  settings: AdvantageSettings
+  horizon: int | None
+
+
+class Adaptation(NamedTuple):
+  """A checked MAML-RL inner loop (``adaptation``).
+
+  ``sample(params, task, key) -> (inner, outer, adapted)`` samples it
+  (``sample_adaptation``); ``adapt(params, inner) -> (adapted, score)`` recomputes
+  its steps on the sampled ``inner`` episodes, differentiably as ``estimator``
+  prescribes (``adapt_on``).
+  """
+
+  estimator: str
+  learning_rate: float
+  settings: AdvantageSettings
+  sample: Callable[..., tuple[Trajectory, Trajectory, Any]]
+  adapt: Callable[[Any, Trajectory | None], tuple[Any, jax.Array]]
+
+
+def adaptation(
   env: Environment,
   policy: Policy,
   *,
@@ -236,8 +270,48 @@ def maml_rl(
   inner_steps: int = 1,
   num_episodes: int = 20,
   settings: AdvantageSettings = DEFAULT_SETTINGS,
-  outer_settings: AdvantageSettings | None = None,
   horizon: int | None = None,
+) -> Adaptation:
+  """``inner_steps`` REINFORCE steps at ``inner_learning_rate``, each on
+  ``num_episodes`` fresh episodes of ``horizon`` steps (default ``env.horizon``),
+  advantages by ``settings``, differentiated as ``estimator`` prescribes; raises
+  ``ValueError`` for a bad option."""
+  check_estimator(estimator)
+  learning_rate = check_positive_real(inner_learning_rate, 'inner_learning_rate')
+  inner_steps = check_steps(inner_steps, 'inner_steps')
+  num_episodes = check_positive_int(num_episodes, 'num_episodes')
+  horizon = check_horizon(env.horizon if horizon is None else horizon)
+  check_advantage_settings(settings)
+
+  def sample(params, task, key):
+    return sample_adaptation(
+      env,
+      policy,
+      params,
+      task,
+      key,
+      inner_steps=inner_steps,
+      num_episodes=num_episodes,
+      learning_rate=learning_rate,
+      settings=settings,
+      horizon=horizon,
+    )
+
+  def adapt(params, inner):
+    return adapt_on(
+      estimator, policy, params, inner, learning_rate=learning_rate, settings=settings
+    )
+
+  return Adaptation(estimator, learning_rate, settings, sample, adapt)
+
+
+@lists_options(AdaptationOptions, adaptation)
+def maml_rl(
+  env: Environment,
+  policy: Policy,
+  *,
+  outer_settings: AdvantageSettings | None = None,
+  **options: Unpack[AdaptationOptions],
 ) -> MetaLearner:
   """MAML-RL on ``env`` with ``policy``: a ``MetaLearner`` over ``RLTaskBatch``es.
 
@@ -260,35 +334,17 @@ def maml_rl(
     state = trainer.init(policy.init(jax.random.key(0)))
     state, metrics = trainer.step(state, jax.random.key(1))
   """
-  check_estimator(estimator)
-  inner_learning_rate = check_positive_real(inner_learning_rate, 'inner_learning_rate')
-  inner_steps = check_steps(inner_steps, 'inner_steps')
-  num_episodes = check_positive_int(num_episodes, 'num_episodes')
-  horizon = check_horizon(env.horizon if horizon is None else horizon)
-  check_advantage_settings(settings)
+  loop = adaptation(env, policy, **options)
+  estimator, settings = loop.estimator, loop.settings
   outer_settings = settings if outer_settings is None else outer_settings
   check_advantage_settings(outer_settings)
   if estimator == 'dice_full':
     check_dice_full_settings(outer_settings)
 
-  def sample(params, task, key):
-    return sample_adaptation(
-      env,
-      policy,
-      params,
-      task,
-      key,
-      inner_steps=inner_steps,
-      num_episodes=num_episodes,
-      learning_rate=inner_learning_rate,
-      settings=settings,
-      horizon=horizon,
-    )
-
   def task_gradient(params, task_and_key, step=None) -> MetaGradient:
     del step
     task, key = task_and_key
-    inner, outer, _ = sample(params, task, key)
+    inner, outer, _ = loop.sample(params, task, key)
     grads = jax.grad(
       lambda p: (
         -meta_surrogate(
@@ -297,7 +353,7 @@ def maml_rl(
           p,
           inner,
           outer,
-          learning_rate=inner_learning_rate,
+          learning_rate=loop.learning_rate,
           settings=settings,
           outer_settings=outer_settings,
         )
@@ -320,7 +376,7 @@ def maml_rl(
     return jax.tree.map(lambda x: jnp.mean(x, axis=0), out)
 
   def predict(params, task, key):
-    return sample(params, task, key)[2]
+    return loop.sample(params, task, key)[2]
 
   return MetaLearner(
     name=f'maml_rl_{estimator}',
@@ -365,20 +421,13 @@ def adaptation_returns(
   return jnp.concatenate([jnp.mean(episode_returns(inner), axis=-1), after])
 
 
+class MAMLTRPOOptions(AdaptationOptions, TRPOOptions, total=False):
+  """``maml_trpo_step``'s options: its inner loop's and its TRPO step's."""
+
+
+@lists_options(MAMLTRPOOptions, adaptation, trpo_step)
 def maml_trpo_step(
-  env: Environment,
-  policy: Policy,
-  *,
-  estimator: str = 'dice',
-  inner_learning_rate: float = 0.1,
-  inner_steps: int = 1,
-  num_episodes: int = 20,
-  settings: AdvantageSettings = DEFAULT_SETTINGS,
-  horizon: int | None = None,
-  max_kl: float = 0.01,
-  damping: float = 0.01,
-  cg_iterations: int = 10,
-  line_search_steps: int = 15,
+  env: Environment, policy: Policy, **options: Unpack[MAMLTRPOOptions]
 ) -> Any:
   """MAML-RL's outer step as in Finn et al. (2017): TRPO on the adapted policies.
 
@@ -388,58 +437,34 @@ def maml_trpo_step(
   the outer episodes, with ``theta' = adapt(theta)`` recomputed differentiably as
   ``estimator`` prescribes, subject to the mean KL between the old and new adapted
   policies on the outer observations being at most ``max_kl``
-  (``jmeta.rl.trpo.trpo_step``: CG on the KL's Hessian-vector products, which go
-  through the inner step, then a line search). The defaults are pytorch-maml-rl's
-  (``max_kl`` 0.01, damping 0.01, 10 CG iterations, 15 halvings). ``policy.kl``
-  must be set (both built-in policies set it); ``'dice_full'`` is refused (its
-  score term is not an importance-weighted surrogate).
+  (``jmeta.rl.trpo.trpo_step``, which takes the TRPO options: CG on the KL's
+  Hessian-vector products, which go through the inner step, then a line search).
+  The defaults are pytorch-maml-rl's (``max_kl`` 0.01, damping 0.01, 10 CG
+  iterations, 15 halvings). ``policy.kl`` must be set (both built-in policies set
+  it); ``'dice_full'`` is refused (its score term is not an importance-weighted
+  surrogate).
   """
-  from jmeta.rl import trpo
-
-  check_estimator(estimator)
-  if estimator == 'dice_full':
+  trpo_options, adaptation_options = split_options(options, TRPOOptions)
+  loop = adaptation(env, policy, **adaptation_options)
+  if loop.estimator == 'dice_full':
     raise ValueError(
       "maml_trpo_step takes estimator 'dice', 'naive', 'lvc' or 'first_order'; "
       "'dice_full' has no importance-weighted form."
     )
   if policy.kl is None:
     raise ValueError('maml_trpo_step needs a policy with a closed-form kl.')
-  inner_learning_rate = check_positive_real(inner_learning_rate, 'inner_learning_rate')
-  inner_steps = check_steps(inner_steps, 'inner_steps')
-  num_episodes = check_positive_int(num_episodes, 'num_episodes')
-  check_advantage_settings(settings)
 
   def step(params, batch: RLTaskBatch):
     inner, outer, adapted_old = jax.vmap(
-      lambda task, key: sample_adaptation(
-        env,
-        policy,
-        params,
-        task,
-        key,
-        inner_steps=inner_steps,
-        num_episodes=num_episodes,
-        learning_rate=inner_learning_rate,
-        settings=settings,
-        horizon=horizon,
-      )
+      lambda task, key: loop.sample(params, task, key)
     )(batch.tasks, batch.keys)
-    advantages = jax.vmap(lambda o: estimate_advantages(o, settings))(outer)
+    advantages = jax.vmap(lambda o: estimate_advantages(o, loop.settings))(outer)
     old_log_probs = jax.vmap(policy.log_prob)(
       adapted_old, outer.observations, outer.actions
     )
 
     def adapted(p):
-      return jax.vmap(
-        lambda i: adapt_on(
-          estimator,
-          policy,
-          p,
-          i,
-          learning_rate=inner_learning_rate,
-          settings=settings,
-        )[0]
-      )(inner)
+      return jax.vmap(lambda i: loop.adapt(p, i)[0])(inner)
 
     def surrogate(p):
       log_probs = jax.vmap(policy.log_prob)(
@@ -452,15 +477,7 @@ def maml_trpo_step(
       per_step = jax.vmap(policy.kl)(adapted_old, adapted(p), outer.observations)
       return jnp.sum(per_step * outer.valid) / jnp.maximum(jnp.sum(outer.valid), 1.0)
 
-    new, info = trpo.trpo_step(
-      surrogate,
-      kl,
-      params,
-      max_kl=max_kl,
-      damping=damping,
-      cg_iterations=cg_iterations,
-      line_search_steps=line_search_steps,
-    )
+    new, info = trpo_step(surrogate, kl, params, **trpo_options)
     after = jnp.mean(episode_returns(outer))
     before = after if inner is None else jnp.mean(episode_returns(inner)[:, 0])
     return new, {**info, 'return_before': before, 'return_after': after}

@@ -12,7 +12,7 @@ step is made of; ``jmeta.rl.maml_trpo_step`` assembles them into that outer step
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -66,6 +66,17 @@ def hessian_vector_product(
     return jax.tree.map(lambda h, v: h + damping * v, hv, v)
 
   return matvec
+
+
+class TRPOOptions(TypedDict, total=False):
+  """``trpo_step``'s options, for a step built on it that hands them on
+  (``jmeta.rl.maml_trpo_step``); ``trpo_step`` has their defaults."""
+
+  max_kl: float
+  damping: float
+  cg_iterations: int
+  backtrack_ratio: float
+  line_search_steps: int
 
 
 def trpo_step(

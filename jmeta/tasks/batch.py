@@ -67,31 +67,25 @@ def check_task_batch_shapes(batch: TaskBatch) -> None:
       + '.'
     )
   s_in, s_tg, q_in, q_tg = shapes
-  if s_in[1] == 0:
-    raise ValueError(
-      f'the support set is empty (support_inputs has shape {s_in}); every task '
-      'needs at least one support example to adapt on.'
-    )
-  if q_in[1] == 0:
-    raise ValueError(
-      f'the query set is empty (query_inputs has shape {q_in}); every task needs '
-      'at least one query example to compute the meta-loss.'
-    )
+  for name, inputs, targets, use in (
+    ('support', s_in, s_tg, 'adapt on'),
+    ('query', q_in, q_tg, 'compute the meta-loss'),
+  ):
+    if inputs[1] == 0:
+      raise ValueError(
+        f'the {name} set is empty ({name}_inputs has shape {inputs}); every task '
+        f'needs at least one {name} example to {use}.'
+      )
+    if targets[:2] != inputs[:2]:
+      raise ValueError(
+        f'{name}_targets has shape {targets} but {name}_inputs has {inputs}; they '
+        'need the same (tasks, examples) leading axes.'
+      )
   if s_in[2:] != q_in[2:]:
     raise ValueError(
       f'support and query inputs have different feature shapes: support '
       f'{s_in[2:]} vs query {q_in[2:]}; both sets must come from the same input '
       'space.'
-    )
-  if s_tg[:2] != s_in[:2]:
-    raise ValueError(
-      f'support_targets has shape {s_tg} but support_inputs has {s_in}; they need '
-      'the same (tasks, examples) leading axes.'
-    )
-  if q_tg[:2] != q_in[:2]:
-    raise ValueError(
-      f'query_targets has shape {q_tg} but query_inputs has {q_in}; they need '
-      'the same (tasks, examples) leading axes.'
     )
   if s_tg[2:] != q_tg[2:]:
     raise ValueError(
