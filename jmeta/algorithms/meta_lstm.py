@@ -11,6 +11,13 @@ respect to both. By default the paper's estimator: the support gradient and loss
 fed to the meta-LSTM are constants (first order, their Sec. 3.2), the path through
 the cell state and the gates being kept; ``first_order=False`` differentiates
 through them too (second order).
+
+Batch norm: the model's own mode (``jmeta.conv4``: transductive, batch statistics of
+each call at training and at test, the paper's choice), with no running averages.
+As in the reference code, the batch-norm scale and offset are ordinary coordinates
+of theta: learned in theta_0 and updated by the rule. The reference's meta-test
+normalises the queries with running averages reset each episode and collected over
+its support passes (momentum 0.9), not with the queries' own statistics.
 """
 
 from __future__ import annotations
