@@ -30,6 +30,7 @@ from jmeta.algorithms.maml_plus_plus import (
   maml_plus_plus_params,
   msl_weights,
 )
+from jmeta.algorithms.meta_lstm import meta_lstm
 from jmeta.algorithms.meta_sgd import meta_sgd, meta_sgd_adapt, meta_sgd_params
 from jmeta.algorithms.pretrain import pretrain
 from jmeta.algorithms.reptile import reptile
@@ -168,6 +169,7 @@ __all__ = [
   'mean_over_tasks',
   'learned_optimizers',
   'memory',
+  'meta_lstm',
   'meta_sgd',
   'meta_sgd_adapt',
   'meta_sgd_params',

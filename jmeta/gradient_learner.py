@@ -202,7 +202,7 @@ def adapt_with_rule(
     def inner(head, *x):
       return objective(merge(head), *x)
 
-    if rule_params is not None:
+    if rule_params is not None and not rule.shared:
       rule_params, _ = split_leaves(rule_params, rule.adapts)
   adapted, values, _ = scan_inner_loop(
     inner,
@@ -239,7 +239,7 @@ def support_adapter(
 
   def adapt(meta_params: Any, inputs: jax.Array, targets: jax.Array) -> Params:
     params, _ = split_meta_params(
-      rule, _check_meta_params(meta_params, rule.init is not None)
+      rule, _check_meta_params(meta_params, rule.init is not None, rule.shared)
     )
     check_support(model, params, inputs, targets)
     adapted, _ = adapt_with_rule(
@@ -381,14 +381,14 @@ def gradient_learner(
   }[kind]
 
   def check(meta_params, batch) -> None:
-    params, _ = split(_check_meta_params(meta_params, learns))
+    params, _ = split(_check_meta_params(meta_params, learns, rule.shared))
     check_model_accepts(model, params, batch.support_inputs[0], 'support inputs')
 
   batched = over_tasks(task_fn, batching=batching, chunk_size=chunk_size, check=check)
 
   def task_gradient(meta_params, task: Task, step=None) -> MetaGradient:
     del step  # no schedule
-    _check_meta_params(meta_params, learns)
+    _check_meta_params(meta_params, learns, rule.shared)
     return task_fn(meta_params, task)
 
   def meta_gradient(meta_params, batch, step=None) -> MetaGradient:
@@ -456,14 +456,14 @@ def model_classes(model: Model, params: Params, batch) -> ClassLabels | None:
   return output_classes(outputs, batch.support_targets[0])
 
 
-def _check_meta_params(meta_params: Any, learns: bool) -> Any:
+def _check_meta_params(meta_params: Any, learns: bool, shared: bool = False) -> Any:
   if learns and not isinstance(meta_params, MetaParams):
     raise ValueError(
       "this learner's inner rule learns its own parameters, so it takes "
       f'MetaParams(init, rule), got {type(meta_params).__name__}; build them with '
       'learner.init(model_params).'
     )
-  if learns:
+  if learns and not shared:
     structure = jax.tree.structure(meta_params.init)
     if jax.tree.structure(meta_params.rule) != structure:
       raise ValueError(

@@ -104,7 +104,8 @@ def scan_inner_loop(
   Returns the adapted params, the objective before each step (shape ``(steps,)``) and
   ``observe(params)`` before each step, stacked (``None`` if not given). With
   ``first_order=True`` the gradients are treated as constants (first-order MAML), so
-  d phi / d theta = I.
+  d phi / d theta = I. An ``optax.GradientTransformationExtraArgs`` optimizer also
+  gets the objective's value at phi as ``update(..., value=...)``.
 
   With ``remat=True`` each step is wrapped in ``jax.checkpoint``: differentiating
   through the loop then stores only each step's input (phi_j and the optimizer
@@ -120,7 +121,12 @@ def scan_inner_loop(
     if first_order:
       grads = lax.stop_gradient(grads)
     seen = observe(phi) if observe is not None else None
-    updates, opt_state = optimizer.update(grads, opt_state, phi)
+    extra = {}
+    if isinstance(optimizer, optax.GradientTransformationExtraArgs):
+      # optax's name for the objective's value; a rule that reads the loss (the
+      # meta-LSTM) sees it as a constant under first order, like the gradient.
+      extra['value'] = lax.stop_gradient(value) if first_order else value
+    updates, opt_state = optimizer.update(grads, opt_state, phi, **extra)
     return (optax.apply_updates(phi, updates), opt_state), (value, seen)
 
   if remat:

@@ -11,7 +11,14 @@ meta-learns, and two modifiers of the inner problem:
 * ``adapts``: None (every leaf adapts) or a selector of the leaves that adapt,
   the others staying fixed in the inner loop (ANIL's head);
 * ``regularization``: None, or lambda of iMAML's proximal objective
-  L(phi) + (lambda / 2) ||phi - theta||^2.
+  L(phi) + (lambda / 2) ||phi - theta||^2;
+* ``shared``: False where the rule params hold one leaf per model parameter (Meta-SGD's
+  rates), True where they are one pytree shared by every coordinate (a learned
+  optimizer's weights), which the gradient learner then neither checks against the
+  params' structure nor splits with ``head_only``.
+
+An optimizer that is an ``optax.GradientTransformationExtraArgs`` also receives the
+support loss of the step as ``value=`` (the meta-LSTM reads it).
 
 Rules combine freely with the gradient estimators of ``jmeta.estimators`` in
 ``jmeta.gradient_learner``: e.g. ``head_only(sgd(0.1))`` with ``first_order()``.
@@ -39,6 +46,7 @@ class InnerRule(NamedTuple):
   optimizer: Callable[[Any], optax.GradientTransformation]
   adapts: HeadSelector | None = None
   regularization: float | None = None
+  shared: bool = False
 
 
 def sgd(learning_rate: float | jax.Array) -> InnerRule:

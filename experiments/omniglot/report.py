@@ -36,6 +36,10 @@ PAPER = {
     'Rajeswaran et al. (2019)',
   ),
   'meta_sgd': ({'5w1s': 99.53, '5w5s': 99.93}, 'Li et al. (2017)'),
+  'meta_lstm': (
+    {},
+    'Ravi & Larochelle (2017) report Mini-ImageNet only: 43.44 (5w1s), 60.60 (5w5s)',
+  ),
   'anil': ({'20w1s': 96.2, '20w5s': 98.0}, 'Raghu et al. (2020)'),
   'protonet': (
     {'5w1s': 98.8, '5w5s': 99.7, '20w1s': 96.0, '20w5s': 98.9},
@@ -82,6 +86,9 @@ def _variant(config: dict, devices: int = 1, backend: str = 'cpu') -> str:
   notes = []
   # Gradient-based configs have no field: their batch norm is transductive.
   notes.append(f'BN {config["model"].get("batch_norm", "transductive")}')
+  filters = config['model'].get('filters', 64)
+  if filters != 64:
+    notes.append(f'{filters} filters')
   dtype = config['model'].get('compute_dtype', 'float32')
   if dtype != 'float32':
     notes.append(f'{dtype} compute')

@@ -4,6 +4,8 @@
   ``lstm_rule`` (Andrychowicz et al., 2016) and ``mlp_rule`` (a per-parameter MLP
   in the style of learned_optimization's ``mlp_lopt``). ``as_optimizer(rule,
   meta_params)`` is an ordinary ``optax.GradientTransformation``.
+* The meta-LSTM learner (Ravi & Larochelle, 2017) as an inner rule:
+  ``meta_lstm_rule`` (``jmeta.meta_lstm`` is the learner built on it).
 * Problems: ``TaskFamily`` (``sample``, ``init``, ``loss``), e.g. ``quadratics``.
 * Unrolls: ``unroll`` (one ``lax.scan``), ``init_inner_states``, ``loss_curves``.
 * Meta-gradient estimators behind one interface (``UnrollEstimator``: ``init``,
@@ -41,6 +43,12 @@ from jmeta.learned_optimizers.estimators import (
   truncated_backprop,
 )
 from jmeta.learned_optimizers.lstm import LSTMState, lstm_rule, preprocess_gradient
+from jmeta.learned_optimizers.meta_lstm import (
+  MetaLSTMState,
+  meta_lstm_optimizer,
+  meta_lstm_params,
+  meta_lstm_rule,
+)
 from jmeta.learned_optimizers.mlp import MLPState, mlp_rule, sgd_meta_params
 from jmeta.learned_optimizers.tasks import Quadratic, TaskFamily, quadratics
 from jmeta.learned_optimizers.unroll import (
@@ -56,6 +64,7 @@ __all__ = [
   'LSTMState',
   'LearnedRule',
   'MLPState',
+  'MetaLSTMState',
   'MetaTrainState',
   'PESState',
   'Quadratic',
@@ -73,6 +82,9 @@ __all__ = [
   'init_meta_train_state',
   'loss_curves',
   'lstm_rule',
+  'meta_lstm_optimizer',
+  'meta_lstm_params',
+  'meta_lstm_rule',
   'meta_train_step',
   'mlp_rule',
   'pes',

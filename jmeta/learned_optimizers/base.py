@@ -154,4 +154,6 @@ def as_inner_rule(rule: LearnedRule, meta_params: MetaParams) -> InnerRule:
   with the model's initialisation, a learned optimizer inside MAML.
   """
   check_meta_params(rule, meta_params)
-  return InnerRule(lambda _: meta_params, lambda mp: as_optimizer(rule, mp))
+  return InnerRule(
+    lambda _: meta_params, lambda mp: as_optimizer(rule, mp), shared=True
+  )

@@ -49,7 +49,7 @@ def preprocess_gradient(g: jax.Array, p: float = 10.0) -> jax.Array:
   return jnp.stack([first, second], axis=-1).astype(g.dtype)
 
 
-def _lstm_cell(weights, x, h, c):
+def lstm_cell(weights, x, h, c):
   """One LSTM step on a batch of coordinates: x (n, in), h and c (n, hidden)."""
   gates = jnp.concatenate([x, h], axis=-1) @ weights['w'] + weights['b']
   i, f, g, o = jnp.split(gates, 4, axis=-1)
@@ -119,7 +119,7 @@ def lstm_rule(
     c = jnp.reshape(c, (-1, layers, hidden))
     new_h, new_c = [], []
     for layer, weights in enumerate(meta_params['lstm']):
-      hl, cl = _lstm_cell(weights, x, h[:, layer], c[:, layer])
+      hl, cl = lstm_cell(weights, x, h[:, layer], c[:, layer])
       new_h.append(hl)
       new_c.append(cl)
       x = hl

@@ -40,6 +40,8 @@ def test_variant_names_what_differs_from_the_paper():
     'metric': {'full_context': True},
   }
   assert report._variant(matching) == 'BN support, FCE'
+  narrow = {'algorithm': 'meta_lstm', 'model': {'filters': 32}}
+  assert report._variant(narrow) == 'BN transductive, 32 filters'
 
 
 FULL_BEGIN = (

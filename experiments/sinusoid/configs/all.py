@@ -4,7 +4,8 @@ The default config's four, then iMAML, Meta-SGD, ANIL and MAML++ with jmeta's
 choices for a 40-40 MLP (none of their papers ran sinusoid regression): one SGD
 step at 0.01 where they take one, iMAML five proximal steps at 0.01 with
 lambda = 1, ANIL adapting the output layer, MAML++ five steps with learned
-per-layer, per-step rates and the multi-step loss annealed over 5,000 iterations.
+per-layer, per-step rates and the multi-step loss annealed over 5,000 iterations,
+the meta-LSTM five steps of its rule at the reference code's initialisation.
 """
 
 import ml_collections
@@ -20,6 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
     'meta_sgd',
     'anil',
     'maml_plus_plus',
+    'meta_lstm',
   )
   config.imaml = ml_collections.ConfigDict(
     {'inner_steps': 5, 'inner_learning_rate': 0.01, 'regularization': 1.0}
@@ -38,4 +40,5 @@ def get_config() -> ml_collections.ConfigDict:
       'learn_inner_rates': True,
     }
   )
+  config.meta_lstm = ml_collections.ConfigDict({'inner_steps': 5})
   return config
