@@ -1,0 +1,14 @@
+"""RL^2 on Bernoulli bandits with k = 5 arms and n = 100 pulls: trials ten times
+longer, so half as many per iteration and fewer iterations in the CPU budget
+(default.py's settings otherwise)."""
+
+from experiments.rl2.configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.num_pulls = 100
+  config.num_trials = 128
+  config.num_iterations = 400
+  config.checkpoint_every = 25
+  return config
