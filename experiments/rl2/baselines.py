@@ -16,6 +16,7 @@ approximations of the index (its Sec. 3.1).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
@@ -61,6 +62,12 @@ def tuned(returns_fn, grid, tune_tasks, tasks, key, pulls):
   return best, means, np.asarray(returns)
 
 
+@functools.cache
+def index_table(discount: float, pulls: int) -> np.ndarray:
+  # The same tables serve every number of arms.
+  return gittins.gittins_index_table(discount, pulls)
+
+
 def one_setting(num_arms: int, pulls: int, num_tasks: int, tune_tasks: int) -> dict:
   env = rl.bernoulli_bandit(num_arms)
   config = default.get_config()
@@ -84,7 +91,7 @@ def one_setting(num_arms: int, pulls: int, num_tasks: int, tune_tasks: int) -> d
   }
   # Scales that give no discount in (0, 1) for a very short trial are skipped.
   discounts = [1.0 - 1.0 / (s * pulls) for s in DISCOUNT_SCALES if s * pulls > 1]
-  tables = [gittins.gittins_index_table(d, pulls) for d in discounts]
+  tables = [index_table(d, pulls) for d in discounts]
   grid = jnp.asarray(np.nan_to_num(np.stack(tables), nan=-1.0), jnp.float32)
   best, means, returns = tuned(index_returns, grid, tune, tasks, key, pulls)
   out['gittins'] = {
