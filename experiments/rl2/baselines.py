@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument('--pulls', type=int, nargs='+', default=list(PULLS))
   args = parser.parse_args(argv)
   out = prepare_workdir(args.out, ('results.json',))
+  code = git_state()  # the code that runs, before anything else changes the tree
   start = time.perf_counter()
   cells = []
   for pulls in args.pulls:
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
       cells.append(cell)
       print(json.dumps(cell), flush=True)
   results = {
-    'run': {**run_info(), **git_state()},
+    'run': {**run_info(), **code},
     'num_tasks': args.num_tasks,
     'eval_seed': default.get_config().eval.seed,
     'tune_tasks': args.tune_tasks,
