@@ -85,20 +85,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   returns the results (and the final state)."""
   check_config(config)
   workdir = prepare_workdir(workdir, OUTPUTS)
-  with runs.workdir_lock(workdir):
-    return _train_and_evaluate(config, workdir)
-
-
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path):
-  checkpointer = Checkpointer(
-    workdir, config.to_dict(), may_differ=MAY_DIFFER_ON_RESUME
-  )
   env = make_env(config)
   policy = rl2.gru_policy(env, config.hidden_size)
+  with runs.workdir_lock(workdir):
+    state, info = train(config, workdir, env, policy)
+    return evaluate(config, workdir, env, policy, state, info)
+
+
+def make_trainer(config, env, policy) -> rl2.RL2Trainer:
   optimizer = optax.chain(
     optax.clip_by_global_norm(config.clip_norm), optax.adam(config.learning_rate)
   )
-  trainer = rl2.rl2_ppo(
+  return rl2.rl2_ppo(
     env,
     policy,
     optimizer,
@@ -106,10 +104,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     num_episodes=config.num_pulls,
     settings=PPOSettings(**config.ppo.to_dict()),
   )
+
+
+def train(config, workdir: pathlib.Path, env, policy) -> tuple[rl2.RL2State, dict]:
+  """``config.num_iterations`` PPO iterations, resumed from the checkpoints."""
+  trainer = make_trainer(config, env, policy)
   root = jax.random.key(config.seed)
-  state, saved = checkpointer.resume(
-    trainer.init(policy.init(jax.random.fold_in(root, 0)))
+  fresh = trainer.init(policy.init(jax.random.fold_in(root, 0)))
+  checkpointer = Checkpointer(
+    workdir, config.to_dict(), may_differ=MAY_DIFFER_ON_RESUME
   )
+  state, saved = checkpointer.resume(fresh)
   start_step, total = int(state.step), config.num_iterations
   logged = records.cut_jsonl(workdir / 'metrics.jsonl', start_step)
   timing_lines = records.cut_timing(workdir / 'timing.jsonl', start_step, saved)
@@ -135,59 +140,53 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
         window.append(metrics)
         done = step + 1
         if done % config.log_every == 0 or done == total:
-          window = jax.device_get(window)
-          record = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
-          window = []
+          record, window = records.window_means(window), []
           if not np.isfinite(record['loss']):
             raise FloatingPointError(f'the PPO loss became non-finite by {done}.')
+          elapsed = seconds_before + time.perf_counter() - start
           record.update(
             step=done,
             trials=done * config.num_trials,
-            elapsed_s=round(seconds_before + time.perf_counter() - start, 2),
+            elapsed_s=round(elapsed, 2),
           )
           writer.write(record)
           records.add_scalars(tb, record)
           bar.set_postfix(trial_return=f'{record["trial_return"]:.2f}')
         if done % config.checkpoint_every == 0 or done == total:
           seconds = time.perf_counter() - start
-          checkpointer.save(
-            done,
-            state,
-            {
-              'step': done,
-              'train_seconds': seconds_before + seconds,
-              'segment': {'from_step': start_step, 'seconds': seconds},
-              **code,
-            },
-          )
+          segment = {'from_step': start_step, 'seconds': seconds}
+          progress = {'step': done, 'train_seconds': seconds_before + seconds}
+          checkpointer.save(done, state, {**progress, 'segment': segment, **code})
     jax.block_until_ready(state)
   finally:  # a stopped run still finishes writing its last checkpoint
     tb.close()
     checkpointer.close()
   stretch = time.perf_counter() - start
   trained = int(state.step) - start_step
-  if trained:
-    with JsonlWriter(workdir / 'timing.jsonl') as timing:
-      timing.write(
-        {
-          'from_step': start_step,
-          'to_step': int(state.step),
-          'seconds': round(stretch, 1),
-          **code,
-        }
-      )
-  train_seconds = sum(
-    t['seconds'] for t in records.read_jsonl(workdir / 'timing.jsonl')
+  train_seconds = records.append_timing(
+    workdir / 'timing.jsonl', start_step, int(state.step), stretch, code
   )
+  return state, {
+    'resumed_from_iteration': start_step,
+    'train_seconds_total': round(train_seconds, 1),
+    'seconds_per_iteration': (
+      stretch / trained if trained else saved.get('seconds_per_iteration', math.nan)
+    ),
+    'code': code,
+  }
 
+
+def evaluate(config, workdir: pathlib.Path, env, policy, state, info: dict) -> dict:
+  """One trial on each held-out bandit; writes ``results.json`` and ``results.md``."""
   start = time.perf_counter()
-  evaluate = jax.jit(
-    lambda params, tasks, key: rl2.rl2_returns(
+  play = jax.jit(
+    lambda params, tasks, key: rl2.play_trials(
       env, policy, params, tasks, key, config.num_pulls
-    )
+    ).rewards.sum(axis=-1)
   )
   eval_key = jax.random.fold_in(jax.random.key(config.eval.seed), 1)
-  returns = np.asarray(evaluate(state.params, eval_tasks(config, env), eval_key))
+  returns = np.asarray(play(state.params, eval_tasks(config, env), eval_key))
+  code = info.pop('code')
   results = {
     'run': {**run_info(), **code},
     'config': config.to_dict(),
@@ -195,11 +194,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     'num_pulls': config.num_pulls,
     'iterations': int(state.step),
     'trials_trained': int(state.step) * config.num_trials,
-    'resumed_from_iteration': start_step,
-    'train_seconds_total': round(train_seconds, 1),
-    'seconds_per_iteration': (
-      stretch / trained if trained else saved.get('seconds_per_iteration', math.nan)
-    ),
+    **info,
     'eval_seconds': round(time.perf_counter() - start, 1),
     'eval': {'seed': config.eval.seed, 'rl2': summary(returns)},
     **code,

@@ -66,7 +66,6 @@ from jmeta.rl.rl2 import (
   play_trial,
   play_trials,
   rl2_ppo,
-  rl2_returns,
 )
 from jmeta.rl.rollout import Trajectory, episode_returns, rollout, rollouts
 from jmeta.rl.tabular_mdp import TabularMDPState, TabularMDPTask, tabular_mdp
@@ -129,7 +128,6 @@ __all__ = [
   'RecurrentPolicy',
   'rl2',
   'rl2_ppo',
-  'rl2_returns',
   'RL2State',
   'thompson_sampling',
   'Trial',

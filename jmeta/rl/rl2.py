@@ -320,7 +320,8 @@ def rl2_ppo(
     def epoch(carry, epoch_key):
       order = jax.random.permutation(epoch_key, num_trials)
       shuffled = jax.tree.map(
-        lambda x: x[order].reshape(settings.minibatches, batch, *x.shape[1:]), data
+        lambda x: x[order].reshape(settings.minibatches, batch, *x.shape[1:]),
+        data,
       )
       return jax.lax.scan(update, carry, shuffled)
 
@@ -334,16 +335,3 @@ def rl2_ppo(
     return RL2State(state.step + 1, params, opt_state), metrics
 
   return RL2Trainer(init, step)
-
-
-def rl2_returns(
-  env: Environment,
-  policy: RecurrentPolicy,
-  params: Any,
-  tasks: Any,
-  key: jax.Array,
-  num_episodes: int,
-) -> jax.Array:
-  """The total reward of one trial on each task of ``tasks``: ``(num_tasks,)``."""
-  trials = play_trials(env, policy, params, tasks, key, num_episodes)
-  return jnp.sum(trials.rewards, axis=-1)

@@ -7,8 +7,12 @@ from experiments.rl2.configs import default
 
 def get_config():
   config = default.get_config()
-  config.num_pulls = 100
-  config.num_trials = 128
-  config.num_iterations = 400
-  config.checkpoint_every = 25
+  config.update(
+    {
+      'num_pulls': 100,
+      'num_trials': 128,
+      'num_iterations': 400,
+      'checkpoint_every': 25,
+    }
+  )
   return config
