@@ -140,3 +140,15 @@ def append_timing(
       }
       f.write(json.dumps({**line, **code}, sort_keys=True) + '\n')
   return sum(t['seconds'] for t in read_jsonl(path))
+
+
+def resume_records(workdir: str | pathlib.Path, step: int, progress: dict):
+  """A resumed (or fresh) run's ``metrics.jsonl`` and ``timing.jsonl`` cut back to
+  its checkpoint at ``step``; returns the seconds trained before it and a
+  TensorBoard writer holding the kept metrics."""
+  workdir = pathlib.Path(workdir)
+  logged = cut_jsonl(workdir / 'metrics.jsonl', step)
+  timing = cut_timing(workdir / 'timing.jsonl', step, progress)
+  return sum(t['seconds'] for t in timing), tensorboard_writer(
+    workdir / 'tensorboard', logged
+  )

@@ -116,10 +116,7 @@ def train(config, workdir: pathlib.Path, env, policy) -> tuple[rl2.RL2State, dic
   )
   state, saved = checkpointer.resume(fresh)
   start_step, total = int(state.step), config.num_iterations
-  logged = records.cut_jsonl(workdir / 'metrics.jsonl', start_step)
-  timing_lines = records.cut_timing(workdir / 'timing.jsonl', start_step, saved)
-  seconds_before = sum(t['seconds'] for t in timing_lines)
-  tb = records.tensorboard_writer(workdir / 'tensorboard', logged)
+  seconds_before, tb = records.resume_records(workdir, start_step, saved)
   train_key = jax.random.fold_in(root, 1)
   code = git_state()
   if start_step < total:

@@ -3,11 +3,11 @@ and the README's Table 1 block against the committed runs."""
 
 import json
 import pathlib
-import re
 
 import jax
 import numpy as np
 import pytest
+from run_checks import readme_block, stop_and_resume
 
 from experiments.rl2 import baselines, report, train
 from experiments.rl2.configs import default, smoke
@@ -21,14 +21,18 @@ def test_default_config_is_table_1s_smallest_setting():
   assert train.make_env(config).horizon == 1  # one pull per episode
 
 
-def test_bad_config_values_are_named(tmp_path):
+@pytest.mark.parametrize(
+  'group, field, value, message',
+  [
+    ('eval', 'num_tasks', 1, 'config.eval.num_tasks must be at least 2'),
+    (None, 'num_pulls', 0, 'config.num_pulls'),
+    (None, 'num_trials', -8, 'config.num_trials'),
+  ],
+)
+def test_bad_config_values_are_named(tmp_path, group, field, value, message):
   config = smoke.get_config()
-  config.eval.num_tasks = 1
-  with pytest.raises(ValueError, match='config.eval.num_tasks must be at least 2'):
-    train.train_and_evaluate(config, str(tmp_path))
-  config = smoke.get_config()
-  config.num_pulls = 0
-  with pytest.raises(ValueError, match='config.num_pulls'):
+  setattr(config[group] if group else config, field, value)
+  with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(config, str(tmp_path))
 
 
@@ -49,13 +53,9 @@ def test_smoke_run_writes_its_files_and_resumes_to_the_same_params(smoke_run, tm
   assert (
     0 <= saved['eval']['rl2']['mean'] <= 4 and saved['eval']['rl2']['num_tasks'] == 16
   )
-  config = smoke.get_config()
-  config.num_iterations = 2
-  train.train_and_evaluate(config, str(tmp_path))
-  for name in train.OUTPUTS:
-    (tmp_path / name).unlink()
-  config.num_iterations = 4
-  resumed = train.train_and_evaluate(config, str(tmp_path))
+  resumed = stop_and_resume(
+    train.train_and_evaluate, train.OUTPUTS, smoke.get_config(), tmp_path, 2
+  )
   assert resumed['resumed_from_iteration'] == 2
   jax.tree.map(
     np.testing.assert_array_equal, resumed['state'].params, out['state'].params
@@ -97,11 +97,5 @@ def test_baselines_script_and_report(smoke_run, tmp_path):
 
 
 def test_readme_table_is_the_committed_runs_report():
-  text = (ROOT / 'README.md').read_text()
-  block = re.search(
-    r'experiments\.rl2\.report results/meta_rl/rl2`; do not edit by hand -->\n(.*?)'
-    r'<!-- end generated rl2 -->',
-    text,
-    re.S,
-  ).group(1)
+  block = readme_block('python -m experiments.rl2.report results/meta_rl/rl2', 'rl2')
   assert block == report.results_table(*report.load(ROOT / 'results/meta_rl/rl2'))
