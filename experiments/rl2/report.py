@@ -41,7 +41,7 @@ METHODS = (
 
 
 def load(folder: str | pathlib.Path) -> tuple[dict, list[dict]]:
-  """The baselines' results and the RL^2 runs' results (sorted by folder)."""
+  """The baselines' results and the RL^2 runs' results, in Table 1's order."""
   folder = pathlib.Path(folder)
   path = folder / 'baselines' / 'results.json'
   if not path.exists():
@@ -52,10 +52,10 @@ def load(folder: str | pathlib.Path) -> tuple[dict, list[dict]]:
   baselines = json.loads(path.read_text())
   runs = [
     json.loads(p.read_text())
-    for p in sorted(folder.glob('*/results.json'))
+    for p in folder.glob('*/results.json')
     if p.parent.name != 'baselines'
   ]
-  return baselines, runs
+  return baselines, sorted(runs, key=lambda r: (r['num_pulls'], r['num_arms']))
 
 
 def cell(summary: dict) -> str:
@@ -137,7 +137,10 @@ def results_table(baselines: dict, runs: list[dict]) -> str:
       f'{" (dirty)" if r["run"].get("git_dirty") else ""}), evaluated on '
       f'{evaluated_on(r, baselines)}. Command: `{r["run"]["command"]}`.'
     )
-  lines.append(f'- Paper columns: {PAPER} (1,000 bandits per setting).')
+  lines.append(
+    f'- Paper columns: {PAPER} (1,000 bandits per setting). Times are on a shared, '
+    'loaded CPU.'
+  )
   return '\n'.join(lines) + '\n'
 
 
