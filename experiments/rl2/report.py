@@ -78,6 +78,16 @@ def evaluated_on(run: dict, baselines: dict) -> str:
   return f'{count:,} held-out bandits'
 
 
+def continued(run: dict) -> str:
+  step = run.get('resumed_from_iteration', 0)
+  if not step:
+    return ''
+  return (
+    f', continuing from its checkpoint at iteration {step:,} (its `timing.jsonl` '
+    "names each stretch's commit)"
+  )
+
+
 def rl2_runs_table(runs: list[dict]) -> str:
   """One row per RL^2 run: setting, return, budget, hardware."""
   lines = [
@@ -135,7 +145,8 @@ def results_table(baselines: dict, runs: list[dict]) -> str:
       f'({r["seconds_per_iteration"]:.2f} s per iteration on {hardware_label(r["run"])}, '
       f'commit {r["run"]["git_commit"][:7]}'
       f'{" (dirty)" if r["run"].get("git_dirty") else ""}), evaluated on '
-      f'{evaluated_on(r, baselines)}. Command: `{r["run"]["command"]}`.'
+      f'{evaluated_on(r, baselines)}. Command: `{r["run"]["command"]}`'
+      f'{continued(r)}.'
     )
   lines.append(
     f'- Paper columns: {PAPER} (1,000 bandits per setting). Times are on a shared, '
