@@ -142,7 +142,8 @@ def results_table(baselines: dict, runs: list[dict]) -> str:
   for r in runs:
     lines.append(
       f'- RL², n = {r["num_pulls"]}, k = {r["num_arms"]}: {budget(r)} of training '
-      f'({r["seconds_per_iteration"]:.2f} s per iteration on {hardware_label(r["run"])}, '
+      f'({r["train_seconds_total"] / r["iterations"]:.2f} s per iteration on '
+      f'{hardware_label(r["run"])}, '
       f'commit {r["run"]["git_commit"][:7]}'
       f'{" (dirty)" if r["run"].get("git_dirty") else ""}), evaluated on '
       f'{evaluated_on(r, baselines)}. Command: `{r["run"]["command"]}`'
