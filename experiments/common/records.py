@@ -21,6 +21,9 @@ import os
 import pathlib
 import time
 
+import jax
+import numpy as np
+
 
 def read_jsonl(path: str | pathlib.Path) -> list[dict]:
   """The records of a JSON-lines file; [] if absent. A last line cut short by a
@@ -113,3 +116,39 @@ def add_scalars(writer, record: dict, walltime: float | None = None) -> None:
   for k, v in record.items():
     if k != 'step':
       writer.add_scalar(k, v, record['step'], walltime=walltime)
+
+
+def window_means(window: list[dict]) -> dict:
+  """The mean of each metric over the steps of a logging window (one transfer from
+  the device for the whole window)."""
+  window = jax.device_get(window)
+  return {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+
+
+def append_timing(
+  path: str | pathlib.Path, from_step: int, to_step: int, seconds: float, code: dict
+) -> float:
+  """Adds the line of a stretch of training from ``from_step`` to ``to_step`` (none
+  if it trained nothing) to ``timing.jsonl``; returns the seconds of all lines."""
+  path = pathlib.Path(path)
+  if to_step > from_step:
+    with path.open('a') as f:
+      line = {
+        'from_step': from_step,
+        'to_step': to_step,
+        'seconds': round(seconds, 1),
+      }
+      f.write(json.dumps({**line, **code}, sort_keys=True) + '\n')
+  return sum(t['seconds'] for t in read_jsonl(path))
+
+
+def resume_records(workdir: str | pathlib.Path, step: int, progress: dict):
+  """A resumed (or fresh) run's ``metrics.jsonl`` and ``timing.jsonl`` cut back to
+  its checkpoint at ``step``; returns the seconds trained before it and a
+  TensorBoard writer holding the kept metrics."""
+  workdir = pathlib.Path(workdir)
+  logged = cut_jsonl(workdir / 'metrics.jsonl', step)
+  timing = cut_timing(workdir / 'timing.jsonl', step, progress)
+  return sum(t['seconds'] for t in timing), tensorboard_writer(
+    workdir / 'tensorboard', logged
+  )

@@ -8,9 +8,13 @@
 * Surrogates: ``naive_surrogate``, ``dice_surrogate``, ``lvc_surrogate``.
 * MAML-RL: ``maml_rl`` (a ``jmeta.MetaLearner``), ``meta_surrogate``,
   ``adaptation_returns``, ``maml_trpo_step`` (TRPO's outer step, ``trpo``).
+* RL^2: ``gru_policy``, ``play_trial``/``play_trials``, ``rl2_ppo`` (PPO's losses in
+  ``ppo``).
+* Bandit baselines: ``random_policy``, ``ucb1``, ``thompson_sampling``,
+  ``gittins_policy`` over ``gittins_index_table``, played by ``bandit_returns``.
 """
 
-from jmeta.rl import trpo
+from jmeta.rl import bandit_baselines, gittins, ppo, rl2, trpo
 from jmeta.rl.advantages import (
   AdvantageSettings,
   baseline_features,
@@ -20,8 +24,19 @@ from jmeta.rl.advantages import (
   linear_baseline,
   normalize,
 )
+from jmeta.rl.bandit_baselines import (
+  BanditCounts,
+  BanditPolicy,
+  bandit_returns,
+  gittins_policy,
+  play_bandit,
+  random_policy,
+  thompson_sampling,
+  ucb1,
+)
 from jmeta.rl.bandits import BanditState, BanditTask, bernoulli_bandit
 from jmeta.rl.environment import Environment, sample_tasks
+from jmeta.rl.gittins import gittins_index_table
 from jmeta.rl.maml_rl import (
   ESTIMATORS,
   RLTaskBatch,
@@ -42,6 +57,16 @@ from jmeta.rl.objectives import (
   naive_surrogate,
 )
 from jmeta.rl.policies import Policy, categorical_policy, gaussian_mlp_policy
+from jmeta.rl.ppo import PPOSettings
+from jmeta.rl.rl2 import (
+  RecurrentPolicy,
+  RL2State,
+  Trial,
+  gru_policy,
+  play_trial,
+  play_trials,
+  rl2_ppo,
+)
 from jmeta.rl.rollout import Trajectory, episode_returns, rollout, rollouts
 from jmeta.rl.tabular_mdp import TabularMDPState, TabularMDPTask, tabular_mdp
 
@@ -86,4 +111,25 @@ __all__ = [
   'sample_tasks',
   'tabular_mdp',
   'trpo',
+  'bandit_baselines',
+  'bandit_returns',
+  'BanditCounts',
+  'BanditPolicy',
+  'gittins',
+  'gittins_index_table',
+  'gittins_policy',
+  'gru_policy',
+  'play_bandit',
+  'play_trial',
+  'play_trials',
+  'ppo',
+  'PPOSettings',
+  'random_policy',
+  'RecurrentPolicy',
+  'rl2',
+  'rl2_ppo',
+  'RL2State',
+  'thompson_sampling',
+  'Trial',
+  'ucb1',
 ]

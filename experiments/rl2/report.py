@@ -1,0 +1,168 @@
+"""RL^2 and the bandit baselines in the format of Duan et al. (2016), Table 1.
+
+  python -m experiments.rl2.report results/meta_rl/rl2
+
+reads ``baselines/results.json`` (``python -m experiments.rl2.baselines``) and the
+``results.json`` of each RL^2 run in the folder's other subfolders, and prints the
+table (the README's block): for each setting the average total reward (± standard
+error over held-out bandits) of each method, with the paper's number beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+from experiments.common.progress import duration
+from experiments.common.run_info import hardware_label
+
+PAPER = 'Duan et al. (2016), Table 1'
+# Table 1 of arXiv:1611.02779 (average total reward over 1,000 bandits), keyed by
+# (n pulls, k arms): random, Gittins, TS, UCB1, RL^2. The table's OTS, epsilon-greedy
+# and greedy columns are not computed here.
+PAPER_TABLE_1 = {
+  (10, 5): (5.0, 6.6, 5.7, 6.7, 6.7),
+  (10, 10): (5.0, 6.6, 5.5, 6.7, 6.7),
+  (10, 50): (5.1, 6.5, 5.2, 6.6, 6.8),
+  (100, 5): (49.9, 78.3, 74.7, 78.0, 78.7),
+  (100, 10): (49.9, 82.8, 76.7, 82.4, 83.5),
+  (100, 50): (49.8, 85.2, 64.5, 84.3, 84.9),
+  (500, 5): (249.8, 405.8, 402.0, 405.8, 401.6),
+  (500, 10): (249.0, 437.8, 429.5, 437.1, 432.5),
+  (500, 50): (249.6, 463.7, 427.2, 457.6, 438.9),
+}
+METHODS = (
+  ('random', 'Random'),
+  ('gittins', 'Gittins'),
+  ('thompson', 'TS'),
+  ('ucb1', 'UCB1'),
+)
+
+
+def load(folder: str | pathlib.Path) -> tuple[dict, list[dict]]:
+  """The baselines' results and the RL^2 runs' results, in Table 1's order."""
+  folder = pathlib.Path(folder)
+  path = folder / 'baselines' / 'results.json'
+  if not path.exists():
+    raise FileNotFoundError(
+      f'{path} does not exist: run python -m experiments.rl2.baselines '
+      f'--out={folder / "baselines"} first.'
+    )
+  baselines = json.loads(path.read_text())
+  runs = [
+    json.loads(p.read_text())
+    for p in folder.glob('*/results.json')
+    if p.parent.name != 'baselines'
+  ]
+  return baselines, sorted(runs, key=lambda r: (r['num_pulls'], r['num_arms']))
+
+
+def cell(summary: dict) -> str:
+  return f'{summary["mean"]:.2f} ± {summary["stderr"]:.2f}'
+
+
+def budget(run: dict) -> str:
+  return (
+    f'{run["iterations"]:,} iterations x {run["config"]["num_trials"]} trials, '
+    f'{duration(run["train_seconds_total"])}'
+  )
+
+
+def evaluated_on(run: dict, baselines: dict) -> str:
+  count = run['eval']['rl2']['num_tasks']
+  if count == baselines['num_tasks'] and run['eval']['seed'] == baselines.get(
+    'eval_seed'
+  ):
+    return f"the baselines' {count:,} bandits"
+  return f'{count:,} held-out bandits'
+
+
+def continued(run: dict) -> str:
+  step = run.get('resumed_from_iteration', 0)
+  if not step:
+    return ''
+  return (
+    f', continuing from its checkpoint at iteration {step:,} (its `timing.jsonl` '
+    "names each stretch's commit)"
+  )
+
+
+def rl2_runs_table(runs: list[dict]) -> str:
+  """One row per RL^2 run: setting, return, budget, hardware."""
+  lines = [
+    '| setup | RL² (this run) | RL² (paper) | budget | hardware | commit |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ]
+  for r in runs:
+    n, k = r['num_pulls'], r['num_arms']
+    paper = PAPER_TABLE_1.get((n, k))
+    lines.append(
+      f'| n = {n}, k = {k} | {cell(r["eval"]["rl2"])} | '
+      f'{paper[-1] if paper else "–"} | {budget(r)} | {hardware_label(r["run"])} | '
+      f'{r["run"]["git_commit"][:7]}{" (dirty)" if r["run"].get("git_dirty") else ""} |'
+    )
+  return '\n'.join(lines) + '\n'
+
+
+def results_table(baselines: dict, runs: list[dict]) -> str:
+  """Table 1's layout: a row per (n, k), ours then the paper's for each method."""
+  by_setting = {(r['num_pulls'], r['num_arms']): r for r in runs}
+  head = ' | '.join(f'{label} | paper' for _, label in METHODS)
+  lines = [
+    f'| setup | {head} | RL² | paper | RL² budget |',
+    '|' + ' --- |' * (2 * len(METHODS) + 4),
+  ]
+  for c in baselines['cells']:
+    n, k = c['num_pulls'], c['num_arms']
+    paper = PAPER_TABLE_1.get((n, k), ('–',) * 5)
+    cells = [f'{cell(c[key])} | {p}' for (key, _), p in zip(METHODS, paper)]
+    run = by_setting.get((n, k))
+    rl2 = (
+      f'{cell(run["eval"]["rl2"])} | {paper[-1]} | {budget(run)}'
+      if run
+      else f'not run | {paper[-1]} | –'
+    )
+    lines.append(f'| n = {n}, k = {k} | ' + ' | '.join(cells) + f' | {rl2} |')
+  lines.append('')
+  hyper = ', '.join(
+    f'n = {c["num_pulls"]}, k = {c["num_arms"]}: c = {c["ucb1"]["c"]:g}, '
+    f'discount {c["gittins"]["discount"]:.4g}'
+    for c in baselines['cells']
+  )
+  run = baselines['run']
+  lines.append(
+    f'- Baselines: {baselines["num_tasks"]:,} held-out bandits per setting (arm '
+    f"means from Uniform[0, 1]), ± one standard error over bandits; UCB1's c and "
+    f'the Gittins discount chosen per setting on {baselines["tune_tasks"]} other '
+    f'bandits ({hyper}). Computed in {duration(baselines["seconds"])} on '
+    f'{hardware_label(run)}, commit {run["git_commit"][:7]}'
+    f'{" (dirty)" if run.get("git_dirty") else ""}. Command: `{run["command"]}`.'
+  )
+  for r in runs:
+    lines.append(
+      f'- RL², n = {r["num_pulls"]}, k = {r["num_arms"]}: {budget(r)} of training '
+      f'({r["train_seconds_total"] / r["iterations"]:.2f} s per iteration on '
+      f'{hardware_label(r["run"])}, '
+      f'commit {r["run"]["git_commit"][:7]}'
+      f'{" (dirty)" if r["run"].get("git_dirty") else ""}), evaluated on '
+      f'{evaluated_on(r, baselines)}. Command: `{r["run"]["command"]}`'
+      f'{continued(r)}.'
+    )
+  lines.append(
+    f'- Paper columns: {PAPER} (1,000 bandits per setting). Times are on a shared, '
+    'loaded CPU.'
+  )
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('folder', nargs='?', default='results/meta_rl/rl2')
+  args = parser.parse_args(argv)
+  print(results_table(*load(args.folder)), end='')
+  return 0
+
+
+if __name__ == '__main__':
+  raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""The RL^2 bandit experiment: a real smoke run, resuming, the baselines script,
+and the README's Table 1 block against the committed runs."""
+
+import json
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+from run_checks import readme_block, stop_and_resume
+
+from experiments.rl2 import baselines, report, train
+from experiments.rl2.configs import default, smoke
+
+ROOT = pathlib.Path(__file__).parents[2]
+
+
+def test_default_config_is_table_1s_smallest_setting():
+  config = default.get_config()
+  assert (config.num_arms, config.num_pulls) == (5, 10)
+  assert train.make_env(config).horizon == 1  # one pull per episode
+
+
+@pytest.mark.parametrize(
+  'group, field, value, message',
+  [
+    ('eval', 'num_tasks', 1, 'config.eval.num_tasks must be at least 2'),
+    (None, 'num_pulls', 0, 'config.num_pulls'),
+    (None, 'num_trials', -8, 'config.num_trials'),
+  ],
+)
+def test_bad_config_values_are_named(tmp_path, group, field, value, message):
+  config = smoke.get_config()
+  setattr(config[group] if group else config, field, value)
+  with pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+@pytest.fixture(scope='module')
+def smoke_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('rl2') / 'run'
+  return train.train_and_evaluate(smoke.get_config(), str(workdir)), workdir
+
+
+def test_smoke_run_writes_its_files_and_resumes_to_the_same_params(smoke_run, tmp_path):
+  out, workdir = smoke_run
+  records = [json.loads(line) for line in (workdir / 'metrics.jsonl').open()]
+  assert [r['step'] for r in records] == [2, 4]
+  assert {'loss', 'trial_return', 'approx_kl', 'trials'} <= records[0].keys()
+  saved = json.loads((workdir / 'results.json').read_text())
+  assert saved['iterations'] == 4 and saved['trials_trained'] == 4 * 8
+  assert saved['run']['command'] and 'git_commit' in saved['run']
+  assert (
+    0 <= saved['eval']['rl2']['mean'] <= 4 and saved['eval']['rl2']['num_tasks'] == 16
+  )
+  resumed = stop_and_resume(
+    train.train_and_evaluate, train.OUTPUTS, smoke.get_config(), tmp_path, 2
+  )
+  assert resumed['resumed_from_iteration'] == 2
+  jax.tree.map(
+    np.testing.assert_array_equal, resumed['state'].params, out['state'].params
+  )
+
+
+def test_baselines_script_and_report(smoke_run, tmp_path):
+  out, workdir = smoke_run
+  assert (
+    baselines.main(
+      [
+        f'--out={tmp_path / "baselines"}',
+        '--num-tasks=16',
+        '--tune-tasks=8',
+        '--arms',
+        '3',
+        '--pulls',
+        '4',
+      ]
+    )
+    == 0
+  )
+  result = json.loads((tmp_path / 'baselines' / 'results.json').read_text())
+  cell = result['cells'][0]
+  assert (cell['num_arms'], cell['num_pulls']) == (3, 4)
+  assert cell['ucb1']['c'] in baselines.UCB1_C
+  assert set(cell['gittins']['tuning']) == {'0.5', '0.75', '0.875'}
+  (tmp_path / 'k3_n4').mkdir()
+  (tmp_path / 'k3_n4' / 'results.json').write_text(
+    (workdir / 'results.json').read_text()
+  )
+  table = report.results_table(*report.load(tmp_path))
+  row = next(line for line in table.splitlines() if line.startswith('| n = 4, k = 3'))
+  assert f'{out["eval"]["rl2"]["mean"]:.2f}' in row and '4 iterations' in row
+  # Settings of the paper's table keep its numbers; RL^2 cells without a run say so.
+  result['cells'][0].update(num_arms=50, num_pulls=500)
+  table = report.results_table(result, [])
+  assert '| 463.7 |' in table and 'not run | 438.9' in table
+
+
+def test_readme_table_is_the_committed_runs_report():
+  block = readme_block('python -m experiments.rl2.report results/meta_rl/rl2', 'rl2')
+  assert block == report.results_table(*report.load(ROOT / 'results/meta_rl/rl2'))
