@@ -48,21 +48,22 @@ class TrainState(NamedTuple):
   opt_state: optax.OptState
 
 
+def _check_positive_ints(group, prefix: str, fields) -> None:
+  bad = [f for f in fields if not isinstance(group[f], int) or group[f] < 1]
+  if bad:
+    value = group[bad[0]]
+    raise ValueError(f'config.{prefix}{bad[0]} must be a positive int, got {value}.')
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ``ValueError`` naming the field for values the types cannot catch."""
-  for field in (
-    'batch_size',
-    'num_iterations',
-    'log_every',
-    'checkpoint_every',
-    'alpha_halve_every',
-  ):
-    if not isinstance(config[field], int) or config[field] < 1:
-      raise ValueError(f'config.{field} must be a positive int, got {config[field]}.')
+  counts = ('batch_size', 'num_iterations', 'log_every', 'checkpoint_every')
+  _check_positive_ints(config, '', (*counts, 'alpha_halve_every'))
   if config.checkpoint_every % config.log_every:
     raise ValueError(
-      f'config.checkpoint_every ({config.checkpoint_every}) must be a multiple of '
-      f'config.log_every ({config.log_every}).'
+      'config.checkpoint_every must be a multiple of config.log_every (got '
+      f'{config.checkpoint_every} and {config.log_every}), so that a resumed run '
+      'logs the same windows.'
     )
   if not 1 <= config.data.set_size <= omniglot.NUM_DRAWINGS - 1:
     raise ValueError(
@@ -73,9 +74,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if bad:
     raise ValueError(f'config.eval.settings has {bad}; each must be one of {SETTINGS}.')
   ev = config.eval
-  for field in ('num_episodes', 'q_query', 'episodes_per_call', 'elbo_draws'):
-    if not isinstance(ev[field], int) or ev[field] < 1:
-      raise ValueError(f'config.eval.{field} must be a positive int, got {ev[field]}.')
+  _check_positive_ints(ev, 'eval.', ('num_episodes', 'q_query', 'elbo_draws'))
+  _check_positive_ints(ev, 'eval.', ('episodes_per_call', 'sets_per_call'))
   if ev.num_episodes < 2 or ev.num_episodes % ev.episodes_per_call:
     raise ValueError(
       f'config.eval.num_episodes ({ev.num_episodes}) must be at least 2 and a '
@@ -253,6 +253,42 @@ def _log_window(window: list, done: int, elapsed: float) -> dict:
   return {**record, 'step': done, 'elapsed_s': round(elapsed, 2)}
 
 
+def _run_updates(
+  config, update, state, bank, workdir, checkpointer, tb, seconds_before: float
+):
+  """Updates ``state`` to ``config.num_iterations``, logging every ``log_every``
+  and checkpointing every ``checkpoint_every`` updates (and at the last); returns
+  the state and this stretch's seconds. Update ``t`` draws from
+  ``fold_in(fold_in(key(seed), 1), t)``, so a resumed run repeats its draws."""
+  train_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+  first, total = int(state.step), config.num_iterations
+  start = time.perf_counter()
+  steps = range(first, total)
+  bar = progress_bar(
+    steps, initial=first, total=total, desc='neural statistician', unit='update'
+  )
+  window = []
+  with JsonlWriter(workdir / 'metrics.jsonl') as writer, bar:
+    for step in bar:
+      state, metrics = update(state, jax.random.fold_in(train_key, step), bank)
+      window.append(metrics)
+      done = step + 1
+      last = done == total
+      seconds = seconds_before + time.perf_counter() - start
+      if last or not done % config.log_every:
+        record = _log_window(window, done, seconds)
+        window = []
+        if not math.isfinite(record['train_loss']):
+          raise FloatingPointError(f'non-finite loss at update {done}: {record}')
+        writer.write(record)
+        records.add_scalars(tb, record)
+        bar.set_postfix(elbo=f'{record["train_elbo"]:.1f}')
+      if last or not done % config.checkpoint_every:
+        checkpointer.save(done, state, {'step': done, 'train_seconds': seconds})
+  jax.block_until_ready(state)
+  return state, time.perf_counter() - start
+
+
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path):
   load_start = os.getloadavg()
   checkpointer = Checkpointer(
@@ -269,48 +305,18 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   )
   state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
   state, saved = checkpointer.resume(state)
-  start_step, total = int(state.step), config.num_iterations
+  start_step = int(state.step)
   logged = records.cut_jsonl(workdir / 'metrics.jsonl', start_step)
   tb = records.tensorboard_writer(workdir / 'tensorboard', logged)
   seconds_before = saved.get('train_seconds', 0.0)
   update = make_update(config, model, optimizer, banks['train'])
-  train_key = jax.random.fold_in(root, 1)
   code = git_state()
 
-  start = time.perf_counter()
-  window = []
-  with (
-    JsonlWriter(workdir / 'metrics.jsonl') as writer,
-    progress_bar(
-      range(start_step, total),
-      initial=start_step,
-      total=total,
-      desc='neural statistician',
-      unit='update',
-    ) as bar,
-  ):
-    for step in bar:
-      state, metrics = update(
-        state, jax.random.fold_in(train_key, step), banks['train']
-      )
-      window.append(metrics)
-      done = step + 1
-      if done % config.log_every == 0 or done == total:
-        elapsed = seconds_before + time.perf_counter() - start
-        record = _log_window(window, done, elapsed)
-        if not math.isfinite(record['train_loss']):
-          raise FloatingPointError(f'the loss is not finite at update {done}: {record}')
-        window = []
-        writer.write(record)
-        records.add_scalars(tb, record)
-        bar.set_postfix(elbo=f'{record["train_elbo"]:.1f}')
-      if done % config.checkpoint_every == 0 or done == total:
-        seconds = seconds_before + time.perf_counter() - start
-        checkpointer.save(done, state, {'step': done, 'train_seconds': seconds})
+  state, stretch = _run_updates(
+    config, update, state, banks['train'], workdir, checkpointer, tb, seconds_before
+  )
   checkpointer.close()
   tb.close()
-  jax.block_until_ready(state)
-  stretch = time.perf_counter() - start
   trained = int(state.step) - start_step
   load_trained = os.getloadavg()
 
@@ -325,24 +331,25 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     logging.info('%s: %s', setting, few_shot[setting])
   grid = conditioned_samples(config, model, state.params, banks['test'])
   plot.plot_samples(grid, workdir / 'samples.png')
+  per_update = (
+    stretch / trained if trained else saved.get('seconds_per_update', math.nan)
+  )
   results = {
     # The commit this process started from, not the one checked out when it ends.
     'run': {**run_info(), **code},
     'config': config.to_dict(),
+    'test_elbo': elbo,
+    'few_shot': few_shot,
     'parameters': count,
     'iterations': int(state.step),
-    'paper_iterations': config.paper_iterations,
     'resumed_from_update': start_step,
+    'paper_iterations': config.paper_iterations,
+    'seconds_per_update': per_update,
     'train_seconds_total': round(seconds_before + stretch, 1),
-    'seconds_per_update': (
-      stretch / trained if trained else saved.get('seconds_per_update', math.nan)
-    ),
     'eval_seconds': round(time.perf_counter() - eval_start, 1),
     # 1/5/15-minute load averages of the machine (os.getloadavg) when training
     # started and ended: a shared machine's load slows every number here.
     'load_average': {'start': list(load_start), 'end_of_training': list(load_trained)},
-    'test_elbo': elbo,
-    'few_shot': few_shot,
     **code,
   }
   (workdir / 'results.json').write_text(json.dumps(results, indent=2))
