@@ -1,4 +1,5 @@
-"""The grid of conditioning sets and generated samples (the paper's Figure 6 layout)."""
+"""The grid of conditioning sets and generated samples, laid out like the paper's
+figure of Omniglot samples."""
 
 from __future__ import annotations
 

@@ -3,8 +3,9 @@
   python -m experiments.neural_statistician.report results/neural_statistician/cpu_budget
 
 reads the workdir's ``results.json`` and prints few-shot accuracy on the test
-episodes against Edwards & Storkey (2017; their Omniglot few-shot table) and the lower bound on the test
-characters, with the run's budget, hardware, load, time and command.
+episodes against Edwards & Storkey (2017; their Omniglot few-shot table) and the
+lower bound on the test characters, with the run's budget, hardware, load, time
+and command.
 """
 
 from __future__ import annotations

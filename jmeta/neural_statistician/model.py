@@ -19,8 +19,9 @@ minimises the reweighted bound of the reference implementation,
 towards 0 (``weighted_loss``): early on the reconstruction counts double and the
 KLs half, which keeps the model from ignoring c.
 
-Few-shot classification (the paper's Section 5.3): for each class k, q(c | S_k) of
-its support images; a query x goes to the k minimising KL(q(c | {x}) || q(c | S_k)).
+Few-shot classification (as in the paper's Omniglot experiment): for each class k,
+q(c | S_k) of its support images; a query x goes to the k minimising
+KL(q(c | {x}) || q(c | S_k)).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def standard_normal_kl(q: Gaussian) -> jax.Array:
 
 def kl_logits(queries: Gaussian, classes: Gaussian) -> jax.Array:
   """``(queries, classes)`` logits -KL(q_i || p_k): the arg-max is the class whose
-  posterior is closest to the query's in KL (Edwards & Storkey, 2017, Sec. 5.3)."""
+  posterior is closest to the query's in KL (Edwards & Storkey, 2017)."""
   shape = (queries.mean.shape[0], classes.mean.shape[0], queries.mean.shape[-1])
   q = jax.tree.map(lambda a: jnp.broadcast_to(a[:, None], shape), queries)
   p = jax.tree.map(lambda a: jnp.broadcast_to(a[None], shape), classes)
