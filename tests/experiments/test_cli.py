@@ -49,6 +49,7 @@ def test_misspelled_and_unknown_fields():
     ('neural_processes', '--config.nonexistent=1', "no field 'nonexistent'"),
     ('learned_optimizer', '--config.nonexistent=1', "no field 'nonexistent'"),
     ('meta_rl', '--config.nonexistent=1', "no field 'nonexistent'"),
+    ('neural_statistician', '--config.nonexistent=1', "no field 'nonexistent'"),
   ],
 )
 def test_every_experiment_names_the_fields_of_a_bad_override(
