@@ -9,6 +9,8 @@ posterior over c (``classify``).
   Gaussian heads, Bernoulli decoder).
 * ``model``: ``neural_statistician(...)``, a ``NeuralStatistician`` of pure
   functions of a params dict, and the lower bound's parts as functions.
+* ``learner``: ``statistician_learner`` makes it a ``jmeta.MetaLearner`` on
+  N-way episodes (each class a set; ``predict`` gives KL logits).
 
 Example::
 
@@ -19,6 +21,7 @@ Example::
 """
 
 from jmeta.neural_statistician import networks
+from jmeta.neural_statistician.learner import class_sets, statistician_learner
 from jmeta.neural_statistician.model import (
   ElboTerms,
   Gaussian,
@@ -34,10 +37,12 @@ __all__ = [
   'ElboTerms',
   'Gaussian',
   'NeuralStatistician',
+  'class_sets',
   'dynamic_binarization',
   'kl_logits',
   'networks',
   'neural_statistician',
   'standard_normal_kl',
+  'statistician_learner',
   'weighted_loss',
 ]

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jmeta
 from jmeta import losses
 from jmeta import neural_statistician as ns
 
@@ -160,3 +161,28 @@ def test_errors_name_empty_sets_and_wrong_shapes(tiny):
     model.loss(params, jnp.zeros((3, *SHAPE)), jax.random.key(0), 1.0)
   with pytest.raises(ValueError, match='divisible'):
     ns.neural_statistician(image_shape=(28, 28, 1), channels=(4, 4, 4))
+
+
+def test_the_learner_predicts_by_classify_and_trains_on_class_sets(tiny):
+  model, params = tiny
+  learner = ns.statistician_learner(model, n_way=2, key=jax.random.key(7))
+  x = images(jax.random.key(8), 6)
+  # Class-major support (2 per class) and query (1 per class), labels shuffled
+  # within each split: class_sets must regroup them by label.
+  task = jmeta.Task(
+    support_inputs=x[:4],
+    support_targets=jnp.array([1, 0, 0, 1]),
+    query_inputs=x[4:],
+    query_targets=jnp.array([1, 0]),
+  )
+  sets = ns.class_sets(task, 2)
+  np.testing.assert_array_equal(sets[0], x[jnp.array([1, 2, 5])])
+  np.testing.assert_array_equal(sets[1], x[jnp.array([0, 3, 4])])
+  np.testing.assert_array_equal(
+    learner.predict(params, task.support_inputs, task.support_targets, x[4:]),
+    model.classify(params, task.support_inputs, task.support_targets, x[4:], 2),
+  )
+  key = jax.random.key(9)
+  got = learner.task_gradient(params, task, key=key)
+  want = jax.grad(model.loss, has_aux=True)(params, sets, key, 0.0)[0]
+  jax.tree.map(np.testing.assert_array_equal, got.grads, want)
