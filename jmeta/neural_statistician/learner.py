@@ -78,16 +78,14 @@ def statistician_learner(
     check_episode_labels(support_labels, n_way)
     return model.classify(params, support_inputs, support_labels, query_inputs, n_way)
 
-  def class_labels(params, batch):
-    del params, batch
-    return ClassLabels(n_way, every_class_in_support=True)
-
+  # Every class of an episode is a set, so every class labels support images.
+  labels = ClassLabels(n_way, every_class_in_support=True)
   return MetaLearner(
-    'neural_statistician',
-    identity,
-    meta_gradient,
-    predict,
-    task_gradient,
-    identity,
-    class_labels,
+    name='neural_statistician',
+    init=identity,
+    meta_gradient=meta_gradient,
+    predict=predict,
+    task_gradient=task_gradient,
+    init_gradient=identity,
+    class_labels=lambda params, batch: labels,
   )
