@@ -6,7 +6,8 @@ Every algorithm is a ``MetaLearner``, a NamedTuple of pure functions
 ``pretrain``, or any pairing of an inner rule from ``jmeta.inner_rules`` with an
 estimator from ``jmeta.estimators`` in ``gradient_learner``) and metric learners
 (``jmeta.metric``: Prototypical, Matching, Relation and Siamese networks) and
-neural processes (``jmeta.neural_processes``: CNP, NP and ANP). One
+neural processes (``jmeta.neural_processes``: CNP, NP and ANP). The neural
+statistician (``jmeta.neural_statistician``) is a generative model of sets. One
 jit-compiled optax outer loop trains them all and can shard the tasks over devices.
 """
 
@@ -18,6 +19,7 @@ from jmeta import (
   memory,
   metric,
   neural_processes,
+  neural_statistician,
   xla_workarounds,
 )
 from jmeta.algorithms.anil import anil, anil_adapt
@@ -178,6 +180,7 @@ __all__ = [
   'msl_weights',
   'neural_process_learner',
   'neural_processes',
+  'neural_statistician',
   'out_of_memory_error',
   'over_tasks',
   'precompile',

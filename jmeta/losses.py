@@ -124,3 +124,15 @@ def diagonal_gaussian_kl(
   ratio = jnp.square(std_q / std_p)
   gap = jnp.square((mean_q - mean_p) / std_p)
   return 0.5 * jnp.sum(ratio + gap - 1.0 - jnp.log(ratio), axis=-1)
+
+
+def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """log Bernoulli(targets; sigmoid(logits)) summed over all but the leading axis.
+
+  x log s(l) + (1 - x) log(1 - s(l)) = x l - softplus(l) per pixel, stable for any
+  logit (the decoder likelihood of the neural statistician, Edwards & Storkey,
+  2017). Shape ``targets.shape[:1]``; the two shapes must be equal.
+  """
+  _check_same_shape('bernoulli_log_likelihood', logits, targets)
+  per_pixel = targets * logits - jax.nn.softplus(logits)
+  return jnp.sum(per_pixel.reshape(per_pixel.shape[0], -1), axis=-1)

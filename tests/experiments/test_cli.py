@@ -50,6 +50,7 @@ def test_misspelled_and_unknown_fields():
     ('learned_optimizer', '--config.nonexistent=1', "no field 'nonexistent'"),
     ('meta_rl', '--config.nonexistent=1', "no field 'nonexistent'"),
     ('rl2', '--config.num_arm=7', 'Did you mean --config.num_arms'),
+    ('neural_statistician', '--config.nonexistent=1', "no field 'nonexistent'"),
   ],
 )
 def test_every_experiment_names_the_fields_of_a_bad_override(

@@ -1,0 +1,118 @@
+"""Training steps per second of the neural statistician on Omniglot sets.
+
+  python benchmarks/neural_statistician.py [--repeats 20] [--batch 16]
+
+Times, in turn within each round, the experiment's update
+(``experiments/neural_statistician/train.py``: it draws its sets of 5 drawings from
+the background characters and binarises them inside the compiled step) and the
+same Adam step on one fixed, pre-drawn batch of sets, at the experiment's default
+(CPU-sized) widths. Every time is a median of ``--repeats`` rounds after a warm-up
+round. The machine's 1-minute load average (``os.getloadavg``) before and after is
+in the report: on the shared 2-core CPU other jobs run beside it, so the times are
+"measured on a shared, loaded CPU", not clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import harness
+from neural_processes import interleaved_medians
+
+
+def measure(batch: int, repeats: int) -> dict:
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from experiments.neural_statistician import train
+  from experiments.neural_statistician.configs import default
+
+  config = default.get_config()
+  config.batch_size = batch
+  banks = train.load_banks(config)
+  model = train.make_model(config)
+  example = jnp.zeros((config.data.set_size, *model.image_shape))
+  params = model.init(jax.random.key(0), example)
+  optimizer = optax.chain(
+    optax.clip(config.gradient_clip), optax.adam(config.learning_rate)
+  )
+  state = train.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+  update = train.make_update(config, model, optimizer, banks['train'])
+  fixed = jax.random.bernoulli(
+    jax.random.key(1), 0.2, (batch, config.data.set_size, *model.image_shape)
+  ).astype(jnp.float32)
+
+  @jax.jit
+  def fixed_step(state, key):
+    grads, _ = jax.grad(model.loss, has_aux=True)(state.params, fixed, key, 1.0)
+    updates, opt = optimizer.update(grads, state.opt_state, state.params)
+    return train.TrainState(
+      state.step + 1, optax.apply_updates(state.params, updates), opt
+    )
+
+  key = jax.random.key(2)
+  # The update donates its state: each call feeds it the state the last returned.
+  carried = [jax.tree.map(jnp.copy, state)]
+
+  def experiment_update():
+    carried[0], metrics = update(carried[0], key, banks['train'])
+    return metrics
+
+  medians = interleaved_medians(
+    {
+      'update_s': experiment_update,
+      'fixed_batch_s': lambda: fixed_step(state, key),
+    },
+    repeats,
+  )
+  count = sum(int(p.size) for p in jax.tree.leaves(params))
+  return {
+    'batch_sets': batch,
+    'set_size': config.data.set_size,
+    'parameters': count,
+    **medians,
+  }
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--repeats', type=int, default=20)
+  parser.add_argument('--batch', type=int, default=16)
+  parser.add_argument('--out', default=harness.RESULTS)
+  args = parser.parse_args()
+  load_before = os.getloadavg()
+  row = measure(args.batch, args.repeats)
+  load_after = os.getloadavg()
+  report = {
+    **harness.run_stamp(__file__),
+    'hardware': harness.hardware(),
+    'note': 'measured on a shared, loaded CPU: other processes ran beside it',
+    'load_average_before': list(load_before),
+    'load_average_after': list(load_after),
+    'row': row,
+  }
+  hw = report['hardware']
+  text = (
+    '# Neural statistician: training steps per second (cpu)\n\n'
+    f'- Date: {report["date"]}; command: `{report["command"]}`\n'
+    f'- Hardware: {hw["cpu_model"]}, {hw["cpu_count"]} CPUs; backend '
+    f'`{hw["backend"]}`; jax {hw["jax"]}. **Measured on a shared, loaded CPU**: '
+    f'1-minute load average {load_before[0]:.1f} before and {load_after[0]:.1f} '
+    f'after (on {hw["cpu_count"]} cores), so these are upper bounds of an idle '
+    "machine's times.\n"
+    f"- The experiment's default widths ({row['parameters']:,} parameters), "
+    f'{row["batch_sets"]} sets of {row["set_size"]} Omniglot images per update; '
+    f'median of {args.repeats} rounds after a warm-up round.\n\n'
+    '| step | ms per update | updates/s |\n|---|---:|---:|\n'
+    f'| experiment update (sets drawn and binarised in jit) | '
+    f'{1e3 * row["update_s"]:.0f} | {1 / row["update_s"]:.2f} |\n'
+    f'| same step on a fixed batch | {1e3 * row["fixed_batch_s"]:.0f} | '
+    f'{1 / row["fixed_batch_s"]:.2f} |\n'
+  )
+  harness.save_report(args.out, 'cpu_neural_statistician', report, text)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,93 @@
+"""The README table of a committed neural-statistician run beside the paper's.
+
+  python -m experiments.neural_statistician.report results/neural_statistician/cpu_budget
+
+reads the workdir's ``results.json`` and prints few-shot accuracy on the test
+episodes against Edwards & Storkey (2017; their Omniglot few-shot table) and the
+lower bound on the test characters, with the run's budget, hardware, load, time
+and command.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+from experiments.common.progress import duration
+from experiments.common.run_info import hardware_label
+
+SETTINGS = ('5w1s', '5w5s', '20w1s', '20w5s')
+# Edwards & Storkey (2017), Omniglot few-shot accuracy (%), as issue 22 quotes it.
+PAPER_ACCURACY = {'5w1s': 98.1, '5w5s': 99.5, '20w1s': 93.2, '20w5s': 98.1}
+PAPER = 'Edwards & Storkey (2017)'
+
+
+def load_result(workdir: str | pathlib.Path) -> dict:
+  path = pathlib.Path(workdir) / 'results.json'
+  if not path.exists():
+    raise FileNotFoundError(f'{path} does not exist: {workdir} holds no finished run.')
+  return json.loads(path.read_text())
+
+
+def setting_label(setting: str) -> str:
+  n_way, k_shot = setting[:-1].split('w')
+  return f'{n_way}-way {k_shot}-shot'
+
+
+def results_table(result: dict) -> str:
+  """Markdown: accuracy (%, ± 95% CI over episodes) per setting, ours then the
+  paper's, and the test lower bound, then a line on how the run was made."""
+  few, run = result['few_shot'], result['run']
+  settings = [s for s in SETTINGS if s in few]
+  budget = (
+    f'CPU budget: {result["iterations"]:,} of ~{result["paper_iterations"]:,} '
+    'updates (reference code)'
+  )
+  elbo = result['test_elbo']
+  lines = [
+    '| | '
+    + ' | '.join(setting_label(s) for s in settings)
+    + ' | test lower bound (nats per image) | updates | train time |',
+    '|' + ' --- |' * (len(settings) + 4),
+    '| neural statistician (this run) | '
+    + ' | '.join(
+      f'{100 * few[s]["accuracy"]:.1f} ± {100 * few[s]["ci95"]:.1f}' for s in settings
+    )
+    + f' | {elbo["elbo"]["mean"]:.1f} ± {elbo["elbo"]["ci95"]:.1f}'
+    + f' | {budget} | {duration(result["train_seconds_total"])} |',
+    f'| {PAPER} | '
+    + ' | '.join(f'{PAPER_ACCURACY[s]:.1f}' for s in settings)
+    + ' | – | – | – |',
+    '',
+  ]
+  first = few[settings[0]]
+  load = result['load_average']
+  lines.append(
+    f'{first["episodes"]} fixed test episodes per setting ({first["q_query"]} queries '
+    f'per class) from the 423 test characters, rotations as classes; ± is a 95% '
+    f'interval over episodes. The lower bound: {elbo["sets"]} sets of '
+    f'{elbo["set_size"]} test drawings, {elbo["draws"]} draws each; its parts '
+    f'per image: reconstruction {elbo["reconstruction"]["mean"]:.1f}, KL of z '
+    f'{elbo["kl_z"]["mean"]:.1f}, KL of c {elbo["kl_c"]["mean"]:.2f}. '
+    f'{result["parameters"]:,} parameters, {result["seconds_per_update"]:.2f} s per '
+    f'update on {hardware_label(run)}, a shared machine under load (1-minute load '
+    f'average {load["start"][0]:.1f} at the start of training, '
+    f'{load["end_of_training"][0]:.1f} at its end), commit '
+    f'{run["git_commit"][:7]}{" (dirty)" if run.get("git_dirty") else ""}. '
+    f'Command: `{run["command"]}`.'
+  )
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if len(argv) != 1:
+    print(__doc__.split('\n\n')[1], file=sys.stderr)
+    return 2
+  print(results_table(load_result(argv[0])), end='')
+  return 0
+
+
+if __name__ == '__main__':
+  raise SystemExit(main())
