@@ -60,10 +60,42 @@ PAPER = {
 }
 
 
+def recipe(algorithm: str, setting: str):
+  """The algorithm's config file for ``setting``: the paper's recipe."""
+  module = importlib.import_module(f'experiments.omniglot.configs.{algorithm}')
+  return module.get_config(setting)
+
+
 def full_iterations(algorithm: str, setting: str) -> int:
   """The iteration count of the algorithm's config, i.e. the full-scale run."""
-  module = importlib.import_module(f'experiments.omniglot.configs.{algorithm}')
-  return module.get_config(setting).num_iterations
+  return recipe(algorithm, setting).num_iterations
+
+
+# Optimisation fields of the paper's recipe; a run that overrides one says so
+# beside its number (the iteration count has a column of its own).
+RECIPE_FIELDS = (
+  'inner_learning_rate',
+  'inner_steps',
+  'meta_batch_size',
+  'outer_learning_rate',
+  'eval.inner_steps',
+)
+
+
+def overrides(config: dict) -> list[str]:
+  """'field value (config: default)' for each ``RECIPE_FIELDS`` entry ``config``
+  sets apart from its algorithm's config file (none without a ``setting``)."""
+  if 'setting' not in config:
+    return []
+  default = recipe(config['algorithm'], config['setting']).to_dict()
+  out = []
+  for field in RECIPE_FIELDS:
+    ours, theirs = config, default
+    for part in field.split('.'):
+      ours, theirs = ours.get(part), theirs.get(part)
+    if ours != theirs:
+      out.append(f'{field} {ours} (config: {theirs})')
+  return out
 
 
 def _rows(r: dict):
@@ -83,7 +115,7 @@ def _variant(config: dict, devices: int = 1, backend: str = 'cpu') -> str:
   ``devices``: how many devices the meta-batch was sharded over (a run's
   ``train_devices``; runs from before it was recorded trained on one).
   """
-  notes = []
+  notes = overrides(config)
   # Gradient-based configs have no field: their batch norm is transductive.
   notes.append(f'BN {config["model"].get("batch_norm", "transductive")}')
   filters = config['model'].get('filters', 64)

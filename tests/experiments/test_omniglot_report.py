@@ -4,6 +4,7 @@ import json
 import pathlib
 
 from experiments.omniglot import report
+from experiments.omniglot.configs import fomaml
 
 ROOT = pathlib.Path(__file__).parents[2]
 BEGIN = (
@@ -42,6 +43,21 @@ def test_variant_names_what_differs_from_the_paper():
   assert report._variant(matching) == 'BN support, FCE'
   narrow = {'algorithm': 'meta_lstm', 'model': {'filters': 32}}
   assert report._variant(narrow) == 'BN transductive, 32 filters'
+
+
+def test_variant_names_each_recipe_field_a_run_overrides():
+  config = fomaml.get_config('5w1s').to_dict()
+  config['num_iterations'] = 100  # has its own column
+  assert report.overrides(config) == []
+  config['inner_learning_rate'] = 0.5
+  config['eval']['inner_steps'] = 10
+  assert report.overrides(config) == [
+    'inner_learning_rate 0.5 (config: 2.0)',
+    'eval.inner_steps 10 (config: 3)',
+  ]
+  assert report._variant(config).startswith(
+    'inner_learning_rate 0.5 (config: 2.0), eval.inner_steps 10 (config: 3), BN'
+  )
 
 
 FULL_BEGIN = (

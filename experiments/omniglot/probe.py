@@ -1,0 +1,127 @@
+"""Re-tests a trained Omniglot workdir with other test-time inner loops.
+
+  python -m experiments.omniglot.probe --workdir=results/omniglot/full/fomaml_5w1s \
+      --inner_steps=1,3,10 --inner_learning_rates=2.0,0.4
+
+Reads the workdir's ``config.json`` and its latest checkpoint and writes
+``probe_step<N>.json``: for each (test-time inner steps, inner learning rate) the
+accuracy on the same fixed test episodes as ``test_step<N>.json`` (so the row of the
+config's own setting repeats that file's number), and each parameter leaf's RMS and
+largest magnitude. It answers "is the learned initialisation or the test-time
+adaptation at fault?" for gradient-based learners, whose adaptation the config sets.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import ml_collections
+from absl import app, flags, logging
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A trained Omniglot workdir.')
+_STEPS = flags.DEFINE_list('inner_steps', ['1', '3', '10'], 'Test-time inner steps.')
+_RATES = flags.DEFINE_list(
+  'inner_learning_rates', [], "Inner learning rates (default: the config's)."
+)
+_EPISODES = flags.DEFINE_integer('episodes', 600, 'Test episodes per setting.')
+flags.mark_flag_as_required('workdir')
+
+
+def leaf_stats(params) -> dict[str, dict[str, float]]:
+  """``{'block_0/scale': {'rms': ..., 'max_abs': ...}, ...}`` of a params pytree."""
+  import jax  # noqa: PLC0415
+  import numpy as np  # noqa: PLC0415
+
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    name = '/'.join(str(getattr(k, 'key', k)) for k in path)
+    a = np.asarray(leaf, np.float64)
+    out[name] = {
+      'rms': float(np.sqrt(np.mean(a**2))),
+      'max_abs': float(np.max(np.abs(a))),
+    }
+  return out
+
+
+def probe(workdir: pathlib.Path, steps, rates, episodes: int) -> dict:
+  import jax  # noqa: PLC0415
+  import jax.numpy as jnp  # noqa: PLC0415
+
+  import jmeta  # noqa: PLC0415
+  from experiments.common.checkpoint import Checkpointer  # noqa: PLC0415
+  from experiments.common.run_info import run_info  # noqa: PLC0415
+  from experiments.omniglot import learners, train  # noqa: PLC0415
+  from jmeta.data import omniglot  # noqa: PLC0415
+
+  config = ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
+  if config.algorithm not in learners.GRADIENT_ALGORITHMS:
+    raise app.UsageError(
+      f'{workdir} trained {config.algorithm!r}, a metric learner: it has no '
+      'test-time inner loop to vary.'
+    )
+  checkpointer = Checkpointer(workdir, config.to_dict())
+  step = checkpointer.latest_step()
+  if step is None:
+    raise app.UsageError(f'{workdir} has no checkpoint to probe.')
+  out = workdir / f'probe_step{step}.json'
+  if out.exists():
+    raise app.UsageError(f'{out} exists; move it away to probe again.')
+
+  learner = learners.make_learner(config)
+  bank = jnp.asarray(omniglot.load_split(config.data.protocol, 'test'))
+  sampler = train.make_sampler(config, bank, n_way=config.data.n_way)
+  probe_inputs = sampler.sample(jax.random.key(0), 1).support_inputs[0]
+  template = jmeta.make_meta_trainer(
+    learner.estimator, train.outer_optimizer(config)
+  ).init(learner.init(jax.random.key(0), probe_inputs))
+  params = checkpointer.restore(template, step).params
+  checkpointer.close()
+
+  rows = []
+  for rate in rates or [config.inner_learning_rate]:
+    for n in steps:
+      setting = config.copy_and_resolve_references()
+      setting.eval.inner_steps, setting.inner_learning_rate = n, rate
+      evaluate = train.make_evaluator(
+        setting, learners.make_learner(setting), sampler, config.data.n_way
+      )
+      acc = evaluate(params, bank, episodes, config.eval.seed + 1, desc='probe')
+      mean, ci = jmeta.mean_confidence_interval(acc)
+      rows.append(
+        {
+          'inner_steps': n,
+          'inner_learning_rate': rate,
+          'accuracy': float(mean),
+          'ci95': float(ci),
+        }
+      )
+      logging.info('%d steps at %g: %.4f +- %.4f', n, rate, mean, ci)
+  result = {
+    'run': run_info(),
+    'step': step,
+    'episodes': episodes,
+    'test': rows,
+    'params': leaf_stats(params),
+  }
+  out.write_text(json.dumps(result, indent=2))
+  return result
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  import jax  # noqa: PLC0415
+
+  # The checkpoint restores onto one device whatever it was trained on.
+  jax.config.update('jax_num_cpu_devices', 1)
+  probe(
+    pathlib.Path(_WORKDIR.value),
+    [int(s) for s in _STEPS.value],
+    [float(r) for r in _RATES.value],
+    _EPISODES.value,
+  )
+
+
+if __name__ == '__main__':
+  app.run(main)
