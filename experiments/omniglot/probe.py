@@ -7,7 +7,9 @@ Reads the workdir's ``config.json`` and its latest checkpoint and writes
 ``probe_step<N>.json``: for each (test-time inner steps, inner learning rate) the
 accuracy on the same fixed test episodes as ``test_step<N>.json`` (so the row of the
 config's own setting repeats that file's number), and each parameter leaf's RMS and
-largest magnitude. It answers "is the learned initialisation or the test-time
+largest magnitude. With ``--compare_batches=B`` it also compares, on B training
+batches at the checkpoint, the first-order meta-gradient with exact second-order
+MAML's (same inner loop): global and per-layer cosines and the norm ratio. It answers "is the learned initialisation or the test-time
 adaptation at fault?" for gradient-based learners, whose adaptation the config sets.
 """
 
@@ -25,6 +27,9 @@ _RATES = flags.DEFINE_list(
   'inner_learning_rates', [], "Inner learning rates (default: the config's)."
 )
 _EPISODES = flags.DEFINE_integer('episodes', 600, 'Test episodes per setting.')
+_COMPARE = flags.DEFINE_integer(
+  'compare_batches', 0, 'Training batches on which to compare FOMAML with MAML.'
+)
 flags.mark_flag_as_required('workdir')
 
 
@@ -44,7 +49,37 @@ def leaf_stats(params) -> dict[str, dict[str, float]]:
   return out
 
 
-def probe(workdir: pathlib.Path, steps, rates, episodes: int) -> dict:
+def first_vs_second_order(config, params, batches) -> list[dict]:
+  """Per batch: cosine (global, ``layer/<name>``) and norm ratio of the first-order
+  meta-gradient against exact MAML's at ``params``, with the config's inner loop."""
+  import jax  # noqa: PLC0415
+
+  import jmeta  # noqa: PLC0415
+  from experiments.omniglot import learners  # noqa: PLC0415
+
+  def estimator(first_order: bool):
+    setting = config.copy_and_resolve_references()
+    setting.algorithm = 'fomaml' if first_order else 'maml'
+    return learners.make_learner(setting).estimator
+
+  maml, fomaml = estimator(False), estimator(True)
+
+  @jax.jit
+  def compare(batch):
+    ref = maml.meta_gradient(params, batch).grads
+    g = fomaml.meta_gradient(params, batch).grads
+    return {
+      'cosine': jmeta.tree_cosine(g, ref),
+      'norm_ratio': jmeta.tree_norm_ratio(g, ref),
+      **{f'layer/{k}': v for k, v in jmeta.layer_cosines(g, ref).items()},
+    }
+
+  return [{k: float(v) for k, v in jax.device_get(compare(b)).items()} for b in batches]
+
+
+def probe(
+  workdir: pathlib.Path, steps, rates, episodes: int, compare_batches: int = 0
+) -> dict:
   import jax  # noqa: PLC0415
   import jax.numpy as jnp  # noqa: PLC0415
 
@@ -97,6 +132,15 @@ def probe(workdir: pathlib.Path, steps, rates, episodes: int) -> dict:
         }
       )
       logging.info('%d steps at %g: %.4f +- %.4f', n, rate, mean, ci)
+  if compare_batches:
+    train_bank = jnp.asarray(omniglot.load_split(config.data.protocol, 'train'))
+    train_sampler = train.make_sampler(config, train_bank, train=True)
+    # Keys apart from the run's own training stream (fold_in(seed, 1)).
+    batches = [
+      train_sampler.sample(jax.random.key(10_000 + i), config.meta_batch_size)
+      for i in range(compare_batches)
+    ]
+    compared = first_vs_second_order(config, params, batches)
   result = {
     'run': run_info(),
     'step': step,
@@ -104,6 +148,8 @@ def probe(workdir: pathlib.Path, steps, rates, episodes: int) -> dict:
     'test': rows,
     'params': leaf_stats(params),
   }
+  if compare_batches:
+    result['first_vs_second_order'] = compared
   out.write_text(json.dumps(result, indent=2))
   return result
 
@@ -120,6 +166,7 @@ def main(argv):
     [int(s) for s in _STEPS.value],
     [float(r) for r in _RATES.value],
     _EPISODES.value,
+    _COMPARE.value,
   )
 
 
