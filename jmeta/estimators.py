@@ -35,6 +35,8 @@ class Estimator(NamedTuple):
   kind: str
   cg_steps: int = 0
   cg_tolerance: float = 0.0
+  cg_damping: float = 0.0
+  hessian_damping: float = 0.0
 
 
 def second_order() -> Estimator:
@@ -59,16 +61,27 @@ def reptile() -> Estimator:
   return Estimator(REPTILE)
 
 
-def implicit(cg_steps: int = 5, cg_tolerance: float = 0.0) -> Estimator:
+def implicit(
+  cg_steps: int = 5,
+  cg_tolerance: float = 0.0,
+  *,
+  cg_damping: float = 0.0,
+  hessian_damping: float = 0.0,
+) -> Estimator:
   """iMAML's implicit gradient, at most ``cg_steps`` conjugate-gradient iterations.
 
-  CG stops early once the residual is below ``cg_tolerance`` times the right-hand
-  side's norm (0: always ``cg_steps``).
+  CG solves ((1 + d) I + H / (lambda + e)) g = grad L^query, d = ``cg_damping``
+  and e = ``hessian_damping``; the defaults (0, 0) give the implicit function
+  theorem's (I + H / lambda)^{-1}. The reference code (aravindr93/imaml_dev) damps
+  with d = 1, e = 10. CG stops early once the residual is below ``cg_tolerance``
+  times the right-hand side's norm (0: always ``cg_steps``).
   """
   return Estimator(
     IMPLICIT,
     check_positive_int(cg_steps, 'cg_steps'),
     check_positive_real(cg_tolerance, 'cg_tolerance', allow_zero=True),
+    check_positive_real(cg_damping, 'cg_damping', allow_zero=True),
+    check_positive_real(hessian_damping, 'hessian_damping', allow_zero=True),
   )
 
 

@@ -191,7 +191,7 @@ def adapt_with_rule(
     model, loss_fn, inputs, targets, steps=steps, batch_size=batch_size
   )
   support = objective if batch_size is None else _full(model, loss_fn, inputs, targets)
-  if rule.regularization is not None:
+  if rule.regularization is not None and rule.pull_back is None:
     objective = _proximal(objective, params, rule.regularization)
   start, inner, merge = params, objective, None
   if rule.adapts is not None:
@@ -215,6 +215,10 @@ def adapt_with_rule(
   )
   if merge is not None:
     adapted = merge(adapted)
+  if rule.pull_back is not None:
+    # One step of rate pull_back on the proximal term alone, after plain steps.
+    shrink = rule.pull_back * rule.regularization
+    adapted = jax.tree.map(lambda p, t: p - shrink * (p - t), adapted, params)
   full_batch = steps and batch_size is None
   pre = values[0] if full_batch else support(params)
   return adapted, pre
@@ -352,8 +356,10 @@ def gradient_learner(
     # primal gradient computation out of every CG iteration.
     support_grad, hvp = jax.linearize(jax.grad(support), adapted)
 
+    identity, curvature = 1 + estimator.cg_damping, lam + estimator.hessian_damping
+
     def matvec(v):
-      return jax.tree.map(lambda x, hv: x + hv / lam, v, hvp(v))
+      return jax.tree.map(lambda x, hv: identity * x + hv / curvature, v, hvp(v))
 
     grads, _ = cg(
       matvec, query_grad, tol=estimator.cg_tolerance, maxiter=estimator.cg_steps

@@ -12,6 +12,9 @@ meta-learns, and two modifiers of the inner problem:
   the others staying fixed in the inner loop (ANIL's head);
 * ``regularization``: None, or lambda of iMAML's proximal objective
   L(phi) + (lambda / 2) ||phi - theta||^2;
+* ``pull_back``: None (with ``regularization``, every step is on the proximal
+  objective), or the rate of one step on the proximal term alone after plain steps
+  on L (``pulled_back``: iMAML's reference inner loop);
 * ``shared``: False where the rule params hold one leaf per model parameter (Meta-SGD's
   rates), True where they are one pytree shared by every coordinate (a learned
   optimizer's weights), which the gradient learner then neither checks against the
@@ -47,6 +50,7 @@ class InnerRule(NamedTuple):
   adapts: HeadSelector | None = None
   regularization: float | None = None
   shared: bool = False
+  pull_back: float | None = None
 
 
 def sgd(learning_rate: float | jax.Array) -> InnerRule:
@@ -263,6 +267,27 @@ def proximal(rule: InnerRule, regularization: float) -> InnerRule:
   """
   lam = check_positive_real(regularization, 'regularization')
   return rule._replace(regularization=lam)
+
+
+def pulled_back(rule: InnerRule, regularization: float, rate: float) -> InnerRule:
+  """``rule`` on the plain support loss, then one step back towards theta:
+
+    phi <- phi - rate * lambda * (phi - theta),
+
+  a step of SGD at ``rate`` on the proximal term (lambda / 2) ||phi - theta||^2
+  alone, lambda = ``regularization``. This is the inner loop of iMAML's reference
+  code (aravindr93/imaml_dev, "pull back for regularization"), which approximates
+  the proximal optimum less closely than ``proximal``; the implicit estimator's
+  ``inner_gradient_ratio`` metric says how closely.
+  """
+  lam = check_positive_real(regularization, 'regularization')
+  rate = check_positive_real(rate, 'the pull-back rate')
+  if rate * lam > 1:
+    raise ValueError(
+      f'a pull-back rate of {rate} with regularization {lam} moves phi past theta '
+      f'(rate * lambda = {rate * lam:g} > 1); use a rate at most {1 / lam:g}.'
+    )
+  return rule._replace(regularization=lam, pull_back=rate)
 
 
 def check_proximal_sgd(learning_rate: Any, lam: float, steps: int) -> None:

@@ -142,6 +142,63 @@ def test_imaml_matches_closed_form_on_quadratic_tasks(x64, lam):
   assert relative_error(grads, np.asarray(auto)) <= 1e-8
 
 
+def test_reference_pull_back_and_damped_system_match_their_closed_form(x64):
+  # aravindr93/imaml_dev: K plain SGD steps on L^support, phi_K = c + (I - a A)^K
+  # (theta - c); one pull-back step phi = phi_K - r lambda (phi_K - theta); then
+  # ((1 + d) I + A / (lambda + e)) g = B (phi - d_q), solved exactly (CG, DIM steps).
+  (a, c, b, d), batch = quadratic_tasks()
+  theta = np.random.default_rng(1).normal(size=DIM)
+  lam, rate, steps, pull, damp, hdamp = 2.0, 0.05, 4, 0.1, 1.0, 10.0
+  est = imaml(
+    quadratic_model(),
+    quadratic_loss,
+    inner_steps=steps,
+    inner_learning_rate=rate,
+    regularization=lam,
+    pull_back_rate=pull,
+    cg_steps=DIM,
+    cg_damping=damp,
+    hessian_damping=hdamp,
+    batching='vmap',
+  )
+  grads, metrics = jax.jit(est.meta_gradient)(jnp.asarray(theta), batch)
+  want, losses, ratios = [], [], []
+  for a_i, c_i, b_i, d_i in zip(a, c, b, d):
+    step = np.linalg.matrix_power(np.eye(DIM) - rate * a_i, steps)
+    phi_k = c_i + step @ (theta - c_i)
+    phi = phi_k - pull * lam * (phi_k - theta)
+    system = (1 + damp) * np.eye(DIM) + a_i / (lam + hdamp)
+    want.append(np.linalg.solve(system, b_i @ (phi - d_i)))
+    losses.append(0.5 * (phi - d_i) @ b_i @ (phi - d_i))
+    proximal_grad = a_i @ (phi - c_i) + lam * (phi - theta)
+    ratios.append(np.linalg.norm(proximal_grad) / np.linalg.norm(a_i @ (theta - c_i)))
+  assert relative_error(grads, np.mean(want, 0)) <= 1e-10
+  np.testing.assert_allclose(metrics['loss'], np.mean(losses), rtol=1e-10)
+  # The diagnostic measures the distance from the proximal optimum, which this
+  # inner loop does not reach.
+  np.testing.assert_allclose(
+    metrics['inner_gradient_ratio'], np.mean(ratios), rtol=1e-8
+  )
+  assert np.mean(ratios) > 1e-2
+  np.testing.assert_allclose(metrics['cg_relative_residual'], 0, atol=1e-10)
+  # Test-time adaptation takes the same plain steps and pull-back.
+  phi0 = c[0] + np.linalg.matrix_power(np.eye(DIM) - rate * a[0], steps) @ (
+    theta - c[0]
+  )
+  adapted = jmeta.imaml_adapt(
+    quadratic_model(),
+    quadratic_loss,
+    jnp.asarray(theta),
+    batch.support_inputs[0],
+    batch.support_targets[0],
+    regularization=lam,
+    steps=steps,
+    learning_rate=rate,
+    pull_back_rate=pull,
+  )
+  np.testing.assert_allclose(adapted, phi0 - pull * lam * (phi0 - theta), rtol=1e-10)
+
+
 def test_imaml_with_too_few_cg_steps_is_inexact_and_converges(x64):
   (a, c, b, d), batch = quadratic_tasks(seed=2)
   theta = np.random.default_rng(3).normal(size=DIM)
@@ -359,6 +416,20 @@ def test_imaml_rejects_bad_inner_optimizer_and_batching():
     imaml(
       jmeta.mlp((4,), 1), mean_squared_error, inner_steps=1, inner_learning_rate=0.1
     )
+
+
+@pytest.mark.parametrize(
+  ('field', 'value', 'match'),
+  [
+    ('pull_back_rate', 0.6, 'moves phi past theta'),
+    ('pull_back_rate', -0.1, 'pull-back rate must be'),
+    ('cg_damping', -1.0, 'cg_damping must be'),
+    ('hessian_damping', float('nan'), 'hessian_damping must be'),
+  ],
+)
+def test_imaml_rejects_bad_reference_options(field, value, match):
+  with pytest.raises(ValueError, match=match):
+    make(regularization=2.0, **{field: value})
 
 
 def test_imaml_refuses_sgd_rates_that_diverge_on_the_proximal_term():

@@ -32,7 +32,7 @@ from jmeta.gradient_learner import (
   with_gradient_options,
 )
 from jmeta.inner_loop import InnerOptimizerOptions, LossFn, adapt
-from jmeta.inner_rules import check_proximal_sgd, inner_rule, proximal
+from jmeta.inner_rules import check_proximal_sgd, inner_rule, proximal, pulled_back
 from jmeta.learner import MetaLearner
 from jmeta.models.base import Model, Params
 from jmeta.options import lists_options
@@ -42,8 +42,11 @@ if TYPE_CHECKING:
   from typing_extensions import Unpack
 
 
-def _proximal_rule(optimizer, learning_rate, regularization, steps):
-  rule = proximal(inner_rule(optimizer, learning_rate), regularization)
+def _proximal_rule(optimizer, learning_rate, regularization, steps, pull_back_rate):
+  rule = inner_rule(optimizer, learning_rate)
+  if pull_back_rate is not None:
+    return pulled_back(rule, regularization, pull_back_rate)
+  rule = proximal(rule, regularization)
   check_proximal_sgd(learning_rate, rule.regularization, steps)
   return rule
 
@@ -57,8 +60,11 @@ def imaml(
   inner_learning_rate: float | None = None,
   inner_optimizer: optax.GradientTransformation | None = None,
   regularization: float,
+  pull_back_rate: float | None = None,
   cg_steps: int = 5,
   cg_tolerance: float = 0.0,
+  cg_damping: float = 0.0,
+  hessian_damping: float = 0.0,
   **options: Unpack[GradientOptions],
 ) -> MetaLearner:
   """Implicit MAML.
@@ -77,7 +83,15 @@ def imaml(
   gradient is meaningless and may be NaN. lambda thus also damps the system.
   ``metrics['loss']`` is the query loss at phi_i*. The inner loop should be run
   to convergence: the formula is exact only at the proximal optimum. At test,
-  ``predict`` runs the same proximal inner loop for ``test_steps``.
+  ``predict`` runs the same proximal inner loop for ``test_steps``. Training logs
+  ``inner_gradient_ratio`` (the proximal objective's gradient norm at phi_i* over
+  its value at theta) and ``cg_relative_residual``, so that both can be checked.
+
+  The reference code's variant (aravindr93/imaml_dev): ``pull_back_rate=r`` takes
+  the inner steps on the plain support loss and then one step
+  phi <- phi - r lambda (phi - theta) (``jmeta.inner_rules.pulled_back``), and
+  ``cg_damping``, ``hessian_damping`` damp the system (``jmeta.estimators.implicit``;
+  the reference uses r = 0.1, 1 and 10).
 
   Example::
 
@@ -85,14 +99,21 @@ def imaml(
                           inner_learning_rate=0.01, regularization=1.0, cg_steps=5)
   """
   steps = check_steps(inner_steps, 'inner_steps')
-  rule = _proximal_rule(inner_optimizer, inner_learning_rate, regularization, steps)
-  if options.get('test_steps') is not None:
+  rule = _proximal_rule(
+    inner_optimizer, inner_learning_rate, regularization, steps, pull_back_rate
+  )
+  if options.get('test_steps') is not None and pull_back_rate is None:
     check_proximal_sgd(inner_learning_rate, rule.regularization, options['test_steps'])
   return gradient_learner(
     model,
     loss_fn,
     rule=rule,
-    estimator=implicit(cg_steps, cg_tolerance),
+    estimator=implicit(
+      cg_steps,
+      cg_tolerance,
+      cg_damping=cg_damping,
+      hessian_damping=hessian_damping,
+    ),
     inner_steps=steps,
     name='imaml',
     **options,
@@ -109,18 +130,20 @@ def imaml_adapt(
   *,
   regularization: float,
   steps: int,
+  pull_back_rate: float | None = None,
   **options: Unpack[InnerOptimizerOptions],
 ) -> Params:
   """iMAML's test-time adaptation: ``steps`` updates on the proximal objective.
 
   phi* ~ argmin_phi L(phi) + (lambda / 2) ||phi - theta||^2 from phi = theta =
   ``params``, lambda = ``regularization``, by ``jmeta.adapt``'s inner optimizer
-  (``options``); the evaluation side of ``imaml``.
+  (``options``), or with ``pull_back_rate`` the reference code's plain steps and
+  pull-back (``jmeta.inner_rules.pulled_back``); the evaluation side of ``imaml``.
   """
   steps = check_steps(steps, 'steps')
   check_positive_real(regularization, 'regularization')
   optimizer, learning_rate = options.get('optimizer'), options.get('learning_rate')
-  rule = _proximal_rule(optimizer, learning_rate, regularization, steps)
+  rule = _proximal_rule(optimizer, learning_rate, regularization, steps, pull_back_rate)
   return support_adapter(model, loss_fn, rule, steps=steps)(params, inputs, targets)
 
 
