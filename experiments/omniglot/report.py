@@ -78,23 +78,31 @@ RECIPE_FIELDS = (
   'inner_steps',
   'meta_batch_size',
   'outer_learning_rate',
+  'outer_adam_eps',
   'eval.inner_steps',
 )
 
 
 def overrides(config: dict) -> list[str]:
-  """'field value (config: default)' for each ``RECIPE_FIELDS`` entry ``config``
-  sets apart from its algorithm's config file (none without a ``setting``)."""
+  """'field value (config: default)' for each ``RECIPE_FIELDS`` entry, and each
+  field of the algorithm's own block (e.g. ``imaml.cg_steps``), that ``config``
+  sets apart from its algorithm's config file (none without a ``setting``); an
+  unset field reads 'unset'."""
   if 'setting' not in config:
     return []
-  default = recipe(config['algorithm'], config['setting']).to_dict()
+  # Through JSON, as the run's config was saved: tuples become lists.
+  default = json.loads(
+    json.dumps(recipe(config['algorithm'], config['setting']).to_dict())
+  )
+  own = config['algorithm']
+  block = sorted(set(config.get(own) or {}) | set(default.get(own) or {}))
   out = []
-  for field in RECIPE_FIELDS:
+  for field in (*RECIPE_FIELDS, *(f'{own}.{k}' for k in block)):
     ours, theirs = config, default
     for part in field.split('.'):
-      ours, theirs = ours.get(part), theirs.get(part)
+      ours, theirs = (ours or {}).get(part), (theirs or {}).get(part)
     if ours != theirs:
-      out.append(f'{field} {ours} (config: {theirs})')
+      out.append(f'{field} {_value(ours)} (config: {_value(theirs)})')
   return out
 
 
@@ -107,6 +115,10 @@ def _rows(r: dict):
     r.get('test_extra_ways', {}).items(), key=lambda t: int(t[0])
   ):
     yield f'{way}w{shot}', test
+
+
+def _value(value) -> str:
+  return 'unset' if value is None else str(value)
 
 
 def _variant(config: dict, devices: int = 1, backend: str = 'cpu') -> str:

@@ -129,7 +129,10 @@ def outer_optimizer(config) -> optax.GradientTransformation:
     lr = optax.exponential_decay(
       lr, config.outer_decay_every, config.outer_decay_rate, staircase=True
     )
-  return optax.adam(lr) if config.outer_optimizer == 'adam' else optax.sgd(lr)
+  if config.outer_optimizer == 'sgd':
+    return optax.sgd(lr)
+  # iMAML's reference code uses Adam's eps = 1e-3 (config.outer_adam_eps).
+  return optax.adam(lr, eps=config.get('outer_adam_eps', 1e-8))
 
 
 def make_sampler(

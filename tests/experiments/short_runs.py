@@ -19,6 +19,7 @@ import platform
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 import jmeta
@@ -57,6 +58,13 @@ def short_config(algorithm: str):
     config.data.q_query = 2
   if algorithm == 'reptile':
     config.eval.inner_steps = 4
+  if algorithm == 'imaml':
+    # The golden losses were recorded with the proximal inner loop the imaml config
+    # ran before it followed the reference code (5 steps at 1 / lambda, undamped CG).
+    config.imaml = ml_collections.ConfigDict({'regularization': 2.0, 'cg_steps': 5})
+    config.inner_steps = config.eval.inner_steps = 5
+    config.inner_learning_rate = 0.5
+    config.outer_adam_eps = 1e-8
   return config
 
 

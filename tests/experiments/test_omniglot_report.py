@@ -4,7 +4,7 @@ import json
 import pathlib
 
 from experiments.omniglot import report
-from experiments.omniglot.configs import fomaml
+from experiments.omniglot.configs import fomaml, imaml
 
 ROOT = pathlib.Path(__file__).parents[2]
 BEGIN = (
@@ -58,6 +58,16 @@ def test_variant_names_each_recipe_field_a_run_overrides():
   assert report._variant(config).startswith(
     'inner_learning_rate 0.5 (config: 2.0), eval.inner_steps 10 (config: 3), BN'
   )
+  # The algorithm's own block counts too; a field the run lacks reads 'unset', and
+  # a tuple saved as a JSON list is no difference.
+  run = json.loads(json.dumps(imaml.get_config('5w1s').to_dict()))
+  assert report.overrides(run) == []
+  del run['imaml']['pull_back_rate']
+  run['imaml']['cg_steps'] = 20
+  assert report.overrides(run) == [
+    'imaml.cg_steps 20 (config: 5)',
+    'imaml.pull_back_rate unset (config: 0.1)',
+  ]
 
 
 FULL_BEGIN = (

@@ -8,6 +8,7 @@ import sys
 import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from omniglot_checks import assert_test_record
@@ -239,14 +240,22 @@ def test_more_gradient_learners_train_on_omniglot(tmp_path, algorithm):
   chex.assert_tree_all_finite(out['state'].params)
 
 
-def test_imaml_inner_rate_that_diverges_is_refused_before_training(tmp_path):
+def _proximal_imaml():
+  """The imaml config with the paper's proximal inner loop, not the pull-back."""
   config = imaml.get_config()
+  config.imaml = ml_collections.ConfigDict({'regularization': 2.0, 'cg_steps': 5})
+  config.eval.inner_steps = 5
+  return config
+
+
+def test_imaml_inner_rate_that_diverges_is_refused_before_training(tmp_path):
+  config = _proximal_imaml()
   config.inner_learning_rate = 2.0  # MAML's: 2.0 * lambda = 4 >= 2
   with pytest.raises(
     ValueError, match=r'config.inner_learning_rate = 2.0\b.*inner_steps'
   ):
     train.train_and_evaluate(config, str(tmp_path / 'train'))
-  config = imaml.get_config()
+  config = _proximal_imaml()
   config.inner_steps = 1  # one step starts at phi = theta: fine for training
   config.inner_learning_rate = 2.0
   with pytest.raises(ValueError, match=r'config.eval.inner_steps = 5'):
