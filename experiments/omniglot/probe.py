@@ -21,16 +21,19 @@ import pathlib
 import ml_collections
 from absl import app, flags, logging
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A trained Omniglot workdir.')
-_STEPS = flags.DEFINE_list('inner_steps', ['1', '3', '10'], 'Test-time inner steps.')
-_RATES = flags.DEFINE_list(
-  'inner_learning_rates', [], "Inner learning rates (default: the config's)."
-)
-_EPISODES = flags.DEFINE_integer('episodes', 600, 'Test episodes per setting.')
-_COMPARE = flags.DEFINE_integer(
-  'compare_batches', 0, 'Training batches on which to compare FOMAML with MAML.'
-)
-flags.mark_flag_as_required('workdir')
+
+def define_flags() -> None:
+  """This command's flags; defined when it runs, not on import, so that importing
+  ``probe`` beside another command's flags (e.g. ``workdir``) cannot collide."""
+  flags.DEFINE_string('workdir', None, 'A trained Omniglot workdir.', required=True)
+  flags.DEFINE_list('inner_steps', ['1', '3', '10'], 'Test-time inner steps.')
+  flags.DEFINE_list(
+    'inner_learning_rates', [], "Inner learning rates (default: the config's)."
+  )
+  flags.DEFINE_integer('episodes', 600, 'Test episodes per setting.')
+  flags.DEFINE_integer(
+    'compare_batches', 0, 'Training batches on which to compare FOMAML with MAML.'
+  )
 
 
 def leaf_stats(params) -> dict[str, dict[str, float]]:
@@ -161,14 +164,16 @@ def main(argv):
 
   # The checkpoint restores onto one device whatever it was trained on.
   jax.config.update('jax_num_cpu_devices', 1)
+  f = flags.FLAGS
   probe(
-    pathlib.Path(_WORKDIR.value),
-    [int(s) for s in _STEPS.value],
-    [float(r) for r in _RATES.value],
-    _EPISODES.value,
-    _COMPARE.value,
+    pathlib.Path(f.workdir),
+    [int(s) for s in f.inner_steps],
+    [float(r) for r in f.inner_learning_rates],
+    f.episodes,
+    f.compare_batches,
   )
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

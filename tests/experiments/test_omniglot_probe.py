@@ -1,6 +1,8 @@
 """The probe re-tests a trained workdir: its own setting repeats test_step<N>.json."""
 
 import json
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +10,8 @@ import numpy as np
 import pytest
 from absl import app
 
-from experiments.omniglot import learners, probe, train
+# main defines the runner's absl flags (workdir, ...): probe must import beside them.
+from experiments.omniglot import learners, main, probe, train  # noqa: F401
 from experiments.omniglot.configs import tiny
 from jmeta.data import omniglot
 
@@ -42,6 +45,15 @@ def test_probe_repeats_the_test_record_and_reports_each_leaf(tmp_path):
 
   with pytest.raises(app.UsageError, match='exists'):
     probe.probe(tmp_path, [1], [], episodes=8)
+  # The command line: its flags parse, and it refuses to overwrite the record.
+  command = [
+    sys.executable,
+    '-m',
+    'experiments.omniglot.probe',
+    f'--workdir={tmp_path}',
+  ]
+  done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+  assert done.returncode != 0 and 'exists' in done.stderr, done.stderr[-2000:]
 
 
 def test_first_order_equals_maml_as_the_inner_rate_vanishes():
