@@ -138,21 +138,20 @@ def make_evaluator(config, env, policy):
   tasks = rl.sample_tasks(env, jax.random.fold_in(key, 0), config.eval.num_tasks)
   keys = jax.random.split(jax.random.fold_in(key, 1), config.eval.num_tasks)
 
+  loop = rl.adaptation(
+    env,
+    policy,
+    inner_learning_rate=config.inner_learning_rate,
+    inner_steps=config.eval.steps,
+    num_episodes=config.eval.num_episodes,
+    settings=settings(config),
+  )
+
   @jax.jit
   def evaluate(params):
-    return jax.vmap(
-      lambda task, k: rl.adaptation_returns(
-        env,
-        policy,
-        params,
-        task,
-        k,
-        steps=config.eval.steps,
-        num_episodes=config.eval.num_episodes,
-        learning_rate=config.inner_learning_rate,
-        settings=settings(config),
-      )
-    )(tasks, keys)
+    return jax.vmap(lambda task, k: rl.adaptation_returns(loop, params, task, k))(
+      tasks, keys
+    )
 
   @jax.jit
   def oracle():

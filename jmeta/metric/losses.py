@@ -232,11 +232,7 @@ def semi_hard_mining(distances: jax.Array, labels: jax.Array) -> SemiHardNegativ
 
 
 def batch_semi_hard_triplet_loss(
-  embeddings: jax.Array,
-  labels: jax.Array,
-  *,
-  margin: float = 1.0,
-  squared: bool = True,
+  embeddings: jax.Array, labels: jax.Array, *, margin: float = 1.0, squared: bool = True
 ) -> jax.Array:
   """Triplet loss with FaceNet's semi-hard negatives (Schroff et al., 2015), as
   tf-addons' ``triplet_semihard_loss``.

@@ -42,11 +42,7 @@ def nearest_support_logits(
 
 
 def siamese(
-  model: Model,
-  *,
-  loss: str = 'bce',
-  margin: float = 1.0,
-  batch_norm: str = SUPPORT,
+  model: Model, *, loss: str = 'bce', margin: float = 1.0, batch_norm: str = SUPPORT
 ) -> MetricLearner:
   """Siamese networks: one embedding f shared by both inputs of a pair (a twin
   network), scored pair by pair; a query takes the class of its best support.

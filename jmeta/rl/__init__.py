@@ -6,8 +6,9 @@
 * Policies over jmeta models: ``gaussian_mlp_policy``, ``categorical_policy``.
 * Advantages: ``discounted_returns``, ``linear_baseline``, ``gae``, ``normalize``.
 * Surrogates: ``naive_surrogate``, ``dice_surrogate``, ``lvc_surrogate``.
-* MAML-RL: ``maml_rl`` (a ``jmeta.MetaLearner``), ``meta_surrogate``,
-  ``adaptation_returns``, ``maml_trpo_step`` (TRPO's outer step, ``trpo``).
+* MAML-RL: ``maml_rl`` (a ``jmeta.MetaLearner``), ``meta_surrogate``, its inner
+  loop ``adaptation`` and the returns along it ``adaptation_returns``,
+  ``maml_trpo_step`` (TRPO's outer step, ``trpo``).
 * RL^2: ``gru_policy``, ``play_trial``/``play_trials``, ``rl2_ppo`` (PPO's losses in
   ``ppo``).
 * Bandit baselines: ``random_policy``, ``ucb1``, ``thompson_sampling``,
@@ -39,8 +40,10 @@ from jmeta.rl.environment import Environment, sample_tasks
 from jmeta.rl.gittins import gittins_index_table
 from jmeta.rl.maml_rl import (
   ESTIMATORS,
+  Adaptation,
   RLTaskBatch,
   adapt_on,
+  adaptation,
   adaptation_returns,
   maml_rl,
   maml_trpo_step,
@@ -83,7 +86,9 @@ __all__ = [
   'TabularMDPState',
   'TabularMDPTask',
   'Trajectory',
+  'Adaptation',
   'adapt_on',
+  'adaptation',
   'adaptation_returns',
   'estimate_advantages',
   'baseline_features',

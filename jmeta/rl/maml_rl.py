@@ -389,32 +389,12 @@ def maml_rl(
 
 
 def adaptation_returns(
-  env: Environment,
-  policy: Policy,
-  params: Any,
-  task: Any,
-  key: jax.Array,
-  *,
-  steps: int,
-  num_episodes: int,
-  learning_rate: float,
-  settings: AdvantageSettings = DEFAULT_SETTINGS,
-  horizon: int | None = None,
+  loop: Adaptation, params: Any, task: Any, key: jax.Array
 ) -> jax.Array:
-  """Mean episode return after 0, 1, ..., ``steps`` policy-gradient steps on one
-  task, each on ``num_episodes`` fresh episodes: shape ``(steps + 1,)``."""
-  inner, outer, _ = sample_adaptation(
-    env,
-    policy,
-    params,
-    task,
-    key,
-    inner_steps=steps,
-    num_episodes=num_episodes,
-    learning_rate=learning_rate,
-    settings=settings,
-    horizon=horizon,
-  )
+  """Mean episode return after 0, 1, ..., ``inner_steps`` policy-gradient steps of
+  ``loop`` (``adaptation``) on one task, each on ``num_episodes`` fresh episodes:
+  shape ``(inner_steps + 1,)``."""
+  inner, outer, _ = loop.sample(params, task, key)
   after = jnp.mean(episode_returns(outer))[None]
   if inner is None:
     return after
