@@ -1,6 +1,7 @@
 """Tables and plots of MAML-RL 2D-navigation runs.
 
 python -m experiments.meta_rl.report results/meta_rl [results/meta_rl/returns.png]
+python -m experiments.meta_rl.report --cosines results/meta_rl/cosines
 
 Runs of the same seed share their initial policy and held-out goals, so the random
 initialisation's row and the goal-seeking controller's appear once, from the first
@@ -26,8 +27,21 @@ def _fields(results: dict) -> dict:
   return {'outer': 'adam', **results['config']}
 
 
+def load_runs(root: str | pathlib.Path) -> list[dict]:
+  """Every ``*/results.json`` under ``root``, each with ``stopped``: whether a
+  stretch of its training was cut short (``"stopped"`` in its ``timing.jsonl``)."""
+  runs = []
+  for path in sorted(pathlib.Path(root).glob('*/results.json')):
+    timing = path.parent / 'timing.jsonl'
+    lines = timing.read_text().splitlines() if timing.exists() else []
+    stopped = any(json.loads(line).get('stopped') for line in lines if line.strip())
+    runs.append({**json.loads(path.read_text()), 'stopped': stopped})
+  return runs
+
+
 def results_table(all_results: list[dict]) -> str:
-  """Mean return (95% CI over held-out goals) after each number of steps."""
+  """Mean return (95% CI over held-out goals) after each number of steps; a run
+  whose training was cut short says so beside its meta-iterations."""
   steps = all_results[0]['eval']['steps']
   rows = [
     '| policy | '
@@ -44,7 +58,8 @@ def results_table(all_results: list[dict]) -> str:
         f'| {label.format(**_fields(r))} | '
         + ' | '.join(cells)
         + (
-          f' | {r["iterations"]} | {time} | {hardware_label(r["run"])} |'
+          f' | {r["iterations"]}{" (stopped)" if r.get("stopped") else ""}'
+          f' | {time} | {hardware_label(r["run"])} |'
           if key == 'maml'
           else ' | 0 | - | - |'
         )
@@ -99,9 +114,49 @@ def plot_returns(all_results: list[dict], path: str | pathlib.Path) -> None:
   fig.savefig(path, dpi=110)
 
 
+def load_cosines(root: str | pathlib.Path) -> list[dict]:
+  """The ``experiments.meta_rl.cosines`` outputs (``*.json``) under ``root``, by
+  training iteration."""
+  points = [
+    json.loads(p.read_text()) for p in sorted(pathlib.Path(root).glob('*.json'))
+  ]
+  return sorted(points, key=lambda r: r['step'])
+
+
+def cosines_table(points: list[dict]) -> str:
+  """Per params point and estimator: one batch's cosine with the mean of the other
+  batches', the split halves' cosine, the cosine and norm ratio against
+  ``'dice_full'`` on the same batch (means, 95% CI over batches), and the cosine of
+  its mean over all batches with first order's."""
+  rows = [
+    '| iteration | estimator | vs own mean (other batches) | split halves '
+    "| vs dice_full, same batch | norm / dice_full's | mean vs first_order's mean "
+    '| meta-batches | hardware |',
+    '|' + ' --- |' * 9,
+  ]
+  for r in points:
+    for name, e in r['estimators'].items():
+      own, same = e['cosine_to_own_mean'], e['cosine_to_dice_full_same_batch']
+      ratio = e['norm_ratio_to_dice_full_same_batch']['mean']
+      rows.append(
+        f'| {r["step"]} | {name} | {own["mean"]:.3f} ± {own["ci95"]:.3f} '
+        f'| {e["split_half_cosine"]:.3f} | {same["mean"]:.3f} ± {same["ci95"]:.3f} '
+        f'| {ratio:.4f} | {e["cosine_of_means"]["first_order"]:.3f} '
+        f'| {r["batches"]} | {hardware_label(r["run"])} |'
+      )
+  return '\n'.join(rows) + '\n'
+
+
 if __name__ == '__main__':
+  if len(sys.argv) > 1 and sys.argv[1] == '--cosines':
+    where = sys.argv[2] if len(sys.argv) > 2 else 'results/meta_rl/cosines'
+    points = load_cosines(where)
+    if not points:
+      raise SystemExit(f'no *.json under {where}.')
+    print(cosines_table(points), end='')
+    raise SystemExit(0)
   path = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else 'results/meta_rl')
-  runs = [json.loads(p.read_text()) for p in sorted(path.glob('*/results.json'))]
+  runs = load_runs(path)
   if not runs:
     raise SystemExit(f'no */results.json under {path}.')
   print(results_table(runs), end='')

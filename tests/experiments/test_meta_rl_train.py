@@ -80,10 +80,7 @@ def test_a_stopped_run_resumes_to_the_same_params(smoke_run, tmp_path):
 
 def test_readme_table_is_the_committed_runs_report():
   root = pathlib.Path(__file__).parents[2]
-  runs = [
-    json.loads(p.read_text())
-    for p in sorted((root / 'results' / 'meta_rl').glob('*/results.json'))
-  ]
+  runs = report.load_runs(root / 'results' / 'meta_rl')
   text = (root / 'README.md').read_text()
   block = re.search(
     r'meta_rl\.report results/meta_rl`; do not edit by hand -->\n(.*?)'
@@ -107,3 +104,35 @@ def test_a_trpo_smoke_run_trains_and_evaluates(tmp_path):
   records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').open()]
   assert {'kl', 'step_fraction', 'improvement'} <= records[-1].keys()
   assert all(r['kl'] <= 0.01 * (1 + 1e-6) for r in records)
+
+
+def test_readme_cosine_table_is_the_committed_measurements():
+  root = pathlib.Path(__file__).parents[2]
+  text = (root / 'README.md').read_text()
+  block = re.search(
+    r'report --cosines results/meta_rl/cosines`; do not edit by hand -->\n(.*?)'
+    r'<!-- end generated meta_rl_cosines',
+    text,
+    re.S,
+  ).group(1)
+  points = report.load_cosines(root / 'results' / 'meta_rl' / 'cosines')
+  assert block == report.cosines_table(points)
+  assert [p['step'] for p in points] == [0, 500]
+  assert all(p['batches'] == 100 and not p['run']['git_dirty'] for p in points)
+
+
+def test_readme_prose_on_the_naive_runs_divergence_matches_its_log():
+  root = pathlib.Path(__file__).parents[2]
+  text = ' '.join((root / 'README.md').read_text().split())
+  log = (root / 'results' / 'meta_rl' / 'maml_naive' / 'log.txt').read_text()
+  step = int(re.search(r'became non-finite at step (\d+)', log).group(1))
+  before = float(re.search(r'iteration 330: return before (-?[\d.]+)', log).group(1))
+  assert (step, round(before)) == (331, -184)
+  assert (
+    'non-finite at iteration 331 (its `log.txt`; the return before adaptation fell '
+    'to -184 at iteration 330)' in text
+  )
+  naive = json.loads(
+    (root / 'results' / 'meta_rl' / 'maml_naive' / 'results.json').read_text()
+  )
+  assert naive['iterations'] == 300

@@ -44,3 +44,25 @@ def test_first_vs_second_order_executes():
   assert f'at iteration {last_step} ' in text
   images = [o for o in outputs if 'image/png' in o.get('data', {})]
   assert len(images) == 2
+
+
+def test_meta_rl_first_vs_second_order_executes():
+  """Computes every MAML-RL estimator on one small batch; plots the committed runs."""
+  nb = nbformat.read(NOTEBOOKS / 'meta_rl_first_vs_second_order.ipynb', as_version=4)
+  nbclient.NotebookClient(nb, timeout=600, kernel_name='python3').execute()
+  outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs]
+  text = ''.join(o.get('text', '') for o in outputs)
+  table = text.split('norm ratio')[1].splitlines()[1:6]
+  rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in table}
+  assert set(rows) == {'dice', 'dice_full', 'naive', 'lvc', 'first_order'}
+  assert rows['dice_full'] == [1.0, 1.0]
+  # dice_full weighs scores by raw returns, the others by normalised advantages.
+  assert all(rows[n][1] < 0.1 for n in rows if n != 'dice_full')
+  # Both committed measurement points, and a return curve per Adam run: a row for
+  # the estimator in the live table, in each point's table and in the runs' list.
+  assert 'iteration 0 (100 meta-batches)' in text
+  assert 'iteration 500 (100 meta-batches)' in text
+  for name in rows:
+    assert sum(line.split()[0] == name for line in text.splitlines() if line) == 4
+  images = [o for o in outputs if 'image/png' in o.get('data', {})]
+  assert len(images) == 2
