@@ -1,10 +1,19 @@
-"""Datasets and episode samplers: Omniglot via tensorflow-datasets, N-way K-shot episodes."""
+"""Datasets and episode samplers: Omniglot and MNIST via tensorflow-datasets, N-way K-shot episodes."""
 
 from jmeta.data.episodes import (
   ROTATIONS,
   EpisodeSampler,
   evaluation_keys,
   make_episode_sampler,
+)
+from jmeta.data.mnist import (
+  MNIST_DIR_ENV,
+  OPTIMIZEE_SPLIT_SEED,
+  MNISTData,
+  MNISTDataError,
+  load_mnist,
+  optimizee_split,
+  optimizee_split_indices,
 )
 from jmeta.data.omniglot import (
   OMNIGLOT_DIR_ENV,
@@ -20,6 +29,13 @@ from jmeta.data.omniglot import (
 )
 
 __all__ = [
+  'MNISTData',
+  'MNISTDataError',
+  'MNIST_DIR_ENV',
+  'OPTIMIZEE_SPLIT_SEED',
+  'load_mnist',
+  'optimizee_split',
+  'optimizee_split_indices',
   'EpisodeSampler',
   'OMNIGLOT_DIR_ENV',
   'OmniglotData',
