@@ -15,13 +15,25 @@ from experiments.common.run_info import hardware_label
 
 def results_table(results: dict) -> str:
   """One row per optimizer, lowest mean final loss first."""
-  from experiments.learned_optimizer.train import LABELS
+  from experiments.learned_optimizer.train import LABELS, problem_label
 
   config, test = results['config'], results['test']
+  steps = results.get('problems', {}).get('test_steps', config['steps'])
+  # MNIST runs also measure the final params on all training and held-out images.
+  extra = [
+    (key, title)
+    for key, title in (
+      ('train_loss', 'loss on all optimizee-training images'),
+      ('heldout_loss', 'loss on the held-out images'),
+    )
+    if f'{key}_mean' in test['learned']
+  ]
+  minibatch = ' (minibatch)' if extra else ''
   rows = [
-    f'| optimizer | learning rate | mean loss after {config["steps"]} steps (95% CI) '
-    f'| median | mean loss over steps 1..{config["steps"]} (95% CI) |',
-    '| --- | --- | --- | --- | --- |',
+    f'| optimizer | learning rate | mean loss{minibatch} after {steps} steps (95% CI) '
+    f'| median | mean loss over steps 1..{steps} (95% CI) |'
+    + ''.join(f' {title} after {steps} steps (95% CI) |' for _, title in extra),
+    '| --- | --- | --- | --- | --- |' + ' --- |' * len(extra),
   ]
   for name, r in sorted(test.items(), key=lambda kv: kv[1]['final_loss_mean']):
     lr = f'{r["learning_rate"]:.3g} (tuned)' if 'learning_rate' in r else 'learned'
@@ -29,11 +41,14 @@ def results_table(results: dict) -> str:
       f'| {LABELS.get(name, name)} | {lr} | {r["final_loss_mean"]:.4f} ± '
       f'{r["final_loss_ci95"]:.4f} | {r["final_loss_median"]:.4f} | '
       f'{r["unroll_loss_mean"]:.3f} ± {r["unroll_loss_ci95"]:.3f} |'
+      + ''.join(
+        f' {r[f"{key}_mean"]:.4f} ± {r[f"{key}_ci95"]:.4f} |' for key, _ in extra
+      )
     )
   train = results['train']
   rows.append('')
   rows.append(
-    f'{config["eval"]["num_tasks"]:,} held-out {config["dim"]}-d quadratics; '
+    f'{config["eval"]["num_tasks"]:,} held-out {problem_label(results)}; '
     f'{train["meta_steps"]:,} meta-steps of {config["estimator"]} '
     f'({config["num_tasks"]} problems, truncation {config["truncation"]}) in '
     f'{train["seconds"] / 60:.0f} min on {hardware_label(results["run"])}; '
