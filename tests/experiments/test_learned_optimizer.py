@@ -1,5 +1,6 @@
 """The learned-optimizer experiment: a smoke run, exact resumption, bad configs,
-and the README table against the committed run."""
+the README table against the committed run, and a smoke run of the MNIST task on a
+synthetic IDX folder."""
 
 import json
 import pathlib
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 from experiments.learned_optimizer import report, train
-from experiments.learned_optimizer.configs import default, smoke
+from experiments.learned_optimizer.configs import default, mnist, smoke, smoke_mnist
+from jmeta.data import mnist as mnist_data
 
 
 @pytest.fixture(scope='module')
@@ -105,3 +107,65 @@ def test_readme_table_matches_the_committed_run():
   results = json.loads((run / 'results.json').read_text())
   assert results['run']['git_commit'] and results['run']['git_dirty'] is False
   assert results['config']['steps'] == 100 and results['config']['dim'] == 10
+
+
+@pytest.fixture(scope='module')
+def mnist_smoke_run(tmp_path_factory):
+  """The MNIST smoke config on 2,010 random 28x28 images (split 10 / 2,000),
+  through the real loader with the synthetic files' sums registered."""
+  root = tmp_path_factory.mktemp('lopt_mnist')
+  rng = np.random.default_rng(0)
+  arrays = (
+    rng.integers(0, 256, (2_010, 28, 28), dtype=np.uint8),
+    rng.integers(0, 10, (2_010,), dtype=np.uint8),
+  )
+  sums = {}
+  for stem, array, magic in zip(mnist_data.IDX_FILES['test'], arrays, (2051, 2049)):
+    raw = np.asarray([magic, *array.shape], '>u4').tobytes() + array.tobytes()
+    (root / stem).write_bytes(raw)
+    sums[stem] = mnist_data.hashlib.sha256(raw).hexdigest()
+  config = smoke_mnist.get_config()
+  config.mnist.idx_dir = str(root)
+  config.mnist.data_dir = str(root / 'tfds')
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(mnist_data, 'IDX_SHA256', sums)
+    out = train.train_and_evaluate(config, str(root / 'run'))
+  return out, root / 'run'
+
+
+def test_mnist_smoke_run_reports_training_and_heldout_losses(mnist_smoke_run):
+  out, workdir = mnist_smoke_run
+  saved = json.loads((workdir / 'results.json').read_text())
+  assert saved['problems'] == {
+    'train': 'mlp4_sigmoid',
+    'test': 'mlp4_sigmoid',
+    'test_steps': 4,
+  }
+  for r in saved['test'].values():
+    assert len(r['mean_curve']) == 5
+    for key in ('final_loss_mean', 'train_loss_mean', 'heldout_loss_mean'):
+      assert np.isfinite(r[key]), key
+  table = (workdir / 'results.md').read_text()
+  assert 'loss on the held-out images after 4 steps' in table
+  assert 'a split of the MNIST test partition' in table
+  assert (workdir / 'loss_curves.png').stat().st_size > 0
+
+
+def test_mnist_configs_are_the_papers_setting_and_its_variants():
+  config = mnist.get_config()
+  assert (config.task, config.steps, config.truncation) == ('mnist', 100, 20)
+  assert tuple(config.mnist.hidden_sizes) == (20,) and config.mnist.batch_size == 128
+  assert config.mnist.activation == 'sigmoid' and config.first_order
+  assert mnist.get_config('steps200').eval.steps == 200
+  assert tuple(mnist.get_config('two_layers').eval.hidden_sizes) == (20, 20)
+  assert tuple(mnist.get_config('hidden40').eval.hidden_sizes) == (40,)
+  assert mnist.get_config('relu').eval.activation == 'relu'
+  with pytest.raises(ValueError, match='setting must be one of'):
+    mnist.get_config('cifar')
+
+
+def test_an_mnist_task_without_its_block_is_named(tmp_path):
+  config = smoke.get_config()
+  config.task = 'mnist'
+  with pytest.raises(ValueError, match='no config.mnist block'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
