@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import textwrap
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -447,9 +448,10 @@ def plot(results: dict, path: str | pathlib.Path) -> None:
     yscale='log',
     xlabel='inner step',
     ylabel='mean loss' + (' (minibatch)' if config.get('task') == 'mnist' else ''),
-    title=(
+    title=textwrap.fill(
       f'{problem_label(results)}, {config["eval"]["num_tasks"]:,} held-out '
-      f'problems ({hardware_label(results["run"])})'
+      f'problems ({hardware_label(results["run"])})',
+      width=80,
     ),
   )
   ax.title.set_fontsize(7)

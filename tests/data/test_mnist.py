@@ -132,3 +132,19 @@ def test_the_real_test_partition_and_its_split(tmp_path_factory):
   heldout = mnist.optimizee_split('heldout', idx_dir=folder, data_dir=data_dir)
   assert (len(train.labels), len(heldout.labels)) == (8_000, 2_000)
   assert np.bincount(heldout.labels, minlength=10).min() > 150  # every digit present
+
+
+def test_a_folder_with_all_four_files_also_gives_the_training_partition(
+  tmp_path, monkeypatch
+):
+  folder = tmp_path / 'idx'
+  folder.mkdir()
+  test, sums = write_partition(folder, 'test', 4, seed=3)
+  train, train_sums = write_partition(folder, 'train', 6, seed=4, gz=False)
+  monkeypatch.setattr(mnist, 'IDX_SHA256', {**sums, **train_sums})
+  cache = str(tmp_path / 'tfds')
+  for partition, want in (('train', train), ('test', test)):
+    got = mnist.load_mnist(partition, idx_dir=str(folder), data_dir=cache)
+    for a, b in zip(got, want):
+      np.testing.assert_array_equal(a, b)
+  assert (tmp_path / 'tfds' / 'jmeta_mnist' / 'full' / '1.0.0').is_dir()
