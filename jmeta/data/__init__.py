@@ -1,5 +1,6 @@
 """Datasets and episode samplers: Omniglot and MNIST via tensorflow-datasets, N-way K-shot episodes."""
 
+from jmeta.data.cache import TFDS_DATA_DIR_ENV
 from jmeta.data.episodes import (
   ROTATIONS,
   EpisodeSampler,
@@ -19,7 +20,6 @@ from jmeta.data.omniglot import (
   OMNIGLOT_DIR_ENV,
   PROTOCOLS,
   SPLITS,
-  TFDS_DATA_DIR_ENV,
   OmniglotData,
   OmniglotDataError,
   load_omniglot,

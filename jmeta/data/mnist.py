@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jmeta.data.omniglot import _file_lock, _resolve_data_dir
+from jmeta.data.cache import file_lock, resolve_data_dir
 
 MNIST_DIR_ENV = 'JMETA_MNIST_DIR'
 PARTITIONS = ('train', 'test')
@@ -204,7 +204,7 @@ def verify_partition(folder: str, partition: str) -> MNISTData:
 
 def cache_path(partition: str, data_dir: str | None = None, source: str = 'idx') -> str:
   """Where the prepared arrays of one partition from ``source`` are cached."""
-  root = _resolve_data_dir(data_dir)
+  root = resolve_data_dir(data_dir)
   return os.path.join(
     root, f'{BUILDER_NAME}_arrays', BUILDER_VERSION, f'mnist_{source}_{partition}.npz'
   )
@@ -381,7 +381,7 @@ def load_mnist(
   folder = idx_dir if idx_dir is not None else os.environ.get(MNIST_DIR_ENV)
   if not folder and source == 'idx':
     raise _missing(f'idx_dir was not given and {MNIST_DIR_ENV} is not set')
-  root = _resolve_data_dir(data_dir)
+  root = resolve_data_dir(data_dir)
   if folder:
     folder = os.path.abspath(os.path.expanduser(os.fspath(folder)))
     source = 'idx'
@@ -389,7 +389,7 @@ def load_mnist(
   path = cache_path(partition, root, source)
   if os.path.exists(path):
     return _read_cache(path)
-  with _file_lock(path + '.lock'):
+  with file_lock(path + '.lock'):
     if os.path.exists(path):  # another process prepared it while we waited
       return _read_cache(path)
     if source == 'idx':
