@@ -1,10 +1,15 @@
 """Meta-training and evaluation loop of the learned-optimizer experiment.
 
 One run meta-trains ``config.rule`` on unrolls of ``config.steps`` steps of
-quadratics with ``config.estimator``, logs to ``metrics.jsonl`` and TensorBoard,
-checkpoints so that a stopped run resumes exactly, then tunes each optax baseline's
-learning rate on the training distribution and compares all of them on held-out
-problems: ``results.json``, ``results.md`` and ``loss_curves.png``.
+``config.task`` problems (``'quadratic'``: random quadratics; ``'mnist'``: an MLP
+on minibatches of MNIST images) with ``config.estimator``, logs to
+``metrics.jsonl`` and TensorBoard, checkpoints so that a stopped run resumes
+exactly, then tunes each optax baseline's learning rate on the training
+distribution and compares all of them on held-out problems: ``results.json``,
+``results.md`` and ``loss_curves.png``. On MNIST the test also reports, after the
+last step, the loss on all the optimizee-training images and on the held-out images
+(``jmeta.data.optimizee_split``); ``config.eval`` may change the evaluated problem
+(more steps, other hidden layers or activation: the paper's generalisation tests).
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import textwrap
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,11 +36,12 @@ from experiments.common.progress import progress_bar
 from experiments.common.run_info import git_state, hardware_label, run_info
 from experiments.common.workdir import JsonlWriter, prepare_workdir
 from jmeta import learned_optimizers as lopt
-from jmeta.validation import check_positive_int
+from jmeta.validation import check_positive_int, check_steps
 
 OUTPUTS = ('results.json', 'results.md', 'loss_curves.png')
 RULES = {'lstm': lopt.lstm_rule, 'mlp': lopt.mlp_rule}
 ESTIMATORS = ('full_backprop', 'truncated_backprop', 'antithetic_es', 'pes')
+TASKS = ('quadratic', 'mnist')
 BASELINES = {
   'sgd': lambda lr: optax.sgd(lr),
   'momentum': lambda lr: optax.sgd(lr, momentum=0.9),
@@ -58,6 +67,13 @@ MAY_DIFFER_ON_RESUME = (
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
+  if config.task not in TASKS:
+    raise ValueError(f'config.task must be one of {TASKS}, got {config.task!r}.')
+  if config.task == 'mnist' and 'mnist' not in config:
+    raise ValueError(
+      "config.task is 'mnist' but the config has no config.mnist block; start from "
+      'experiments/learned_optimizer/configs/mnist.py.'
+    )
   if config.rule not in RULES:
     raise ValueError(
       f'config.rule must be one of {sorted(RULES)}, got {config.rule!r}.'
@@ -85,11 +101,68 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     )
   if not config.tune.learning_rates:
     raise ValueError('config.tune.learning_rates is empty; give the grid to search.')
+  check_steps(config.eval.get('steps', 0), 'config.eval.steps')
   if config.eval.num_tasks < 2:
     raise ValueError(
       f'config.eval.num_tasks must be at least 2 for a confidence interval, got '
       f'{config.eval.num_tasks}.'
     )
+
+
+class Problems(NamedTuple):
+  """The problems of a run: ``train`` (meta-training), ``test`` (tuning and the
+  held-out comparison; ``train`` unless ``config.eval`` changes it), ``steps`` of
+  the test unrolls, and ``final_losses(states) -> {name: per-problem loss}``
+  measured after the test unroll (empty for quadratics)."""
+
+  train: lopt.TaskFamily
+  test: lopt.TaskFamily
+  steps: int
+  final_losses: Callable[[lopt.InnerState], dict]
+
+
+def mnist_families(config) -> tuple[lopt.TaskFamily, lopt.TaskFamily, lopt.TaskFamily]:
+  """MLPs on the optimizee-training images: as meta-trained, as evaluated
+  (``config.eval``'s overrides), and the evaluated net on the held-out images."""
+  from jmeta.data import optimizee_split
+
+  source = {
+    'idx_dir': config.mnist.idx_dir or None,
+    'data_dir': config.mnist.data_dir or None,
+  }
+  train, heldout = (optimizee_split(part, **source) for part in ('train', 'heldout'))
+
+  def family(data, hidden_sizes, activation):
+    return lopt.mlp_classifiers(
+      data.images,
+      data.labels,
+      hidden_sizes=hidden_sizes,
+      activation=activation,
+      batch_size=config.mnist.batch_size,
+    )
+
+  hidden, activation = tuple(config.mnist.hidden_sizes), config.mnist.activation
+  eval_hidden = tuple(config.eval.get('hidden_sizes', ())) or hidden
+  eval_activation = config.eval.get('activation', '') or activation
+  return (
+    family(train, hidden, activation),
+    family(train, eval_hidden, eval_activation),
+    family(heldout, eval_hidden, eval_activation),
+  )
+
+
+def make_problems(config) -> Problems:
+  steps = config.eval.get('steps', 0) or config.steps
+  if config.task == 'quadratic':
+    family = lopt.quadratics(config.dim)
+    return Problems(family, family, steps, lambda states: {})
+  train, test, heldout = mnist_families(config)
+
+  def final_losses(states):
+    losses = lambda f: jax.vmap(f.loss)(states.task, states.params)  # noqa: E731
+    return {'train_loss': losses(test), 'heldout_loss': losses(heldout)}
+
+  return Problems(train, test, steps, final_losses)
 
 
 def make_estimator(config, rule, family) -> lopt.UnrollEstimator:
@@ -218,33 +291,38 @@ def meta_train(
   return state, info
 
 
-def curves_fn(family, config, key, num_tasks):
-  """``f(optimizer_factory, lr) -> curves``, one compile per optimizer kind (the
-  rate is traced)."""
+def unrolls_fn(problems: Problems, key, num_tasks, final_losses=False):
+  """``f(name, optimizer_factory, lr) -> (curves, final losses)`` on the test
+  problems, one compile per optimizer kind (the rate is traced); the final losses
+  are ``problems.final_losses`` when ``final_losses``, else empty."""
   cache = {}
 
-  def curves(name, make, lr):
+  def run(optimizer):
+    states, curves = lopt.final_states_and_curves(
+      optimizer, problems.test, key, steps=problems.steps, num_tasks=num_tasks
+    )
+    return curves, problems.final_losses(states) if final_losses else {}
+
+  def unrolls(name, make, lr):
     if name not in cache:
-      cache[name] = jax.jit(
-        lambda rate: lopt.loss_curves(
-          make(rate), family, key, steps=config.steps, num_tasks=num_tasks
-        )
-      )
-    return np.asarray(cache[name](jnp.asarray(lr, jnp.float32)), np.float64)
+      cache[name] = jax.jit(lambda rate: run(make(rate)))
+    out = cache[name](jnp.asarray(lr, jnp.float32))
+    return jax.tree.map(lambda x: np.asarray(x, np.float64), out)
 
-  return curves
+  unrolls.run = run
+  return unrolls
 
 
-def tune_baselines(config, family) -> dict:
+def tune_baselines(config, problems: Problems) -> dict:
   """For each baseline, the mean final loss at every rate of the grid on the
   training distribution, and the best rate (non-finite losses never win)."""
-  curves = curves_fn(
-    family, config, jax.random.key(config.tune.seed), config.tune.num_tasks
+  unrolls = unrolls_fn(
+    problems, jax.random.key(config.tune.seed), config.tune.num_tasks
   )
   out = {}
   for name in config.tune.baselines:
     finals = [
-      float(np.mean(curves(name, BASELINES[name], lr)[:, -1]))
+      float(np.mean(unrolls(name, BASELINES[name], lr)[0][:, -1]))
       for lr in config.tune.learning_rates
     ]
     scores = [f if np.isfinite(f) else math.inf for f in finals]
@@ -267,7 +345,7 @@ def tune_baselines(config, family) -> dict:
   return out
 
 
-def summarize(curves: np.ndarray) -> dict:
+def summarize(curves: np.ndarray, final_losses: dict) -> dict:
   final = curves[:, -1]
   mean, ci = jmeta.mean_confidence_interval(final)
   # The meta-objective: the mean of f(theta_t) over the steps t = 1..N.
@@ -279,27 +357,29 @@ def summarize(curves: np.ndarray) -> dict:
     'unroll_loss_mean': float(unroll_mean),
     'unroll_loss_ci95': float(unroll_ci),
     'mean_curve': curves.mean(0).tolist(),
+    **{
+      f'{name}_{stat}': float(value)
+      for name, losses in final_losses.items()
+      for stat, value in zip(('mean', 'ci95'), jmeta.mean_confidence_interval(losses))
+    },
   }
 
 
-def evaluate(config, family, rule, meta_params, tuned: dict) -> dict:
-  """Loss curves of the learned rule and of each tuned baseline on the same
-  ``config.eval.num_tasks`` held-out problems."""
+def evaluate(config, problems: Problems, rule, meta_params, tuned: dict) -> dict:
+  """Loss curves (and final losses) of the learned rule and of each tuned baseline
+  on the same ``config.eval.num_tasks`` held-out problems."""
   key = jax.random.key(config.eval.seed)
-  learned = jax.jit(
-    lambda mp: lopt.loss_curves(
-      lopt.as_optimizer(rule, mp),
-      family,
-      key,
-      steps=config.steps,
-      num_tasks=config.eval.num_tasks,
-    )
-  )(meta_params)
-  out = {'learned': summarize(np.asarray(learned, np.float64))}
-  curves = curves_fn(family, config, key, config.eval.num_tasks)
+  unrolls = unrolls_fn(problems, key, config.eval.num_tasks, final_losses=True)
+  learned = jax.jit(lambda mp: unrolls.run(lopt.as_optimizer(rule, mp)))(meta_params)
+  out = {
+    'learned': summarize(*jax.tree.map(lambda x: np.asarray(x, np.float64), learned))
+  }
   for name, t in tuned.items():
     lr = t['best_learning_rate']
-    out[name] = {'learning_rate': lr, **summarize(curves(name, BASELINES[name], lr))}
+    out[name] = {
+      'learning_rate': lr,
+      **summarize(*unrolls(name, BASELINES[name], lr)),
+    }
   for name, r in out.items():
     logging.info(
       '%s: final loss %.4f +- %.4f', name, r['final_loss_mean'], r['final_loss_ci95']
@@ -311,14 +391,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Meta-trains, tunes the baselines, tests; writes results and a plot."""
   check_config(config)
   workdir = prepare_workdir(workdir, OUTPUTS)
-  rule, family = RULES[config.rule](), lopt.quadratics(config.dim)
+  rule, problems = RULES[config.rule](), make_problems(config)
   info = run_info()
-  state, train_info = meta_train(config, workdir, rule, family)
-  tuned = tune_baselines(config, family)
-  test = evaluate(config, family, rule, state.meta_params, tuned)
+  state, train_info = meta_train(config, workdir, rule, problems.train)
+  tuned = tune_baselines(config, problems)
+  test = evaluate(config, problems, rule, state.meta_params, tuned)
   results = {
     'run': {**info, **{k: train_info[k] for k in ('git_commit', 'git_dirty')}},
     'config': config.to_dict(),
+    'problems': {
+      'train': problems.train.name,
+      'test': problems.test.name,
+      'test_steps': problems.steps,
+    },
     'meta_parameters': sum(int(np.size(x)) for x in jax.tree.leaves(state.meta_params)),
     'train': {
       k: v for k, v in train_info.items() if k not in ('git_commit', 'git_dirty')
@@ -333,6 +418,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   plot(results, workdir / 'loss_curves.png')
   logging.info('wrote results to %s', workdir)
   return {'state': state, **results}
+
+
+def problem_label(results: dict) -> str:
+  """What the test problems were, in words."""
+  config = results['config']
+  if config.get('task', 'quadratic') == 'quadratic':
+    return f'{config["dim"]}-d quadratics'
+  return (
+    f'MNIST {results["problems"]["test"]} MLPs (batch {config["mnist"]["batch_size"]}'
+    ', images: a split of the MNIST test partition)'
+  )
 
 
 def plot(results: dict, path: str | pathlib.Path) -> None:
@@ -351,10 +447,11 @@ def plot(results: dict, path: str | pathlib.Path) -> None:
   ax.set(
     yscale='log',
     xlabel='inner step',
-    ylabel='mean loss',
-    title=(
-      f'{config["dim"]}-d quadratics, {config["eval"]["num_tasks"]:,} held-out '
-      f'problems ({hardware_label(results["run"])})'
+    ylabel='mean loss' + (' (minibatch)' if config.get('task') == 'mnist' else ''),
+    title=textwrap.fill(
+      f'{problem_label(results)}, {config["eval"]["num_tasks"]:,} held-out '
+      f'problems ({hardware_label(results["run"])})',
+      width=80,
     ),
   )
   ax.title.set_fontsize(7)

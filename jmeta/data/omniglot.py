@@ -30,7 +30,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import io
@@ -43,8 +42,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jmeta.data.cache import file_lock, resolve_data_dir
+
 OMNIGLOT_DIR_ENV = 'JMETA_OMNIGLOT_DIR'
-TFDS_DATA_DIR_ENV = 'JMETA_TFDS_DATA_DIR'
 PROTOCOLS = ('vinyals', 'maml')
 SPLITS = ('train', 'val', 'test')
 SOURCES = ('archives', 'tfds')
@@ -171,36 +171,12 @@ def _png_to_28(data: bytes) -> np.ndarray:
     return resize_like_maml(np.asarray(image))
 
 
-def _resolve_data_dir(data_dir: str | None) -> str:
-  data_dir = data_dir or os.environ.get(TFDS_DATA_DIR_ENV)
-  data_dir = data_dir or os.environ.get('TFDS_DATA_DIR')
-  data_dir = data_dir or os.path.join('~', 'tensorflow_datasets')
-  return os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
-
-
 def cache_path(data_dir: str | None = None, source: str = 'archives') -> str:
   """Where the prepared arrays of ``source`` are cached."""
-  root = _resolve_data_dir(data_dir)
+  root = resolve_data_dir(data_dir)
   return os.path.join(
     root, f'{BUILDER_NAME}_arrays', BUILDER_VERSION, f'omniglot28_{source}.npz'
   )
-
-
-@contextlib.contextmanager
-def _file_lock(path: str):
-  """An exclusive advisory lock (POSIX ``flock``), so parallel workers prepare once."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, 'a+') as handle:
-    try:
-      import fcntl
-    except ImportError:  # Windows: rely on the atomic writes alone.
-      yield
-      return
-    fcntl.flock(handle, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read_cache(path: str) -> OmniglotData:
@@ -419,7 +395,7 @@ def load_omniglot(
   folder = archive_dir if archive_dir is not None else os.environ.get(OMNIGLOT_DIR_ENV)
   if not folder and source == 'archives':
     raise _missing(f'archive_dir was not given and {OMNIGLOT_DIR_ENV} is not set')
-  root = _resolve_data_dir(data_dir)
+  root = resolve_data_dir(data_dir)
   if folder:
     folder = os.path.abspath(os.path.expanduser(os.fspath(folder)))
     source, metadata = 'archives', {'archives': verify_archives(folder)}
@@ -428,7 +404,7 @@ def load_omniglot(
   path = cache_path(root, source)
   if os.path.exists(path):
     return _read_cache(path)
-  with _file_lock(path + '.lock'):
+  with file_lock(path + '.lock'):
     if os.path.exists(path):  # another process prepared it while we waited
       return _read_cache(path)
     if source == 'archives':

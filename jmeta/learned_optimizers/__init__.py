@@ -6,8 +6,10 @@
   meta_params)`` is an ordinary ``optax.GradientTransformation``.
 * The meta-LSTM learner (Ravi & Larochelle, 2017) as an inner rule:
   ``meta_lstm_rule`` (``jmeta.meta_lstm`` is the learner built on it).
-* Problems: ``TaskFamily`` (``sample``, ``init``, ``loss``), e.g. ``quadratics``.
-* Unrolls: ``unroll`` (one ``lax.scan``), ``init_inner_states``, ``loss_curves``.
+* Problems: ``TaskFamily`` (``sample``, ``init``, ``loss``, optionally a minibatch
+  ``step_loss``), e.g. ``quadratics`` and ``mlp_classifiers`` (MNIST).
+* Unrolls: ``unroll`` (one ``lax.scan``), ``init_inner_states``, ``loss_curves``,
+  ``final_states_and_curves``.
 * Meta-gradient estimators behind one interface (``UnrollEstimator``: ``init``,
   ``estimate``): ``full_backprop``, ``truncated_backprop``, ``antithetic_es``, ``pes``.
 
@@ -50,9 +52,20 @@ from jmeta.learned_optimizers.meta_lstm import (
   meta_lstm_rule,
 )
 from jmeta.learned_optimizers.mlp import MLPState, mlp_rule, sgd_meta_params
-from jmeta.learned_optimizers.tasks import Quadratic, TaskFamily, quadratics
+from jmeta.learned_optimizers.tasks import (
+  MLPClassifierTask,
+  Quadratic,
+  TaskFamily,
+  batch_indices,
+  loss_at_step,
+  mlp_classifiers,
+  mlp_cross_entropy,
+  mlp_logits,
+  quadratics,
+)
 from jmeta.learned_optimizers.unroll import (
   InnerState,
+  final_states_and_curves,
   init_inner_state,
   init_inner_states,
   loss_curves,
@@ -63,6 +76,7 @@ __all__ = [
   'InnerState',
   'LSTMState',
   'LearnedRule',
+  'MLPClassifierTask',
   'MLPState',
   'MetaLSTMState',
   'MetaTrainState',
@@ -73,19 +87,25 @@ __all__ = [
   'antithetic_es',
   'as_inner_rule',
   'as_optimizer',
+  'batch_indices',
   'check_meta_params',
   'check_state_matches',
   'check_unroll',
+  'final_states_and_curves',
   'full_backprop',
   'init_inner_state',
   'init_inner_states',
   'init_meta_train_state',
+  'loss_at_step',
   'loss_curves',
   'lstm_rule',
   'meta_lstm_optimizer',
   'meta_lstm_params',
   'meta_lstm_rule',
   'meta_train_step',
+  'mlp_classifiers',
+  'mlp_cross_entropy',
+  'mlp_logits',
   'mlp_rule',
   'pes',
   'preprocess_gradient',

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jmeta.learned_optimizers.tasks import TaskFamily
+from jmeta.learned_optimizers.tasks import TaskFamily, loss_at_step
 from jmeta.validation import check_positive_int, check_steps
 
 
@@ -62,8 +62,11 @@ def unroll(
 ) -> tuple[InnerState, jax.Array]:
   """``steps`` updates of one problem: the new state and the loss after each update.
 
-  Step t computes g = grad f(theta_t), theta_{t+1} = theta_t + optimizer(g) and
-  records f(theta_{t+1}), so ``losses`` has shape ``(steps,)``. With
+  Step t computes g = grad f_t(theta_t), theta_{t+1} = theta_t + optimizer(g) and
+  records f_{t+1}(theta_{t+1}), so ``losses`` has shape ``(steps,)``; f_t is the
+  family's ``loss_at_step`` (the same f at every t for a deterministic family, the
+  loss on minibatch t for a stochastic one, so the recorded loss is on the
+  minibatch the next step will see). With
   ``first_order=True`` the optimizee's gradients are constants when this is
   differentiated (Andrychowicz et al.'s d grad_t / d phi = 0, which avoids second
   derivatives of f); by default the derivative is exact.
@@ -71,15 +74,38 @@ def unroll(
   steps = check_steps(steps)
 
   def step(state, _):
-    loss = lambda p: family.loss(state.task, p)  # noqa: E731
-    grads = jax.grad(loss)(state.params)
+    def loss(p, t):
+      return loss_at_step(family, state.task, p, t)
+
+    grads = jax.grad(loss)(state.params, state.step)
     if first_order:
       grads = lax.stop_gradient(grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    return InnerState(state.task, params, opt_state, state.step + 1), loss(params)
+    t = state.step + 1
+    return InnerState(state.task, params, opt_state, t), loss(params, t)
 
   return lax.scan(step, state, None, length=steps)
+
+
+def final_states_and_curves(
+  optimizer: optax.GradientTransformation,
+  family: TaskFamily,
+  key: jax.Array,
+  *,
+  steps: int,
+  num_tasks: int,
+) -> tuple[InnerState, jax.Array]:
+  """``num_tasks`` problems drawn from ``key`` unrolled ``steps`` steps: their final
+  states and their loss curves (``loss_curves``)."""
+  states = init_inner_states(optimizer, family, key, num_tasks)
+
+  def one(state):
+    first = loss_at_step(family, state.task, state.params, state.step)
+    state, losses = unroll(optimizer, family, state, steps)
+    return state, jnp.concatenate([first[None], losses])
+
+  return jax.vmap(one)(states)
 
 
 def loss_curves(
@@ -93,11 +119,6 @@ def loss_curves(
   """Loss before and after each of ``steps`` updates, on ``num_tasks`` problems
   drawn from ``key``: shape ``(num_tasks, steps + 1)``. The same ``key`` gives the
   same problems and starting points whatever the optimizer."""
-  states = init_inner_states(optimizer, family, key, num_tasks)
-
-  def one(state):
-    first = family.loss(state.task, state.params)
-    _, losses = unroll(optimizer, family, state, steps)
-    return jnp.concatenate([first[None], losses])
-
-  return jax.vmap(one)(states)
+  return final_states_and_curves(
+    optimizer, family, key, steps=steps, num_tasks=num_tasks
+  )[1]

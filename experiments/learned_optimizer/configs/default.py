@@ -20,6 +20,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
+  config.task = 'quadratic'
   config.rule = 'lstm'
   config.dim = 10
   config.steps = 100
