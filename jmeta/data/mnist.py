@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jmeta.data.cache import file_lock, resolve_data_dir
+from jmeta.data import cache
 
 MNIST_DIR_ENV = 'JMETA_MNIST_DIR'
 PARTITIONS = ('train', 'test')
@@ -204,21 +204,14 @@ def verify_partition(folder: str, partition: str) -> MNISTData:
 
 def cache_path(partition: str, data_dir: str | None = None, source: str = 'idx') -> str:
   """Where the prepared arrays of one partition from ``source`` are cached."""
-  root = resolve_data_dir(data_dir)
-  return os.path.join(
-    root, f'{BUILDER_NAME}_arrays', BUILDER_VERSION, f'mnist_{source}_{partition}.npz'
-  )
+  name = f'mnist_{source}_{partition}.npz'
+  return cache.prepared_path(data_dir, BUILDER_NAME, BUILDER_VERSION, name)
 
 
 def _read_cache(path: str) -> MNISTData:
-  try:
-    with np.load(path, allow_pickle=False) as npz:
-      data = MNISTData(npz['images'], npz['labels'])
-  except Exception as error:  # any unreadable cache is reported, never replaced
-    raise MNISTDataError(
-      f'cannot read the MNIST cache {path}: {error}. It was not overwritten; delete '
-      'it to rebuild it.'
-    ) from error
+  data = MNISTData(
+    **cache.read_arrays(path, MNISTData._fields, 'MNIST', MNISTDataError)
+  )
   images, labels = data
   if (
     images.dtype != np.uint8
@@ -230,15 +223,6 @@ def _read_cache(path: str) -> MNISTData:
       f'labels {labels.shape}; delete it to rebuild it.'
     )
   return data
-
-
-def _write_cache(path: str, data: MNISTData) -> None:
-  """Writes ``path`` atomically (temporary file, then rename)."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'wb') as f:
-    np.savez(f, images=data.images, labels=data.labels)
-  os.replace(tmp, path)
 
 
 @functools.cache
@@ -274,15 +258,7 @@ def mnist_builder() -> type:
     def _info(self):
       return self.dataset_info_from_configs(
         description='MNIST digits, 28x28 uint8, from local official IDX files.',
-        features=tfds.features.FeaturesDict(
-          {
-            'image': tfds.features.Tensor(
-              shape=(IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8
-            ),
-            'label': np.uint8,
-            'index': np.int32,
-          }
-        ),
+        features=cache.image_features(tfds, IMAGE_SIZE, label=np.uint8, index=np.int32),
         homepage='http://yann.lecun.com/exdb/mnist/',
         citation='LeCun, Bottou, Bengio & Haffner (1998), Proc. IEEE 86(11).',
       )
@@ -299,16 +275,6 @@ def mnist_builder() -> type:
   return JmetaMnist
 
 
-def _import_tfds():
-  try:
-    import tensorflow_datasets as tfds
-  except ImportError as error:
-    raise ImportError(
-      "Preparing MNIST needs tensorflow-datasets and tensorflow: pip install 'jmeta[data]'."
-    ) from error
-  return tfds
-
-
 def _in_index_order(examples: dict) -> MNISTData:
   order = np.argsort(examples['index'], kind='stable')
   return MNISTData(
@@ -318,7 +284,7 @@ def _in_index_order(examples: dict) -> MNISTData:
 
 
 def _prepare_from_idx(folder: str, partition: str, data_dir: str) -> MNISTData:
-  tfds = _import_tfds()
+  tfds = cache.import_tfds('MNIST')
   present = partitions_in(folder)
   if partition not in present:
     raise _missing(
@@ -340,7 +306,7 @@ def _prepare_from_idx(folder: str, partition: str, data_dir: str) -> MNISTData:
 def _prepare_from_stock_tfds(partition: str, data_dir: str) -> MNISTData:
   """TFDS's stock ``mnist`` builder (downloads; TFDS checks its own checksums).
   Its examples are stored shuffled, so the order differs from the IDX files'."""
-  tfds = _import_tfds()
+  tfds = cache.import_tfds('MNIST')
   builder = tfds.builder('mnist', data_dir=data_dir)
   builder.download_and_prepare()
   examples = tfds.as_numpy(
@@ -378,26 +344,25 @@ def load_mnist(
     raise ValueError(f'partition must be one of {PARTITIONS}, got {partition!r}.')
   if source not in SOURCES:
     raise ValueError(f'source must be one of {SOURCES}, got {source!r}.')
-  folder = idx_dir if idx_dir is not None else os.environ.get(MNIST_DIR_ENV)
-  if not folder and source == 'idx':
+  folder = cache.local_folder(idx_dir, MNIST_DIR_ENV)
+  if folder is None and source == 'idx':
     raise _missing(f'idx_dir was not given and {MNIST_DIR_ENV} is not set')
-  root = resolve_data_dir(data_dir)
-  if folder:
-    folder = os.path.abspath(os.path.expanduser(os.fspath(folder)))
+  root = cache.resolve_data_dir(data_dir)
+  if folder is not None:
     source = 'idx'
     partitions_in(folder)  # a missing folder or file is named before any cache use
-  path = cache_path(partition, root, source)
-  if os.path.exists(path):
-    return _read_cache(path)
-  with file_lock(path + '.lock'):
-    if os.path.exists(path):  # another process prepared it while we waited
-      return _read_cache(path)
+
+  def prepare() -> MNISTData:
     if source == 'idx':
-      data = _prepare_from_idx(folder, partition, root)
-    else:
-      data = _prepare_from_stock_tfds(partition, root)
-    _write_cache(path, data)
-  return data
+      return _prepare_from_idx(folder, partition, root)
+    return _prepare_from_stock_tfds(partition, root)
+
+  return cache.load_or_prepare(
+    cache_path(partition, root, source),
+    _read_cache,
+    prepare,
+    lambda path, data: cache.write_arrays(path, **data._asdict()),
+  )
 
 
 def optimizee_split_indices(

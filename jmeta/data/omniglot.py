@@ -36,13 +36,21 @@ import io
 import json
 import os
 import re
-import tempfile
 from importlib import resources
 from typing import NamedTuple
 
 import numpy as np
 
-from jmeta.data.cache import file_lock, resolve_data_dir
+from jmeta.data.cache import (
+  image_features,
+  import_tfds,
+  load_or_prepare,
+  local_folder,
+  prepared_path,
+  read_arrays,
+  resolve_data_dir,
+  write_arrays,
+)
 
 OMNIGLOT_DIR_ENV = 'JMETA_OMNIGLOT_DIR'
 PROTOCOLS = ('vinyals', 'maml')
@@ -173,21 +181,14 @@ def _png_to_28(data: bytes) -> np.ndarray:
 
 def cache_path(data_dir: str | None = None, source: str = 'archives') -> str:
   """Where the prepared arrays of ``source`` are cached."""
-  root = resolve_data_dir(data_dir)
-  return os.path.join(
-    root, f'{BUILDER_NAME}_arrays', BUILDER_VERSION, f'omniglot28_{source}.npz'
+  return prepared_path(
+    data_dir, BUILDER_NAME, BUILDER_VERSION, f'omniglot28_{source}.npz'
   )
 
 
 def _read_cache(path: str) -> OmniglotData:
-  try:
-    with np.load(path, allow_pickle=False) as npz:
-      images, names = npz['images'], tuple(str(n) for n in npz['names'])
-  except Exception as error:  # any unreadable cache is reported, never replaced
-    raise OmniglotDataError(
-      f'cannot read the Omniglot cache {path}: {error}. It was not overwritten; '
-      'delete it to rebuild it.'
-    ) from error
+  arrays = read_arrays(path, ('images', 'names'), 'Omniglot', OmniglotDataError)
+  images, names = arrays['images'], tuple(str(n) for n in arrays['names'])
   shape = (NUM_CHARACTERS, NUM_DRAWINGS, IMAGE_SIZE, IMAGE_SIZE)
   if images.shape != shape or images.dtype != np.uint8 or len(names) != shape[0]:
     raise OmniglotDataError(
@@ -199,30 +200,12 @@ def _read_cache(path: str) -> OmniglotData:
 
 
 def _write_cache(path: str, data: OmniglotData, metadata: dict) -> None:
-  """Writes ``path`` atomically; an existing file (another worker's) is kept."""
-  folder = os.path.dirname(path)
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.npz')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(
-        f,
-        images=data.images,
-        names=np.asarray(data.names),
-        metadata=np.asarray(json.dumps(metadata, sort_keys=True)),
-      )
-      f.flush()
-      os.fsync(f.fileno())
-    try:
-      os.link(tmp, path)  # atomic, and fails rather than replacing a file
-    except FileExistsError:
-      pass
-    except OSError:  # no hard links on this filesystem
-      if not os.path.exists(path):
-        os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  write_arrays(
+    path,
+    images=data.images,
+    names=np.asarray(data.names),
+    metadata=np.asarray(json.dumps(metadata, sort_keys=True)),
+  )
 
 
 @functools.cache
@@ -257,15 +240,12 @@ def omniglot_builder() -> type:
     def _info(self):
       return self.dataset_info_from_configs(
         description='Omniglot resized to 28x28 as in MAML, strokes 255.',
-        features=tfds.features.FeaturesDict(
-          {
-            'image': tfds.features.Tensor(
-              shape=(IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8
-            ),
-            'character_id': np.int32,
-            'drawing': np.int32,
-            'name': tfds.features.Text(),
-          }
+        features=image_features(
+          tfds,
+          IMAGE_SIZE,
+          character_id=np.int32,
+          drawing=np.int32,
+          name=tfds.features.Text(),
         ),
         homepage='https://github.com/brendenlake/omniglot',
         citation='Lake, Salakhutdinov & Tenenbaum (2015), Science 350(6266).',
@@ -317,19 +297,8 @@ def _assemble(ids, drawings, names, images) -> OmniglotData:
   return OmniglotData(images=out, names=tuple(row_names))
 
 
-def _import_tfds():
-  try:
-    import tensorflow_datasets as tfds
-  except ImportError as error:
-    raise ImportError(
-      'Preparing Omniglot needs tensorflow-datasets, tensorflow and pillow: '
-      "pip install 'jmeta[data]'."
-    ) from error
-  return tfds
-
-
 def _prepare_from_archives(archive_dir: str, data_dir: str) -> OmniglotData:
-  tfds = _import_tfds()
+  tfds = import_tfds('Omniglot', 'pillow')
   builder = omniglot_builder()(data_dir=data_dir)
   builder.download_and_prepare(
     download_config=tfds.download.DownloadConfig(
@@ -350,7 +319,7 @@ def _prepare_from_stock_tfds(data_dir: str) -> OmniglotData:
   The stock builder does not keep drawing numbers, so drawings are stored in the
   order TFDS reads them.
   """
-  tfds = _import_tfds()
+  tfds = import_tfds('Omniglot', 'pillow')
   builder = tfds.builder('omniglot', data_dir=data_dir)
   builder.download_and_prepare()
   alphabets = builder.info.features['alphabet'].names
@@ -392,28 +361,27 @@ def load_omniglot(
   """
   if source not in SOURCES:
     raise ValueError(f'source must be one of {SOURCES}, got {source!r}.')
-  folder = archive_dir if archive_dir is not None else os.environ.get(OMNIGLOT_DIR_ENV)
-  if not folder and source == 'archives':
+  folder = local_folder(archive_dir, OMNIGLOT_DIR_ENV)
+  if folder is None and source == 'archives':
     raise _missing(f'archive_dir was not given and {OMNIGLOT_DIR_ENV} is not set')
   root = resolve_data_dir(data_dir)
-  if folder:
-    folder = os.path.abspath(os.path.expanduser(os.fspath(folder)))
+  if folder is not None:
     source, metadata = 'archives', {'archives': verify_archives(folder)}
   else:
     metadata = {'archives': "TFDS's omniglot builder (upstream checksums)"}
-  path = cache_path(root, source)
-  if os.path.exists(path):
-    return _read_cache(path)
-  with file_lock(path + '.lock'):
-    if os.path.exists(path):  # another process prepared it while we waited
-      return _read_cache(path)
+
+  def prepare() -> OmniglotData:
     if source == 'archives':
-      data = _prepare_from_archives(folder, root)
-    else:
-      data = _prepare_from_stock_tfds(root)
-    metadata.update(builder=f'{BUILDER_NAME}:{BUILDER_VERSION}', resize='maml')
-    _write_cache(path, data, metadata)
-  return data
+      return _prepare_from_archives(folder, root)
+    return _prepare_from_stock_tfds(root)
+
+  metadata.update(builder=f'{BUILDER_NAME}:{BUILDER_VERSION}', resize='maml')
+  return load_or_prepare(
+    cache_path(root, source),
+    _read_cache,
+    prepare,
+    lambda path, data: _write_cache(path, data, metadata),
+  )
 
 
 def _check_protocol(protocol: str) -> None:
