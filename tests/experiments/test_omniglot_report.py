@@ -91,3 +91,61 @@ def test_readme_full_protocol_table_is_generated_from_the_finished_runs():
     )
     t = r['test']['1000']
     assert f'{100 * t["accuracy"]:.2f} ± {100 * t["ci95"]:.2f}' in section
+
+
+def test_readme_prose_on_the_two_first_order_runs_matches_their_records():
+  """The README says the inner-rate-0.5 run validates above the paper-rate run at
+  every evaluation, tests at the paper's number, and drifts far less."""
+
+  def records(name):
+    path = ROOT / 'results' / 'omniglot' / 'full' / name / 'metrics.jsonl'
+    return [json.loads(line) for line in path.open()]
+
+  paper_rate, quarter = records('fomaml_5w1s'), records('fomaml_5w1s_inner0.5')
+  val = [
+    {r['step']: r['val_accuracy'] for r in rs if 'val_accuracy' in r}
+    for rs in (paper_rate, quarter)
+  ]
+  assert val[0].keys() == val[1].keys() and len(val[0]) == 30
+  assert all(val[1][step] > val[0][step] for step in val[0])
+  drift = [max(r['train_support_loss'] for r in rs) for rs in (paper_rate, quarter)]
+  assert 1.61 < drift[1] < drift[0] / 10
+  test = json.loads(
+    (
+      ROOT
+      / 'results'
+      / 'omniglot'
+      / 'full'
+      / 'fomaml_5w1s_inner0.5'
+      / 'test_step60000.json'
+    ).read_text()
+  )['test']
+  paper = 0.983
+  assert all(abs(t['accuracy'] - paper) <= t['ci95'] + 0.01 for t in test.values())
+  text = ' '.join((ROOT / 'README.md').read_text().split())
+  assert (
+    "It validates above the paper-rate run at every evaluation and tests at or slightly above the paper's first-order number."
+    in text
+  )
+
+
+def test_inner_rate_notes_quote_their_files():
+  folder = ROOT / 'results' / 'omniglot' / 'full'
+  notes = ' '.join((folder / 'fomaml_5w1s_inner0.5' / 'NOTES.md').read_text().split())
+  for name in ('fomaml_5w1s_inner0.5', 'fomaml_5w1s'):
+    test = json.loads((folder / name / 'test_step60000.json').read_text())['test']
+    for t in test.values():
+      assert f'{100 * t["accuracy"]:.2f} ± {100 * t["ci95"]:.2f}' in notes
+  drift = [
+    max(
+      json.loads(line)['train_support_loss']
+      for line in (folder / n / 'metrics.jsonl').open()
+    )
+    for n in ('fomaml_5w1s_inner0.5', 'fomaml_5w1s')
+  ]
+  assert f'at most {drift[0]:.1f}, against {drift[1]:.0f}' in notes
+  stretch = [
+    json.loads(line)
+    for line in (folder / 'fomaml_5w1s_inner0.5' / 'timing.jsonl').open()
+  ][-1]
+  assert f'{stretch["seconds"]:,.0f} s for this stretch' in notes
