@@ -7,6 +7,7 @@ import re
 import jax
 import numpy as np
 import pytest
+from run_checks import readme_block
 
 from experiments.meta_rl import report, train
 from experiments.meta_rl.configs import default, smoke
@@ -81,13 +82,9 @@ def test_a_stopped_run_resumes_to_the_same_params(smoke_run, tmp_path):
 def test_readme_table_is_the_committed_runs_report():
   root = pathlib.Path(__file__).parents[2]
   runs = report.load_runs(root / 'results' / 'meta_rl')
-  text = (root / 'README.md').read_text()
-  block = re.search(
-    r'meta_rl\.report results/meta_rl`; do not edit by hand -->\n(.*?)'
-    r'<!-- end generated meta_rl',
-    text,
-    re.S,
-  ).group(1)
+  block = readme_block(
+    'python -m experiments.meta_rl.report results/meta_rl', 'meta_rl'
+  )
   assert block == report.results_table(runs)
 
 
@@ -108,13 +105,10 @@ def test_a_trpo_smoke_run_trains_and_evaluates(tmp_path):
 
 def test_readme_cosine_table_is_the_committed_measurements():
   root = pathlib.Path(__file__).parents[2]
-  text = (root / 'README.md').read_text()
-  block = re.search(
-    r'report --cosines results/meta_rl/cosines`; do not edit by hand -->\n(.*?)'
-    r'<!-- end generated meta_rl_cosines',
-    text,
-    re.S,
-  ).group(1)
+  block = readme_block(
+    'python -m experiments.meta_rl.report --cosines results/meta_rl/cosines',
+    'meta_rl_cosines',
+  )
   points = report.load_cosines(root / 'results' / 'meta_rl' / 'cosines')
   assert block == report.cosines_table(points)
   assert [p['step'] for p in points] == [0, 500]
