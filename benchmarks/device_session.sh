@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One call of the device tool: benchmarks/device_suite.sh, then the registered
+# full-protocol MAML 5-way 1-shot Omniglot run on the GPU (started, or continued from
+# the checkpoint in its workdir) until DEADLINE_S seconds after the call began. The
+# run is stopped with SIGTERM, which exits after any checkpoint being written, and
+# its workdir comes back as $OUT/<run>.tgz: unpack it over the repository here and
+# commit it, checkpoint included, so that the next call continues it.
+#
+#   OUT=/empty/dir DEADLINE_S=560 bash benchmarks/device_session.sh
+#
+# The device machine reaches no registry and no ../shared, so the call carries
+# .device/ (ignored by .git/info/exclude): omniglot/ with the two Omniglot archives,
+# tfds/ with jmeta's prepared arrays (jmeta_omniglot_arrays/, so no TFDS is needed
+# there), and whl/ with the pure-Python wheels its image lacks (ml_collections,
+# tensorboardX).
+#
+#   SKIP_SUITE=1   continue the run only
+#   RUN            the run's workdir (default results/omniglot/full/maml_5w1s_h200)
+#   PYTHON         the interpreter (default python3)
+set -uo pipefail
+start=$SECONDS
+out=${OUT:?set OUT to an empty folder}
+deadline=${DEADLINE_S:-560}
+run=${RUN:-results/omniglot/full/maml_5w1s_h200}
+py=${PYTHON:-python3}
+data=$PWD/.device
+"$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+  --target /tmp/jmeta_site "$data"/whl/*.whl || exit 1
+export PYTHONPATH=$PWD:/tmp/jmeta_site PYTHONUNBUFFERED=1
+export JMETA_OMNIGLOT_DIR=$data/omniglot JMETA_TFDS_DATA_DIR=$data/tfds
+if [ "${SKIP_SUITE:-0}" != 1 ]; then
+  bash benchmarks/device_suite.sh
+fi
+# The command RUN.json records, so the run is the registered one.
+command=$("$py" -c 'import json, shlex, sys; print(shlex.join(json.load(open(sys.argv[1]))["command"]))' "$run/RUN.json") || exit 1
+command=${command/#python /$py }
+left=$((deadline - (SECONDS - start) - 30))
+if [ "$left" -gt 60 ]; then
+  echo "$(date -u) running for at most ${left}s: $command"
+  # shellcheck disable=SC2086
+  timeout -s TERM -k 20 "$left" $command
+  rc=$?
+  echo "$(date -u) exit $rc (130: stopped at the deadline)"
+fi
+tar czf "$out/$(basename "$run").tgz" "$run"
+ls -la "$out"
