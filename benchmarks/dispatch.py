@@ -79,7 +79,7 @@ def run_loop(trainer, state, bank, key, steps: int, fetch_every_step: bool):
   return dispatched, time.perf_counter() - start, state
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--steps', type=int, default=50)
   p.add_argument('--meta-batch', type=int, default=32)
@@ -87,7 +87,12 @@ def main(argv=None) -> None:
   p.add_argument('--note', action='append', default=[], help='a line for the report')
   args = p.parse_args(argv)
   if args.steps < 1:
-    raise SystemExit(f'--steps must be at least 1, got {args.steps}')
+    p.error(f'--steps must be at least 1, got {args.steps}')
+  return args
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
 
   import jax
 

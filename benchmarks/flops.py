@@ -215,7 +215,10 @@ def parse_args(argv=None):
     "nothing (tables.py's flops section)",
   )
   p.add_argument('--single', help=argparse.SUPPRESS)
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  args.cells = [s.strip() for s in args.cells.split(',') if s.strip()]
+  _check_cells(args.cells)
+  return args
 
 
 def _check_cells(specs) -> None:
@@ -244,8 +247,7 @@ def main(argv=None):
   if args.readme:
     tables.write_readme(args.readme, args.out, ['flops'])
     return
-  specs = [s.strip() for s in args.cells.split(',') if s.strip()]
-  _check_cells(specs)
+  specs = args.cells
   import jax
 
   hw = harness.hardware()
