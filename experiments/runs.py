@@ -22,6 +22,11 @@ on a fresh clone against an uninterrupted one). A process training in a workdir 
 the lock ``run.lock`` in it, so a run is never started twice, and ``status`` shows it
 as running; stop it with ``kill PID`` (SIGTERM), which exits after any checkpoint
 being written, like Ctrl-C (a background job ignores SIGINT). ``prune`` deletes the checkpoints of finished runs; their results stay.
+
+A run registered with ``--backend gpu`` (say) is one whose time and numerics belong
+to that hardware: ``continue`` leaves it alone on any other backend (``status``
+says what it waits for) unless given ``--any-backend``, so that a plain
+``continue`` on a CPU does not finish a GPU run there.
 """
 
 from __future__ import annotations
@@ -48,14 +53,17 @@ LOCK_FILE = 'run.lock'
 LOG_FILE = 'log.txt'
 # The file orbax's JsonSave writes in a checkpoint's item folder.
 _PROGRESS_FILE = pathlib.Path('progress', 'metadata')
+BACKENDS = ('cpu', 'gpu', 'tpu')
 
 
 class Run(NamedTuple):
-  """A registered run: ``workdir`` relative to the repository root."""
+  """A registered run: ``workdir`` relative to the repository root; ``backend``,
+  if set, the JAX backend it must train on (``jax.default_backend()``'s name)."""
 
   name: str
   workdir: pathlib.Path
   command: tuple[str, ...]
+  backend: str | None = None
 
 
 class WorkdirBusyError(RuntimeError):
@@ -112,7 +120,12 @@ def load_runs(root: str | pathlib.Path = ROOT) -> list[Run]:
   for path in sorted((root / 'results').glob(f'**/{RUN_FILE}')):
     entry = json.loads(path.read_text())
     found.append(
-      Run(entry['name'], pathlib.Path(entry['workdir']), tuple(entry['command']))
+      Run(
+        entry['name'],
+        pathlib.Path(entry['workdir']),
+        tuple(entry['command']),
+        entry.get('backend'),
+      )
     )
   return found
 
@@ -206,6 +219,7 @@ def run_status(run: Run, root: str | pathlib.Path = ROOT) -> dict:
     'seconds_left': left,
     'result': str(result.relative_to(root)) if result else None,
     'git_commit': progress.get('git_commit'),
+    'backend': run.backend,
   }
 
 
@@ -229,6 +243,8 @@ def format_status(statuses: list[dict]) -> str:
       step += f' ({100 * s["step"] / total:.0f}%)'
     left = '-' if s['state'] == 'done' else _duration(s['seconds_left'])
     state = s['state'] + (f' ({s["held_by"]})' if s['state'] == 'running' else '')
+    if s.get('backend') and s['state'] != 'done':
+      state += f' (on {s["backend"]})'
     rows.append(
       (s['name'], state, step, _duration(s['train_seconds']), left, s['workdir'])
     )
@@ -275,15 +291,24 @@ def start(run: Run, root: str | pathlib.Path = ROOT) -> subprocess.Popen:
     )
 
 
+def current_backend() -> str:
+  """The JAX backend this machine trains on (``'cpu'``, ``'gpu'``, ``'tpu'``)."""
+  import jax
+
+  return jax.default_backend()
+
+
 def continue_runs(
   root: str | pathlib.Path = ROOT,
   *,
   wait: bool = False,
   names: list[str] | None = None,
+  any_backend: bool = False,
   out=sys.stdout,
 ) -> int:
   """Starts every registered run (or those in ``names``) that is neither done nor
-  running; returns how many failed (with ``wait``: exited non-zero)."""
+  running, and whose ``backend``, if set, is this machine's (or ``any_backend``);
+  returns how many failed (with ``wait``: exited non-zero)."""
   started = []
   runs = load_runs(root)
   unknown = sorted(set(names or ()) - {run.name for run in runs})
@@ -298,6 +323,14 @@ def continue_runs(
     status = run_status(run, root)
     if status['state'] in ('done', 'running'):
       print(f'{run.name}: {status["state"]}, not started', file=out)
+      continue
+    if run.backend and not any_backend and run.backend != current_backend():
+      print(
+        f"{run.name}: registered to train on {run.backend}, and this machine's "
+        f'backend is {current_backend()}; not started (--any-backend starts it here, '
+        'mixing hardware within the run).',
+        file=out,
+      )
       continue
     proc = start(run, root)
     print(
@@ -320,6 +353,7 @@ def register(
   command: list[str],
   *,
   name: str | None = None,
+  backend: str | None = None,
   root: str | pathlib.Path = ROOT,
 ) -> pathlib.Path:
   """Writes ``workdir/RUN.json`` for ``command``; returns its path.
@@ -348,12 +382,16 @@ def register(
       f'git ignores {relative}/checkpoints (.gitignore), so the checkpoint would '
       'not travel with the repository; put the run under results/<experiment>/full/.'
     )
+  if backend is not None and backend not in BACKENDS:
+    raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}.')
   absolute.mkdir(parents=True, exist_ok=True)
   entry = {
     'name': name or relative.name,
     'workdir': str(relative),
     'command': list(command),
   }
+  if backend is not None:
+    entry['backend'] = backend
   out = absolute / RUN_FILE
   out.write_text(json.dumps(entry, indent=2) + '\n')
   return out
@@ -380,16 +418,27 @@ def main(argv: list[str] | None = None) -> int:
   cont = commands.add_parser('continue', help='start unfinished runs in background')
   cont.add_argument('--wait', action='store_true', help='wait for them to end')
   cont.add_argument('names', nargs='*', help='only these runs (default: all)')
+  cont.add_argument(
+    '--any-backend',
+    action='store_true',
+    help="also start runs registered for another backend than this machine's",
+  )
   commands.add_parser('prune', help='delete the checkpoints of finished runs')
   reg = commands.add_parser('register', help='register a run: WORKDIR -- COMMAND')
   reg.add_argument('workdir')
   reg.add_argument('--name')
+  reg.add_argument(
+    '--backend', choices=BACKENDS, help='the only backend `continue` trains it on'
+  )
   reg.add_argument('run_command', nargs=argparse.REMAINDER)
   args = parser.parse_args(argv)
   if args.action == 'status':
     print(format_status([run_status(r, args.root) for r in load_runs(args.root)]))
   elif args.action == 'continue':
-    return 1 if continue_runs(args.root, wait=args.wait, names=args.names) else 0
+    failed = continue_runs(
+      args.root, wait=args.wait, names=args.names, any_backend=args.any_backend
+    )
+    return 1 if failed else 0
   elif args.action == 'prune':
     prune(args.root)
   else:
@@ -398,7 +447,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not command:
       parser.error('register needs the command after --')
-    print(register(args.workdir, command, name=args.name, root=args.root))
+    print(
+      register(
+        args.workdir, command, name=args.name, backend=args.backend, root=args.root
+      )
+    )
   return 0
 
 

@@ -273,3 +273,37 @@ def test_time_to_finish_uses_the_latest_segments_rate():
   # Without a segment record: all the time over all the steps.
   assert runs.seconds_per_step({}, 500, 1000.0) == pytest.approx(2.0)
   assert runs.seconds_per_step({}, 500, None) is None
+
+
+def test_a_run_registered_for_a_backend_is_continued_only_there(tmp_path, monkeypatch):
+  command = ['python', '-m', 'x', '--workdir=results/omniglot/full/on_gpu']
+  runs.register('results/omniglot/full/on_gpu', command, backend='gpu', root=tmp_path)
+  with pytest.raises(ValueError, match='backend must be one of'):
+    runs.register(
+      'results/omniglot/full/on_gpu', command, backend='cuda', root=tmp_path
+    )
+  progress = tmp_path / 'results/omniglot/full/on_gpu/checkpoints/10/progress'
+  progress.mkdir(parents=True)
+  (progress / 'metadata').write_text(json.dumps({'num_iterations': 20}))
+  _fake_run(tmp_path, 'anywhere', step=10, seconds=5.0)
+  started = []
+  monkeypatch.setattr(
+    runs, 'start', lambda run, root: started.append(run.name) or FakeProc()
+  )
+  monkeypatch.setattr(runs, 'current_backend', lambda: 'cpu')
+  out = io.StringIO()
+  runs.continue_runs(tmp_path, out=out)
+  assert started == ['anywhere']
+  assert 'on_gpu: registered to train on gpu' in out.getvalue()
+  runs.continue_runs(tmp_path, names=['on_gpu'], out=out)
+  assert started == ['anywhere']  # naming it is not enough
+  runs.continue_runs(tmp_path, names=['on_gpu'], any_backend=True, out=out)
+  assert started == ['anywhere', 'on_gpu']
+  monkeypatch.setattr(runs, 'current_backend', lambda: 'gpu')
+  runs.continue_runs(tmp_path, names=['on_gpu'], out=out)
+  assert started == ['anywhere', 'on_gpu', 'on_gpu']
+  statuses = [runs.run_status(r, tmp_path) for r in runs.load_runs(tmp_path)]
+  row = next(
+    line for line in runs.format_status(statuses).splitlines() if 'on_gpu' in line
+  )
+  assert 'stopped (on gpu)' in row and '10/20' in row
