@@ -22,13 +22,16 @@ CONV_IMPLS = ('auto', 'xla', 'patches')
 def default_conv_impl(backend: str | None = None) -> str:
   """The convolution implementation jmeta uses on ``backend`` when asked for 'auto'.
 
-  On XLA:CPU, second-order MAML through Conv4 runs several times faster with each
-  convolution written as patch extraction plus a matmul (see
-  ``benchmarks/results/cpu_meta_step.md``); on GPU and TPU the native convolution is
-  used, as cuDNN and the TPU convolution units are tuned for it.
+  'patches' (patch extraction plus a matmul) on CPU and GPU, 'xla' elsewhere. On
+  XLA:CPU, second-order MAML through Conv4 runs several times faster that way
+  (``benchmarks/results/cpu_meta_step.md``). On an H200 (jax 0.11.2), vmapped over
+  tasks, XLA's convolutions become grouped convolutions with one group per task:
+  a MAML 5-way 1-shot meta-update took 16.0 ms with them and 2.4 ms with patches,
+  46.4 against 8.8 ms at 20-way (``benchmarks/results/gpu_flops.md`` and
+  ``gpu_meta_step.md``). TPUs are not measured, so they keep XLA's convolution.
   """
   backend = backend or jax.default_backend()
-  return 'patches' if backend == 'cpu' else 'xla'
+  return 'patches' if backend in ('cpu', 'gpu') else 'xla'
 
 
 def resolve_conv_impl(impl: str) -> str:

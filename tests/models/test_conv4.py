@@ -250,7 +250,8 @@ def test_patches_and_xla_give_the_same_second_order_meta_gradient(x64):
 
 def test_default_conv_impl_per_backend():
   assert jmeta.models.default_conv_impl('cpu') == 'patches'
-  assert jmeta.models.default_conv_impl('gpu') == 'xla'
+  assert jmeta.models.default_conv_impl('gpu') == 'patches'
+  assert jmeta.models.default_conv_impl('tpu') == 'xla'
   assert layers.resolve_conv_impl('auto') == jmeta.models.default_conv_impl()
 
 
