@@ -14,7 +14,7 @@
 # there), and whl/ with the pure-Python wheels its image lacks (ml_collections,
 # tensorboardX).
 #
-#   SKIP_SUITE=1   continue the run only
+#   SKIP_SUITE=1   continue the run only (it takes the whole DEADLINE_S)
 #   RUN            the run's workdir (default results/omniglot/full/maml_5w1s_h200)
 #   PYTHON         the interpreter (default python3)
 set -uo pipefail
@@ -37,10 +37,13 @@ command=${command/#python /$py }
 left=$((deadline - (SECONDS - start) - 30))
 if [ "$left" -gt 60 ]; then
   echo "$(date -u) running for at most ${left}s: $command"
+  # Its output goes into the workdir's log.txt too, as `experiments.runs continue`
+  # does, so that it comes back with the workdir.
+  echo "# continued by benchmarks/device_session.sh at $(date -u -Iseconds)" >>"$run/log.txt"
   # shellcheck disable=SC2086
-  timeout -s TERM -k 20 "$left" $command
-  rc=$?
-  echo "$(date -u) exit $rc (130: stopped at the deadline)"
+  timeout -s TERM -k 20 "$left" $command 2>&1 | tee -a "$run/log.txt"
+  rc=${PIPESTATUS[0]}
+  echo "$(date -u) exit $rc (124: stopped at the deadline, after any checkpoint being written)"
 fi
 tar czf "$out/$(basename "$run").tgz" "$run"
 ls -la "$out"
