@@ -248,3 +248,46 @@ def test_anil_rejects_bad_inner_arguments():
     )
   with pytest.raises(ValueError, match='unknown batching strategy'):
     anil(model, mean_squared_error, inner_steps=1, inner_learning_rate=LR, batching='x')
+
+
+def test_maml_adapts_only_the_selected_leaves_and_trains_the_rest_outside(x64):
+  """MAML's reference network: every leaf but the batch-norm offsets adapts."""
+  model = jmeta.conv4(
+    3, filters=2, conv_impl='xla', batch_norm_scale=False, head_init='normal'
+  )
+  rng = np.random.default_rng(1)
+  images = jnp.asarray(rng.normal(size=(2, 6, 8, 8, 1)))
+  labels = jnp.asarray(np.tile(np.arange(3), (2, 2)))
+  batch = jmeta.TaskBatch(images[:, :3], labels[:, :3], images[:, 3:], labels[:, 3:])
+  params = model.init(jax.random.key(0), images[0])
+  params = jax.tree.map(lambda p: p.astype(jnp.float64) + 0.1, params)
+  loss = jmeta.losses.cross_entropy
+  select = jmeta.models.excluding_batch_norm_offsets
+  learner = jmeta.maml(
+    model, loss, inner_steps=2, inner_learning_rate=LR, adapts=select, batching='map'
+  )
+  grads, metrics = jax.jit(learner.meta_gradient)(params, batch)
+
+  def meta_loss(p):
+    # By hand: two SGD steps whose gradient on the offsets is zeroed.
+    losses = []
+    for x, y, qx, qy in zip(*batch[:4]):
+      phi = p
+      for _ in range(2):
+        g = jax.grad(lambda q, x=x, y=y: loss(model.apply(q, x), y))(phi)
+        g = jax.tree_util.tree_map_with_path(
+          lambda path, v: v if select(path) else jnp.zeros_like(v), g
+        )
+        phi = jax.tree.map(lambda w, d: w - LR * d, phi, g)
+      losses.append(loss(model.apply(phi, qx), qy))
+    return jnp.mean(jnp.stack(losses))
+
+  np.testing.assert_allclose(metrics['loss'], meta_loss(params), rtol=1e-12)
+  chex.assert_trees_all_close(grads, jax.grad(meta_loss)(params), rtol=1e-9, atol=1e-12)
+  # The offsets get an outer gradient, and plain MAML gives another one.
+  assert float(jnp.max(jnp.abs(grads['block_1']['bias']))) > 1e-6
+  plain = jmeta.maml(model, loss, inner_steps=2, inner_learning_rate=LR, batching='map')
+  assert not np.allclose(
+    jax.jit(plain.meta_gradient)(params, batch)[0]['block_1']['bias'],
+    grads['block_1']['bias'],
+  )

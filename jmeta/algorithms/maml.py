@@ -21,6 +21,7 @@ from jmeta.gradient_learner import (
   with_optimizer_learner_options,
 )
 from jmeta.inner_loop import LossFn
+from jmeta.inner_rules import HeadSelector
 from jmeta.learner import MetaLearner
 from jmeta.models.base import Model
 
@@ -34,10 +35,17 @@ def maml(
   loss_fn: LossFn,
   *,
   first_order: bool = False,
+  adapts: HeadSelector | None = None,
   **options: Unpack[OptimizerLearnerOptions],
 ) -> MetaLearner:
   """MAML: ``inner_steps`` of ``inner_optimizer`` (default SGD at
   ``inner_learning_rate``), exact second order unless ``first_order``.
+
+  ``adapts`` selects the leaves the inner loop updates (a top-level key or a
+  predicate on a key path, as ``jmeta.inner_rules.head_mask`` takes); the others
+  are trained by the outer update alone. None, the default, adapts every leaf.
+  MAML's reference code leaves its batch-norm offsets out of the inner loop:
+  ``adapts=jmeta.models.excluding_batch_norm_offsets`` for ``jmeta.conv4``.
 
   ``options`` are ``OptimizerLearnerOptions``. At test, ``predict`` adapts for
   ``test_steps`` (default ``inner_steps``). ``remat=True`` recomputes each inner step in the backward pass instead of storing
@@ -53,6 +61,7 @@ def maml(
   return optimizer_learner(
     model,
     loss_fn,
+    head=adapts,
     estimator=through_inner_loop(first_order),
     name='fomaml' if first_order else 'maml',
     **options,

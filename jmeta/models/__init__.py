@@ -7,7 +7,12 @@ from jmeta.models.base import (
   Model,
   check_model_accepts,
 )
-from jmeta.models.conv4 import CONV4_VARIANTS, conv4
+from jmeta.models.conv4 import (
+  CONV4_VARIANTS,
+  HEAD_INITS,
+  conv4,
+  excluding_batch_norm_offsets,
+)
 from jmeta.models.flax_adapters import from_linen, from_nnx
 from jmeta.models.layers import default_conv_impl
 from jmeta.models.mlp import mlp
@@ -17,12 +22,14 @@ __all__ = [
   'BATCH_NORM_MODES',
   'COMPUTE_DTYPES',
   'CONV4_VARIANTS',
+  'HEAD_INITS',
   'Model',
   'SUPPORT',
   'TRANSDUCTIVE',
   'check_model_accepts',
   'conv4',
   'default_conv_impl',
+  'excluding_batch_norm_offsets',
   'from_linen',
   'from_nnx',
   'mixed_precision',

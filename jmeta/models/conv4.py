@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -16,6 +18,19 @@ from jmeta.models.layers import (
 )
 
 CONV4_VARIANTS = ('strided', 'maxpool')
+HEAD_INITS = ('glorot_uniform', 'normal')
+
+
+def excluding_batch_norm_offsets(path: tuple) -> bool:
+  """A leaf selector (``jmeta.inner_rules.head_mask``) for every Conv4 parameter but
+  the batch-norm offsets (``block_i/bias``): what MAML's reference code adapts in its
+  inner loop, where the offsets are variables of the batch-norm layers, trained by
+  the outer optimizer only (``maml(..., adapts=excluding_batch_norm_offsets)``)."""
+  return not (
+    len(path) == 2
+    and str(getattr(path[0], 'key', '')).startswith('block_')
+    and getattr(path[1], 'key', None) == 'bias'
+  )
 
 
 def conv4(
@@ -24,6 +39,9 @@ def conv4(
   variant: str = 'strided',
   filters: int = 64,
   conv_impl: str = 'auto',
+  batch_norm_scale: bool = True,
+  batch_norm_eps: float = 1e-5,
+  head_init: str = 'glorot_uniform',
 ) -> Model:
   """Conv4: four blocks of [3x3 conv, batch norm, ReLU], then a linear head.
 
@@ -36,11 +54,20 @@ def conv4(
   Inputs are NHWC images. ``num_classes=0`` gives the embedding network alone (no
   head), as metric learners use it. ``conv_impl`` is 'xla', 'patches' or 'auto'
   (chosen per backend; see ``jmeta.models.layers.default_conv_impl``).
+
+  MAML's reference code (github.com/cbfinn/maml) differs from the defaults in three
+  ways, each an option: its batch norm has no scale (``batch_norm_scale=False``)
+  and epsilon 1e-3 (``batch_norm_eps=1e-3``), and its Omniglot head is drawn from a
+  standard normal (``head_init='normal'``; the default is Glorot-uniform).
   """
   if variant not in CONV4_VARIANTS:
     raise ValueError(
       f'unknown Conv4 variant {variant!r}; expected one of {CONV4_VARIANTS}.'
     )
+  if head_init not in HEAD_INITS:
+    raise ValueError(f'unknown head_init {head_init!r}; expected one of {HEAD_INITS}.')
+  if not batch_norm_eps > 0:
+    raise ValueError(f'batch_norm_eps must be positive, got {batch_norm_eps}.')
   if num_classes < 0 or filters < 1:
     raise ValueError(
       f'need num_classes >= 0 and filters >= 1, got {num_classes} and {filters}.'
@@ -60,6 +87,7 @@ def conv4(
         mode=bn_mode,
         num_support=num_support,
         pool=variant == 'maxpool',
+        eps=batch_norm_eps,
       )
     if variant == 'strided':
       return jnp.mean(x, axis=(1, 2))
@@ -73,12 +101,16 @@ def conv4(
       )
     keys = jax.random.split(key, 5)
     cin = example_inputs.shape[-1]
-    params = init_layers(keys[:4], cin, (filters,) * 4, conv_block_init, 'block')
+    block_init = functools.partial(conv_block_init, scale=batch_norm_scale)
+    params = init_layers(keys[:4], cin, (filters,) * 4, block_init, 'block')
     if num_classes:
       features = jax.eval_shape(
         lambda p, x: embed(p, x, TRANSDUCTIVE), params, example_inputs[:1]
       )
       params['head'] = dense_init(keys[4], features.shape[-1], num_classes)
+      if head_init == 'normal':
+        shape = params['head']['w'].shape
+        params['head']['w'] = jax.random.normal(keys[4], shape, jnp.float32)
     return params
 
   def forward(

@@ -127,7 +127,7 @@ def conv2d(
 
 def batch_norm(
   x: jax.Array,
-  scale: jax.Array,
+  scale: jax.Array | None,
   bias: jax.Array,
   *,
   mode: str = TRANSDUCTIVE,
@@ -138,7 +138,8 @@ def batch_norm(
 
   y = scale * (x - mean_S(x)) / sqrt(var_S(x) + eps) + bias (Ioffe & Szegedy, 2015)
   where S is the whole batch for ``transductive`` (as in MAML) and the first
-  ``num_support`` examples for ``support``.
+  ``num_support`` examples for ``support``. ``scale=None`` leaves it out (scale 1),
+  as ``tf.contrib.layers.batch_norm``'s default in MAML's reference code does.
   """
   check_batch_norm_mode(mode)
   check_num_support(mode, num_support, x.shape[0])
@@ -150,7 +151,10 @@ def batch_norm(
   axes = tuple(range(x.ndim - 1))
   mean = jnp.mean(stats, axis=axes)
   var = jnp.mean(jnp.square(stats - mean), axis=axes)
-  return ((x - mean) * lax.rsqrt(var + eps) * scale + bias).astype(dtype)
+  y = (x - mean) * lax.rsqrt(var + eps)
+  if scale is not None:
+    y = y * scale
+  return (y + bias).astype(dtype)
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
@@ -186,24 +190,37 @@ def init_layers(
   return params
 
 
-def conv_block_init(key: jax.Array, cin: int, cout: int) -> dict[str, jax.Array]:
-  """A 3x3 conv block's params: Glorot-uniform ``w``, zero ``b`` and ``bias``, unit
-  ``scale``."""
-  return {
+def conv_block_init(
+  key: jax.Array, cin: int, cout: int, *, scale: bool = True
+) -> dict[str, jax.Array]:
+  """A 3x3 conv block's params: Glorot-uniform ``w``, zero ``b`` and ``bias`` (the
+  batch-norm offset), and a unit batch-norm ``scale`` unless ``scale=False``."""
+  params = {
     'w': jax.nn.initializers.glorot_uniform()(key, (3, 3, cin, cout), jnp.float32),
     'b': jnp.zeros((cout,), jnp.float32),
     'scale': jnp.ones((cout,), jnp.float32),
     'bias': jnp.zeros((cout,), jnp.float32),
   }
+  if not scale:
+    del params['scale']
+  return params
 
 
 def norm_relu_pool(
-  p: dict, x: jax.Array, *, mode: str, num_support: int | None, pool: bool
+  p: dict,
+  x: jax.Array,
+  *,
+  mode: str,
+  num_support: int | None,
+  pool: bool,
+  eps: float = 1e-5,
 ) -> jax.Array:
-  """ReLU of ``batch_norm`` with ``p``'s scale and bias, then 2x2 max-pooling if
-  ``pool``: a conv block after its convolution."""
+  """ReLU of ``batch_norm`` with ``p``'s scale (if it has one) and bias, then 2x2
+  max-pooling if ``pool``: a conv block after its convolution."""
   x = jax.nn.relu(
-    batch_norm(x, p['scale'], p['bias'], mode=mode, num_support=num_support)
+    batch_norm(
+      x, p.get('scale'), p['bias'], mode=mode, num_support=num_support, eps=eps
+    )
   )
   return max_pool_2x2(x) if pool else x
 
@@ -217,7 +234,8 @@ def conv_block(
   mode: str,
   num_support: int | None,
   pool: bool,
+  eps: float = 1e-5,
 ) -> jax.Array:
   """[3x3 'SAME' conv, batch norm, ReLU], then 2x2 max-pooling if ``pool``."""
   x = conv2d(x, p['w'], p['b'], stride=stride, impl=impl)
-  return norm_relu_pool(p, x, mode=mode, num_support=num_support, pool=pool)
+  return norm_relu_pool(p, x, mode=mode, num_support=num_support, pool=pool, eps=eps)

@@ -266,3 +266,62 @@ def test_conv4_rejects_bad_arguments():
     jmeta.conv4(5, conv_impl='cudnn')
   with pytest.raises(ValueError, match='NHWC images'):
     jmeta.conv4(5, filters=4).init(jax.random.key(0), jnp.zeros((2, 8, 8)))
+  with pytest.raises(ValueError, match="unknown head_init 'zeros'"):
+    jmeta.conv4(5, head_init='zeros')
+  with pytest.raises(ValueError, match='batch_norm_eps must be positive'):
+    jmeta.conv4(5, batch_norm_eps=0.0)
+
+
+def test_batch_norm_without_scale_and_with_another_eps(x64):
+  rng = np.random.default_rng(3)
+  x = rng.normal(1.0, 0.03, size=(4, 3, 3, 2))
+  bias = rng.normal(size=2)
+  y = np.asarray(layers.batch_norm(jnp.asarray(x), None, bias, eps=1e-3))
+  mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+  np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-3) + bias, rtol=1e-12)
+  # At this spread eps = 1e-3 shrinks the output well below unit variance.
+  assert np.all(y.var(axis=(0, 1, 2)) < 0.6)
+
+
+def test_reference_maml_network_options():
+  """No batch-norm scale, eps 1e-3 and a standard-normal head (MAML's code)."""
+  x = jax.random.normal(jax.random.key(1), (6, 28, 28, 1))
+  default = jmeta.conv4(5, filters=8, conv_impl='xla')
+  reference = jmeta.conv4(
+    5,
+    filters=8,
+    conv_impl='xla',
+    batch_norm_scale=False,
+    batch_norm_eps=1e-3,
+    head_init='normal',
+  )
+  p, q = default.init(jax.random.key(0), x), reference.init(jax.random.key(0), x)
+  assert 'scale' in p['block_0'] and 'scale' not in q['block_0']
+  chex.assert_trees_all_equal(
+    {k: v for k, v in p['block_0'].items() if k != 'scale'}, q['block_0']
+  )
+  w = np.asarray(q['head']['w'])
+  assert w.shape == (8, 5) and np.all(np.asarray(q['head']['b']) == 0)
+  bound = np.sqrt(6 / (8 + 5))  # Glorot-uniform's
+  assert np.all(np.abs(np.asarray(p['head']['w'])) <= bound)
+  assert np.abs(w).max() > bound and 0.6 < w.std() < 1.4
+  # With the head and eps of the reference, a unit scale changes nothing.
+  same_head = {**p, 'head': q['head']}
+  scaled = jmeta.conv4(5, filters=8, conv_impl='xla', batch_norm_eps=1e-3)
+  np.testing.assert_allclose(
+    reference.apply(q, x), scaled.apply(same_head, x), rtol=1e-6, atol=1e-6
+  )
+  # eps matters at the default network's activations: 1e-5 gives other outputs.
+  assert not np.allclose(reference.apply(q, x), default.apply(same_head, x), atol=1e-4)
+
+
+def test_excluding_batch_norm_offsets_selects_all_but_the_offsets():
+  from jmeta.inner_rules import head_mask
+
+  model = jmeta.conv4(5, filters=4, batch_norm_scale=False)
+  params = model.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)))
+  mask = head_mask(params, jmeta.models.excluding_batch_norm_offsets)
+  for name, block in mask.items():
+    expected = {k: not (name.startswith('block_') and k == 'bias') for k in block}
+    assert block == expected, name
+  assert mask['head'] == {'w': True, 'b': True}
