@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import pathlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jax
@@ -34,18 +34,27 @@ def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:
 
 
 def check_compatible(
-  saved: dict, current: dict, may_differ: Iterable[str] = ()
+  saved: dict,
+  current: dict,
+  may_differ: Iterable[str] = (),
+  added_fields: Mapping[str, Any] | None = None,
 ) -> None:
   """Raises ``CheckpointConfigMismatchError`` naming every field that differs.
 
   Fields in ``may_differ`` (dotted names, or prefixes ending in '.') are ignored:
-  they change what is logged or evaluated, not the training trajectory.
+  they change what is logged or evaluated, not the training trajectory. A field of
+  ``added_fields`` (dotted name -> value) that the saved config lacks was added to
+  the config since: it matches only at that value, the one the saved run trained
+  with.
   """
   may_differ = tuple(may_differ)
+  added_fields = dict(added_fields or {})
   a, b = _flatten(saved), _flatten(current)
   diffs = []
   for key in sorted(set(a) | set(b)):
     if any(key == m or (m.endswith('.') and key.startswith(m)) for m in may_differ):
+      continue
+    if key not in a and key in added_fields and b.get(key) == added_fields[key]:
       continue
     if a.get(key, '<missing>') != b.get(key, '<missing>'):
       diffs.append(
@@ -110,12 +119,15 @@ class Checkpointer:
     *,
     max_to_keep: int = 2,
     may_differ: Iterable[str] = (),
+    added_fields: Mapping[str, Any] | None = None,
   ):
     self.workdir = pathlib.Path(workdir).absolute()
     self.workdir.mkdir(parents=True, exist_ok=True)
     config_path = self.workdir / CONFIG_FILE
     if config_path.exists():
-      check_compatible(json.loads(config_path.read_text()), config, may_differ)
+      check_compatible(
+        json.loads(config_path.read_text()), config, may_differ, added_fields
+      )
     else:
       config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
     quiet_orbax_logs(os.environ.get('JMETA_ORBAX_LOGS', '') in ('', '0'))

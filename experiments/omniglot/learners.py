@@ -82,6 +82,13 @@ def check_inner_batch_sizes(config) -> None:
       )
 
 
+# config.inner_adapts -> the leaf selector of maml(..., adapts=...).
+INNER_ADAPTS = {
+  'all': None,
+  'all_but_batch_norm_offsets': jmeta.models.excluding_batch_norm_offsets,
+}
+
+
 def _chunk(config) -> int | None:
   return config.chunk_size if config.batching == 'chunked' else None
 
@@ -93,6 +100,9 @@ def conv4(config, num_classes: int) -> jmeta.Model:
     variant=config.model.variant,
     filters=config.model.filters,
     conv_impl=config.model.conv_impl,
+    batch_norm_scale=config.model.batch_norm_scale,
+    batch_norm_eps=config.model.batch_norm_eps,
+    head_init=config.model.head_init,
   )
   dtype = config.model.get('compute_dtype', 'float32')
   return model if dtype == 'float32' else jmeta.models.mixed_precision(model, dtype)
@@ -183,6 +193,7 @@ def _gradient_learner(config, n_way: int) -> tuple[Callable, jmeta.MetaLearner, 
         'eval.inner_batch_size',
         None,
       ),
+      'adapts': (INNER_ADAPTS[config.inner_adapts], 'inner_adapts', None),
       'remat': (config.get('remat', False), 'remat', False),
       'batching': (config.batching, 'batching', None),
       'chunk_size': (_chunk(config), 'chunk_size', None),

@@ -39,6 +39,14 @@ MAY_DIFFER_ON_RESUME = (
   'compare_every',
   'compare.',
 )
+# Fields added to the config after runs were started, at the values that reproduce
+# those runs: a checkpoint whose config.json lacks one resumes at that value.
+ADDED_FIELDS = {
+  'model.batch_norm_scale': True,
+  'model.batch_norm_eps': 1e-5,
+  'model.head_init': 'glorot_uniform',
+  'inner_adapts': 'all',
+}
 
 
 def may_differ_on_resume(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -72,6 +80,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       config.model.variant,
       jmeta.models.CONV4_VARIANTS if conv4 else (config.algorithm,),
     ),
+    'model.head_init': (config.model.head_init, jmeta.models.HEAD_INITS),
+    'inner_adapts': (config.inner_adapts, tuple(learners.INNER_ADAPTS)),
   }
   for field, (value, allowed) in choices.items():
     if value not in allowed:
@@ -300,6 +310,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     workdir,
     config.to_dict(),
     may_differ=may_differ_on_resume(config),
+    added_fields=ADDED_FIELDS,
     # A registered long run carries its checkpoint in git: only the latest.
     max_to_keep=1 if runs.is_registered(workdir) else 2,
   )

@@ -1,11 +1,16 @@
-"""Checkpoints of a state class that later gained fields still restore."""
+"""Checkpoints of a state class or a config that later gained fields still resume."""
 
 from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from experiments.common.checkpoint import Checkpointer
+from experiments.common.checkpoint import (
+  CheckpointConfigMismatchError,
+  Checkpointer,
+  check_compatible,
+)
 
 
 class OldState(NamedTuple):
@@ -33,3 +38,24 @@ def test_a_state_saved_before_a_field_was_appended_restores_into_the_rest(tmp_pa
   assert int(restored.step) == 7
   np.testing.assert_array_equal(restored.params['w'], np.arange(3.0))
   assert int(restored.flag) == -1  # the appended field keeps the template's value
+
+
+def test_a_field_added_since_the_checkpoint_matches_only_at_its_old_value():
+  saved = {'model': {'filters': 64}, 'seed': 0}
+  added = {'model.head_init': 'glorot_uniform', 'inner_adapts': 'all'}
+  current = {
+    'model': {'filters': 64, 'head_init': 'glorot_uniform'},
+    'seed': 0,
+    'inner_adapts': 'all',
+  }
+  check_compatible(saved, current, (), added)
+  with pytest.raises(CheckpointConfigMismatchError, match='model.head_init'):
+    check_compatible(saved, current, ())  # not declared as added
+  changed = {**current, 'model': {'filters': 64, 'head_init': 'normal'}}
+  with pytest.raises(CheckpointConfigMismatchError, match="config has 'normal'"):
+    check_compatible(saved, changed, (), added)
+  # A field the saved config has is compared as always.
+  with pytest.raises(CheckpointConfigMismatchError, match='inner_adapts'):
+    check_compatible(
+      {**saved, 'inner_adapts': 'all_but_batch_norm_offsets'}, current, (), added
+    )

@@ -428,3 +428,60 @@ def test_inner_batch_sizes_the_episodes_cannot_fill_are_named(tmp_path):
     ValueError, match='inner_batch_size = 10 does not apply to maml_plus_plus'
   ):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_reference_maml_network_fields_build_maml_s_own_network(tmp_path):
+  config = tiny.get_config()
+  config.model.batch_norm_scale = False
+  config.model.batch_norm_eps = 1e-3
+  config.model.head_init = 'normal'
+  config.inner_adapts = 'all_but_batch_norm_offsets'
+  init, learner, model = learners.build(config, config.data.n_way)
+  images = jax.random.normal(jax.random.key(0), (2, 2 * config.data.n_way, 28, 28, 1))
+  labels = jnp.tile(jnp.arange(config.data.n_way), (2, 2))
+  n = config.data.n_way
+  batch = jmeta.TaskBatch(images[:, :n], labels[:, :n], images[:, n:], labels[:, n:])
+  params = init(jax.random.key(1), images[0])
+  assert all('scale' not in params[f'block_{i}'] for i in range(4))
+  direct = jmeta.maml(
+    jmeta.conv4(
+      n,
+      filters=config.model.filters,
+      batch_norm_scale=False,
+      batch_norm_eps=1e-3,
+      head_init='normal',
+    ),
+    jmeta.losses.cross_entropy,
+    inner_steps=config.inner_steps,
+    inner_learning_rate=config.inner_learning_rate,
+    adapts=jmeta.models.excluding_batch_norm_offsets,
+  )
+  want, _ = jax.jit(direct.meta_gradient)(params, batch)
+  got, _ = jax.jit(learner.meta_gradient)(params, batch)
+  chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_fields_added_since_older_runs_default_to_what_those_runs_trained_with():
+  from experiments.omniglot.configs import base
+
+  flat = base.get_base_config('5w1s').to_dict()
+  for key, value in train.ADDED_FIELDS.items():
+    node = flat
+    for part in key.split('.'):
+      node = node[part]
+    assert node == value, key
+
+
+def test_bad_reference_network_fields_are_named(tmp_path):
+  config = tiny.get_config()
+  config.model.head_init = 'zeros'
+  with pytest.raises(ValueError, match="config.model.head_init = 'zeros'"):
+    train.train_and_evaluate(config, str(tmp_path / 'a'))
+  config = tiny.get_config()
+  config.inner_adapts = 'head'
+  with pytest.raises(ValueError, match="config.inner_adapts = 'head'"):
+    train.train_and_evaluate(config, str(tmp_path / 'b'))
+  config = reptile.get_config()
+  config.inner_adapts = 'all_but_batch_norm_offsets'
+  with pytest.raises(ValueError, match='config.inner_adapts'):
+    learners.build(config, config.data.n_way)

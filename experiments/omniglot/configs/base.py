@@ -35,6 +35,13 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   # 'bfloat16': compute in bfloat16 with float32 params, gradients and loss
   # (jmeta.models.mixed_precision); float32 accumulation of every product.
   config.model.compute_dtype = 'float32'
+  # MAML's reference network (cbfinn/maml) differs in three ways: its batch norm
+  # has no scale and epsilon 1e-3, and its Omniglot head is drawn from a standard
+  # normal. With inner_adapts = 'all_but_batch_norm_offsets' (its batch-norm
+  # offsets are trained by the outer update only) all four match it.
+  config.model.batch_norm_scale = True
+  config.model.batch_norm_eps = 1e-5
+  config.model.head_init = 'glorot_uniform'  # or 'normal'
 
   config.meta_batch_size = 32
   config.batching = 'auto'
@@ -48,6 +55,9 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   # becomes alpha * N here.
   config.inner_learning_rate = 0.4 * n_way
   config.inner_optimizer = 'sgd'  # 'sgd' or 'adam' (beta1 = 0, as Reptile)
+  # The leaves the inner loop adapts (MAML and first-order MAML): 'all' or
+  # 'all_but_batch_norm_offsets' (jmeta.models.excluding_batch_norm_offsets).
+  config.inner_adapts = 'all'
   config.outer_optimizer = 'adam'  # 'adam' or 'sgd'
   config.outer_learning_rate = 1e-3
   config.outer_schedule = 'constant'  # 'linear' (to 0), 'cosine' or 'step'
