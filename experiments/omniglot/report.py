@@ -136,6 +136,7 @@ def _variant(config: dict, devices: int = 1, backend: str = 'cpu') -> str:
   dtype = config['model'].get('compute_dtype', 'float32')
   if dtype != 'float32':
     notes.append(f'{dtype} compute')
+  notes += _network_options(config)
   if config['algorithm'] == 'reptile':
     notes.append(_reptile_inner_loop(config))
   extra = config.get('metric', {})
@@ -148,6 +149,21 @@ def _variant(config: dict, devices: int = 1, backend: str = 'cpu') -> str:
   if devices > 1:
     notes.append(f'sharded over {devices} {backend.upper()} devices')
   return ', '.join(notes)
+
+
+def _network_options(config: dict) -> list[str]:
+  """The options of MAML's reference network a run sets (none before they existed)."""
+  model = config['model']
+  eps = model.get('batch_norm_eps', 1e-5)
+  chosen = {
+    'no BN scale': model.get('batch_norm_scale', True) is False,
+    f'BN eps {eps:g}': eps != 1e-5,
+    'standard-normal head': model.get('head_init', 'glorot_uniform') == 'normal',
+    'BN offsets not adapted': (
+      config.get('inner_adapts', 'all') == 'all_but_batch_norm_offsets'
+    ),
+  }
+  return [note for note, on in chosen.items() if on]
 
 
 def _reptile_inner_loop(config: dict) -> str:

@@ -43,6 +43,16 @@ def test_variant_names_what_differs_from_the_paper():
   assert report._variant(matching) == 'BN support, FCE'
   narrow = {'algorithm': 'meta_lstm', 'model': {'filters': 32}}
   assert report._variant(narrow) == 'BN transductive, 32 filters'
+  reference = fomaml.get_config('5w1s').to_dict()
+  assert report._variant(reference) == 'BN transductive'  # the defaults say nothing
+  reference['model'].update(
+    batch_norm_scale=False, batch_norm_eps=1e-3, head_init='normal'
+  )
+  reference['inner_adapts'] = 'all_but_batch_norm_offsets'
+  assert report._variant(reference) == (
+    'BN transductive, no BN scale, BN eps 0.001, standard-normal head, '
+    'BN offsets not adapted'
+  )
 
 
 def test_variant_names_each_recipe_field_a_run_overrides():
