@@ -159,3 +159,41 @@ def test_inner_rate_notes_quote_their_files():
     for line in (folder / 'fomaml_5w1s_inner0.5' / 'timing.jsonl').open()
   ][-1]
   assert f'{stretch["seconds"]:,.0f} s for this stretch' in notes
+
+
+def test_readme_prose_on_the_reference_network_probes_matches_their_records():
+  """Each 'support loss (validation accuracy)' pair at iteration 2,000 is read
+  from the runs' metrics.jsonl."""
+
+  def at(name, key, step=2000):
+    path = ROOT / 'results' / 'omniglot' / name / 'metrics.jsonl'
+    (value,) = [
+      r[key] for r in map(json.loads, path.open()) if r['step'] == step and key in r
+    ]
+    return value
+
+  def pair(name):
+    loss, val = at(name, 'train_support_loss'), at(name, 'val_accuracy')
+    return f'{loss:.1f} ({100 * val:.1f}%)'
+
+  text = ' '.join((ROOT / 'README.md').read_text().split())
+  runs = {
+    "jmeta's network": 'fomaml_5w1s',
+    'the whole reference network': 'fomaml_5w1s_reference_network',
+    'without the batch-norm scale alone': 'fomaml_5w1s_no_bn_scale',
+    'with the offsets left out of the inner loop alone': (
+      'fomaml_5w1s_offsets_not_adapted'
+    ),
+    'with the standard-normal head alone': 'fomaml_5w1s_normal_head',
+  }
+  for words, name in runs.items():
+    assert f'{words} {pair(name)}' in text, name
+  maml = [at(n, 'val_accuracy') for n in ('maml_5w1s_reference_network', 'maml_5w1s')]
+  losses = [
+    at(n, 'train_support_loss') for n in ('maml_5w1s_reference_network', 'maml_5w1s')
+  ]
+  assert (
+    f'validated at {100 * maml[0]:.1f}% at iteration 2,000, against '
+    f"{100 * maml[1]:.1f}% on jmeta's, with its support loss before adaptation at "
+    f'{losses[0]:.1f} instead of {losses[1]:.1f}'
+  ) in text
