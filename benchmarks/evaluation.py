@@ -44,21 +44,14 @@ ALGORITHMS = (
 SETTINGS = ('5w1s', '5w5s', '20w1s', '20w5s')
 
 
-def _csv(choices):
-  def parse(text):
-    items = [s.strip() for s in text.split(',') if s.strip()]
-    bad = [s for s in items if s not in choices]
-    if bad:
-      raise argparse.ArgumentTypeError(f'unknown {bad}; expected some of {choices}')
-    return items
-
-  return parse
-
-
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--algorithms', type=_csv(ALGORITHMS), default=list(ALGORITHMS))
-  p.add_argument('--settings', type=_csv(SETTINGS), default=['5w1s', '20w1s'])
+  p.add_argument(
+    '--algorithms', type=harness.choice_list(ALGORITHMS), default=list(ALGORITHMS)
+  )
+  p.add_argument(
+    '--settings', type=harness.choice_list(SETTINGS), default=['5w1s', '20w1s']
+  )
   p.add_argument('--repeats', type=int, default=3, help='timed calls per cell')
   p.add_argument('--timeout', type=float, default=600, help='seconds per cell')
   p.add_argument('--note', action='append', default=[], help='a line for the report')

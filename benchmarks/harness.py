@@ -10,6 +10,7 @@
   compares the settings' median step times.
 * Reports: ``run_stamp`` (date and command), ``hardware`` and ``device_fields``,
   ``save_report`` (``<name>.json`` and ``<name>.md``).
+* Flags: ``choice_list``, an argparse type for comma-separated names.
 
 The scripts run as ``python benchmarks/<script>.py``, which puts this folder first
 on ``sys.path``, so they ``import harness``. Only the standard library is imported
@@ -19,6 +20,7 @@ without jax.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -47,6 +49,19 @@ CHUNK_SIZE = 8
 ESTIMATOR_NAMES = ('maml', 'fomaml', 'reptile', 'maml_plus_plus', 'protonet')
 # Where the scripts write their reports by default (``--out``).
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
+
+
+def choice_list(choices):
+  """An argparse ``type``: comma-separated names, each one of ``choices``."""
+
+  def parse(text):
+    items = [s.strip() for s in text.split(',') if s.strip()]
+    bad = [s for s in items if s not in choices]
+    if bad:
+      raise argparse.ArgumentTypeError(f'unknown {bad}; expected some of {choices}')
+    return items
+
+  return parse
 
 
 def random_task_batch(n_way, k_shot, meta_batch, q_query=1, seed=0):

@@ -42,17 +42,6 @@ VARIANTS = ('strided', 'maxpool')
 MAXPOOL_CELL = ('maml', '5w1s')
 
 
-def _csv(choices):
-  def parse(text):
-    items = [s.strip() for s in text.split(',') if s.strip()]
-    bad = [s for s in items if s not in choices]
-    if bad:
-      raise argparse.ArgumentTypeError(f'unknown {bad}; expected some of {choices}')
-    return items
-
-  return parse
-
-
 def _counts(text):
   try:
     counts = tuple(int(x) for x in text.split(','))
@@ -66,16 +55,22 @@ def _counts(text):
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument(
-    '--estimators', type=_csv(harness.ESTIMATOR_NAMES), default=harness.ESTIMATOR_NAMES
+    '--estimators',
+    type=harness.choice_list(harness.ESTIMATOR_NAMES),
+    default=harness.ESTIMATOR_NAMES,
   )
   p.add_argument(
-    '--configs', type=_csv(tuple(harness.CONFIGS)), default=tuple(harness.CONFIGS)
+    '--configs',
+    type=harness.choice_list(tuple(harness.CONFIGS)),
+    default=tuple(harness.CONFIGS),
   )
-  p.add_argument('--batching', type=_csv(BATCHING), default=BATCHING)
-  p.add_argument('--conv-impl', type=_csv(CONV_IMPLS), default=CONV_IMPLS)
+  p.add_argument('--batching', type=harness.choice_list(BATCHING), default=BATCHING)
+  p.add_argument(
+    '--conv-impl', type=harness.choice_list(CONV_IMPLS), default=CONV_IMPLS
+  )
   p.add_argument(
     '--variants',
-    type=_csv(VARIANTS),
+    type=harness.choice_list(VARIANTS),
     default=VARIANTS,
     help="'maxpool' runs for maml 5w1s only, with its fastest batching/conv.",
   )

@@ -324,10 +324,11 @@ def continue_runs(
     if status['state'] in ('done', 'running'):
       print(f'{run.name}: {status["state"]}, not started', file=out)
       continue
-    if run.backend and not any_backend and run.backend != current_backend():
+    here = current_backend() if run.backend and not any_backend else None
+    if here is not None and run.backend != here:
       print(
         f"{run.name}: registered to train on {run.backend}, and this machine's "
-        f'backend is {current_backend()}; not started (--any-backend starts it here, '
+        f'backend is {here}; not started (--any-backend starts it here, '
         'mixing hardware within the run).',
         file=out,
       )
