@@ -103,7 +103,7 @@ def run_cell(algorithm: str, setting: str, repeats: int) -> dict:
     'setting': setting,
     'episodes_per_call': episodes,
     'test_inner_steps': (
-      config.eval.inner_steps if algorithm in learners.GRADIENT_ALGORITHMS else None
+      config.eval.inner_steps if learners.takes_option(config, 'test_steps') else None
     ),
     'queries_per_class': config.data.q_query,
     'variant': config.model.variant,
