@@ -2,7 +2,9 @@
 
 Prototypical, Matching, Relation and Siamese networks are ``MetricLearner``s: pure
 per-task functions that ``metric_estimator`` turns into a meta-gradient estimator
-for ``jmeta.make_meta_trainer``. ``jmeta.metric.losses`` holds the contrastive,
+for ``jmeta.make_meta_trainer``. Meta Networks (``meta_networks``) share that
+shape: the support set enters through the episode loss, as fast weights read from a
+memory by cosine attention. ``jmeta.metric.losses`` holds the contrastive,
 triplet (batch-hard, semi-hard) and center losses, which ``with_embedding_loss``
 adds to any learner.
 """
@@ -28,6 +30,7 @@ from jmeta.metric.losses import (
   triplet_loss,
 )
 from jmeta.metric.matching import matching
+from jmeta.metric.meta_networks import meta_networks
 from jmeta.metric.protonet import prototypical
 from jmeta.metric.relation import relation_network
 from jmeta.metric.siamese import SIAMESE_LOSSES, siamese
@@ -36,6 +39,7 @@ from jmeta.metric.siamese import SIAMESE_LOSSES, siamese
 METRIC_LEARNERS = {
   'protonet': prototypical,
   'matching': matching,
+  'meta_networks': meta_networks,
   'relation': relation_network,
   'siamese': siamese,
 }
@@ -55,6 +59,7 @@ __all__ = [
   'evaluate_metric',
   'losses',
   'matching',
+  'meta_networks',
   'metric_estimator',
   'pairwise_contrastive_loss',
   'prototypical',

@@ -45,7 +45,8 @@ class MetricLearner(NamedTuple):
       batch axis.
     embed: ``embed(params, support_inputs, query_inputs) -> (support_embeddings,
       query_embeddings)``, each with a leading example axis, under the learner's
-      batch-norm mode.
+      batch-norm mode; None for a learner whose representations need the support
+      labels (Meta Networks).
     logits: ``logits(params, support_inputs, support_labels, query_inputs, n_way)
       -> (queries, n_way)`` scores; the arg-max is the prediction. ``n_way`` is a
       static int and labels lie in ``[0, n_way)``.
@@ -55,7 +56,7 @@ class MetricLearner(NamedTuple):
 
   name: str
   init: Callable[[PRNGKey, jax.Array], Params]
-  embed: Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+  embed: Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, jax.Array]] | None
   logits: Callable[..., jax.Array]
   loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -135,6 +136,11 @@ def with_embedding_loss(
   flattened support and query embeddings of the episode with their labels; the
   metrics gain ``embedding_loss``.
   """
+  if learner.embed is None:
+    raise ValueError(
+      f'{learner.name} has no label-free embedding (its embed is None), so an '
+      'embedding loss cannot be added to it; set the embedding loss to none.'
+    )
 
   def loss(params, task: Task, n_way: int):
     value, metrics = learner.loss(params, task, n_way)
