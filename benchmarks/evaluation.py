@@ -37,6 +37,7 @@ ALGORITHMS = (
   'imaml',
   'protonet',
   'matching',
+  'meta_networks',
   'relation',
   'siamese',
   'meta_lstm',

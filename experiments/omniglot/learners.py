@@ -2,8 +2,8 @@
 
 Gradient-based learners (``jmeta.LEARNERS``: MAML, first-order MAML, Reptile, iMAML,
 Meta-SGD, ANIL, MAML++) adapt a Conv4 classifier; metric learners
-(``jmeta.metric.METRIC_LEARNERS``: ProtoNet, Matching, Relation, Siamese) score
-queries against the support set through an embedding. Each factory receives the
+(``jmeta.metric.METRIC_LEARNERS``: ProtoNet, Matching, Relation, Siamese, Meta
+Networks) score queries against the support set. Each factory receives the
 config's options that its signature names; an option the config sets but the
 factory does not take is refused, naming the field.
 """
@@ -155,6 +155,13 @@ def takes_option(config, option: str) -> bool:
   return option in inspect.signature(factory).parameters
 
 
+def has_class_head(config) -> bool:
+  """Whether the learner's params hold a head over the episode's classes, so that
+  one run trains and tests one number of ways: every gradient-based learner (its
+  Conv4 classifier), and a learner whose factory takes ``num_classes``."""
+  return config.algorithm in jmeta.LEARNERS or takes_option(config, 'num_classes')
+
+
 def _gradient_learner(config, n_way: int) -> tuple[Callable, jmeta.MetaLearner, Any]:
   model = conv4(config, n_way)
   factory = jmeta.LEARNERS[config.algorithm]
@@ -221,8 +228,9 @@ def embedding_loss(config) -> Callable | None:
   return functools.partial(metric.batch_semi_hard_triplet_loss, margin=margin)
 
 
-def metric_learner(config) -> metric.MetricLearner:
-  """The ``MetricLearner`` named by ``config.algorithm``."""
+def metric_learner(config, n_way: int) -> metric.MetricLearner:
+  """The ``MetricLearner`` named by ``config.algorithm``, for ``n_way``-way episodes
+  (read only by a learner with a class head, ``num_classes``)."""
   factory = metric.METRIC_LEARNERS[config.algorithm]
   options = config.metric
   # A learner with a network of its own (Relation) takes no embedding model.
@@ -245,6 +253,7 @@ def metric_learner(config) -> metric.MetricLearner:
       'hidden': (options.relation_hidden, 'metric.relation_hidden', 8),
       'loss': (options.loss, 'metric.loss', 'bce'),
       'margin': (options.margin, 'metric.margin', options.margin),
+      'num_classes': (n_way, 'data.n_way', n_way),
     },
     config.algorithm,
   )
@@ -255,7 +264,7 @@ def metric_learner(config) -> metric.MetricLearner:
 
 
 def _metric_learner(config, n_way: int) -> tuple[Callable, jmeta.MetaLearner, None]:
-  learner = metric_learner(config)
+  learner = metric_learner(config, n_way)
   estimator = metric.metric_estimator(
     learner, n_way=n_way, batching=config.batching, chunk_size=_chunk(config)
   )

@@ -53,6 +53,7 @@ PAPER = {
     {'5w1s': 99.6, '5w5s': 99.8, '20w1s': 97.6, '20w5s': 99.1},
     'Sung et al. (2018)',
   ),
+  'meta_networks': ({'5w1s': 98.95, '20w1s': 97.0}, 'Munkhdalai & Yu (2017)'),
   'siamese': (
     {'5w1s': 96.7, '20w1s': 88.0},
     'Koch et al. (2015), no fine-tuning, as reported by Vinyals et al. (2016)',
@@ -144,6 +145,9 @@ def _variant(config: dict, devices: int = 1, backend: str = 'cpu') -> str:
     notes.append('FCE' if extra.get('full_context') else 'no FCE')
   if config['algorithm'] == 'siamese':
     notes.append(f'{extra.get("loss")} loss')
+  if config['algorithm'] == 'meta_networks':
+    # Its reference training loop has no stopping rule.
+    notes.append('paper trains for an unstated number of episodes')
   if extra.get('embedding_loss', 'none') != 'none':
     notes.append(f'+ {extra["embedding_loss_weight"]} x {extra["embedding_loss"]}')
   if devices > 1:

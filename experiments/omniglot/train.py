@@ -46,6 +46,7 @@ ADDED_FIELDS = {
   'model.batch_norm_eps': 1e-5,
   'model.head_init': 'glorot_uniform',
   'inner_adapts': 'all',
+  'outer_clip_norm': 0.0,
 }
 
 
@@ -96,6 +97,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for field in positive:
     if config[field] < 1:
       raise ValueError(f'config.{field} must be >= 1, got {config[field]}.')
+  if not config.get('outer_clip_norm', 0.0) >= 0:
+    raise ValueError(
+      f'config.outer_clip_norm must be >= 0 (0: no clipping), got '
+      f'{config.outer_clip_norm}.'
+    )
   if config.batching == 'chunked' and config.meta_batch_size % config.chunk_size:
     raise ValueError(
       f'config.chunk_size={config.chunk_size} does not divide '
@@ -109,8 +115,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   learners.check_inner_batch_sizes(config)
   if config.algorithm in learners.METRIC_ALGORITHMS:
     learners.check_metric_config(config)
-  elif test_ways(config) != (config.data.n_way,) or (
-    learners.train_n_way(config) != config.data.n_way
+  if learners.has_class_head(config) and (
+    test_ways(config) != (config.data.n_way,)
+    or learners.train_n_way(config) != config.data.n_way
   ):
     raise ValueError(
       f'{config.algorithm} trains an {config.data.n_way}-way classifier head, so '
@@ -140,9 +147,15 @@ def outer_optimizer(config) -> optax.GradientTransformation:
       lr, config.outer_decay_every, config.outer_decay_rate, staircase=True
     )
   if config.outer_optimizer == 'sgd':
-    return optax.sgd(lr)
-  # iMAML's reference code uses Adam's eps = 1e-3 (config.outer_adam_eps).
-  return optax.adam(lr, eps=config.get('outer_adam_eps', 1e-8))
+    optimizer = optax.sgd(lr)
+  else:
+    # iMAML's reference code uses Adam's eps = 1e-3 (config.outer_adam_eps).
+    optimizer = optax.adam(lr, eps=config.get('outer_adam_eps', 1e-8))
+  clip = config.get('outer_clip_norm', 0.0)
+  if clip:
+    # Only when set, so that the optimizer state of unclipped runs keeps its shape.
+    return optax.chain(optax.clip_by_global_norm(clip), optimizer)
+  return optimizer
 
 
 def make_sampler(

@@ -60,6 +60,8 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   config.inner_adapts = 'all'
   config.outer_optimizer = 'adam'  # 'adam' or 'sgd'
   config.outer_learning_rate = 1e-3
+  # Clip the meta-gradient to this global norm before the outer step (0: never).
+  config.outer_clip_norm = 0.0
   config.outer_schedule = 'constant'  # 'linear' (to 0), 'cosine' or 'step'
   config.num_iterations = 60_000
 
