@@ -61,6 +61,10 @@ PAPER = {
 }
 
 
+# Learners whose own networks have no batch norm.
+NO_BATCH_NORM = ('meta_networks',)
+
+
 def recipe(algorithm: str, setting: str):
   """The algorithm's config file for ``setting``: the paper's recipe."""
   module = importlib.import_module(f'experiments.omniglot.configs.{algorithm}')
@@ -129,8 +133,11 @@ def _variant(config: dict, devices: int = 1, backend: str = 'cpu') -> str:
   ``train_devices``; runs from before it was recorded trained on one).
   """
   notes = overrides(config)
-  # Gradient-based configs have no field: their batch norm is transductive.
-  notes.append(f'BN {config["model"].get("batch_norm", "transductive")}')
+  if config['algorithm'] in NO_BATCH_NORM:
+    notes.append('no BN')
+  else:
+    # Gradient-based configs have no field: their batch norm is transductive.
+    notes.append(f'BN {config["model"].get("batch_norm", "transductive")}')
   filters = config['model'].get('filters', 64)
   if filters != 64:
     notes.append(f'{filters} filters')

@@ -52,3 +52,31 @@ def test_a_learner_with_its_own_network_refuses_conv4_settings():
   config.model.variant = 'strided'
   with pytest.raises(ValueError, match="config.model.variant = 'strided'"):
     train.check_config(config)
+
+
+def test_a_learner_with_a_class_head_trains_and_tests_one_way():
+  from experiments.omniglot.configs import meta_networks
+
+  config = meta_networks.get_config('5w1s')
+  train.check_config(config)
+  assert config.eval.extra_n_ways == ()
+  config.eval.extra_n_ways = (20,)
+  with pytest.raises(ValueError, match='meta_networks trains an 5-way classifier head'):
+    train.check_config(config)
+  config = meta_networks.get_config('20w1s')
+  # The reference clips the summed loss of 10 queries per class at 10.
+  assert config.outer_clip_norm == pytest.approx(10 / (20 * 10))
+
+
+def test_test_episodes_batch_as_configured():
+  from experiments.omniglot import learners
+  from experiments.omniglot.configs import matching
+
+  config = matching.get_config('5w1s')
+  assert config.eval.batching == '' and learners.eval_batching(config) == 'auto'
+  config.eval.batching = 'vmap'
+  train.check_config(config)
+  assert learners.eval_batching(config) == 'vmap'
+  config.eval.batching = 'sideways'
+  with pytest.raises(ValueError, match="config.eval.batching = 'sideways'"):
+    train.check_config(config)
