@@ -9,6 +9,10 @@ times one such call on a fixed batch of random 28x28 episodes, in a fresh proces
 
   python benchmarks/evaluation.py                       # every algorithm, 5w1s, 20w1s
   python benchmarks/evaluation.py --algorithms maml,protonet --settings 5w1s
+  python benchmarks/evaluation.py --algorithms protonet --eval-batching config,map
+
+``--eval-batching`` times each cell under each listed test batching
+(``config.eval.batching``; ``config`` keeps the config's own), one after another.
 
 *compile* is the first call (tracing and compilation included); *call* is the
 median of ``--repeats`` timed calls after one warm-up; *episodes/s* is episodes per
@@ -43,6 +47,7 @@ ALGORITHMS = (
   'meta_lstm',
 )
 SETTINGS = ('5w1s', '5w5s', '20w1s', '20w5s')
+EVAL_BATCHINGS = ('config', 'auto', 'vmap', 'map')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,6 +57,12 @@ def parse_args(argv=None) -> argparse.Namespace:
   )
   p.add_argument(
     '--settings', type=harness.choice_list(SETTINGS), default=['5w1s', '20w1s']
+  )
+  p.add_argument(
+    '--eval-batching',
+    type=harness.choice_list(EVAL_BATCHINGS),
+    default=['config'],
+    help="test batchings to time per cell ('config': the config's own)",
   )
   p.add_argument('--repeats', type=int, default=3, help='timed calls per cell')
   p.add_argument('--timeout', type=float, default=600, help='seconds per cell')
@@ -73,13 +84,18 @@ def config_of(algorithm: str, setting: str):
   ).get_config(setting)
 
 
-def run_cell(algorithm: str, setting: str, repeats: int) -> dict:
-  """Times one evaluation call of ``algorithm``'s test at ``setting``."""
+def run_cell(
+  algorithm: str, setting: str, repeats: int, batching: str = 'config'
+) -> dict:
+  """Times one evaluation call of ``algorithm``'s test at ``setting``, its test
+  episodes batched by ``batching`` ('config': as the config says)."""
   import jax
 
   from experiments.omniglot import learners
 
   config = config_of(algorithm, setting)
+  if batching != 'config':
+    config.eval.batching = batching
   n_way, k_shot = config.data.n_way, config.data.k_shot
   episodes = config.eval.episodes_per_call
   learner = learners.make_learner(config)
@@ -108,7 +124,7 @@ def run_cell(algorithm: str, setting: str, repeats: int) -> dict:
     ),
     'queries_per_class': config.data.q_query,
     'variant': config.model.variant,
-    'batching': config.batching,
+    'batching': learners.eval_batching(config),
     'compile_s': compile_s,
     'call_s': median,
     'call_times_s': times,
@@ -131,8 +147,9 @@ def markdown(report: dict) -> str:
     *[f'- {note}' for note in report['notes']],
     '',
     '| algorithm | setting | Conv4 | queries per class | test inner steps | '
-    'episodes per call | compile (s) | call (s) | episodes/s | peak RSS (MiB) |',
-    '|---|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    'episodes per call | test batching | compile (s) | call (s) | episodes/s | '
+    'peak RSS (MiB) |',
+    '|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|',
   ]
   for r in report['results']:
     if 'error' in r:
@@ -142,7 +159,7 @@ def markdown(report: dict) -> str:
     lines.append(
       f'| {r["algorithm"]} | {r["setting"]} | {r["variant"]} | '
       f'{r["queries_per_class"]} | {steps} | {r["episodes_per_call"]} | '
-      f'{r["compile_s"]:.1f} | {r["call_s"]:.3f} | {r["episodes_per_s"]:.1f} | '
+      f'{r["batching"]} | {r["compile_s"]:.1f} | {r["call_s"]:.3f} | {r["episodes_per_s"]:.1f} | '
       f'{r["peak_rss_mib"]:.0f} |'
     )
   return '\n'.join(lines) + '\n'
@@ -151,8 +168,8 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> None:
   args = parse_args(argv)
   if args.single:
-    algorithm, setting = args.single.split(':')
-    print(json.dumps(run_cell(algorithm, setting, args.repeats)), flush=True)
+    algorithm, setting, batching = args.single.split(':')
+    print(json.dumps(run_cell(algorithm, setting, args.repeats, batching)), flush=True)
     return
   stamp = harness.run_stamp(__file__)
   # The cells import the experiments package from the repository root.
@@ -162,19 +179,20 @@ def main(argv=None) -> None:
   results = []
   for algorithm in args.algorithms:
     for setting in args.settings:
-      cell = {'algorithm': algorithm, 'setting': setting}
-      command = [
-        sys.executable,
-        __file__,
-        '--single',
-        f'{algorithm}:{setting}',
-        '--repeats',
-        str(args.repeats),
-      ]
-      result = harness.run_json(command, cell, timeout=args.timeout, env=env)
-      results.append(result)
-      shown = result.get('error') or f'{result["episodes_per_s"]:.1f} episodes/s'
-      print(f'{algorithm} {setting}: {shown}', flush=True)
+      for batching in args.eval_batching:
+        cell = {'algorithm': algorithm, 'setting': setting, 'batching': batching}
+        command = [
+          sys.executable,
+          __file__,
+          '--single',
+          f'{algorithm}:{setting}:{batching}',
+          '--repeats',
+          str(args.repeats),
+        ]
+        result = harness.run_json(command, cell, timeout=args.timeout, env=env)
+        results.append(result)
+        shown = result.get('error') or f'{result["episodes_per_s"]:.1f} episodes/s'
+        print(f'{algorithm} {setting} ({batching}): {shown}', flush=True)
   report = {
     **stamp,
     'hardware': harness.hardware(),

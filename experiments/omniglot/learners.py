@@ -278,6 +278,12 @@ def build(config, n_way: int) -> tuple[Callable, jmeta.MetaLearner, Any]:
   return _metric_learner(config, n_way)
 
 
+def eval_batching(config) -> str:
+  """How test episodes are batched: ``config.eval.batching``, or the training
+  batching where it is empty (the configs before the field existed)."""
+  return config.eval.get('batching', '') or config.batching
+
+
 def make_learner(config: ml_collections.ConfigDict) -> Learner:
   init, learner, model = build(config, train_n_way(config))
   tested = {train_n_way(config): learner}
@@ -290,7 +296,7 @@ def make_learner(config: ml_collections.ConfigDict) -> Learner:
       meta_params,
       batch,
       jmeta.losses.classification_metrics,
-      batching=config.batching,
+      batching=eval_batching(config),
       chunk_size=_chunk(config),
     )['accuracy']
 

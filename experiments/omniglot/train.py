@@ -83,6 +83,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     ),
     'model.head_init': (config.model.head_init, jmeta.models.HEAD_INITS),
     'inner_adapts': (config.inner_adapts, tuple(learners.INNER_ADAPTS)),
+    'eval.batching': (
+      config.eval.get('batching', ''),
+      ('',) + jmeta.batching.BATCHING_STRATEGIES,
+    ),
   }
   for field, (value, allowed) in choices.items():
     if value not in allowed:

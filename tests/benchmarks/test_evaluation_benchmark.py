@@ -22,3 +22,10 @@ def test_bad_flags_are_refused():
   with pytest.raises(SystemExit):
     parse_args(['--repeats', '0'])
   assert parse_args(['--settings', '20w5s']).settings == ['20w5s']
+  assert parse_args([]).eval_batching == ['config']
+  assert parse_args(['--eval-batching', 'config,map']).eval_batching == [
+    'config',
+    'map',
+  ]
+  with pytest.raises(SystemExit):
+    parse_args(['--eval-batching', 'chunked'])

@@ -85,4 +85,7 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   config.eval.test_episodes = (600, 1000)
   config.eval.inner_steps = 3
   config.eval.episodes_per_call = 100
+  # How test episodes are batched ('auto', 'vmap', 'map', 'chunked'); '' batches
+  # them as training does (config.batching).
+  config.eval.batching = ''
   return config
