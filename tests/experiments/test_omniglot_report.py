@@ -4,7 +4,7 @@ import json
 import pathlib
 
 from experiments.omniglot import report
-from experiments.omniglot.configs import fomaml, imaml
+from experiments.omniglot.configs import fomaml, imaml, meta_networks
 
 ROOT = pathlib.Path(__file__).parents[2]
 BEGIN = (
@@ -52,6 +52,10 @@ def test_variant_names_what_differs_from_the_paper():
   assert report._variant(reference) == (
     'BN transductive, no BN scale, BN eps 0.001, standard-normal head, '
     'BN offsets not adapted'
+  )
+  # Meta Networks' own networks have no batch norm, and its paper no iteration count.
+  assert report._variant(meta_networks.get_config('5w1s').to_dict()) == (
+    'no BN, paper trains for an unstated number of episodes'
   )
 
 
