@@ -328,6 +328,23 @@ def test_cosine_schedule_anneals_the_meta_rate_to_its_floor():
   np.testing.assert_allclose(steps[-1], config.outer_min_learning_rate, rtol=1e-5)
 
 
+def test_outer_clip_norm_clips_the_meta_gradient_to_that_global_norm():
+  config = tiny.get_config()
+  config.outer_optimizer = 'sgd'
+  config.outer_learning_rate = 0.5
+  grads = {'a': np.full((3,), 4.0, np.float32), 'b': np.full((), 3.0, np.float32)}
+  norm = float(np.sqrt(3 * 16 + 9))
+  for clip, want in ((0.0, norm), (2.0, 2.0), (100.0, norm)):
+    config.outer_clip_norm = clip
+    opt = train.outer_optimizer(config)
+    update, _ = opt.update(grads, opt.init(grads))
+    got = float(np.sqrt(sum(np.sum(np.square(u)) for u in update.values())))
+    np.testing.assert_allclose(got, 0.5 * want, rtol=1e-6)
+  config.outer_clip_norm = -1.0
+  with pytest.raises(ValueError, match='config.outer_clip_norm must be >= 0'):
+    train.check_config(config)
+
+
 def test_annealed_schedule_refuses_resume_with_other_length(tmp_path):
   config = tiny.get_config()
   config.outer_schedule = 'cosine'
