@@ -26,6 +26,12 @@ key is its first dense layer K h + K* h, without ReLU. As in the reference code:
 * d is an LSTM of ``meta_hidden`` units with a linear read-out and m an MLP of two
   ``meta_hidden`` ReLU layers and a linear read-out, separate ones for the
   convolutions and for the dense layers; ``log_scale`` is the reference's k = 7.
+
+Where it differs from the reference: d's LSTM is flax's ``LSTMCell`` with flax's
+initialisation (orthogonal recurrent weights; Chainer's LSTM draws them LeCun
+normal, with zero biases in both), and the cosine of the attention normalises each
+vector on its own (``cosine_similarities``, eps 1e-8 under each root; the
+reference: x.y / sqrt(|x|^2 |y|^2 + 1e-6)).
 """
 
 from __future__ import annotations
