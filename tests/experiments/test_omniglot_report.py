@@ -227,3 +227,24 @@ def test_readme_prose_on_the_reference_network_full_run_matches_its_records():
   ) in text
   table = report.table(full).splitlines()
   assert 'BN offsets not adapted' in table[5]  # the fourth row, as the prose says
+
+
+def test_readme_prose_on_the_meta_networks_run_matches_its_records():
+  """The README gives the run's validation accuracy at its first and last
+  evaluation and its largest logged training loss, from its ``metrics.jsonl``."""
+  path = ROOT / 'results' / 'omniglot' / 'meta_networks_5w1s' / 'metrics.jsonl'
+  rows = [json.loads(line) for line in path.open()]
+  val = [(r['step'], r['val_accuracy']) for r in rows if 'val_accuracy' in r]
+  spike = max(rows, key=lambda r: r['train_loss'] if r['step'] > 100 else 0)
+  at = rows.index(spike)
+  neighbours = (rows[at - 1]['train_loss'], rows[at + 1]['train_loss'])
+  assert spike['train_loss'] > 10 * max(neighbours)
+  text = ' '.join((ROOT / 'README.md').read_text().split())
+  assert (
+    f'from {100 * val[0][1]:.1f}% at iteration {val[0][0]:,} to '
+    f'{100 * val[-1][1]:.1f}% at {val[-1][0]:,}'
+  ) in text
+  assert (
+    f'the {rows[1]["step"] - rows[0]["step"]} iterations up to {spike["step"]:,} '
+    f'averaged {spike["train_loss"]:.2f}'
+  ) in text
