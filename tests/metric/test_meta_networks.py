@@ -208,7 +208,7 @@ def test_meta_gradient_matches_finite_differences_and_skips_the_fixed_key_head(x
   )
   task = Task(sx, sy, qx, qy)
   loss = jax.jit(lambda p: learner.loss(p, task, 3)[0])
-  grads = jax.grad(lambda p: learner.loss(p, task, 3)[0])(params)
+  grads = jax.jit(jax.grad(lambda p: learner.loss(p, task, 3)[0]))(params)
   # The key network's head feeds only the gradients d reads, which are inputs.
   assert not np.any(np.asarray(grads['key']['dense_1']))
   for path in (
