@@ -29,3 +29,21 @@ def test_bad_flags_are_refused():
   ]
   with pytest.raises(SystemExit):
     parse_args(['--eval-batching', 'chunked'])
+
+
+def test_protonet_config_comment_matches_its_eval_batching_report():
+  import json
+
+  root = pathlib.Path(__file__).parents[2]
+  report = json.loads(
+    (root / 'benchmarks/results/protonet_eval_batching/cpu_evaluation.json').read_text()
+  )
+  cells = {r['batching']: r for r in report['results']}
+  text = ' '.join(
+    (root / 'experiments/omniglot/configs/protonet.py').read_text().split()
+  )
+  vmap, auto = cells['vmap'], cells['auto']
+  ratio = vmap['call_s'] / auto['call_s']
+  assert f'{ratio:.1f}x faster' in text
+  assert f'{auto["episodes_per_s"]:.1f} against {vmap["episodes_per_s"]:.1f}' in text
+  assert f'{auto["peak_rss_mib"]:.0f} against {vmap["peak_rss_mib"]:.0f} MiB' in text
