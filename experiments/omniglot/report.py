@@ -6,14 +6,17 @@ python -m experiments.omniglot.report results/omniglot
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import pathlib
 import sys
 
 from experiments.common.run_info import hardware_label
 from experiments.omniglot.configs.base import SETTINGS
+from jmeta import metric
 
-# Test accuracy (%) reported by the papers, per setting.
+# Test accuracy (%) reported by the papers, per setting, and the citation; a third
+# item, where present, is a note on the paper's protocol for every run's row.
 PAPER = {
   'maml': (
     {'5w1s': 98.7, '5w5s': 99.9, '20w1s': 95.8, '20w5s': 98.9},
@@ -53,16 +56,17 @@ PAPER = {
     {'5w1s': 99.6, '5w5s': 99.8, '20w1s': 97.6, '20w5s': 99.1},
     'Sung et al. (2018)',
   ),
-  'meta_networks': ({'5w1s': 98.95, '20w1s': 97.0}, 'Munkhdalai & Yu (2017)'),
+  'meta_networks': (
+    {'5w1s': 98.95, '20w1s': 97.0},
+    'Munkhdalai & Yu (2017)',
+    # Its reference training loop has no stopping rule.
+    'paper trains for an unstated number of episodes',
+  ),
   'siamese': (
     {'5w1s': 96.7, '20w1s': 88.0},
     'Koch et al. (2015), no fine-tuning, as reported by Vinyals et al. (2016)',
   ),
 }
-
-
-# Learners whose own networks have no batch norm.
-NO_BATCH_NORM = ('meta_networks',)
 
 
 def recipe(algorithm: str, setting: str):
@@ -133,11 +137,7 @@ def _variant(config: dict, devices: int = 1, backend: str = 'cpu') -> str:
   ``train_devices``; runs from before it was recorded trained on one).
   """
   notes = overrides(config)
-  if config['algorithm'] in NO_BATCH_NORM:
-    notes.append('no BN')
-  else:
-    # Gradient-based configs have no field: their batch norm is transductive.
-    notes.append(f'BN {config["model"].get("batch_norm", "transductive")}')
+  notes.append(_batch_norm(config))
   filters = config['model'].get('filters', 64)
   if filters != 64:
     notes.append(f'{filters} filters')
@@ -152,14 +152,22 @@ def _variant(config: dict, devices: int = 1, backend: str = 'cpu') -> str:
     notes.append('FCE' if extra.get('full_context') else 'no FCE')
   if config['algorithm'] == 'siamese':
     notes.append(f'{extra.get("loss")} loss')
-  if config['algorithm'] == 'meta_networks':
-    # Its reference training loop has no stopping rule.
-    notes.append('paper trains for an unstated number of episodes')
+  notes += PAPER.get(config['algorithm'], ())[2:]
   if extra.get('embedding_loss', 'none') != 'none':
     notes.append(f'+ {extra["embedding_loss_weight"]} x {extra["embedding_loss"]}')
   if devices > 1:
     notes.append(f'sharded over {devices} {backend.upper()} devices')
   return ', '.join(notes)
+
+
+def _batch_norm(config: dict) -> str:
+  """The run's batch-norm mode; 'no BN' for a metric learner whose factory takes no
+  ``batch_norm`` (its own networks have none, as Meta Networks')."""
+  factory = metric.METRIC_LEARNERS.get(config['algorithm'])
+  if factory is not None and 'batch_norm' not in inspect.signature(factory).parameters:
+    return 'no BN'
+  # Gradient-based configs have no field: their batch norm is transductive.
+  return f'BN {config["model"].get("batch_norm", "transductive")}'
 
 
 def _network_options(config: dict) -> list[str]:
@@ -211,7 +219,7 @@ def table(results_dir: str | pathlib.Path) -> str:
   )
   for r in runs:
     config = r['config']
-    paper, _ = PAPER[config['algorithm']]
+    paper = PAPER[config['algorithm']][0]
     full = full_iterations(config['algorithm'], config['setting'])
     for setting, test in _rows(r):
 
