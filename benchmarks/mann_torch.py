@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -96,6 +95,7 @@ def jmeta_cell(args) -> dict:
   import optax
 
   import jmeta
+  from experiments.mann.train import episode_loss
 
   s = SHAPES
   model = jmeta.memory.mann(
@@ -110,13 +110,12 @@ def jmeta_cell(args) -> dict:
   params = model.init(jax.random.key(0), inputs[0])
   optimizer = optax.adam(1e-3)
 
-  def loss_fn(p):
-    logits = jax.vmap(model.apply, (None, 0))(p, inputs)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
   @jax.jit
   def step(p, opt_state):
-    loss, grads = jax.value_and_grad(loss_fn)(p)
+    # The MANN experiment's own loss (experiments/mann/train.py).
+    loss, grads = jax.value_and_grad(
+      lambda p: episode_loss(model, p, inputs, labels)[0]
+    )(p)
     updates, opt_state = optimizer.update(grads, opt_state, p)
     return optax.apply_updates(p, updates), opt_state, loss
 
@@ -272,7 +271,7 @@ def main(argv=None) -> None:
     'warmup': args.warmup,
     'notes': args.note,
     'results': results,
-    'jmeta_python': subprocess.list2cmdline([args.jmeta_python]),
+    'jmeta_python': args.jmeta_python,
   }
   harness.save_report(args.out, 'cpu_mann_torch', report, markdown(report))
 

@@ -46,7 +46,7 @@ from jax.flatten_util import ravel_pytree
 
 from jmeta.losses import cross_entropy
 from jmeta.metric.base import MetricLearner, classification_loss, cosine_similarities
-from jmeta.models.layers import CONV_IMPLS, conv2d, resolve_conv_impl
+from jmeta.models.layers import conv2d, resolve_conv_impl
 from jmeta.validation import check_positive_int
 
 Params = dict[str, Any]
@@ -176,16 +176,17 @@ def meta_networks(
   ``embed`` is None: u's representations depend on the support labels (through
   Q*), so the learner has no label-free embedding for ``with_embedding_loss``.
   """
-  check_positive_int(num_classes, 'num_classes')
-  for value, name in ((filters, 'filters'), (conv_layers, 'conv_layers')):
+  for value, name in (
+    (num_classes, 'num_classes'),
+    (filters, 'filters'),
+    (conv_layers, 'conv_layers'),
+    (meta_hidden, 'meta_hidden'),
+    (key_chunks, 'key_chunks'),
+  ):
     check_positive_int(value, name)
-  check_positive_int(meta_hidden, 'meta_hidden')
-  check_positive_int(key_chunks, 'key_chunks')
   if not (isinstance(log_scale, (int, float)) and log_scale > 0):
     raise ValueError(f'log_scale must be a positive number, got {log_scale!r}.')
-  if conv_impl not in CONV_IMPLS:
-    raise ValueError(f'unknown conv_impl {conv_impl!r}; expected one of {CONV_IMPLS}.')
-  impl = resolve_conv_impl(conv_impl)
+  impl = resolve_conv_impl(conv_impl)  # refuses an unknown one
   lstm = nn.LSTMCell(features=meta_hidden)
   mlp = nn.Sequential(
     [nn.Dense(meta_hidden), nn.relu, nn.Dense(meta_hidden), nn.relu, nn.Dense(1)]
