@@ -5,13 +5,19 @@
 reads the workdir's ``results.json`` and prints few-shot accuracy on the test
 episodes against Edwards & Storkey (2017; their Omniglot few-shot table) and the
 lower bound on the test characters, with the run's budget, hardware, load, time
-and command.
+and command. With several workdirs,
+
+  python -m experiments.neural_statistician.report BASELINE OTHER [OTHER ...]
+
+prints one row per run instead, each named by the config fields its command sets
+besides the baseline's: an ablation table.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+import re
 import sys
 
 from experiments.common.progress import duration
@@ -80,12 +86,57 @@ def results_table(result: dict) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def overrides(command: str) -> dict[str, str]:
+  """The ``--config.FIELD=VALUE`` flags of a run's command, by field."""
+  found = re.findall(r'--config\.(\S+?)=(\S+)', command)
+  return dict(found)
+
+
+def ablation_table(results: list[dict]) -> str:
+  """Markdown: one row per run, the first the baseline, each other named by the
+  config flags its command sets that the baseline's does not (or sets otherwise).
+  Columns: accuracy per setting, the test lower bound and its KLs of c and z (nats
+  per image), the parameter count, updates and the commit."""
+  base = overrides(results[0]['run']['command'])
+  settings = [s for s in SETTINGS if all(s in r['few_shot'] for r in results)]
+  head = (
+    '| run | '
+    + ' | '.join(setting_label(s) for s in settings)
+    + ' | test lower bound | KL of c | KL of z | parameters | updates | commit |'
+  )
+  lines = [head, '|' + ' --- |' * (len(settings) + 7)]
+  for i, result in enumerate(results):
+    changed = {
+      k: v for k, v in overrides(result['run']['command']).items() if base.get(k) != v
+    }
+    name = (
+      'baseline (the table above)'
+      if i == 0
+      else ', '.join(f'`{k}={v}`' for k, v in sorted(changed.items()))
+    )
+    few, elbo = result['few_shot'], result['test_elbo']
+    lines.append(
+      f'| {name} | '
+      + ' | '.join(
+        f'{100 * few[s]["accuracy"]:.1f} ± {100 * few[s]["ci95"]:.1f}' for s in settings
+      )
+      + f' | {elbo["elbo"]["mean"]:.1f} ± {elbo["elbo"]["ci95"]:.1f}'
+      + f' | {elbo["kl_c"]["mean"]:.2f} | {elbo["kl_z"]["mean"]:.1f}'
+      + f' | {result["parameters"]:,} | {result["iterations"]:,}'
+      + f' | {result["run"]["git_commit"][:7]} |'
+    )
+  return '\n'.join(lines) + '\n'
+
+
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
-  if len(argv) != 1:
+  if not argv:
     print(__doc__.split('\n\n')[1], file=sys.stderr)
     return 2
-  print(results_table(load_result(argv[0])), end='')
+  if len(argv) == 1:
+    print(results_table(load_result(argv[0])), end='')
+  else:
+    print(ablation_table([load_result(w) for w in argv]), end='')
   return 0
 
 

@@ -186,8 +186,12 @@ def evaluate_elbo(config, model, params, test_bank) -> dict:
   return out
 
 
-def evaluate_few_shot(config, model, params, test_bank, setting: str) -> dict:
-  """Accuracy of the KL rule on ``eval.num_episodes`` fixed test episodes."""
+def evaluate_few_shot(
+  config, model, params, test_bank, setting: str, logits_fn=None
+) -> dict:
+  """Accuracy on ``eval.num_episodes`` fixed test episodes of ``logits_fn(params,
+  support, support_labels, query, n_way)``; default ``model.classify``, the KL rule."""
+  logits_fn = model.classify if logits_fn is None else logits_fn
   n_way, k_shot = parse_setting(setting)
   sampler = episodes.make_episode_sampler(
     test_bank,
@@ -201,7 +205,7 @@ def evaluate_few_shot(config, model, params, test_bank, setting: str) -> dict:
   def chunk_accuracy(keys, bank):
     def one(k):
       task = jax.tree.map(lambda x: x[0], sampler.sample_from(bank, k, 1))
-      logits = model.classify(
+      logits = logits_fn(
         params, task.support_inputs, task.support_targets, task.query_inputs, n_way
       )
       return jmeta.losses.accuracy(logits, task.query_targets)

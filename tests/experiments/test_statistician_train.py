@@ -6,10 +6,11 @@ import pathlib
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.neural_statistician import report, train
+from experiments.neural_statistician import report, rules, train
 from experiments.neural_statistician.configs import default
 
 ROOT = pathlib.Path(__file__).parents[2]
@@ -96,3 +97,52 @@ def test_readme_block_is_the_reports_output_from_the_committed_run():
     re.escape(begin) + '(.*?)' + re.escape(end), (ROOT / 'README.md').read_text(), re.S
   )
   assert found.group(1) == report.results_table(report.load_result(COMMITTED))
+
+
+def test_ablation_rows_are_named_by_the_flags_that_differ_from_the_baseline():
+  base = report.load_result(COMMITTED)
+  other = json.loads(json.dumps(base))
+  other['run']['command'] = (
+    base['run']['command'] + ' --config.model.num_latent_layers=1 --config.seed=0'
+  )
+  other['few_shot']['5w1s']['accuracy'] = 0.5
+  rows = report.ablation_table([base, other]).splitlines()
+  assert rows[2].startswith('| baseline (the table above) | 63.9 ± 1.1 |')
+  # num_iterations=3000 is in both commands, so only the new flags name the row.
+  assert rows[3].startswith(
+    '| `model.num_latent_layers=1`, `seed=0` | 50.0 ± 1.1 | 82.1 ± 0.7 |'
+  )
+  assert '| 2.89 | 29.8 | 903,329 | 3,000 | d6ea9b6 |' in rows[3]
+
+
+def test_rules_restore_the_last_checkpoint_and_the_models_rule_repeats_results(
+  smoke_run,
+):
+  out, workdir = smoke_run
+  tested = rules.evaluate_rules(workdir)
+  assert list(tested['rules']) == list(rules.RULES)
+  # The same params on the same episodes: the model's own rule gives results.json.
+  assert tested['rules']['kl(query || class)'] == out['few_shot']
+  assert json.loads((workdir / 'rules.json').read_text()) == tested
+
+
+def test_other_rules_score_queries_against_class_posteriors_by_hand():
+  config = default.get_config('smoke')
+  model = train.make_model(config)
+  images = jax.random.uniform(jax.random.key(0), (6, *model.image_shape))
+  params = model.init(jax.random.key(1), images[:2])
+  support, labels, query = images[:4], jnp.array([0, 1, 1, 0]), images[4:]
+  classes = [model.context(params, support[labels == k]) for k in (0, 1)]
+  singles = [model.context(params, query[i : i + 1]) for i in (0, 1)]
+
+  def kl(q, p):  # KL(q || p) of diagonal Gaussians, written out
+    var_q, var_p = q.std**2, p.std**2
+    terms = jnp.log(p.std / q.std) + (var_q + (q.mean - p.mean) ** 2) / (2 * var_p)
+    return jnp.sum(terms - 0.5)
+
+  got = rules.kl_class_to_query(model)(params, support, labels, query, 2)
+  want = [[-kl(c, s) for c in classes] for s in singles]
+  np.testing.assert_allclose(got, np.squeeze(want), rtol=1e-5)
+  got = rules.nearest_mean(model)(params, support, labels, query, 2)
+  want = [[-jnp.sum((s.mean - c.mean) ** 2) for c in classes] for s in singles]
+  np.testing.assert_allclose(got, np.squeeze(want), rtol=1e-5)
