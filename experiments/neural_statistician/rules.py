@@ -23,6 +23,7 @@ import ml_collections
 import optax
 
 from experiments.common.checkpoint import Checkpointer
+from experiments.common.run_info import git_state, run_info
 from experiments.neural_statistician import train
 from jmeta import neural_statistician as ns
 
@@ -88,7 +89,8 @@ def evaluate_rules(workdir: str | pathlib.Path) -> dict:
       f'results.json tested update {result["iterations"]}.'
     )
   test_bank = train.load_banks(config)['test']
-  out = {'iterations': result['iterations'], 'rules': {}}
+  run = {**run_info(), **git_state()}
+  out = {'run': run, 'iterations': result['iterations'], 'rules': {}}
   for name, rule in RULES.items():
     out['rules'][name] = {
       setting: train.evaluate_few_shot(

@@ -121,6 +121,7 @@ def test_rules_restore_the_last_checkpoint_and_the_models_rule_repeats_results(
   out, workdir = smoke_run
   tested = rules.evaluate_rules(workdir)
   assert list(tested['rules']) == list(rules.RULES)
+  assert tested['run']['git_commit'] == out['run']['git_commit']
   # The same params on the same episodes: the model's own rule gives results.json.
   assert tested['rules']['kl(query || class)'] == out['few_shot']
   assert json.loads((workdir / 'rules.json').read_text()) == tested
