@@ -10,7 +10,9 @@ and command. With several workdirs,
   python -m experiments.neural_statistician.report BASELINE OTHER [OTHER ...]
 
 prints one row per run instead, each named by the config fields its command sets
-besides the baseline's: an ablation table.
+besides the baseline's: an ablation table. With ``--rules`` first, it prints the
+accuracy of each run under each classification rule of its ``rules.json``
+(``python -m experiments.neural_statistician.rules``).
 """
 
 from __future__ import annotations
@@ -92,31 +94,28 @@ def overrides(command: str) -> dict[str, str]:
   return dict(found)
 
 
-def ablation_table(results: list[dict]) -> str:
-  """Markdown: one row per run, the first the baseline, each other named by the
-  config flags its command sets that the baseline's does not (or sets otherwise).
+def ablation_table(names: list[str], results: list[dict]) -> str:
+  """Markdown: one row per run (``names``: the workdirs' folder names), the first
+  the baseline, each other with the config flags its command sets that the
+  baseline's does not (or sets otherwise).
   Columns: accuracy per setting, the test lower bound and its KLs of c and z (nats
   per image), the parameter count, updates and the commit."""
   base = overrides(results[0]['run']['command'])
   settings = [s for s in SETTINGS if all(s in r['few_shot'] for r in results)]
   head = (
-    '| run | '
+    '| run | change | '
     + ' | '.join(setting_label(s) for s in settings)
     + ' | test lower bound | KL of c | KL of z | parameters | updates | commit |'
   )
-  lines = [head, '|' + ' --- |' * (len(settings) + 7)]
-  for i, result in enumerate(results):
+  lines = [head, '|' + ' --- |' * (len(settings) + 8)]
+  for folder, result in zip(names, results):
     changed = {
       k: v for k, v in overrides(result['run']['command']).items() if base.get(k) != v
     }
-    name = (
-      'baseline (the table above)'
-      if i == 0
-      else ', '.join(f'`{k}={v}`' for k, v in sorted(changed.items()))
-    )
+    name = ', '.join(f'`{k}={v}`' for k, v in sorted(changed.items())) or 'none'
     few, elbo = result['few_shot'], result['test_elbo']
     lines.append(
-      f'| {name} | '
+      f'| {folder} | {name} | '
       + ' | '.join(
         f'{100 * few[s]["accuracy"]:.1f} ± {100 * few[s]["ci95"]:.1f}' for s in settings
       )
@@ -128,15 +127,38 @@ def ablation_table(results: list[dict]) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def rules_table(names: list[str], tested: list[dict]) -> str:
+  """Markdown: accuracy per setting, one row per run (``names``) and rule of its
+  ``rules.json`` contents (``tested``)."""
+  first = next(iter(tested[0]['rules'].values()))
+  settings = [s for s in SETTINGS if s in first]
+  lines = [
+    '| run | rule | ' + ' | '.join(setting_label(s) for s in settings) + ' |',
+    '|' + ' --- |' * (len(settings) + 2),
+  ]
+  for name, out in zip(names, tested):
+    for rule, few in out['rules'].items():
+      cells = ' | '.join(
+        f'{100 * few[s]["accuracy"]:.1f} ± {100 * few[s]["ci95"]:.1f}' for s in settings
+      )
+      lines.append(f'| {name} | {rule} | {cells} |')
+  return '\n'.join(lines) + '\n'
+
+
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
-  if not argv:
+  if not argv or argv == ['--rules']:
     print(__doc__.split('\n\n')[1], file=sys.stderr)
     return 2
-  if len(argv) == 1:
+  if argv[0] == '--rules':
+    dirs = [pathlib.Path(w) for w in argv[1:]]
+    tested = [json.loads((w / 'rules.json').read_text()) for w in dirs]
+    print(rules_table([w.name for w in dirs], tested), end='')
+  elif len(argv) == 1:
     print(results_table(load_result(argv[0])), end='')
   else:
-    print(ablation_table([load_result(w) for w in argv]), end='')
+    names = [pathlib.Path(w).name for w in argv]
+    print(ablation_table(names, [load_result(w) for w in argv]), end='')
   return 0
 
 

@@ -53,8 +53,8 @@ def nearest_mean(model):
 
 
 RULES = {
-  'kl(query || class)': lambda model: model.classify,
-  'kl(class || query)': kl_class_to_query,
+  'KL(query ‖ class)': lambda model: model.classify,
+  'KL(class ‖ query)': kl_class_to_query,
   'nearest posterior mean': nearest_mean,
 }
 

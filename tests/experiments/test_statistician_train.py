@@ -40,7 +40,12 @@ def test_smoke_run_writes_its_files(smoke_run):
   parts = elbo['reconstruction']['mean'] - elbo['kl_z']['mean'] - elbo['kl_c']['mean']
   np.testing.assert_allclose(elbo['elbo']['mean'], parts, rtol=1e-6)
   assert set(saved['few_shot']) == {'5w1s'}
-  assert 0 <= saved['few_shot']['5w1s']['accuracy'] <= 1
+  # The mean over 4 episodes of (correct / 5 queries): a count of correct queries
+  # out of 20.
+  few = saved['few_shot']['5w1s']
+  assert (few['episodes'], few['q_query'] * few['n_way']) == (4, 5)
+  correct = few['accuracy'] * 20
+  assert 0 <= round(correct) <= 20 and abs(correct - round(correct)) < 1e-4
   with pytest.raises(FileExistsError, match='does not overwrite'):
     train.train_and_evaluate(default.get_config('smoke'), str(workdir))
 
@@ -106,11 +111,11 @@ def test_ablation_rows_are_named_by_the_flags_that_differ_from_the_baseline():
     base['run']['command'] + ' --config.model.num_latent_layers=1 --config.seed=0'
   )
   other['few_shot']['5w1s']['accuracy'] = 0.5
-  rows = report.ablation_table([base, other]).splitlines()
-  assert rows[2].startswith('| baseline (the table above) | 63.9 ± 1.1 |')
+  rows = report.ablation_table(['cpu_budget', 'z'], [base, other]).splitlines()
+  assert rows[2].startswith('| cpu_budget | none | 63.9 ± 1.1 |')
   # num_iterations=3000 is in both commands, so only the new flags name the row.
   assert rows[3].startswith(
-    '| `model.num_latent_layers=1`, `seed=0` | 50.0 ± 1.1 | 82.1 ± 0.7 |'
+    '| z | `model.num_latent_layers=1`, `seed=0` | 50.0 ± 1.1 | 82.1 ± 0.7 |'
   )
   assert '| 2.89 | 29.8 | 903,329 | 3,000 | d6ea9b6 |' in rows[3]
 
@@ -123,7 +128,7 @@ def test_rules_restore_the_last_checkpoint_and_the_models_rule_repeats_results(
   assert list(tested['rules']) == list(rules.RULES)
   assert tested['run']['git_commit'] == out['run']['git_commit']
   # The same params on the same episodes: the model's own rule gives results.json.
-  assert tested['rules']['kl(query || class)'] == out['few_shot']
+  assert tested['rules']['KL(query ‖ class)'] == out['few_shot']
   assert json.loads((workdir / 'rules.json').read_text()) == tested
 
 
@@ -147,3 +152,19 @@ def test_other_rules_score_queries_against_class_posteriors_by_hand():
   got = rules.nearest_mean(model)(params, support, labels, query, 2)
   want = [[-jnp.sum((s.mean - c.mean) ** 2) for c in classes] for s in singles]
   np.testing.assert_allclose(got, np.squeeze(want), rtol=1e-5)
+
+
+def test_rules_table_has_a_row_per_run_and_rule():
+  few = {
+    '5w1s': {'accuracy': 0.5, 'ci95': 0.01},
+    '20w5s': {'accuracy': 0.25, 'ci95': 0},
+  }
+  tested = {'rules': {'KL(query ‖ class)': few, 'nearest posterior mean': few}}
+  rows = report.rules_table(['a', 'b'], [tested, tested]).splitlines()
+  assert rows[0] == '| run | rule | 5-way 1-shot | 20-way 5-shot |'
+  assert rows[2] == '| a | KL(query ‖ class) | 50.0 ± 1.0 | 25.0 ± 0.0 |'
+  assert [r.split(' | ')[:2] for r in rows[3:]] == [
+    ['| a', 'nearest posterior mean'],
+    ['| b', 'KL(query ‖ class)'],
+    ['| b', 'nearest posterior mean'],
+  ]
