@@ -18,6 +18,22 @@ STATE = 'default'
 PROGRESS = 'progress'
 
 
+def _committed_as(template: Any, restored: Any) -> Any:
+  """``restored``, uncommitted where ``template`` is an uncommitted array.
+
+  Orbax commits what it restores to its device, and jit lowers a committed argument
+  with its sharding: a resumed state would compile (and look up in the persistent
+  compilation cache) another program than the fresh state it continues.
+  """
+  if (
+    isinstance(template, jax.Array)
+    and not template.committed
+    and not jax.dtypes.issubdtype(template.dtype, jax.dtypes.extended)  # PRNG keys
+  ):
+    return jax.numpy.asarray(jax.device_get(restored))
+  return restored
+
+
 class CheckpointConfigMismatchError(ValueError):
   """The workdir's checkpoints were written under a different config."""
 
@@ -186,7 +202,7 @@ class Checkpointer:
     restored = self._manager.restore(
       step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract)})
     )
-    return restored[STATE]
+    return jax.tree.map(_committed_as, template, restored[STATE])
 
   def progress(self, step: int | None = None) -> dict:
     """The progress record saved with ``step`` (default: the latest); {} if none."""

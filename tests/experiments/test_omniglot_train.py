@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -285,10 +286,18 @@ def _tiny_maml_plus_plus():
   return config
 
 
-def test_maml_plus_plus_trains_on_omniglot(tmp_path):
+@pytest.fixture(scope='module')
+def maml_plus_plus_run(tmp_path_factory):
+  """The tiny MAML++ run (its cosine schedule anneals over all 40 iterations), trained
+  once for the tests that read it: ``(workdir, output)``."""
+  workdir = tmp_path_factory.mktemp('maml_plus_plus')
+  return workdir, train.train_and_evaluate(_tiny_maml_plus_plus(), str(workdir))
+
+
+def test_maml_plus_plus_trains_on_omniglot(maml_plus_plus_run):
   config = _tiny_maml_plus_plus()
-  out = train.train_and_evaluate(config, str(tmp_path))
-  losses = [r['train_loss'] for r in _records(tmp_path)]
+  workdir, out = maml_plus_plus_run
+  losses = [r['train_loss'] for r in _records(workdir)]
   assert np.mean(losses[-3:]) < 0.95 * np.mean(losses[:3]), losses
   params = out['state'].params
   assert isinstance(params, jmeta.MAMLPlusPlusParams)
@@ -301,7 +310,7 @@ def test_maml_plus_plus_trains_on_omniglot(tmp_path):
   )
   assert params.step_weights['block_0']['scale'].shape == (3, 8)
   assert params.init['block_0']['scale'] is None
-  result = json.loads((tmp_path / 'test_step40.json').read_text())
+  result = json.loads((workdir / 'test_step40.json').read_text())
   assert_test_record(
     result['test']['8'],
     episodes=8,
@@ -345,14 +354,17 @@ def test_outer_clip_norm_clips_the_meta_gradient_to_that_global_norm():
     train.check_config(config)
 
 
-def test_annealed_schedule_refuses_resume_with_other_length(tmp_path):
-  config = tiny.get_config()
-  config.outer_schedule = 'cosine'
-  config.num_iterations = 10
-  train.train_and_evaluate(config, str(tmp_path))
-  config.num_iterations = 20
+def test_annealed_schedule_refuses_resume_with_other_length(
+  maml_plus_plus_run, tmp_path
+):
+  # The MAML++ run's cosine schedule anneals over its 40 iterations; a copy of it,
+  # so the shared run stays as it was.
+  workdir = shutil.copytree(maml_plus_plus_run[0], tmp_path / 'run')
+  config = _tiny_maml_plus_plus()
+  assert config.outer_schedule == 'cosine'
+  config.num_iterations = 80
   with pytest.raises(CheckpointConfigMismatchError, match='num_iterations'):
-    train.train_and_evaluate(config, str(tmp_path))
+    train.train_and_evaluate(config, str(workdir))
 
 
 def test_out_of_memory_in_a_run_names_the_config_fields():

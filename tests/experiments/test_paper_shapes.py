@@ -1,5 +1,6 @@
 """Every Omniglot learner trains and evaluates at its paper's largest episodes with
-the library's default batching, without crashing (issue 23).
+the library's default batching, without crashing (issue 23): 20-way at the largest
+shot its paper reports (``paper_shapes.largest_setting``).
 
 Each runs in a subprocess (``paper_shapes.py``), so a segmentation fault, such as
 the XLA:CPU YNNPACK crash that ProtoNet's 60-way 5-shot 5-query episode hit under
@@ -15,9 +16,11 @@ import subprocess
 import sys
 
 import numpy as np
+import paper_shapes
 import pytest
 
-from experiments.omniglot import learners
+from experiments.omniglot import learners, report
+from experiments.omniglot.configs import base
 
 ROOT = pathlib.Path(__file__).parents[2]
 CONFIGS = ROOT / 'experiments' / 'omniglot' / 'configs'
@@ -27,6 +30,14 @@ WITH_CONFIG = [a for a in learners.ALGORITHMS if (CONFIGS / f'{a}.py').exists()]
 
 def test_every_omniglot_config_is_checked():
   assert len(WITH_CONFIG) == len(learners.ALGORITHMS) - 1
+
+
+@pytest.mark.parametrize('algorithm', WITH_CONFIG)
+def test_no_setting_the_paper_reports_has_larger_episodes(algorithm):
+  n_way, k_shot = base.parse_setting(paper_shapes.largest_setting(algorithm))
+  for setting in report.PAPER[algorithm][0]:
+    way, shot = base.parse_setting(setting)
+    assert way <= n_way and shot <= k_shot, setting
 
 
 @pytest.mark.parametrize('algorithm', WITH_CONFIG)
@@ -48,6 +59,7 @@ def test_paper_episode_shapes_train_and_evaluate_with_default_batching(algorithm
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   assert out['algorithm'] == algorithm
+  assert out['setting'] == paper_shapes.largest_setting(algorithm)
   # One accuracy per test episode, each a count of correct queries over their number.
   assert len(out['accuracy']) == 2
   correct = np.asarray(out['accuracy']) * out['test_queries']

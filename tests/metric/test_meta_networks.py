@@ -128,15 +128,18 @@ def test_each_query_reads_the_memory_as_a_loop_over_queries_does():
   learner = tiny()
   sx, sy, qx, _ = episode(queries=2)
   params = learner.init(jax.random.key(0), sx)
-  got = learner.logits(params, sx, sy, qx, 3)
+  got = jax.jit(learner.logits, static_argnums=4)(params, sx, sy, qx, 3)
   assert got.shape == (6, 3)
   assert np.abs(got).max() > 0.1 and not np.allclose(got[0], got[1])
+  # The loop's pieces are jitted, each compiled once for its 3 or 6 calls: op by
+  # op, their primitives' dispatch took most of this test's time.
+  key_grad, base_grad = jax.jit(jax.grad(key_loss)), jax.jit(jax.grad(base_loss))
 
   # d: the key network's fast weights from the LSTM over the 3 chunks' gradients.
   grads = []
   for c in range(3):
     x, y = sx[c : c + 1], sy[c : c + 1]
-    g = jax.grad(key_loss)(params['key'], x, y)
+    g = key_grad(params['key'], x, y)
     convs = {k: v for k, v in g.items() if k.startswith('conv_')}
     grads.append((convs, {'dense_0': g['dense_0']}))
   key_fast = {}
@@ -156,7 +159,7 @@ def test_each_query_reads_the_memory_as_a_loop_over_queries_does():
   memory = []
   for i in range(3):
     x, y = sx[i : i + 1], sy[i : i + 1]
-    g = jax.grad(base_loss)(params['base'], x, y)
+    g = base_grad(params['base'], x, y)
     w = {}
     for name, keys_ in (
       ('conv', ['conv_0', 'conv_1']),
@@ -168,18 +171,20 @@ def test_each_query_reads_the_memory_as_a_loop_over_queries_does():
       w.update(unravel(z))
     memory.append(w)
 
-  support_keys = keys(params['key'], key_fast, sx, impl=IMPL)
+  key_of = jax.jit(lambda x: keys(params['key'], key_fast, x, impl=IMPL))
+  one_query = jax.jit(
+    lambda fast, x: base_logits(params['base'], fast, x, impl=IMPL, per_example=False)
+  )
+  support_keys = key_of(sx)
   for q in range(qx.shape[0]):
-    r = keys(params['key'], key_fast, qx[q : q + 1], impl=IMPL)[0]
+    r = key_of(qx[q : q + 1])[0]
     cos = [
       float(jnp.dot(r, k) / (jnp.linalg.norm(r) * jnp.linalg.norm(k)))
       for k in support_keys
     ]
     a = np.exp(cos) / np.sum(np.exp(cos))
     fast = jax.tree.map(lambda *ws, a=a: sum(ai * wi for ai, wi in zip(a, ws)), *memory)
-    want = base_logits(
-      params['base'], fast, qx[q : q + 1], impl=IMPL, per_example=False
-    )
+    want = one_query(fast, qx[q : q + 1])
     np.testing.assert_allclose(got[q], want[0], rtol=2e-4, atol=1e-5)
 
 
