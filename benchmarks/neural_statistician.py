@@ -33,12 +33,9 @@ def measure(batch: int, repeats: int) -> dict:
   config.batch_size = batch
   banks = train.load_banks(config)
   model = train.make_model(config)
-  example = jnp.zeros((config.data.set_size, *model.image_shape))
-  params = model.init(jax.random.key(0), example)
-  optimizer = optax.chain(
-    optax.clip(config.gradient_clip), optax.adam(config.learning_rate)
-  )
-  state = train.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+  optimizer = train.make_optimizer(config)
+  state = train.initial_state(config, model, optimizer, jax.random.key(0))
+  params = state.params
   update = train.make_update(config, model, optimizer, banks['train'])
   fixed = jax.random.bernoulli(
     jax.random.key(1), 0.2, (batch, config.data.set_size, *model.image_shape)

@@ -20,7 +20,6 @@ import sys
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from experiments.common.checkpoint import Checkpointer
 from experiments.common.run_info import git_state, run_info
@@ -62,12 +61,8 @@ RULES = {
 def final_params(config: ml_collections.ConfigDict, workdir: pathlib.Path):
   """The params of the workdir's latest checkpoint."""
   model = train.make_model(config)
-  example = jnp.zeros((config.data.set_size, *model.image_shape))
-  params = model.init(jax.random.key(0), example)
-  optimizer = optax.chain(
-    optax.clip(config.gradient_clip), optax.adam(config.learning_rate)
-  )
-  template = train.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+  optimizer = train.make_optimizer(config)
+  template = train.initial_state(config, model, optimizer, jax.random.key(0))
   checkpointer = Checkpointer(
     workdir, config.to_dict(), may_differ=train.MAY_DIFFER_ON_RESUME
   )

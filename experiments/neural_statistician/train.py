@@ -87,6 +87,18 @@ def make_model(config) -> ns.NeuralStatistician:
   return ns.neural_statistician(**config.model.to_dict())
 
 
+def make_optimizer(config) -> optax.GradientTransformation:
+  """Adam, each gradient entry first clipped as the reference code's clamp."""
+  return optax.chain(optax.clip(config.gradient_clip), optax.adam(config.learning_rate))
+
+
+def initial_state(config, model, optimizer, key) -> TrainState:
+  """Update 0: the model initialised from ``key`` and the optimizer's fresh state."""
+  example = jnp.zeros((config.data.set_size, *model.image_shape))
+  params = model.init(key, example)
+  return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+
+
 def alpha(config, step: jax.Array) -> jax.Array:
   """The reweighting a of update ``step``: ``alpha_initial`` halved every
   ``alpha_halve_every`` updates (the reference code halves it every epoch)."""
@@ -301,13 +313,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   banks = load_banks(config)
   model = make_model(config)
   root = jax.random.key(config.seed)
-  example = jnp.zeros((config.data.set_size, *model.image_shape))
-  params = model.init(jax.random.fold_in(root, 0), example)
-  count = sum(int(np.size(p)) for p in jax.tree.leaves(params))
-  optimizer = optax.chain(
-    optax.clip(config.gradient_clip), optax.adam(config.learning_rate)
-  )
-  state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+  optimizer = make_optimizer(config)
+  state = initial_state(config, model, optimizer, jax.random.fold_in(root, 0))
+  count = sum(int(np.size(p)) for p in jax.tree.leaves(state.params))
   state, saved = checkpointer.resume(state)
   start_step = int(state.step)
   logged = records.cut_jsonl(workdir / 'metrics.jsonl', start_step)
