@@ -193,7 +193,11 @@ def test_smoke_run_writes_its_files(smoke_run):
   saved = json.loads((workdir / 'results.json').read_text())
   assert saved['updates'] == 6 and saved['episodes_trained'] == 24
   assert len(saved['test']['accuracy']) == 10 and saved['test']['characters'] == 423
-  assert all(0 <= a <= 1 for a in saved['test']['accuracy'])
+  # Each is the mean over 8 episodes of (correct / 5 classes) at that instance: a
+  # count of correct answers out of 40.
+  correct = np.asarray(saved['test']['accuracy']) * 40
+  np.testing.assert_allclose(correct, np.round(correct), atol=1e-4)
+  assert np.all((0 <= correct) & (correct <= 40))
   assert saved['seconds_per_update'] > 0
   table = (workdir / 'results.md').read_text()
   assert 'MANN (LRUA) (Santoro et al. (2016), Table 1) | 36.4 | 82.8' in table
