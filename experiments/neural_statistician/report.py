@@ -43,6 +43,11 @@ def setting_label(setting: str) -> str:
   return f'{n_way}-way {k_shot}-shot'
 
 
+def accuracy_cell(test: dict) -> str:
+  """``mean ± 95% interval`` in percent of one setting's test record."""
+  return f'{100 * test["accuracy"]:.1f} ± {100 * test["ci95"]:.1f}'
+
+
 def results_table(result: dict) -> str:
   """Markdown: accuracy (%, ± 95% CI over episodes) per setting, ours then the
   paper's, and the test lower bound, then a line on how the run was made."""
@@ -59,9 +64,7 @@ def results_table(result: dict) -> str:
     + ' | test lower bound (nats per image) | updates | train time |',
     '|' + ' --- |' * (len(settings) + 4),
     '| neural statistician (this run) | '
-    + ' | '.join(
-      f'{100 * few[s]["accuracy"]:.1f} ± {100 * few[s]["ci95"]:.1f}' for s in settings
-    )
+    + ' | '.join(accuracy_cell(few[s]) for s in settings)
     + f' | {elbo["elbo"]["mean"]:.1f} ± {elbo["elbo"]["ci95"]:.1f}'
     + f' | {budget} | {duration(result["train_seconds_total"])} |',
     f'| {PAPER} | '
@@ -116,9 +119,7 @@ def ablation_table(names: list[str], results: list[dict]) -> str:
     few, elbo = result['few_shot'], result['test_elbo']
     lines.append(
       f'| {folder} | {name} | '
-      + ' | '.join(
-        f'{100 * few[s]["accuracy"]:.1f} ± {100 * few[s]["ci95"]:.1f}' for s in settings
-      )
+      + ' | '.join(accuracy_cell(few[s]) for s in settings)
       + f' | {elbo["elbo"]["mean"]:.1f} ± {elbo["elbo"]["ci95"]:.1f}'
       + f' | {elbo["kl_c"]["mean"]:.2f} | {elbo["kl_z"]["mean"]:.1f}'
       + f' | {result["parameters"]:,} | {result["iterations"]:,}'
@@ -138,9 +139,7 @@ def rules_table(names: list[str], tested: list[dict]) -> str:
   ]
   for name, out in zip(names, tested):
     for rule, few in out['rules'].items():
-      cells = ' | '.join(
-        f'{100 * few[s]["accuracy"]:.1f} ± {100 * few[s]["ci95"]:.1f}' for s in settings
-      )
+      cells = ' | '.join(accuracy_cell(few[s]) for s in settings)
       lines.append(f'| {name} | {rule} | {cells} |')
   return '\n'.join(lines) + '\n'
 
