@@ -41,6 +41,7 @@ from jmeta.batching import (
   default_batching,
   map_tasks,
   mean_over_tasks,
+  mean_over_tasks_in_order,
 )
 from jmeta.compare import (
   GradientComparison,
@@ -59,10 +60,17 @@ from jmeta.evaluation import (
   evaluate_adapted,
   mean_confidence_interval,
 )
-from jmeta.gradient_learner import GradientOptions, MetaParams, gradient_learner
+from jmeta.gradient_learner import (
+  GradientOptions,
+  InnerStateParams,
+  MetaParams,
+  gradient_learner,
+)
 from jmeta.inner_loop import adapt, adaptation_curve
 from jmeta.inner_rules import InnerRule, head_mask
 from jmeta.learner import (
+  NO_CARRY,
+  Carry,
   MetaGradient,
   MetaLearner,
   evaluate,
@@ -114,9 +122,11 @@ __all__ = [
   'BATCHING_STRATEGIES',
   'BATCH_NORM_MODES',
   'BadLabelsError',
+  'Carry',
   'GradientComparison',
   'GradientOptions',
   'InnerRule',
+  'InnerStateParams',
   'LEARNERS',
   'MAMLPlusPlusParams',
   'MEMORY_KNOBS',
@@ -127,6 +137,7 @@ __all__ = [
   'MetaTrainState',
   'MetaTrainer',
   'Model',
+  'NO_CARRY',
   'NonFiniteMetaLossError',
   'TRANSDUCTIVE',
   'Task',
@@ -169,6 +180,7 @@ __all__ = [
   'map_tasks',
   'mean_confidence_interval',
   'mean_over_tasks',
+  'mean_over_tasks_in_order',
   'learned_optimizers',
   'memory',
   'meta_lstm',

@@ -7,7 +7,9 @@
 * ``'auto'``: ``default_batching()`` for the current backend.
 
 ``mean_over_tasks`` accumulates a running sum in the scan, so 'map' and 'chunked'
-never hold per-task results for the whole batch.
+never hold per-task results for the whole batch. ``mean_over_tasks_in_order`` runs
+the tasks one after another, each handed the state the one before it left (an
+inner optimizer's state that persists from task to task).
 """
 
 from __future__ import annotations
@@ -141,3 +143,26 @@ def mean_over_tasks(
 
   total, _ = lax.scan(accumulate, zeros, xs)
   return jax.tree.map(lambda x: x / n, total)
+
+
+def mean_over_tasks_in_order(
+  fn: Callable[[Any, Any], tuple[Any, Any]], tasks: Any, state: Any
+) -> tuple[Any, Any]:
+  """``(mean over tasks of out_i, state_n)`` where ``out_i, state_i = fn(task_i,
+  state_{i-1})`` and ``state_0 = state``: the tasks in batch order, one at a time.
+
+  For a learner whose tasks share a state that each task updates, as the inner
+  Adam state of Reptile's reference code passes from task to task.
+  """
+  n = _num_tasks(tasks)
+  one = jax.tree.map(lambda x: x[0], tasks)
+  out_shape, _ = jax.eval_shape(fn, one, state)
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)
+
+  def accumulate(carry, task):
+    total, state = carry
+    out, state = fn(task, state)
+    return (jax.tree.map(jnp.add, total, out), state), None
+
+  (total, state), _ = lax.scan(accumulate, (zeros, state), tasks)
+  return jax.tree.map(lambda x: x / n, total), state

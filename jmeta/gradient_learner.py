@@ -11,6 +11,12 @@ Meta-SGD ``learned_rates`` with ``second_order``, ANIL ``head_only(sgd)``, iMAML
 ``proximal(sgd)`` with ``implicit``; every other pairing works the same way, e.g.
 first-order Meta-SGD or ANIL with Reptile. At test time ``predict`` adapts with the
 same rule for ``test_steps`` and applies the model to the queries.
+
+With ``persistent_inner_state=True`` the inner optimizer's state is not reset per
+task: it passes from task to task, in batch order, and from one meta-update to the
+next, and test-time adaptation starts from it, as Reptile's reference code keeps
+its inner Adam state (Nichol et al., 2018; openai/supervised-reptile restores only
+the model's variables between tasks).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from jax import lax
 from jax.scipy.sparse.linalg import cg
 
 from jmeta import estimators as est
+from jmeta.batching import mean_over_tasks_in_order
 from jmeta.estimators import Estimator, check_estimator
 from jmeta.inner_loop import (
   LossFn,
@@ -42,6 +49,8 @@ from jmeta.inner_rules import (
   split_leaves,
 )
 from jmeta.learner import (
+  NO_CARRY,
+  Carry,
   ClassLabels,
   LearnerOptions,
   MetaGradient,
@@ -54,7 +63,7 @@ from jmeta.learner import (
 )
 from jmeta.models.base import Model, Params, check_model_accepts
 from jmeta.options import lists_options
-from jmeta.tasks.batch import Task
+from jmeta.tasks.batch import Task, check_task_batch_shapes
 from jmeta.validation import check_bool, check_steps
 
 if TYPE_CHECKING:
@@ -72,11 +81,28 @@ class MetaParams(NamedTuple):
   rule: Any
 
 
+class InnerStateParams(NamedTuple):
+  """The meta-params of a learner built with ``persistent_inner_state=True``: the
+  model's params ``params``, which the outer loop trains, and ``inner_state``, the
+  inner optimizer's state, which the learner carries (``INNER_STATE_CARRY``)."""
+
+  params: Params
+  inner_state: Any
+
+
+def _split_inner_state(meta_params: InnerStateParams) -> tuple[Params, Any]:
+  return meta_params.params, meta_params.inner_state
+
+
+INNER_STATE_CARRY = Carry(_split_inner_state, InnerStateParams)
+"""The ``Carry`` of ``InnerStateParams``: params trained, inner state carried."""
+
+
 class GradientOptions(LearnerOptions, total=False):
   """The keyword options every gradient-based factory hands to ``gradient_learner``.
 
-  ``test_steps``, ``inner_batch_size``, ``test_batch_size``, ``remat`` and the
-  ``LearnerOptions`` (``batching``, ``chunk_size``, ``metrics_fn``), with
+  ``test_steps``, ``inner_batch_size``, ``test_batch_size``, ``remat``,
+  ``persistent_inner_state`` and the ``LearnerOptions`` (``batching``, ``chunk_size``, ``metrics_fn``), with
   ``gradient_learner``'s defaults and meaning; a pairing that cannot use one (e.g.
   ``remat`` with Reptile) is refused there with a ``ValueError``.
   """
@@ -85,6 +111,7 @@ class GradientOptions(LearnerOptions, total=False):
   inner_batch_size: int | None
   test_batch_size: int | None
   remat: bool
+  persistent_inner_state: bool
 
 
 def with_gradient_options(factory):
@@ -178,13 +205,16 @@ def adapt_with_rule(
   batch_size: int | None = None,
   first_order: bool = False,
   remat: bool = False,
-) -> tuple[Params, jax.Array]:
+  inner_state: Any = None,
+) -> tuple[Params, jax.Array, Any]:
   """Adapts to one support set by ``steps`` updates of ``rule``.
 
-  Returns phi_steps and the support loss at theta. Differentiable in the
-  meta-params; ``first_order`` treats the inner gradients as constants. With
-  ``batch_size`` step j takes the loss on minibatch j of
-  ``jmeta.inner_loop.minibatch_indices`` (keyed by ``data_key(inputs)``).
+  Returns phi_steps, the support loss at theta and the rule's optimizer state after
+  the last step. Differentiable in the meta-params; ``first_order`` treats the
+  inner gradients as constants. With ``batch_size`` step j takes the loss on
+  minibatch j of ``jmeta.inner_loop.minibatch_indices`` (keyed by
+  ``data_key(inputs)``). The optimizer starts from ``inner_state``, by default a
+  fresh one (``inner_state_init``), and is not differentiated through it.
   """
   params, rule_params = split_meta_params(rule, meta_params)
   objective, xs = minibatch_objective(
@@ -204,7 +234,9 @@ def adapt_with_rule(
 
     if rule_params is not None and not rule.shared:
       rule_params, _ = split_leaves(rule_params, rule.adapts)
-  adapted, values, _ = scan_inner_loop(
+  if inner_state is not None:
+    inner_state = lax.stop_gradient(inner_state)
+  adapted, values, _, end_state = scan_inner_loop(
     inner,
     start,
     steps=steps,
@@ -212,6 +244,7 @@ def adapt_with_rule(
     first_order=first_order,
     remat=remat,
     xs=xs,
+    opt_state=inner_state,
   )
   if merge is not None:
     adapted = merge(adapted)
@@ -221,7 +254,14 @@ def adapt_with_rule(
     adapted = jax.tree.map(lambda p, t: p - shrink * (p - t), adapted, params)
   full_batch = steps and batch_size is None
   pre = values[0] if full_batch else support(params)
-  return adapted, pre
+  return adapted, pre, lax.stop_gradient(end_state)
+
+
+def inner_state_init(rule: InnerRule, params: Params) -> Any:
+  """A fresh state of a fixed ``rule``'s optimizer for ``params``: over the leaves
+  the rule adapts (all, or a ``head_only`` rule's head)."""
+  start = params if rule.adapts is None else split_leaves(params, rule.adapts)[0]
+  return rule.optimizer(None).init(start)
 
 
 def support_adapter(
@@ -231,9 +271,12 @@ def support_adapter(
   *,
   steps: int,
   batch_size: int | None = None,
+  persistent_inner_state: bool = False,
 ) -> Callable[[Any, jax.Array, jax.Array], Params]:
   """Test-time adaptation: ``adapt(meta_params, inputs, targets)``, phi_steps for
-  one support set by ``steps`` updates of ``rule`` (``adapt_with_rule``).
+  one support set by ``steps`` updates of ``rule`` (``adapt_with_rule``). With
+  ``persistent_inner_state`` the meta-params are ``InnerStateParams`` and the
+  optimizer starts from their inner state.
 
   Differentiable in the meta-params; raises ``ValueError`` for a bad step count
   (here), and, when called, for meta-params that do not fit ``rule``, an empty or
@@ -242,11 +285,14 @@ def support_adapter(
   steps = check_steps(steps, 'steps')
 
   def adapt(meta_params: Any, inputs: jax.Array, targets: jax.Array) -> Params:
+    inner_state = None
+    if persistent_inner_state:
+      meta_params, inner_state = _check_inner_state_params(meta_params)
     params, _ = split_meta_params(
       rule, _check_meta_params(meta_params, rule.init is not None, rule.shared)
     )
     check_support(model, params, inputs, targets)
-    adapted, _ = adapt_with_rule(
+    adapted, _, _ = adapt_with_rule(
       model,
       loss_fn,
       rule,
@@ -255,6 +301,7 @@ def support_adapter(
       targets,
       steps=steps,
       batch_size=batch_size,
+      inner_state=inner_state,
     )
     return adapted
 
@@ -275,6 +322,7 @@ def gradient_learner(
   chunk_size: int | None = None,
   metrics_fn: MetricsFn | None = None,
   remat: bool = False,
+  persistent_inner_state: bool = False,
   name: str = 'gradient_learner',
 ) -> MetaLearner:
   """A ``MetaLearner`` adapting by ``inner_steps`` of ``rule``, meta-trained by
@@ -287,6 +335,16 @@ def gradient_learner(
   ``test_batch_size`` does the same at test, where ``test_steps`` (default
   ``inner_steps``) steps adapt. ``remat=True`` recomputes each inner step on the
   backward pass (second or first order only).
+
+  ``persistent_inner_state=True`` keeps the inner optimizer's state instead of
+  starting each task afresh (Reptile's reference code): the meta-params are
+  ``InnerStateParams(params, inner_state)``, the tasks of a batch run in order, each
+  starting from the state the one before left, the last one's state is carried to
+  the next meta-update (``INNER_STATE_CARRY``), and ``predict`` starts from it
+  without changing it. Each task's starting state is a constant of its
+  meta-gradient: no derivative flows from one task's state into the next. A fixed
+  rule only (no learned one), and batching 'auto' or 'map' (the tasks run in order
+  either way).
   """
   if not isinstance(rule, InnerRule):
     raise ValueError(
@@ -301,8 +359,11 @@ def gradient_learner(
       # Its type now; whether the support set can fill it, when shapes are known.
       check_batch_size(size, num_examples=size)
   check_bool(remat, 'remat')
+  persistent = check_bool(persistent_inner_state, 'persistent_inner_state')
   learns = rule.init is not None
   _check_pairing(rule, estimator, learns, inner_batch_size, remat)
+  if persistent:
+    _check_persistent(learns, batching)
   kind = estimator.kind
 
   def split(meta_params):
@@ -312,9 +373,11 @@ def gradient_learner(
     return adapt_with_rule(model, loss_fn, rule, meta_params, inputs, targets, **kwargs)
 
   def init(params: Params) -> Any:
+    if persistent:
+      return InnerStateParams(params, inner_state_init(rule, params))
     return MetaParams(params, rule.init(params)) if learns else params
 
-  def train_adapt(meta_params, task: Task, first_order=False, remat=False):
+  def train_adapt(meta_params, task: Task, inner_state, first_order=False, remat=False):
     return adapt(
       meta_params,
       task.support_inputs,
@@ -323,30 +386,39 @@ def gradient_learner(
       batch_size=inner_batch_size,
       first_order=first_order,
       remat=remat,
+      inner_state=inner_state,
     )
 
-  def through_adaptation(meta_params, task: Task) -> MetaGradient:
+  # Each task function returns (its MetaGradient, the inner state after its inner
+  # loop); a fresh inner state per task is inner_state=None.
+  def through_adaptation(meta_params, task: Task, inner_state=None):
     def objective(meta_params):
-      adapted, pre = train_adapt(
-        meta_params, task, first_order=kind == est.FIRST_ORDER, remat=remat
+      adapted, pre, end = train_adapt(
+        meta_params,
+        task,
+        inner_state,
+        first_order=kind == est.FIRST_ORDER,
+        remat=remat,
       )
-      return query_metrics(model, loss_fn, metrics_fn, adapted, task, pre)
+      loss, metrics = query_metrics(model, loss_fn, metrics_fn, adapted, task, pre)
+      return loss, (metrics, end)
 
-    grads, metrics = jax.grad(objective, has_aux=True)(meta_params)
-    return MetaGradient(grads, metrics)
+    grads, (metrics, end) = jax.grad(objective, has_aux=True)(meta_params)
+    return MetaGradient(grads, metrics), end
 
-  def reptile_direction(params, task: Task) -> MetaGradient:
-    adapted, pre = train_adapt(params, task)
+  def reptile_direction(params, task: Task, inner_state=None):
+    adapted, pre, end = train_adapt(params, task, inner_state)
     _, metrics = query_metrics(model, loss_fn, metrics_fn, adapted, task, pre)
     grads = jax.tree.map(lambda t, p: t - p, params, adapted)
-    return MetaGradient(grads, lax.stop_gradient(metrics))
+    return MetaGradient(grads, lax.stop_gradient(metrics)), end
 
-  def implicit_gradient(params, task: Task) -> MetaGradient:
+  def implicit_gradient(params, task: Task, inner_state=None):
     # theta is a constant of the inner problem: nothing is differentiated through
     # the inner loop, which is what keeps iMAML's memory independent of steps.
     theta = lax.stop_gradient(params)
     lam = rule.regularization
-    adapted, pre = train_adapt(theta, task)  # no minibatches: checked above
+    # No minibatches: checked above.
+    adapted, pre, end = train_adapt(theta, task, inner_state)
     query_grad, metrics = jax.grad(
       lambda p: query_metrics(model, loss_fn, metrics_fn, p, task, pre),
       has_aux=True,
@@ -377,7 +449,7 @@ def gradient_learner(
       'inner_gradient_ratio': _ratio(proximal_grad, jax.grad(support)(theta)),
       'cg_relative_residual': _ratio(residual, query_grad),
     }
-    return MetaGradient(grads, lax.stop_gradient(metrics))
+    return MetaGradient(grads, lax.stop_gradient(metrics)), end
 
   task_fn = {
     est.SECOND_ORDER: through_adaptation,
@@ -390,26 +462,55 @@ def gradient_learner(
     params, _ = split(_check_meta_params(meta_params, learns, rule.shared))
     check_model_accepts(model, params, batch.support_inputs[0], 'support inputs')
 
-  batched = over_tasks(task_fn, batching=batching, chunk_size=chunk_size, check=check)
+  def fresh(meta_params, task: Task) -> MetaGradient:
+    return task_fn(meta_params, task)[0]
+
+  batched = over_tasks(fresh, batching=batching, chunk_size=chunk_size, check=check)
+
+  def in_order(meta_params: InnerStateParams, batch) -> MetaGradient:
+    params, inner_state = _check_inner_state_params(meta_params)
+    check_task_batch_shapes(batch)
+    check(params, batch)
+    mean, end = mean_over_tasks_in_order(
+      lambda task, state: task_fn(params, Task(*task), state), batch, inner_state
+    )
+    return MetaGradient(InnerStateParams(mean.grads, end), mean.metrics)
 
   def task_gradient(meta_params, task: Task, step=None) -> MetaGradient:
     del step  # no schedule
+    if persistent:
+      params, inner_state = _check_inner_state_params(meta_params)
+      meta_gradient, end = task_fn(params, task, inner_state)
+      return MetaGradient(
+        InnerStateParams(meta_gradient.grads, end), meta_gradient.metrics
+      )
     _check_meta_params(meta_params, learns, rule.shared)
-    return task_fn(meta_params, task)
+    return fresh(meta_params, task)
 
   def meta_gradient(meta_params, batch, step=None) -> MetaGradient:
     del step  # no schedule
-    return batched(meta_params, batch)
+    return (in_order if persistent else batched)(meta_params, batch)
 
   predict = adapt_then_apply(
     model,
-    support_adapter(model, loss_fn, rule, steps=test, batch_size=test_batch_size),
+    support_adapter(
+      model,
+      loss_fn,
+      rule,
+      steps=test,
+      batch_size=test_batch_size,
+      persistent_inner_state=persistent,
+    ),
   )
 
   def init_gradient(meta_grads):
+    if persistent:
+      return meta_grads.params
     return split(meta_grads)[0]
 
   def class_labels(meta_params, batch) -> ClassLabels | None:
+    if persistent:
+      meta_params = meta_params.params
     params, _ = split(meta_params)
     return model_classes(model, params, batch)
 
@@ -419,8 +520,9 @@ def gradient_learner(
     meta_gradient,
     predict,
     task_gradient,
-    init_gradient if learns else identity,
+    init_gradient if learns or persistent else identity,
     class_labels,
+    INNER_STATE_CARRY if persistent else NO_CARRY,
   )
 
 
@@ -485,6 +587,31 @@ def _check_meta_params(meta_params: Any, learns: bool, shared: bool = False) -> 
           f'shape {jnp.shape(p)} with rule parameters of shape {jnp.shape(r)}.'
         )
   return meta_params
+
+
+def _check_persistent(learns: bool, batching: str) -> None:
+  if learns:
+    raise ValueError(
+      "persistent_inner_state=True keeps a fixed inner optimizer's state from task "
+      'to task; a learned rule (Meta-SGD, the meta-LSTM) builds its optimizer from '
+      'its meta-params, so it takes no persistent state.'
+    )
+  if batching not in ('auto', 'map'):
+    raise ValueError(
+      f'persistent_inner_state=True passes the inner state from task to task, so '
+      f'the tasks run in order; batching={batching!r} would run them side by side. '
+      "Use batching='map' (or 'auto')."
+    )
+
+
+def _check_inner_state_params(meta_params: Any) -> tuple[Params, Any]:
+  if not isinstance(meta_params, InnerStateParams):
+    raise ValueError(
+      'this learner carries its inner optimizer state (persistent_inner_state='
+      f'True), so it takes InnerStateParams(params, inner_state), got '
+      f'{type(meta_params).__name__}; build them with learner.init(model_params).'
+    )
+  return meta_params.params, meta_params.inner_state
 
 
 def _ratio(a, b) -> jax.Array:

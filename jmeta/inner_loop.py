@@ -95,14 +95,17 @@ def scan_inner_loop(
   observe: Callable[[Params], Any] | None = None,
   remat: bool = False,
   xs: Any = None,
-) -> tuple[Params, jax.Array, Any]:
+  opt_state: optax.OptState | None = None,
+) -> tuple[Params, jax.Array, Any, optax.OptState]:
   """Runs ``steps`` updates of ``optimizer`` on ``objective``.
 
   ``objective(params)``, or with ``xs`` (a pytree with a leading axis of length
   ``steps``, e.g. minibatch indices) step j minimises ``objective(params, xs[j])``.
 
-  Returns the adapted params, the objective before each step (shape ``(steps,)``) and
-  ``observe(params)`` before each step, stacked (``None`` if not given). With
+  Returns the adapted params, the objective before each step (shape ``(steps,)``),
+  ``observe(params)`` before each step, stacked (``None`` if not given), and the
+  optimizer's state after the last step. The loop starts from ``opt_state``, by
+  default ``optimizer.init(params)`` (a fresh state per task). With
   ``first_order=True`` the gradients are treated as constants (first-order MAML), so
   d phi / d theta = I. An ``optax.GradientTransformationExtraArgs`` optimizer also
   gets the objective's value at phi as ``update(..., value=...)``.
@@ -135,10 +138,12 @@ def scan_inner_loop(
     # (as the jax.checkpoint docs advise) spares the optimisation barriers.
     step = jax.checkpoint(step, prevent_cse=False)
 
-  (params, _), (values, seen) = lax.scan(
-    step, (params, optimizer.init(params)), xs, length=steps
+  if opt_state is None:
+    opt_state = optimizer.init(params)
+  (params, opt_state), (values, seen) = lax.scan(
+    step, (params, opt_state), xs, length=steps
   )
-  return params, values, seen
+  return params, values, seen, opt_state
 
 
 def check_support(
@@ -205,7 +210,7 @@ def adapt(
   objective, xs = minibatch_objective(
     model, loss_fn, inputs, targets, steps=steps, batch_size=batch_size, key=key
   )
-  adapted, _, _ = scan_inner_loop(
+  adapted, _, _, _ = scan_inner_loop(
     objective,
     params,
     steps=steps,
@@ -263,7 +268,7 @@ def adaptation_curve(
   def query_loss(p):
     return loss_fn(model.apply(p, query[0]), query[1])
 
-  adapted, _, seen = scan_inner_loop(
+  adapted, _, seen, _ = scan_inner_loop(
     lambda p: loss_fn(model.apply(p, support[0]), support[1]),
     params,
     steps=steps,

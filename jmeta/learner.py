@@ -5,14 +5,21 @@ A ``MetaLearner`` is a NamedTuple of pure functions, in the shape of optax's
 and whatever comes next) is one, so the outer loop, evaluation, the comparison tool
 and the experiments never ask which algorithm they hold:
 
-* ``init(model_params) -> meta_params``: what the outer loop trains. The identity
-  for MAML; Meta-SGD adds learned rates, MAML++ per-step rates and weights.
+* ``init(model_params) -> meta_params``: what the outer loop trains, and any state
+  the learner carries. The identity for MAML; Meta-SGD adds learned rates, MAML++
+  per-step rates and weights.
 * ``meta_gradient(meta_params, batch, step=None) -> MetaGradient``: the mean over
   the tasks of a ``TaskBatch``; ``step`` is the training iteration, read by
   learners with schedules (MAML++'s annealing; None: the schedule's end).
 * ``predict(meta_params, support_inputs, support_targets, query_inputs)``: what the
   learner does at test time on one task, e.g. adapt then apply the model, or score
   the queries against the support set.
+
+A learner may also carry state from one meta-update to the next that the outer
+optimizer does not train (Reptile's inner Adam state, as its reference code keeps
+it). That state is part of the meta-params, so ``predict`` and checkpoints see it;
+``MetaLearner.carry`` splits it from the trained part (``NO_CARRY``: nothing is
+carried).
 
 ``over_tasks`` is the one place that checks a task batch and batches a per-task
 function over it; ``predict_tasks`` and ``evaluate`` run ``predict`` over a batch.
@@ -80,6 +87,34 @@ class ClassLabels(NamedTuple):
   every_class_in_support: bool = False
 
 
+class Carry(NamedTuple):
+  """How meta-params split into what the outer optimizer trains and what the
+  learner carries from one meta-update to the next.
+
+  ``split(meta_params) -> (trained, carried)`` and ``merge(trained, carried) ->
+  meta_params``. ``meta_gradient``'s ``grads`` have the meta-params' structure: their
+  trained part is the gradient, their carried part the carried state's next value,
+  which the outer loop puts in place of the old one (the optimizer never sees it).
+  """
+
+  split: Callable[[MetaParams], tuple[Any, Any]]
+  merge: Callable[[Any, Any], MetaParams]
+
+
+def _trains_everything(meta_params: MetaParams) -> tuple[MetaParams, tuple]:
+  return meta_params, ()
+
+
+def _nothing_carried(trained: MetaParams, carried: tuple) -> MetaParams:
+  del carried
+  return trained
+
+
+NO_CARRY = Carry(_trains_everything, _nothing_carried)
+"""The ``Carry`` of a learner whose meta-params are all trained (every learner but
+those built with a persistent inner state)."""
+
+
 class MetaLearner(NamedTuple):
   """A meta-learning algorithm as pure functions.
 
@@ -100,6 +135,8 @@ class MetaLearner(NamedTuple):
       its targets are not class labels, e.g. regression). ``make_meta_trainer``
       checks every batch against it on device and reports a violation through
       ``raise_if_nonfinite``.
+    carry: which part of the meta-params the outer loop trains and which the
+      learner carries (``Carry``); ``NO_CARRY`` by default.
   """
 
   name: str
@@ -109,6 +146,7 @@ class MetaLearner(NamedTuple):
   task_gradient: Callable[..., MetaGradient]
   init_gradient: Callable[[MetaParams], Params]
   class_labels: Callable[[MetaParams, TaskBatch], ClassLabels | None] | None = None
+  carry: Carry = NO_CARRY
 
 
 def identity(tree: Any) -> Any:

@@ -111,6 +111,9 @@ def make_meta_trainer(
 ) -> MetaTrainer:
   """Builds the outer loop: theta <- theta + optimizer(meta_gradient(theta, batch, t)).
 
+  The optimizer updates the trained part of the meta-params; the part the learner
+  carries (``learner.carry``) is replaced by the one its meta-gradient returns.
+
   ``t`` is the state's step, so learners with schedules (MAML++'s annealing) follow
   it. The step is compiled once, on its first call, and reused for every batch of
   the same shapes; ``jmeta.precompile(trainer.step, state, batch)`` compiles it
@@ -144,10 +147,19 @@ def make_meta_trainer(
     return fn(params, batch)
 
   def init(params: Params) -> MetaTrainState:
+    trained, carried = learner.carry.split(params)
+    devices = 1 if mesh is None else mesh.shape[axis_name]
+    if devices > 1 and jax.tree.leaves(carried):
+      raise ValueError(
+        f'{learner.name} carries state from one task to the next, so its tasks run '
+        f'in order on one device; it cannot split the meta-batch over the '
+        f'{devices} devices of the mesh axis {axis_name!r}. '
+        'Train it without a mesh (or on a mesh of one device).'
+      )
     state = MetaTrainState(
       jnp.zeros((), jnp.int32),
       params,
-      optimizer.init(params),
+      optimizer.init(trained),
       jnp.full((), -1, jnp.int32),
       BadLabels(*(jnp.full((), -1, jnp.int32) for _ in BadLabels._fields)),
     )
@@ -168,8 +180,10 @@ def make_meta_trainer(
 
   def update(state: MetaTrainState, batch: TaskBatch):
     grads, metrics = meta_gradient(state.params, batch, state.step)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    trained, _ = learner.carry.split(state.params)
+    trained_grads, carried = learner.carry.split(grads)
+    updates, opt_state = optimizer.update(trained_grads, state.opt_state, trained)
+    params = learner.carry.merge(optax.apply_updates(trained, updates), carried)
     finite = jnp.isfinite(metrics['loss']) & jnp.all(
       jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
     )

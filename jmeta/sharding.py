@@ -179,6 +179,7 @@ def sharded_meta_gradient(
     )
     blocks = jax.lax.with_sharding_constraint(blocks, tasks)
     per_block = jax.vmap(meta_gradient, in_axes=(None, 0))(params, blocks)
-    return jax.tree.map(lambda x: jnp.mean(x, axis=0), per_block)
+    # In its dtype: a carried integer (an inner optimizer's step count) stays one.
+    return jax.tree.map(lambda x: jnp.mean(x, axis=0).astype(x.dtype), per_block)
 
   return sharded

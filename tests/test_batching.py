@@ -150,3 +150,27 @@ def test_leaves_with_different_task_counts_raise():
   tasks = (jnp.zeros((4, 2)), jnp.zeros((3, 2)))
   with pytest.raises(ValueError, match='same leading'):
     jmeta.mean_over_tasks(lambda t: t[0], tasks, strategy='map')
+
+
+def test_mean_over_tasks_in_order_passes_the_state_on_as_a_python_loop_does(setup):
+  tasks = tuple(setup[2])
+
+  def fn(task, state):
+    # Depends on the order: each task sees the state the one before it left.
+    value = jnp.sum(task.support_inputs) * state['scale'] + state['count']
+    return {'value': value}, {
+      'scale': state['scale'] * 0.5 + 1.0,
+      'count': state['count'] + 1,
+    }
+
+  start = {'scale': jnp.float32(2.0), 'count': jnp.int32(0)}
+  got, end = jmeta.mean_over_tasks_in_order(
+    lambda task, state: fn(jmeta.Task(*task), state), tasks, start
+  )
+  state, values = start, []
+  for i in range(tasks[0].shape[0]):
+    out, state = fn(jmeta.Task(*(x[i] for x in tasks)), state)
+    values.append(out['value'])
+  np.testing.assert_allclose(got['value'], np.mean(values), rtol=1e-6)
+  np.testing.assert_allclose(end['scale'], state['scale'], rtol=1e-6)
+  assert int(end['count']) == tasks[0].shape[0] and end['count'].dtype == jnp.int32

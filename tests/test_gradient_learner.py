@@ -8,10 +8,14 @@ import sys
 
 import chex
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+
+# tests/ is on sys.path under pytest.
+from test_compilation import counting_compiles
 
 import jmeta
 from jmeta import estimators, inner_rules
@@ -195,3 +199,180 @@ def test_readme_adding_an_algorithm_example_trains(monkeypatch):
   config.meta_batch_size = 2
   run = short_runs.train_briefly(config)
   assert np.all(np.isfinite(run['losses'])) and len(run['losses']) == short_runs.STEPS
+
+
+# A persistent inner state (Reptile's reference code keeps its inner Adam state
+# from task to task and update to update), against Python loops that do the same.
+
+ADAM = optax.adam(0.02, b1=0.0, eps_root=1e-8)
+
+
+def _support_loss(params, task):
+  return mean_squared_error(
+    MODEL.apply(params, task.support_inputs), task.support_targets
+  )
+
+
+def _loop_adapt(params, task, state, steps):
+  """phi after ``steps`` Adam updates on the support set, and Adam's state."""
+  for _ in range(steps):
+    grads = jax.grad(_support_loss)(params, task)
+    updates, state = ADAM.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+  return params, state
+
+
+def _tasks(batch):
+  return [jmeta.Task(*(x[i] for x in batch)) for i in range(batch[0].shape[0])]
+
+
+def _persistent(factory=jmeta.reptile, **options):
+  return factory(
+    MODEL,
+    mean_squared_error,
+    inner_steps=3,
+    inner_optimizer=ADAM,
+    persistent_inner_state=True,
+    **options,
+  )
+
+
+def test_persistent_inner_state_trains_as_a_loop_that_never_resets_adam(x64):
+  params, _ = _setup()
+  batches = [_setup(seed=s, num_tasks=3)[1] for s in (3, 5)]
+  learner = _persistent()
+  trainer = jmeta.make_meta_trainer(learner, optax.sgd(0.5))
+  state = trainer.init(learner.init(params))
+  for batch in batches:
+    state, _ = trainer.step(state, batch)
+  # Reptile's reference loop: tasks in order, Adam's state never reset; the outer
+  # SGD step moves theta by 0.5 (mean phi - theta).
+  theta, adam = params, ADAM.init(params)
+  for batch in batches:
+    phis = []
+    for task in _tasks(batch):
+      phi, adam = _loop_adapt(theta, task, adam, 3)
+      phis.append(phi)
+    mean = jax.tree.map(lambda *p: sum(p) / len(p), *phis)
+    theta = jax.tree.map(lambda t, m: t + 0.5 * (m - t), theta, mean)
+  chex.assert_trees_all_close(state.params.params, theta, rtol=1e-10, atol=1e-12)
+  chex.assert_trees_all_close(state.params.inner_state, adam, rtol=1e-10, atol=1e-12)
+  assert int(state.params.inner_state[0].count) == 2 * 3 * 3
+  # The outer optimizer sees only the model's params.
+  assert jax.tree.structure(state.opt_state) == jax.tree.structure(
+    optax.sgd(0.5).init(params)
+  )
+  # Resetting Adam per task trains to other params: the test can tell them apart.
+  fresh = jmeta.reptile(MODEL, mean_squared_error, inner_steps=3, inner_optimizer=ADAM)
+  fresh_trainer = jmeta.make_meta_trainer(fresh, optax.sgd(0.5))
+  fresh_state = fresh_trainer.init(params)
+  for batch in batches:
+    fresh_state, _ = fresh_trainer.step(fresh_state, batch)
+  gap = optax.tree.norm(jax.tree.map(jnp.subtract, fresh_state.params, theta))
+  assert gap > 1e-3
+
+
+def test_persistent_predict_adapts_from_the_carried_state(x64):
+  params, batch = _setup()
+  learner = _persistent(test_steps=4)
+  trainer = jmeta.make_meta_trainer(learner, optax.sgd(0.5))
+  state, _ = trainer.step(trainer.init(learner.init(params)), batch)
+  meta_params = state.params
+  task = _tasks(_setup(seed=7)[1])[0]
+  got = learner.predict(
+    meta_params, task.support_inputs, task.support_targets, task.query_inputs
+  )
+  phi, _ = _loop_adapt(meta_params.params, task, meta_params.inner_state, 4)
+  np.testing.assert_allclose(got, MODEL.apply(phi, task.query_inputs), rtol=1e-10)
+  phi_fresh, _ = _loop_adapt(meta_params.params, task, ADAM.init(params), 4)
+  assert np.max(np.abs(got - MODEL.apply(phi_fresh, task.query_inputs))) > 1e-4
+
+
+@pytest.mark.parametrize('factory', [jmeta.reptile, jmeta.maml, jmeta.fomaml])
+def test_persistent_state_starts_fresh_so_the_first_task_matches_the_reset_learner(
+  x64, factory
+):
+  params, batch = _setup(num_tasks=1)
+  persistent = _persistent(factory)
+  reset = factory(MODEL, mean_squared_error, inner_steps=3, inner_optimizer=ADAM)
+  got = persistent.meta_gradient(persistent.init(params), batch)
+  want = reset.meta_gradient(params, batch)
+  chex.assert_trees_all_close(got.grads.params, want.grads, rtol=1e-12, atol=1e-14)
+  chex.assert_trees_all_close(got.metrics, want.metrics, rtol=1e-12)
+  chex.assert_trees_all_close(persistent.init_gradient(got.grads), want.grads)
+
+
+def test_persistent_maml_differentiates_theta_with_the_carried_state_held_fixed(x64):
+  params, batch = _setup(num_tasks=2)
+  learner = _persistent(jmeta.maml)
+  meta_params = learner.init(params)
+  # A state from earlier tasks, then the meta-gradient from it.
+  meta_params = meta_params._replace(
+    inner_state=learner.meta_gradient(meta_params, _setup(seed=9)[1]).grads.inner_state
+  )
+  grads = learner.meta_gradient(meta_params, batch).grads.params
+
+  def meta_loss(theta):
+    # Each task starts from the state the task before it left at the given
+    # params, a constant: no derivative flows from one task's state to the next.
+    total = 0.0
+    for task, adam in zip(_tasks(batch), starts):
+      phi, _ = _loop_adapt(theta, task, adam, 3)
+      query = mean_squared_error(
+        MODEL.apply(phi, task.query_inputs), task.query_targets
+      )
+      total = total + query
+    return total / 2
+
+  starts, adam = [], meta_params.inner_state
+  for task in _tasks(batch):
+    starts.append(adam)
+    _, adam = _loop_adapt(params, task, adam, 3)
+
+  flat, unravel = jax.flatten_util.ravel_pytree(params)
+  direction = jax.random.normal(jax.random.key(11), flat.shape, flat.dtype)
+  eps = 1e-6
+  finite = (
+    meta_loss(unravel(flat + eps * direction))
+    - meta_loss(unravel(flat - eps * direction))
+  ) / (2 * eps)
+  analytic = jnp.vdot(jax.flatten_util.ravel_pytree(grads)[0], direction)
+  np.testing.assert_allclose(analytic, finite, rtol=1e-6)
+
+
+def test_persistent_step_compiles_once_and_keeps_the_state_types():
+  params, _ = _setup()
+  batches = [_setup(seed=seed + 20)[1] for seed in range(3)]
+  learner = _persistent()
+  trainer = jmeta.make_meta_trainer(learner, optax.sgd(0.5))
+  state = trainer.init(learner.init(params))
+  types = jax.tree.map(lambda x: (x.shape, x.dtype), state)
+  state, _ = trainer.step(state, batches[0])
+  with counting_compiles() as compiles:
+    for batch in batches[1:]:
+      state, _ = trainer.step(state, batch)
+    jax.block_until_ready(state)
+  assert compiles[0] == 0, 'the step compiled again for a batch of the same shape'
+  assert jax.tree.map(lambda x: (x.shape, x.dtype), state) == types
+
+
+def test_persistent_inner_state_refuses_what_it_cannot_do():
+  params, batch = _setup()
+  with pytest.raises(ValueError, match='learned rule'):
+    jmeta.meta_sgd(
+      MODEL, mean_squared_error, inner_steps=1, persistent_inner_state=True
+    )
+  with pytest.raises(ValueError, match="tasks run in order.*batching='map'"):
+    _persistent(batching='vmap')
+  with pytest.raises(ValueError, match='persistent_inner_state must be True or False'):
+    jmeta.reptile(
+      MODEL,
+      mean_squared_error,
+      inner_steps=1,
+      inner_optimizer=ADAM,
+      persistent_inner_state=1,
+    )
+  with pytest.raises(
+    ValueError, match=r'takes InnerStateParams\(params, inner_state\)'
+  ):
+    _persistent().meta_gradient(params, batch)

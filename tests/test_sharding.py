@@ -167,6 +167,30 @@ def check_mesh_for_a_meta_batch_uses_the_devices_that_divide_it():
     }
 
 
+def check_a_learner_that_carries_state_runs_on_one_device_only():
+  model = jmeta.mlp((8,), 1)
+  learner = jmeta.reptile(
+    model,
+    mean_squared_error,
+    inner_steps=2,
+    inner_optimizer=optax.adam(0.01, b1=0.0),
+    persistent_inner_state=True,
+  )
+  meta_params = learner.init(initial_params(model))
+  trainer = jmeta.make_meta_trainer(learner, optax.sgd(0.5), mesh=jmeta.task_mesh())
+  with pytest.raises(ValueError, match='cannot split the meta-batch over the 8'):
+    trainer.init(meta_params)
+  # A one-device mesh runs it as no mesh does, the step count still an integer.
+  batch = TASKS.sample(jax.random.key(5), 3)
+  one = jmeta.task_mesh(num_tasks=1)
+  on_mesh = jmeta.make_meta_trainer(learner, optax.sgd(0.5), mesh=one)
+  plain = jmeta.make_meta_trainer(learner, optax.sgd(0.5))
+  got, _ = on_mesh.step(on_mesh.init(meta_params), jmeta.shard_task_batch(batch, one))
+  want, _ = plain.step(plain.init(meta_params), batch)
+  chex.assert_trees_all_close(got.params, want.params, **TOL)
+  assert got.params.inner_state[0].count.dtype == jnp.int32
+
+
 CHECKS = {name: fn for name, fn in globals().items() if name.startswith('check_')}
 
 

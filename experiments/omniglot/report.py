@@ -186,7 +186,8 @@ def _network_options(config: dict) -> list[str]:
 
 
 def _reptile_inner_loop(config: dict) -> str:
-  """Reptile's inner sampling: the paper's minibatches, or full-batch steps."""
+  """Reptile's inner loop: the paper's minibatches or full-batch steps, and whether
+  the inner Adam state is kept (the reference code) or reset per task."""
   train, test = (
     config.get('inner_batch_size', 0),
     config['eval'].get('inner_batch_size', 0),
@@ -194,7 +195,12 @@ def _reptile_inner_loop(config: dict) -> str:
   shots = config['data'].get('train_k_shot', 0) or config['data']['k_shot']
   train = f'batches of {train}' if train else 'full batch'
   test = f'batches of {test}' if test else 'full batch'
-  return f'inner steps: {train} of {shots}-shot train episodes, {test} at test'
+  loop = f'inner steps: {train} of {shots}-shot train episodes, {test} at test'
+  if config.get('inner_optimizer') != 'adam':
+    return loop
+  # Runs from before the field existed reset their inner state per task.
+  kept = config.get('persistent_inner_state', False)
+  return f'{loop}, inner Adam state {"kept" if kept else "reset per task"}'
 
 
 def table(results_dir: str | pathlib.Path) -> str:

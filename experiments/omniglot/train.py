@@ -47,6 +47,7 @@ ADDED_FIELDS = {
   'model.head_init': 'glorot_uniform',
   'inner_adapts': 'all',
   'outer_clip_norm': 0.0,
+  'persistent_inner_state': False,
 }
 
 
@@ -222,7 +223,8 @@ def make_evaluator(
 
 
 def training_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh | None:
-  """The mesh the meta-batch is sharded over: this host's devices, or None for one.
+  """The mesh the meta-batch is sharded over: this host's devices, or None for one
+  (and for a learner whose inner state passes from task to task).
 
   Uses the most devices that split ``config.meta_batch_size`` evenly
   (``jmeta.task_mesh``). On a CPU, ``main``'s ``--cpu_devices`` sets how many host
@@ -230,6 +232,9 @@ def training_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh | None
   """
   devices = jax.local_devices()
   if len(devices) == 1:
+    return None
+  if config.get('persistent_inner_state', False):
+    logging.info('the inner state passes from task to task: tasks run on one device')
     return None
   mesh = jmeta.task_mesh(devices, num_tasks=config.meta_batch_size)
   logging.info(
@@ -285,8 +290,11 @@ def check_comparable(config, learner, meta_params, example_inputs) -> None:
   ``compare_every`` evaluates MAML-family meta-gradients at the trained params, so
   the learner must train the Conv4's params themselves (MAML, Reptile, ANIL,
   iMAML, ...), not meta-params with more in them (Meta-SGD's rates) or an
-  embedding (the metric learners).
+  embedding (the metric learners). State a learner carries (Reptile's inner Adam
+  state) is left out.
   """
+  # What the outer loop trains: a carried inner state is not compared.
+  meta_params, _ = learner.estimator.carry.split(meta_params)
   if learner.model is not None:
     shapes = jax.eval_shape(learner.model.init, jax.random.key(0), example_inputs)
     if jax.tree.structure(shapes) == jax.tree.structure(meta_params):
@@ -379,7 +387,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     compare_log = JsonlWriter(workdir / 'compare.jsonl')
 
     def compare(step: int, params) -> None:
-      values = jax.device_get(probe(on_first_device(params), probe_batch))
+      trained, _ = learner.estimator.carry.split(params)
+      values = jax.device_get(probe(on_first_device(trained), probe_batch))
       compare_log.write(
         {
           'step': step,

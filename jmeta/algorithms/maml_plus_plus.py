@@ -422,7 +422,7 @@ def maml_plus_plus(
     per_step = params.learning_rates is not None or params.step_weights is not None
     if weights is None and not per_step:
       # MAML's own computation, so with every option off MAML++ is MAML bit for bit.
-      adapted, support_losses, _ = scan_inner_loop(
+      adapted, support_losses, _, _ = scan_inner_loop(
         lambda p: support(p, 0),
         params.init,
         steps=steps,

@@ -439,6 +439,27 @@ def test_reptile_trains_on_ten_shot_episodes_in_minibatches(tmp_path):
   chex.assert_tree_all_finite(out['state'].params)
 
 
+def test_reptile_resumes_with_its_carried_inner_adam_state(tmp_path):
+  config = _tiny_reptile()
+  assert config.persistent_inner_state  # the reference code's, in the config
+  # A schedule annealed over the run's length refuses a resume at another length.
+  config.outer_schedule = 'constant'
+  config.num_iterations = 20
+  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  inner = straight['state'].params.inner_state[0]
+  # Adam's step count: every inner step of every task of every update.
+  assert int(inner.count) == 20 * config.meta_batch_size * config.inner_steps
+  config.num_iterations = 10  # stops after the checkpoint at step 10
+  train.train_and_evaluate(config, str(tmp_path / 'interrupted'))
+  config.num_iterations = 20
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'interrupted'))
+  assert resumed['resumed_from_step'] == 10
+  jax.tree.map(
+    np.testing.assert_array_equal, resumed['state'].params, straight['state'].params
+  )
+  assert resumed['test'] == straight['test']
+
+
 def test_inner_batch_sizes_the_episodes_cannot_fill_are_named(tmp_path):
   config = _tiny_reptile()
   config.eval.inner_batch_size = 6  # a 5-way 1-shot test episode has 5 images

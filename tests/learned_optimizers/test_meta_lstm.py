@@ -65,7 +65,7 @@ def test_the_gradient_learner_runs_the_rule_like_jmeta_adapt_runs_sgd():
   loss = jmeta.losses.mean_squared_error
   rule_params = sgd_like(0.3)
   rate = jax.nn.sigmoid(rule_params['input']['b'])
-  ours, _ = adapt_with_rule(
+  ours, _, _ = adapt_with_rule(
     model, loss, meta_lstm_rule(HIDDEN), MetaParams(params, rule_params), x, y, steps=4
   )
   sgd = jmeta.adapt(model, loss, params, x, y, steps=4, learning_rate=rate)
@@ -98,7 +98,7 @@ def test_second_order_meta_gradient_through_the_rule_matches_finite_differences(
 
     @jax.jit
     def query_loss(meta):
-      phi, _ = adapt_with_rule(model, loss, rule, meta, x, y, steps=3)
+      phi, _, _ = adapt_with_rule(model, loss, rule, meta, x, y, steps=3)
       return loss(model.apply(phi, x + 0.5), y)
 
     grad = jax.jit(jax.grad(query_loss))(meta)

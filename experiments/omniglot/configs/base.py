@@ -55,6 +55,10 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   # becomes alpha * N here.
   config.inner_learning_rate = 0.4 * n_way
   config.inner_optimizer = 'sgd'  # 'sgd' or 'adam' (beta1 = 0, as Reptile)
+  # Keep the inner optimizer's state from task to task and update to update, and
+  # start test-time adaptation from it, instead of a fresh state per task (Reptile's
+  # reference code; jmeta.gradient_learner). Tasks then run in order on one device.
+  config.persistent_inner_state = False
   # The leaves the inner loop adapts (MAML and first-order MAML): 'all' or
   # 'all_but_batch_norm_offsets' (jmeta.models.excluding_batch_norm_offsets).
   config.inner_adapts = 'all'

@@ -3,11 +3,14 @@
 The settings of the paper's reference code (its first published commands):
 training episodes have 10 shots per class, seen in one epoch of inner minibatches
 (5 inner steps on batches of 10 at 5-way, 10 steps on batches of 20 at 20-way) with
-Adam (beta1 = 0) at 1e-3 (5e-4 at 20-way); outer SGD on the Reptile direction, meta
+Adam (beta1 = 0) at 1e-3 (5e-4 at 20-way), whose state is never reset: it passes
+from task to task and update to update, and each test episode adapts from it (the
+reference restores only the model's variables); outer SGD on the Reptile direction, meta
 step 1.0 annealed linearly to 0, meta-batch 5, 100k iterations (200k at 20-way);
 evaluation with 50 inner steps on minibatches of 5 (10 at 20-way) of the support
 set. ``--config.inner_batch_size=0 --config.eval.inner_batch_size=0
---config.data.train_k_shot=0`` gives full-batch steps on test-shot episodes.
+--config.data.train_k_shot=0`` gives full-batch steps on test-shot episodes;
+``--config.persistent_inner_state=False`` a fresh Adam state per task.
 """
 
 from experiments.omniglot.configs.base import get_base_config
@@ -20,6 +23,7 @@ def get_config(setting: str = '5w1s'):
   config.meta_batch_size = 5
   config.data.train_k_shot = 10
   config.inner_optimizer = 'adam'
+  config.persistent_inner_state = True
   config.inner_learning_rate = 5e-4 if twenty else 1e-3
   config.inner_steps = 10 if twenty else 5
   config.inner_batch_size = 20 if twenty else 10
