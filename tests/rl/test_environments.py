@@ -104,7 +104,10 @@ def test_bandit_and_mdp_priors():
     bandit, jax.random.key(0), 2000
   ).means
   assert means.shape == (2000, 5) and 0 <= means.min() and means.max() <= 1
+  # Uniform on [0, 1]: mean 1/2, variance 1/12, and 10,000 draws reach both ends.
   np.testing.assert_allclose(means.mean(), 0.5, atol=0.01)
+  np.testing.assert_allclose(means.var(), 1 / 12, atol=0.003)
+  assert means.min() < 0.005 and means.max() > 0.995
   mdp = rl.tabular_mdp()
   tasks = jax.jit(rl.sample_tasks, static_argnums=(0, 2))(mdp, jax.random.key(1), 200)
   assert tasks.transitions.shape == (200, 10, 5, 10)
