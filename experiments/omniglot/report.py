@@ -116,14 +116,18 @@ def overrides(config: dict) -> list[str]:
 
 
 def _rows(r: dict):
-  """(setting, test results) per N-way evaluation of one run."""
+  """(setting, test results) per N-way or K-shot evaluation of one run."""
   config = r['config']
   yield config['setting'], r['test']
-  shot = config['setting'].split('w')[1]
-  for way, test in sorted(
+  way, shot = config['setting'].split('w')
+  for other, test in sorted(
     r.get('test_extra_ways', {}).items(), key=lambda t: int(t[0])
   ):
-    yield f'{way}w{shot}', test
+    yield f'{other}w{shot}', test
+  for other, test in sorted(
+    r.get('test_extra_shots', {}).items(), key=lambda t: int(t[0])
+  ):
+    yield f'{way}w{other}s', test
 
 
 def _value(value) -> str:

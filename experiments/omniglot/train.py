@@ -117,6 +117,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       f'config.model.compute_dtype applies to Conv4; the {config.algorithm} learner '
       'has its own network and computes in float32. Leave it at float32.'
     )
+  extra = config.eval.get('extra_k_shots', ())
+  if not isinstance(extra, (tuple, list)) or not all(
+    isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in extra
+  ):
+    raise ValueError(
+      f'config.eval.extra_k_shots = {extra!r} must be a tuple of positive ints, '
+      'e.g. (5,).'
+    )
   learners.check_inner_batch_sizes(config)
   if config.algorithm in learners.METRIC_ALGORITHMS:
     learners.check_metric_config(config)
@@ -129,6 +137,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       'config.data.train_n_way and config.eval.extra_n_ways cannot change the '
       'number of classes; use one run per setting.'
     )
+
+
+def extra_test_shots(config) -> tuple[int, ...]:
+  """The extra K of ``config.eval.extra_k_shots``, tested at the setting's N."""
+  extra = tuple(config.eval.get('extra_k_shots', ()))
+  return tuple(k for k in extra if k != config.data.k_shot)
 
 
 def test_ways(config) -> tuple[int, ...]:
@@ -164,11 +178,17 @@ def outer_optimizer(config) -> optax.GradientTransformation:
 
 
 def make_sampler(
-  config, bank: jax.Array, *, train: bool = False, n_way: int | None = None
+  config,
+  bank: jax.Array,
+  *,
+  train: bool = False,
+  n_way: int | None = None,
+  k_shot: int | None = None,
 ) -> episodes.EpisodeSampler:
   """Training episodes may use more classes, shots and queries (ProtoNet trains
-  60-way, Reptile on 10 shots per class)."""
-  q_query, k_shot = config.data.q_query, config.data.k_shot
+  60-way, Reptile on 10 shots per class); test episodes may take another ``n_way``
+  or ``k_shot`` than the setting's."""
+  q_query, k_shot = config.data.q_query, k_shot or config.data.k_shot
   if train:
     n_way = learners.train_n_way(config)
     q_query = config.data.get('train_q_query', None) or q_query
@@ -375,6 +395,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     for s in ('val', 'test')
     for n in ways
   }
+  evaluate_shots = {
+    k: make_evaluator(
+      config,
+      learner,
+      make_sampler(config, banks['test'], k_shot=k),
+      n_way=config.data.n_way,
+    )
+    for k in extra_test_shots(config)
+  }
 
   compare_every = config.get('compare_every', 0)
   if compare_every:
@@ -503,15 +532,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     'test': {},
   }
   params = on_first_device(state.params)
-  for way in ways:
-    # The config's own setting keeps the top-level 'test' key; extra N-way
-    # evaluations of the same params go under 'test_extra_ways'.
-    into = results['test']
-    if way != ways[0]:
-      into = results.setdefault('test_extra_ways', {}).setdefault(str(way), {})
+
+  def test(evaluator, into: dict, what: str) -> None:
     for n in config.eval.test_episodes:
-      acc = evaluate['test', way](
-        params, banks['test'], n, config.eval.seed + 1, desc=f'test {way}-way'
+      acc = evaluator(
+        params, banks['test'], n, config.eval.seed + 1, desc=f'test {what}'
       )
       mean, ci = jmeta.mean_confidence_interval(acc)
       # Each episode's accuracy too, so the mean and interval can be checked and
@@ -522,8 +547,19 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         'episode_accuracies': [float(a) for a in np.asarray(acc)],
       }
       logging.info(
-        'test accuracy, %d-way, over %d episodes: %.4f +- %.4f', way, n, mean, ci
+        'test accuracy, %s, over %d episodes: %.4f +- %.4f', what, n, mean, ci
       )
+
+  # The config's own setting keeps the top-level 'test' key; other N-way or K-shot
+  # evaluations of the same params go under 'test_extra_ways' / 'test_extra_shots'.
+  for way in ways:
+    into = results['test']
+    if way != ways[0]:
+      into = results.setdefault('test_extra_ways', {}).setdefault(str(way), {})
+    test(evaluate['test', way], into, f'{way}-way')
+  for shot, evaluator in evaluate_shots.items():
+    into = results.setdefault('test_extra_shots', {}).setdefault(str(shot), {})
+    test(evaluator, into, f'{config.data.n_way}-way {shot}-shot')
   out = workdir / f'test_step{int(state.step)}.json'
   if out.exists():
     raise FileExistsError(

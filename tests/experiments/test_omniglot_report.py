@@ -248,3 +248,16 @@ def test_readme_prose_on_the_meta_networks_run_matches_its_records():
     f'the {rows[1]["step"] - rows[0]["step"]} iterations up to {spike["step"]:,} '
     f'averaged {spike["train_loss"]:.2f}'
   ) in text
+
+
+def test_a_run_tested_at_more_shots_gives_a_row_per_setting():
+  test = {'600': {'accuracy': 0.5, 'ci95': 0.01}}
+  record = {
+    'config': {'setting': '5w1s'},
+    'test': test,
+    'test_extra_ways': {'20': {'600': {'accuracy': 0.2, 'ci95': 0.01}}},
+    'test_extra_shots': {'5': {'600': {'accuracy': 0.7, 'ci95': 0.01}}},
+  }
+  rows = list(report._rows(record))
+  assert [s for s, _ in rows] == ['5w1s', '20w1s', '5w5s']
+  assert rows[2][1]['600']['accuracy'] == 0.7

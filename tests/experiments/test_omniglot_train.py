@@ -430,12 +430,13 @@ def test_reptile_trains_on_ten_shot_episodes_in_minibatches(tmp_path):
   assert len(losses) == 12 and np.all(np.isfinite(losses))
   assert np.mean(losses[-4:]) < 0.95 * np.mean(losses[:4]), losses
   result = json.loads((tmp_path / 'test_step60.json').read_text())
-  assert_test_record(
-    result['test']['8'],
-    episodes=8,
-    n_way=config.data.n_way,
-    q_query=config.data.q_query,
-  )
+  # The same params tested 1-shot and, as the config asks, 5-shot.
+  assert config.eval.extra_k_shots == (5,)
+  for record in (result['test']['8'], result['test_extra_shots']['5']['8']):
+    assert_test_record(
+      record, episodes=8, n_way=config.data.n_way, q_query=config.data.q_query
+    )
+  assert result['test'] != result['test_extra_shots']['5']
   chex.assert_tree_all_finite(out['state'].params)
 
 
@@ -466,6 +467,17 @@ def test_inner_batch_sizes_the_episodes_cannot_fill_are_named(tmp_path):
   with pytest.raises(
     ValueError, match=r'config.eval.inner_batch_size = 6 .* 5 support'
   ):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = _tiny_reptile()
+  config.data.k_shot, config.eval.extra_k_shots = 5, (1,)  # the 1-shot test: 5 images
+  config.eval.inner_batch_size = 6
+  with pytest.raises(
+    ValueError, match=r'config.eval.inner_batch_size = 6 .* 5 support'
+  ):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = _tiny_reptile()
+  config.eval.extra_k_shots = (0,)
+  with pytest.raises(ValueError, match=r'extra_k_shots = \(0,\) must be a tuple of'):
     train.train_and_evaluate(config, str(tmp_path))
   config = _tiny_reptile()
   config.inner_batch_size = 51  # 5 ways x 10 training shots

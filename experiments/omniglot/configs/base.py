@@ -87,6 +87,10 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   config.eval.seed = 1_000_003
   config.eval.val_episodes = 200
   config.eval.test_episodes = (600, 1000)
+  # More K of the same N tested on the final params (e.g. (5,) after a 5w1s run):
+  # where the paper trains one learner for several shots (Reptile's 1- and 5-shot
+  # runs train alike). Their results go under 'test_extra_shots'.
+  config.eval.extra_k_shots = ()
   config.eval.inner_steps = 3
   config.eval.episodes_per_call = 100
   # How test episodes are batched ('auto', 'vmap', 'map', 'chunked'); '' batches
