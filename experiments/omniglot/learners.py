@@ -70,7 +70,7 @@ def inner_batch_size(config, *, train: bool) -> int | None:
 def check_inner_batch_sizes(config) -> None:
   """Raises ``ValueError`` naming the field for an inner batch the support can't fill."""
   # The smallest test support set: the setting's K or an extra one.
-  test_shots = min(config.data.k_shot, *config.eval.get('extra_k_shots', ()))
+  test_shots = min((config.data.k_shot, *config.eval.get('extra_k_shots', ())))
   for field, train, shots in (
     ('inner_batch_size', True, train_k_shot(config)),
     ('eval.inner_batch_size', False, test_shots),
