@@ -261,3 +261,31 @@ def test_a_run_tested_at_more_shots_gives_a_row_per_setting():
   rows = list(report._rows(record))
   assert [s for s, _ in rows] == ['5w1s', '20w1s', '5w5s']
   assert rows[2][1]['600']['accuracy'] == 0.7
+
+
+def test_readme_prose_on_keeping_reptile_s_inner_state_matches_the_records():
+  """The persistent runs are the fresh ones' commands with the state kept, and the
+  README's before -> after accuracies are theirs, intervals apart."""
+  text = ' '.join((ROOT / 'README.md').read_text().split())
+  for shot in ('5w1s', '5w5s'):
+    runs = {}
+    for kind in ('minibatch', 'persistent'):
+      path = (
+        ROOT / 'results' / 'omniglot' / f'reptile_{kind}_{shot}' / 'test_step4000.json'
+      )
+      runs[kind] = json.loads(path.read_text())
+    fresh, kept = runs['minibatch'], runs['persistent']
+    assert not fresh['config'].get('persistent_inner_state', False)
+    assert kept['config']['persistent_inner_state'] is True
+    same = ('num_iterations', 'seed', 'inner_learning_rate', 'inner_batch_size')
+    assert all(fresh['config'][k] == kept['config'][k] for k in same)
+    assert (
+      fresh['run']['command'].replace('minibatch', 'persistent')
+      == kept['run']['command']
+    )
+    a, b = fresh['test']['600'], kept['test']['600']
+    assert b['accuracy'] - b['ci95'] > a['accuracy'] + a['ci95']
+    cell = lambda t: f'{100 * t["accuracy"]:.2f} ± {100 * t["ci95"]:.2f}'  # noqa: E731
+    assert f'{shot} rose from {cell(a)} to {cell(b)}' in text or (
+      f'{shot} from {cell(a)} to {cell(b)}' in text
+    )
