@@ -1,7 +1,9 @@
 """Meta-reinforcement learning: pure-JAX task families, policies and MAML-RL.
 
 * Environments (``Environment``: ``sample_task``, ``reset``, ``step``, all pure):
-  ``navigation_2d``, ``bernoulli_bandit``, ``tabular_mdp``.
+  ``navigation_2d``, ``bernoulli_bandit``, ``tabular_mdp``; on brax (``pip install
+  'jmeta[rl]'``), ``half_cheetah_direction``, ``half_cheetah_velocity``,
+  ``ant_direction``.
 * Rollouts: ``rollout`` (``lax.scan``), ``rollouts`` (vmapped over episodes).
 * Policies over jmeta models: ``gaussian_mlp_policy``, ``categorical_policy``.
 * Advantages: ``discounted_returns``, ``linear_baseline``, ``gae``, ``normalize``.
@@ -38,6 +40,12 @@ from jmeta.rl.bandit_baselines import (
 from jmeta.rl.bandits import BanditState, BanditTask, bernoulli_bandit
 from jmeta.rl.environment import Environment, sample_tasks
 from jmeta.rl.gittins import gittins_index_table
+from jmeta.rl.locomotion import (
+  LocomotionTask,
+  ant_direction,
+  half_cheetah_direction,
+  half_cheetah_velocity,
+)
 from jmeta.rl.maml_rl import (
   ESTIMATORS,
   Adaptation,
@@ -80,6 +88,7 @@ __all__ = [
   'ESTIMATORS',
   'Environment',
   'NavigationState',
+  'LocomotionTask',
   'NavigationTask',
   'Policy',
   'RLTaskBatch',
@@ -107,6 +116,9 @@ __all__ = [
   'meta_surrogate',
   'naive_surrogate',
   'navigation_2d',
+  'half_cheetah_direction',
+  'half_cheetah_velocity',
+  'ant_direction',
   'normalize',
   'policy_gradient_step',
   'rollout',

@@ -1,0 +1,134 @@
+"""The brax locomotion families: rewards from their formulas, checked against brax's
+own torso positions; vmapped steps against single steps; bad input refused."""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jmeta import rl
+
+STEPS = 10
+DT = 0.05  # brax's halfcheetah and ant: 0.05 s a step, as the reference
+
+
+def _actions(env, key):
+  # Some beyond [-1, 1], so the clipping shows in the control cost.
+  return jax.random.uniform(key, (STEPS, *env.action_shape), minval=-1.5, maxval=1.5)
+
+
+def _play(env, goal, actions, key):
+  """Rewards, dones and the torso's x before and after, for one fixed action list."""
+  task = rl.LocomotionTask(jnp.asarray(goal, jnp.float32))
+  state, _ = env.reset(task, key)
+
+  def body(state, action):
+    state, _, reward, done = env.step(task, state, action)
+    return state, (reward, done)
+
+  end, (rewards, dones) = jax.lax.scan(body, state, actions)
+  torso_x = lambda s: s.pipeline_state.x.pos[0, 0]  # noqa: E731
+  return rewards, dones, torso_x(state), torso_x(end)
+
+
+@pytest.fixture(scope='module')
+def cheetah():
+  env = rl.half_cheetah_direction()
+  actions = _actions(env, jax.random.key(0))
+  play = jax.jit(lambda goal: _play(env, goal, actions, jax.random.key(1)))
+  return env, actions, play(1.0), play(-1.0)
+
+
+def test_half_cheetah_direction_rewards_velocity_by_direction_less_control(cheetah):
+  env, actions, forward, backward = cheetah
+  ctrl = 0.05 * jnp.sum(jnp.square(jnp.clip(actions, -1, 1)), axis=-1)
+  np.testing.assert_allclose(forward[0] + backward[0], -2 * ctrl, rtol=1e-5, atol=1e-6)
+  # Half the difference is the forward velocity: over the steps it adds up to the
+  # torso's displacement that brax's own positions give.
+  velocity = (forward[0] - backward[0]) / 2
+  x0, x1 = forward[2], forward[3]
+  np.testing.assert_allclose(jnp.sum(velocity) * DT, x1 - x0, rtol=1e-4, atol=1e-5)
+  assert abs(float(x1 - x0)) > 1e-3  # the random actions move it
+  assert not np.any(forward[1])  # the cheetah never ends an episode
+
+
+def test_half_cheetah_velocity_rewards_closeness_to_the_goal_velocity(cheetah):
+  _, actions, forward, backward = cheetah
+  velocity = (forward[0] - backward[0]) / 2
+  ctrl = 0.05 * jnp.sum(jnp.square(jnp.clip(actions, -1, 1)), axis=-1)
+  env = rl.half_cheetah_velocity()
+  rewards, _, _, _ = jax.jit(lambda: _play(env, 1.3, actions, jax.random.key(1)))()
+  np.testing.assert_allclose(
+    rewards, -jnp.abs(velocity - 1.3) - ctrl, rtol=1e-4, atol=1e-5
+  )
+  goals = rl.sample_tasks(env, jax.random.key(2), 4000).goal
+  assert 0 <= goals.min() and goals.max() <= 2
+  np.testing.assert_allclose(goals.mean(), 1.0, atol=0.05)
+
+
+def test_directions_are_plus_or_minus_one_with_equal_odds():
+  env = rl.half_cheetah_direction()
+  goals = np.asarray(rl.sample_tasks(env, jax.random.key(3), 4000).goal)
+  assert set(np.unique(goals)) == {-1.0, 1.0}
+  np.testing.assert_allclose(goals.mean(), 0.0, atol=0.05)
+
+
+def test_vmapped_steps_equal_single_steps():
+  env = rl.half_cheetah_direction()
+  tasks = rl.sample_tasks(env, jax.random.key(4), 3)
+  keys = jax.random.split(jax.random.key(5), 3)
+  actions = jax.random.uniform(jax.random.key(6), (3, 3, *env.action_shape))
+
+  def play(task, key, acts):
+    state, obs = env.reset(task, key)
+
+    def body(state, action):
+      state, obs, reward, _ = env.step(task, state, action)
+      return state, (obs, reward)
+
+    _, (observations, rewards) = jax.lax.scan(body, state, acts)
+    return obs, observations, rewards
+
+  together = jax.jit(jax.vmap(play))(tasks, keys, actions)
+  one = jax.jit(play)
+  for i in range(3):
+    alone = one(jax.tree.map(lambda x, i=i: x[i], tasks), keys[i], actions[i])
+    for a, b in zip(jax.tree.map(lambda x, i=i: x[i], together), alone):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_ant_direction_adds_survival_and_stays_ended():
+  env = rl.ant_direction()
+  actions = _actions(env, jax.random.key(7))
+  play = jax.jit(lambda goal: _play(env, goal, actions, jax.random.key(8)))
+  forward, backward = play(1.0), play(-1.0)
+  ctrl = 0.005 * jnp.sum(jnp.square(jnp.clip(actions, -1, 1)), axis=-1)
+  np.testing.assert_allclose(
+    forward[0] + backward[0], 2 * (0.05 - ctrl), rtol=1e-4, atol=1e-5
+  )
+  task = rl.LocomotionTask(jnp.float32(1.0))
+  state, _ = env.reset(task, jax.random.key(9))
+  ended = state.replace(done=jnp.ones_like(state.done))
+  _, _, _, done = jax.jit(lambda s: env.step(task, s, actions[0]))(ended)
+  assert bool(done)
+
+
+def test_locomotion_refuses_bad_input(monkeypatch):
+  env = rl.half_cheetah_direction()
+  task = rl.LocomotionTask(jnp.float32(1.0))
+  state, _ = env.reset(task, jax.random.key(0))
+  with pytest.raises(
+    ValueError, match=r'half_cheetah_direction.step takes one action of shape \(6,\)'
+  ):
+    env.step(task, state, jnp.zeros((2, 6)))
+  with pytest.raises(ValueError, match="unknown brax backend 'physx'"):
+    rl.half_cheetah_direction(backend='physx')
+  with pytest.raises(ValueError, match='horizon must be at least 1'):
+    rl.ant_direction(horizon=0)
+  with pytest.raises(ValueError, match='max_velocity must be positive'):
+    rl.half_cheetah_velocity(max_velocity=0.0)
+  monkeypatch.setitem(sys.modules, 'brax', None)
+  with pytest.raises(ImportError, match=r"pip install 'jmeta\[rl\]'"):
+    rl.half_cheetah_direction()
