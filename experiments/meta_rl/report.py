@@ -64,13 +64,14 @@ def results_table(all_results: list[dict]) -> str:
           else ' | 0 | - | - |'
         )
       )
-  oracle = all_results[0]['eval']['goal_seeking_controller']
-  cell = f'{oracle["mean"][0]:.1f} ± {oracle["ci95"][0]:.1f}'
-  rows.append(
-    '| goal-seeking controller (sees the goal) | '
-    + ' | '.join([cell] * len(steps))
-    + ' | - | - | - |'
-  )
+  oracle = all_results[0]['eval'].get('goal_seeking_controller')
+  if oracle is not None:  # 2D navigation's baseline that sees the goal
+    cell = f'{oracle["mean"][0]:.1f} ± {oracle["ci95"][0]:.1f}'
+    rows.append(
+      '| goal-seeking controller (sees the goal) | '
+      + ' | '.join([cell] * len(steps))
+      + ' | - | - | - |'
+    )
   return '\n'.join(rows) + '\n'
 
 
@@ -93,18 +94,20 @@ def plot_returns(all_results: list[dict], path: str | pathlib.Path) -> None:
         label=label.format(**_fields(r)),
       )
   first = all_results[0]
-  ax.axhline(
-    first['eval']['goal_seeking_controller']['mean'][0],
-    color='0.5',
-    ls='--',
-    label='goal-seeking controller',
-  )
+  if 'goal_seeking_controller' in first['eval']:
+    ax.axhline(
+      first['eval']['goal_seeking_controller']['mean'][0],
+      color='0.5',
+      ls='--',
+      label='goal-seeking controller',
+    )
+  family = first['config']['env'].get('name', 'navigation_2d')
   ax.set(
     xlabel='policy-gradient steps',
     ylabel='average return',
     xticks=first['eval']['steps'],
     title=(
-      f'2D navigation, {first["eval"]["num_tasks"]} held-out goals '
+      f'{family}, {first["eval"]["num_tasks"]} held-out goals '
       f'({hardware_label(first["run"])})'
     ),
   )

@@ -1,4 +1,7 @@
-"""Training loop of the MAML-RL 2D-navigation experiment: checkpoints, evaluation.
+"""Training loop of the MAML-RL experiment: checkpoints, evaluation.
+
+The task family is ``config.env.name``, one of ``ENVIRONMENTS``: 2D navigation, or
+the brax locomotion families (``pip install 'jmeta[rl]'``).
 
 One run meta-trains a Gaussian MLP policy with ``jmeta.rl.maml_rl`` through
 ``jmeta.make_meta_trainer`` and Adam (``config.outer='adam'``) or with TRPO
@@ -6,7 +9,8 @@ One run meta-trains a Gaussian MLP policy with ``jmeta.rl.maml_rl`` through
 jitted step,
 logs to ``metrics.jsonl`` and TensorBoard, checkpoints so that a stopped run resumes
 exactly, and ends with the returns after 0..``eval.steps`` policy-gradient steps on
-held-out goals in ``results.json``, ``results.md`` and ``returns.png``.
+held-out goals in ``results.json``, ``results.md`` and ``returns.png``; on 2D
+navigation also the return of the goal-seeing controller (``ORACLES``).
 """
 
 from __future__ import annotations
@@ -48,6 +52,15 @@ class TRPOState(NamedTuple):
 
 # Changing these does not change the training trajectory.
 MAY_DIFFER_ON_RESUME = ('num_iterations', 'log_every', 'checkpoint_every', 'eval.')
+# Fields added since runs were started, at the values those runs trained with.
+ADDED_FIELDS = {'env.name': 'navigation_2d'}
+# config.env.name -> the task family, built with config.env.horizon.
+ENVIRONMENTS = {
+  'navigation_2d': rl.navigation_2d,
+  'half_cheetah_direction': rl.half_cheetah_direction,
+  'half_cheetah_velocity': rl.half_cheetah_velocity,
+  'ant_direction': rl.ant_direction,
+}
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -55,6 +68,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for field in ('num_tasks', 'num_episodes', 'num_iterations', 'log_every'):
     check_positive_int(config[field], f'config.{field}')
   check_positive_int(config.checkpoint_every, 'config.checkpoint_every')
+  name = config.env.get('name', 'navigation_2d')
+  if name not in ENVIRONMENTS:
+    raise ValueError(
+      f'config.env.name must be one of {tuple(ENVIRONMENTS)}, got {name!r}.'
+    )
   if config.get('outer', 'adam') not in OUTERS:
     raise ValueError(f'config.outer must be one of {OUTERS}, got {config.outer!r}.')
   if config.eval.num_tasks < 2:
@@ -67,16 +85,33 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def make_env(config) -> rl.Environment:
-  return rl.navigation_2d(horizon=config.env.horizon)
+  make = ENVIRONMENTS[config.env.get('name', 'navigation_2d')]
+  return make(horizon=config.env.horizon)
 
 
-def make_policy(config) -> rl.Policy:
+def make_policy(config, env: rl.Environment | None = None) -> rl.Policy:
+  """A Gaussian MLP policy from the family's observation to its action."""
+  env = make_env(config) if env is None else env
+  (observations,), (actions,) = env.observation_shape, env.action_shape
   return rl.gaussian_mlp_policy(
-    2,
-    2,
+    observations,
+    actions,
     hidden_sizes=tuple(config.policy.hidden_sizes),
     init_log_std=config.policy.init_log_std,
   )
+
+
+def goal_seeing(env: rl.Environment, task, key) -> jax.Array:
+  """2D navigation's oracle: the return of a = clip(goal - position, +-0.1)."""
+  seek = rl.Policy(
+    lambda key: {}, lambda p, obs, key: jnp.clip(task.goal - obs, -0.1, 0.1), None
+  )
+  return rl.episode_returns(rl.rollout(env, seek, {}, task, key))
+
+
+# config.env.name -> (results key, oracle(env, task, key) -> return): a baseline
+# that sees the task, where the family has a simple one.
+ORACLES = {'navigation_2d': ('goal_seeking_controller', goal_seeing)}
 
 
 def settings(config) -> rl.AdvantageSettings:
@@ -132,8 +167,9 @@ def make_outer_loop(config, env, policy, learner):
 
 def make_evaluator(config, env, policy):
   """``evaluate(params) -> (tasks, steps + 1)`` mean returns on the held-out goals
-  of ``config.eval.seed``, and ``oracle() -> (tasks,)`` the return of the
-  goal-seeing controller on the same goals."""
+  of ``config.eval.seed``, and ``oracles() -> {name: (tasks,)}`` the return of the
+  family's task-seeing baseline on the same goals (``ORACLES``; none for the
+  locomotion families)."""
   key = jax.random.key(config.eval.seed)
   tasks = rl.sample_tasks(env, jax.random.fold_in(key, 0), config.eval.num_tasks)
   keys = jax.random.split(jax.random.fold_in(key, 1), config.eval.num_tasks)
@@ -153,17 +189,16 @@ def make_evaluator(config, env, policy):
       tasks, keys
     )
 
+  known = ORACLES.get(config.env.get('name', 'navigation_2d'))
+
   @jax.jit
-  def oracle():
-    def one(task, k):
-      seek = rl.Policy(
-        lambda key: {}, lambda p, obs, key: jnp.clip(task.goal - obs, -0.1, 0.1), None
-      )
-      return rl.episode_returns(rl.rollout(env, seek, {}, task, k))
+  def oracles():
+    if known is None:
+      return {}
+    name, oracle = known
+    return {name: jax.vmap(lambda task, k: oracle(env, task, k))(tasks, keys)}
 
-    return jax.vmap(one)(tasks, keys)
-
-  return evaluate, oracle
+  return evaluate, oracles
 
 
 def summary(values) -> dict:
@@ -182,9 +217,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path):
   checkpointer = Checkpointer(
-    workdir, config.to_dict(), may_differ=MAY_DIFFER_ON_RESUME
+    workdir,
+    config.to_dict(),
+    may_differ=MAY_DIFFER_ON_RESUME,
+    added_fields=ADDED_FIELDS,
   )
-  env, policy = make_env(config), make_policy(config)
+  env = make_env(config)
+  policy = make_policy(config, env)
   learner = make_learner(config, env, policy)
   root = jax.random.key(config.seed)
   init_params = policy.init(jax.random.fold_in(root, 0))
@@ -275,11 +314,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     t['seconds'] for t in records.read_jsonl(workdir / 'timing.jsonl')
   )
 
-  evaluate, oracle = make_evaluator(config, env, policy)
+  evaluate, oracles = make_evaluator(config, env, policy)
   start = time.perf_counter()
   maml = np.asarray(evaluate(state.params))
   random_init = np.asarray(evaluate(init_params))
-  goal_seeking = np.asarray(oracle())
+  baselines = {k: summary(np.asarray(v)) for k, v in oracles().items()}
   eval_seconds = time.perf_counter() - start
   results = {
     'run': {**run_info(), **code},
@@ -301,7 +340,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
       'seed': config.eval.seed,
       'maml': summary(maml),
       'random_init': summary(random_init),
-      'goal_seeking_controller': summary(goal_seeking),
+      **baselines,
     },
     **code,
   }

@@ -5,12 +5,14 @@ import pathlib
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from run_checks import readme_block
 
 from experiments.meta_rl import report, train
 from experiments.meta_rl.configs import default, smoke
+from jmeta import rl
 
 
 def test_default_config_has_the_papers_sizes():
@@ -130,3 +132,70 @@ def test_readme_prose_on_the_naive_runs_divergence_matches_its_log():
     (root / 'results' / 'meta_rl' / 'maml_naive' / 'results.json').read_text()
   )
   assert naive['iterations'] == 300
+
+
+def test_locomotion_config_has_the_papers_sizes():
+  from experiments.meta_rl.configs import locomotion
+
+  config = locomotion.get_config('half_cheetah_velocity')
+  assert config.env.name == 'half_cheetah_velocity' and config.env.horizon == 200
+  assert (config.num_tasks, config.num_episodes) == (40, 20)
+  assert tuple(config.policy.hidden_sizes) == (100, 100) and config.outer == 'trpo'
+  assert config.inner_learning_rate == 0.1 and config.inner_steps == 1
+  with pytest.raises(ValueError, match="unknown locomotion family 'hopper'"):
+    locomotion.get_config('hopper')
+
+
+def _line_walk(horizon: int) -> rl.Environment:
+  """A family with other sizes than 2D navigation's and no oracle: walk along a
+  line to a goal in [-1, 1], observing (position, 1, 0), one action."""
+
+  def reset(task, key):
+    del task, key
+    position = jnp.zeros(())
+    return position, jnp.stack([position, 1.0, 0.0])
+
+  def step(task, position, action):
+    position = position + jnp.clip(action[0], -0.1, 0.1)
+    obs = jnp.stack([position, 1.0, 0.0])
+    return position, obs, -jnp.abs(position - task), jnp.array(False)
+
+  return rl.Environment(
+    'line_walk',
+    lambda key: jax.random.uniform(key, (), minval=-1.0, maxval=1.0),
+    reset,
+    step,
+    (3,),
+    (1,),
+    None,
+    horizon,
+  )
+
+
+def test_any_family_trains_through_the_same_code_without_an_oracle(
+  tmp_path, monkeypatch
+):
+  """The locomotion configs' path (a family by name, the policy sized from it, no
+  task-seeing baseline), on a family cheap enough to compile here."""
+  from experiments.meta_rl.configs import locomotion_cpu
+
+  monkeypatch.setitem(train.ENVIRONMENTS, 'line_walk', _line_walk)
+  config = locomotion_cpu.get_config('half_cheetah_direction')
+  config.env.name, config.env.horizon = 'line_walk', 5
+  config.policy.hidden_sizes = (8,)
+  config.num_tasks = config.num_episodes = 2
+  config.num_iterations = config.log_every = config.checkpoint_every = 2
+  config.eval.num_tasks = config.eval.num_episodes = 2
+  config.eval.steps = 1
+  out = train.train_and_evaluate(config, str(tmp_path))
+  assert out['iterations'] == 2
+  assert set(out['eval']) == {'steps', 'num_tasks', 'seed', 'maml', 'random_init'}
+  assert np.all(np.isfinite(out['eval']['maml']['mean']))
+  params = out['state'].params
+  assert params['mean']['layer_0']['w'].shape == (3, 8)  # 3 observations
+  assert params['log_std'].shape == (1,)  # 1 action
+  table = (tmp_path / 'results.md').read_text()
+  assert 'goal-seeking' not in table and 'MAML-RL' in table
+  config.env.name = 'cartpole'
+  with pytest.raises(ValueError, match="config.env.name must be one of .*'cartpole'"):
+    train.train_and_evaluate(config, str(tmp_path / 'bad'))

@@ -19,7 +19,8 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.env = ml_collections.ConfigDict({'horizon': 100})
+  # The task family (experiments.meta_rl.train.ENVIRONMENTS) and its horizon.
+  config.env = ml_collections.ConfigDict({'name': 'navigation_2d', 'horizon': 100})
   config.policy = ml_collections.ConfigDict(
     {'hidden_sizes': (100, 100), 'init_log_std': 0.0}
   )
