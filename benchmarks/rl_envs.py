@@ -7,6 +7,10 @@ environment steps (``num_envs * steps``) per second, median of the timed calls
 after a compiling call. Writes ``results/<backend>_rl_envs.{json,md}``.
 
   python benchmarks/rl_envs.py --envs navigation,bandit,mdp --num-envs 1024,4096,16384
+
+The brax locomotion families (``pip install 'jmeta[rl]'``) take a physics pipeline
+after an '@', e.g. ``--envs half_cheetah_direction@spring,half_cheetah_direction@generalized``
+(default: the family's own, 'spring').
 """
 
 from __future__ import annotations
@@ -16,17 +20,29 @@ import time
 
 import harness
 
-ENVS = ('navigation', 'bandit', 'mdp')
+ENVS = (
+  'navigation',
+  'bandit',
+  'mdp',
+  'half_cheetah_direction',
+  'half_cheetah_velocity',
+  'ant_direction',
+)
 
 
 def make_env(name: str):
   from jmeta import rl
 
+  family, _, backend = name.partition('@')
+  brax = {'backend': backend} if backend else {}
   return {
     'navigation': lambda: rl.navigation_2d(),
     'bandit': lambda: rl.bernoulli_bandit(5, horizon=100),
     'mdp': lambda: rl.tabular_mdp(10, 5, horizon=10),
-  }[name]()
+    'half_cheetah_direction': lambda: rl.half_cheetah_direction(**brax),
+    'half_cheetah_velocity': lambda: rl.half_cheetah_velocity(**brax),
+    'ant_direction': lambda: rl.ant_direction(**brax),
+  }[family]()
 
 
 def run_cell(name: str, num_envs: int, steps: int, repeats: int) -> dict:
@@ -90,9 +106,12 @@ def main(argv=None) -> None:
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--note', action='append', default=[], help='a line for the report')
   p.add_argument('--out', default=harness.RESULTS)
+  p.add_argument(
+    '--name', default='', help='report file name (default: <backend>_rl_envs)'
+  )
   args = p.parse_args(argv)
   names = [n for n in args.envs.split(',') if n]
-  unknown = sorted(set(names) - set(ENVS))
+  unknown = sorted({n.partition('@')[0] for n in names} - set(ENVS))
   if unknown:
     raise SystemExit(f'unknown envs {unknown}; expected some of {list(ENVS)}.')
   rows = []
@@ -102,7 +121,8 @@ def main(argv=None) -> None:
       print(rows[-1], flush=True)
   backend = rows[0]['backend']
   report = {**harness.run_stamp(__file__), 'notes': args.note, 'rows': rows}
-  harness.save_report(args.out, f'{backend}_rl_envs', report, markdown(report, backend))
+  name = args.name or f'{backend}_rl_envs'
+  harness.save_report(args.out, name, report, markdown(report, backend))
 
 
 def markdown(report: dict, backend: str) -> str:

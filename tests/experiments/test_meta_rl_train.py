@@ -199,3 +199,16 @@ def test_any_family_trains_through_the_same_code_without_an_oracle(
   config.env.name = 'cartpole'
   with pytest.raises(ValueError, match="config.env.name must be one of .*'cartpole'"):
     train.train_and_evaluate(config, str(tmp_path / 'bad'))
+
+
+def test_readme_brax_throughput_is_the_committed_benchmark():
+  root = pathlib.Path(__file__).parents[2]
+  bench = root / 'benchmarks' / 'results' / 'cpu_rl_envs_brax.json'
+  rows = json.loads(bench.read_text())['rows']
+  text = ' '.join((root / 'README.md').read_text().split())
+  for backend in ('spring', 'generalized', 'positional'):
+    rates = [r['steps_per_s'] for r in rows if r['env'].endswith('@' + backend)]
+    assert len(rates) == 2
+    assert f'{min(rates):,.0f}-{max(rates):,.0f}' in text
+  spring = min(r['steps_per_s'] for r in rows if r['env'].endswith('@spring'))
+  assert spring > max(r['steps_per_s'] for r in rows if '@spring' not in r['env'])
