@@ -212,3 +212,20 @@ def test_readme_brax_throughput_is_the_committed_benchmark():
     assert f'{min(rates):,.0f}-{max(rates):,.0f}' in text
   spring = min(r['steps_per_s'] for r in rows if r['env'].endswith('@spring'))
   assert spring > max(r['steps_per_s'] for r in rows if '@spring' not in r['env'])
+
+
+def test_readme_statement_on_the_half_cheetah_budget_run_matches_its_results():
+  root = pathlib.Path(__file__).parents[2]
+  run = root / 'results' / 'meta_rl' / 'locomotion' / 'half_cheetah_direction'
+  results = json.loads((run / 'results.json').read_text())
+  assert results['config']['env']['name'] == 'half_cheetah_direction'
+  assert (results['config']['outer'], results['iterations']) == ('adam', 150)
+  text = ' '.join((root / 'README.md').read_text().split())
+  cell = lambda m, c: f'{m:.1f} ± {c:.1f}'  # noqa: E731
+  maml, random_init = results['eval']['maml'], results['eval']['random_init']
+  for ev, (first, last) in ((maml, (0, 2)), (random_init, (0, 2))):
+    assert cell(ev['mean'][first], ev['ci95'][first]) in text
+    assert cell(ev['mean'][last], ev['ci95'][last]) in text
+  # "no better than a random initialisation": MAML's mean after adaptation is not
+  # above the random init's.
+  assert maml['mean'][-1] <= random_init['mean'][-1]
