@@ -135,14 +135,27 @@ def mean_over_tasks(
     def body(chunk):
       return jax.tree.map(lambda x: jnp.sum(x, axis=0), jax.vmap(fn)(chunk))
 
-  one = jax.tree.map(lambda x: x[0], xs)
-  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(body, one))
-
-  def accumulate(total, x):
-    return jax.tree.map(jnp.add, total, body(x)), None
-
-  total, _ = lax.scan(accumulate, zeros, xs)
+  total, _ = _scan_sum(lambda x, state: (body(x), state), xs, ())
   return jax.tree.map(lambda x: x / n, total)
+
+
+def _scan_sum(
+  body: Callable[[Any, Any], tuple[Any, Any]], xs: Any, state: Any
+) -> tuple[Any, Any]:
+  """``(sum over x of out_x, the last state)``, ``out_x, state = body(x, state)``
+  along the leading axis of ``xs`` in one ``lax.scan``, holding only the running
+  sum."""
+  one = jax.tree.map(lambda x: x[0], xs)
+  out_shape, _ = jax.eval_shape(body, one, state)
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)
+
+  def accumulate(carry, x):
+    total, state = carry
+    out, state = body(x, state)
+    return (jax.tree.map(jnp.add, total, out), state), None
+
+  (total, state), _ = lax.scan(accumulate, (zeros, state), xs)
+  return total, state
 
 
 def mean_over_tasks_in_order(
@@ -154,15 +167,5 @@ def mean_over_tasks_in_order(
   For a learner whose tasks share a state that each task updates, as the inner
   Adam state of Reptile's reference code passes from task to task.
   """
-  n = _num_tasks(tasks)
-  one = jax.tree.map(lambda x: x[0], tasks)
-  out_shape, _ = jax.eval_shape(fn, one, state)
-  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)
-
-  def accumulate(carry, task):
-    total, state = carry
-    out, state = fn(task, state)
-    return (jax.tree.map(jnp.add, total, out), state), None
-
-  (total, state), _ = lax.scan(accumulate, (zeros, state), tasks)
-  return jax.tree.map(lambda x: x / n, total), state
+  total, state = _scan_sum(fn, tasks, state)
+  return jax.tree.map(lambda x: x / _num_tasks(tasks), total), state
