@@ -467,23 +467,27 @@ def gradient_learner(
 
   batched = over_tasks(fresh, batching=batching, chunk_size=chunk_size, check=check)
 
+  def carrying(meta_gradient: MetaGradient, end) -> MetaGradient:
+    # The carried part of the grads is the inner state's next value (Carry).
+    return MetaGradient(
+      InnerStateParams(meta_gradient.grads, end), meta_gradient.metrics
+    )
+
   def in_order(meta_params: InnerStateParams, batch) -> MetaGradient:
     params, inner_state = _check_inner_state_params(meta_params)
     check_task_batch_shapes(batch)
     check(params, batch)
-    mean, end = mean_over_tasks_in_order(
-      lambda task, state: task_fn(params, Task(*task), state), batch, inner_state
+    return carrying(
+      *mean_over_tasks_in_order(
+        lambda task, state: task_fn(params, Task(*task), state), batch, inner_state
+      )
     )
-    return MetaGradient(InnerStateParams(mean.grads, end), mean.metrics)
 
   def task_gradient(meta_params, task: Task, step=None) -> MetaGradient:
     del step  # no schedule
     if persistent:
       params, inner_state = _check_inner_state_params(meta_params)
-      meta_gradient, end = task_fn(params, task, inner_state)
-      return MetaGradient(
-        InnerStateParams(meta_gradient.grads, end), meta_gradient.metrics
-      )
+      return carrying(*task_fn(params, task, inner_state))
     _check_meta_params(meta_params, learns, rule.shared)
     return fresh(meta_params, task)
 
@@ -503,16 +507,14 @@ def gradient_learner(
     ),
   )
 
-  def init_gradient(meta_grads):
-    if persistent:
-      return meta_grads.params
-    return split(meta_grads)[0]
+  carry = INNER_STATE_CARRY if persistent else NO_CARRY
+
+  def model_part(tree):
+    """The model's params (or their gradient) in meta-params (or meta-grads)."""
+    return split(carry.split(tree)[0])[0]
 
   def class_labels(meta_params, batch) -> ClassLabels | None:
-    if persistent:
-      meta_params = meta_params.params
-    params, _ = split(meta_params)
-    return model_classes(model, params, batch)
+    return model_classes(model, model_part(meta_params), batch)
 
   return MetaLearner(
     name,
@@ -520,9 +522,9 @@ def gradient_learner(
     meta_gradient,
     predict,
     task_gradient,
-    init_gradient if learns or persistent else identity,
+    model_part if learns or persistent else identity,
     class_labels,
-    INNER_STATE_CARRY if persistent else NO_CARRY,
+    carry,
   )
 
 
