@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jmeta.rl.environment import Environment, check_continuous_action, check_horizon
+from jmeta.validation import check_positive_real
 
 # brax's physics pipelines; 'spring' is the default (benchmarks/rl_envs.py: the
 # fastest on this CPU, 2-3x 'generalized' and 'positional').
@@ -125,8 +126,7 @@ def half_cheetah_velocity(
   *, backend: str = 'spring', horizon: int = 200, max_velocity: float = 2.0
 ) -> Environment:
   """Run at the goal velocity g ~ U[0, max_velocity]: reward -|v - g| - 0.05 |a|^2."""
-  if not max_velocity > 0:
-    raise ValueError(f'max_velocity must be positive, got {max_velocity!r}.')
+  max_velocity = check_positive_real(max_velocity, 'max_velocity')
 
   def goal(key):
     return jax.random.uniform(key, (), minval=0.0, maxval=max_velocity)

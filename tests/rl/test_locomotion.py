@@ -127,7 +127,7 @@ def test_locomotion_refuses_bad_input(monkeypatch):
     rl.half_cheetah_direction(backend='physx')
   with pytest.raises(ValueError, match='horizon must be at least 1'):
     rl.ant_direction(horizon=0)
-  with pytest.raises(ValueError, match='max_velocity must be positive'):
+  with pytest.raises(ValueError, match='max_velocity must be > 0, got 0.0'):
     rl.half_cheetah_velocity(max_velocity=0.0)
   monkeypatch.setitem(sys.modules, 'brax', None)
   with pytest.raises(ImportError, match=r"pip install 'jmeta\[rl\]'"):
