@@ -1,10 +1,11 @@
-"""A switch for XLA:CPU's YNNPACK fusions, which crash on some shapes in jaxlib 0.10.2.
+"""Workarounds for two XLA:CPU bugs in jaxlib 0.10.2: YNNPACK fusions that crash on
+some shapes, and batched LAPACK calls that deadlock.
 
-jaxlib 0.10.2 and 0.11.0 hand CPU dots and reductions to YNNPACK fusions
-(``__ynn_fusion``) by default, and these can end the process with a segmentation
-fault (jax-ml/jax#39257 and #40412; fixed upstream in XNNPACK after 0.10.2 was
-built). ProtoNet's training episode (60-way, 5-shot, 5 queries) hit one with
-prototypes computed as a one-hot matmul: ``tests/xla_bugs/ynn_segfault.py``
+**YNNPACK fusions.** jaxlib 0.10.2 and 0.11.0 hand CPU dots and reductions to YNNPACK
+fusions (``__ynn_fusion``) by default, and these can end the process with a
+segmentation fault (jax-ml/jax#39257 and #40412; fixed upstream in XNNPACK after
+0.10.2 was built). ProtoNet's training episode (60-way, 5-shot, 5 queries) hit one
+with prototypes computed as a one-hot matmul: ``tests/xla_bugs/ynn_segfault.py``
 reproduces it in 15 lines of JAX. jmeta's learners avoid that pattern
 (``jmeta.metric.class_means`` is a segment sum), and
 ``tests/experiments/test_paper_shapes.py`` runs every Omniglot learner at its
@@ -14,12 +15,28 @@ The fusions stay on by default because turning them off makes the gradient-based
 learners' CPU meta-steps much slower (``benchmarks/results/cpu_ynn_fusion.md``). If your own
 model hits the crash, call ``disable_ynn_fusions()`` before any JAX computation,
 or run with ``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=``.
+
+**Batched LAPACK calls.** jaxlib 0.10.2's CPU LAPACK kernels (LU, Cholesky,
+triangular solves, ...) split a large enough batch of matrices (batch x n^3 of at
+least 2e5 flops) into chunks on XLA's intra-op thread pool, and block that pool
+thread until the chunks finish (``ParallelBatchMap`` in
+``jaxlib/cpu/lapack_kernels.cc``). When XLA runs as many such calls at once as the
+pool has threads, every thread waits for chunks that no thread is free to run: the
+program hangs with no CPU use. On this 2-core machine MAML-RL's TRPO step on
+half-cheetah hung so (its linear baselines fit a 40 x 40 system per task), and
+``tests/xla_bugs/lapack_deadlock.py`` hangs in 20 lines. ``one_matrix_at_a_time``
+wraps a linear-algebra function so that ``vmap`` loops over the batch instead: each
+LAPACK call then gets one matrix and runs on the calling thread. jmeta's own solves
+and factorizations of batched data use it.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
+
+import jax
 
 # Versions known to carry both the flag and the crash; the flag is passed only to
 # these, because XLA aborts on a flag it does not know.
@@ -65,3 +82,20 @@ def disable_ynn_fusions() -> bool:
     return False
   os.environ['XLA_FLAGS'] = f'{flags} {YNN_FLAG}='.strip()
   return True
+
+
+def one_matrix_at_a_time(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+  """``fn`` (a LAPACK-backed function of unbatched matrices, positional arguments),
+  batched by ``vmap`` as a loop of one-matrix calls (``jax.custom_batching.
+  sequential_vmap``) instead of one batched call, which can deadlock XLA:CPU (see the
+  module docstring). The values are ``fn``'s, matrix by matrix. Derivatives are
+  ``fn``'s own, so a differentiated program still makes batched calls for them.
+  """
+  looped = jax.custom_batching.sequential_vmap(fn)
+
+  @jax.custom_jvp
+  def wrapped(*args):
+    return looped(*args)
+
+  wrapped.defjvp(lambda primals, tangents: jax.jvp(fn, primals, tangents))
+  return wrapped

@@ -1,6 +1,7 @@
 """Shared fixtures for the core test suite."""
 
 import os
+import re
 
 import jax
 import pytest
@@ -32,3 +33,18 @@ def x64():
   """Runs the test with 64-bit floats enabled; restores the setting afterwards."""
   with jax.enable_x64(True):
     yield
+
+
+@pytest.fixture
+def lapack_batch_dims():
+  """``(fn, *args) -> [int]``: the batch dimensions of each LAPACK call that
+  ``jax.jit(fn)`` lowers to on CPU (``num_batch_dims`` of its custom calls); 0 for
+  a one-matrix call, as ``jmeta.xla_workarounds.one_matrix_at_a_time`` makes them."""
+
+  def batch_dims(fn, *args):
+    text = jax.jit(fn).lower(*args).as_text()
+    calls = [line for line in text.splitlines() if 'custom_call @lapack_' in line]
+    assert calls, 'no LAPACK call in the lowered program'
+    return [int(re.search(r'num_batch_dims = "(\d+)"', c).group(1)) for c in calls]
+
+  return batch_dims

@@ -31,6 +31,14 @@ import numpy as np
 
 from jmeta.tasks.batch import TaskBatch, check_task_batch_shapes
 from jmeta.validation import check_positive_int, check_positive_real
+from jmeta.xla_workarounds import one_matrix_at_a_time
+
+# Of (output_size, n, n) matrices, vmapped over tasks: batched, concurrent LAPACK
+# calls can deadlock XLA:CPU, so each matrix gets its own (jmeta.xla_workarounds).
+_cholesky = jax.vmap(one_matrix_at_a_time(jnp.linalg.cholesky))
+_solve_lower = jax.vmap(
+  one_matrix_at_a_time(lambda a, b: jax.scipy.linalg.solve_triangular(a, b, lower=True))
+)
 
 
 class RBFKernel(NamedTuple):
@@ -98,7 +106,7 @@ def sample_gp(
   y = L e with L L^T = K(x, x) + noise_std^2 I and e ~ N(0, I): shape ``(n,
   output_size)``. Traceable (``jit``, ``vmap``).
   """
-  chol = jnp.linalg.cholesky(noisy_covariance(x, kernel, noise_std))
+  chol = _cholesky(noisy_covariance(x, kernel, noise_std))
   eps = jax.random.normal(key, chol.shape[:2], chol.dtype)
   return jnp.einsum('dij,dj->id', chol, eps)
 
@@ -218,10 +226,10 @@ def gp_posterior(
   (output_size, targets, targets)``. Each target is a fresh noisy observation,
   even at a context input.
   """
-  chol = jnp.linalg.cholesky(noisy_covariance(context_x, kernel, noise_std))
+  chol = _cholesky(noisy_covariance(context_x, kernel, noise_std))
   cross = rbf_kernel(context_x, target_x, kernel)  # (d, c, t)
-  half = jax.scipy.linalg.solve_triangular(chol, cross, lower=True)
-  white_y = jax.scipy.linalg.solve_triangular(chol, context_y.T[..., None], lower=True)
+  half = _solve_lower(chol, cross)
+  white_y = _solve_lower(chol, context_y.T[..., None])
   mean = jnp.einsum('dct,dc->td', half, white_y[..., 0])
   cov = noisy_covariance(target_x, kernel, noise_std) - jnp.einsum(
     'dct,dcs->dts', half, half
@@ -235,8 +243,8 @@ def _gp_task_log_likelihood(kernel, task, noise_std, joint):
   resid = (target_y - mean).T  # (d, t)
   num_targets = target_y.shape[0]
   if joint:
-    chol = jnp.linalg.cholesky(cov)
-    white = jax.scipy.linalg.solve_triangular(chol, resid[..., None], lower=True)
+    chol = _cholesky(cov)
+    white = _solve_lower(chol, resid[..., None])
     log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)))
     total = -0.5 * (
       jnp.sum(jnp.square(white)) + log_det + resid.size * jnp.log(2 * jnp.pi)

@@ -13,9 +13,14 @@ import jax
 import jax.numpy as jnp
 
 from jmeta.validation import check_positive_real
+from jmeta.xla_workarounds import one_matrix_at_a_time
 
 # rllab's time feature scale (t / 100), kept by pytorch-maml-rl and learn2learn.
 TIME_SCALE = 100.0
+
+# Tasks' baselines are fitted under vmap; batched, their solves can deadlock XLA:CPU
+# (half-cheetah's TRPO step did: jmeta.xla_workarounds).
+_solve = one_matrix_at_a_time(jnp.linalg.solve)
 
 
 def discounted_returns(
@@ -72,13 +77,15 @@ def linear_baseline(
   ``observations``: ``(episodes, T, *obs_shape)``.
   """
   reg = check_positive_real(reg, 'reg')
+  # The baseline is a constant of the policy gradient: fitted to the data alone.
+  observations, returns = jax.lax.stop_gradient((observations, returns))
   obs = observations.reshape(*observations.shape[:2], -1).astype(returns.dtype)
   x = baseline_features(obs) * valid[..., None]
   x2 = x.reshape(-1, x.shape[-1])
   y = (returns * valid).reshape(-1)
   gram = x2.T @ x2 + reg * jnp.eye(x2.shape[-1], dtype=x2.dtype)
-  weights = jnp.linalg.solve(gram, x2.T @ y)
-  return jax.lax.stop_gradient((x @ weights) * valid)
+  weights = _solve(gram, x2.T @ y)
+  return (x @ weights) * valid
 
 
 def gae(

@@ -138,6 +138,29 @@ def test_gp_posterior_at_a_context_input_shrinks_to_the_noise(x64):
   np.testing.assert_allclose(np.diagonal(cov[0]), 2e-6, rtol=0.01)
 
 
+def test_a_task_batch_factorizes_one_matrix_at_a_time(lapack_batch_dims):
+  """Batched over tasks, concurrent LAPACK calls can deadlock XLA:CPU
+  (jmeta.xla_workarounds); sampling, the posterior and both likelihoods make one
+  call per task's matrix."""
+  kernels = nps.RBFKernel(jnp.full((3, 1, 1), 0.5), jnp.ones((3, 1)))
+  x = jax.random.uniform(jax.random.key(0), (3, 6, 1))
+  y = jnp.ones((3, 6, 1))
+  keys = jax.random.split(jax.random.key(1), 3)
+  batch = jmeta.TaskBatch(x[:, :2], y[:, :2], x, y)
+  sample = jax.vmap(lambda k, xs, kern: nps.sample_gp(k, xs, kern, 0.1))
+  posterior = jax.vmap(lambda kern, cx, cy, tx: nps.gp_posterior(kern, cx, cy, tx, 0.1))
+  for fn, args in [
+    (sample, (keys, x, kernels)),
+    (posterior, (kernels, x[:, :2], y[:, :2], x)),
+    (lambda k, b: nps.gp_log_likelihood(k, b, noise_std=0.1), (kernels, batch)),
+    (
+      lambda k, b: nps.gp_log_likelihood(k, b, noise_std=0.1, joint=True),
+      (kernels, batch),
+    ),
+  ]:
+    assert set(lapack_batch_dims(fn, *args)) == {0}
+
+
 def test_context_larger_than_the_task_is_refused():
   tasks = nps.gp_tasks()
   with pytest.raises(ValueError, match='larger than the task'):

@@ -65,6 +65,22 @@ def test_linear_baseline_is_ridge_regression_on_the_features(x64):
   np.testing.assert_allclose([kept.mean(), kept.std()], [0.0, 1.0], atol=1e-6)
 
 
+def test_linear_baselines_of_a_task_batch_fit_one_matrix_at_a_time(lapack_batch_dims):
+  """Batched over tasks, the baseline's solves hung XLA:CPU in half-cheetah's TRPO
+  step (jmeta.xla_workarounds); each task's solve is its own LAPACK call."""
+  obs = jax.random.normal(jax.random.key(0), (3, 4, 7, 5))
+  returns, valid = jnp.ones((3, 4, 7)), jnp.ones((3, 4, 7))
+  assert set(lapack_batch_dims(jax.vmap(rl.linear_baseline), obs, returns, valid)) == {
+    0
+  }
+  np.testing.assert_allclose(
+    jax.vmap(rl.linear_baseline)(obs, returns, valid),
+    np.stack([rl.linear_baseline(*task) for task in zip(obs, returns, valid)]),
+    rtol=1e-6,
+    atol=1e-6,
+  )
+
+
 def test_maml_rl_errors_are_named():
   env, policy = rl.navigation_2d(), rl.gaussian_mlp_policy(2, 2)
   with pytest.raises(ValueError, match='unknown estimator'):
