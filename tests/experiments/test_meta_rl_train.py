@@ -146,6 +146,21 @@ def test_locomotion_config_has_the_papers_sizes():
     locomotion.get_config('hopper')
 
 
+def test_locomotion_cpu_budgets_differ_only_in_the_outer_step():
+  from experiments.meta_rl.configs import (
+    locomotion,
+    locomotion_cpu,
+    locomotion_cpu_trpo,
+  )
+
+  adam = locomotion_cpu.get_config('ant_direction').to_dict()
+  trpo = locomotion_cpu_trpo.get_config('ant_direction').to_dict()
+  assert (adam.pop('outer'), adam.pop('learning_rate')) == ('adam', 3e-3)
+  assert trpo.pop('outer') == 'trpo'
+  assert trpo.pop('trpo') == locomotion.get_config('ant_direction').trpo.to_dict()
+  assert adam == trpo and trpo['env'] == {'name': 'ant_direction', 'horizon': 100}
+
+
 def _line_walk(horizon: int) -> rl.Environment:
   """A family with other sizes than 2D navigation's and no oracle: walk along a
   line to a goal in [-1, 1], observing (position, 1, 0), one action."""
