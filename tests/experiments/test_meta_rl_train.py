@@ -244,3 +244,25 @@ def test_readme_statement_on_the_half_cheetah_budget_run_matches_its_results():
   # "no better than a random initialisation": MAML's mean after adaptation is not
   # above the random init's.
   assert maml['mean'][-1] <= random_init['mean'][-1]
+
+
+def test_readme_statement_on_the_half_cheetah_trpo_run_matches_its_results():
+  root = pathlib.Path(__file__).parents[2]
+  run = root / 'results' / 'meta_rl' / 'locomotion' / 'half_cheetah_direction_trpo'
+  results = json.loads((run / 'results.json').read_text())
+  assert (results['config']['outer'], results['iterations']) == ('trpo', 150)
+  assert results['config']['trpo']['max_kl'] == 0.01
+  text = ' '.join((root / 'README.md').read_text().split())
+  maml, random_init = results['eval']['maml'], results['eval']['random_init']
+  cells = [f'{m:.1f} ± {c:.1f}' for m, c in zip(maml['mean'], maml['ci95'])]
+  assert all(cell in text for cell in cells)
+  assert f'{round(results["train_seconds_total"] / 60)} min beside' in text
+  # Above the random init before adaptation; after two steps at its level (within
+  # either interval), after one below its own start.
+  assert maml['mean'][0] > random_init['mean'][0]
+  assert maml['mean'][1] < maml['mean'][0]
+  assert abs(maml['mean'][2] - random_init['mean'][2]) < min(
+    maml['ci95'][2], random_init['ci95'][2]
+  )
+  kls = [json.loads(line)['kl'] for line in (run / 'metrics.jsonl').open()]
+  assert f'{min(kls):.4f}-{max(kls):.4f} against the bound of 0.01' in text
