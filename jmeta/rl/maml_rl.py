@@ -66,6 +66,14 @@ INNER_SURROGATES = {
   'lvc': 'lvc',
   'first_order': 'naive',
 }
+# The inner loop through which maml_trpo_step's KL is differentiated, for each
+# estimator: the same steps, with the sampled (not the score-function) derivatives.
+METRIC_ESTIMATORS = {
+  'dice': 'naive',
+  'naive': 'naive',
+  'lvc': 'naive',
+  'first_order': 'first_order',
+}
 
 
 # pytorch-maml-rl's: discount 0.99, GAE lambda 1, linear baseline, normalised.
@@ -419,6 +427,9 @@ def maml_trpo_step(
   policies on the outer observations being at most ``max_kl``
   (``jmeta.rl.trpo.trpo_step``, which takes the TRPO options: CG on the KL's
   Hessian-vector products, which go through the inner step, then a line search).
+  The KL is differentiated through the inner step with its sampled derivatives (the
+  naive surrogate's; ``'first_order'``: none), so its curvature is that of the KL
+  the line search bounds.
   The defaults are pytorch-maml-rl's (``max_kl`` 0.01, damping 0.01, 10 CG
   iterations, 15 halvings). ``policy.kl`` must be set (both built-in policies set
   it); ``'dice_full'`` is refused (its score term is not an importance-weighted
@@ -443,8 +454,17 @@ def maml_trpo_step(
       adapted_old, outer.observations, outer.actions
     )
 
-    def adapted(p):
-      return jax.vmap(lambda i: loop.adapt(p, i)[0])(inner)
+    def adapted(p, estimator=loop.estimator):
+      return jax.vmap(
+        lambda i: adapt_on(
+          estimator,
+          policy,
+          p,
+          i,
+          learning_rate=loop.learning_rate,
+          settings=loop.settings,
+        )[0]
+      )(inner)
 
     def surrogate(p):
       log_probs = jax.vmap(policy.log_prob)(
@@ -454,7 +474,13 @@ def maml_trpo_step(
       return jnp.mean(ratio * advantages * outer.valid)
 
     def kl(p):
-      per_step = jax.vmap(policy.kl)(adapted_old, adapted(p), outer.observations)
+      # The trust region bounds the KL of the policies adapted on these samples, so
+      # its curvature is that function's own. DiCE's and LVC's inner surrogates
+      # carry score-function terms into second derivatives, which the sampled KL
+      # lacks (on half-cheetah, 40x its curvature: every step far inside the bound);
+      # the naive surrogate has the same inner step and the sampled derivatives.
+      new = adapted(p, METRIC_ESTIMATORS[loop.estimator])
+      per_step = jax.vmap(policy.kl)(adapted_old, new, outer.observations)
       return jnp.sum(per_step * outer.valid) / jnp.maximum(jnp.sum(outer.valid), 1.0)
 
     new, info = trpo_step(surrogate, kl, params, **trpo_options)
