@@ -248,7 +248,13 @@ def test_readme_statement_on_the_half_cheetah_budget_run_matches_its_results():
 
 def test_readme_statement_on_the_half_cheetah_trpo_run_matches_its_results():
   root = pathlib.Path(__file__).parents[2]
-  run = root / 'results' / 'meta_rl' / 'locomotion' / 'half_cheetah_direction_trpo'
+  run = (
+    root
+    / 'results'
+    / 'meta_rl'
+    / 'locomotion'
+    / 'half_cheetah_direction_trpo_dice_metric'
+  )
   results = json.loads((run / 'results.json').read_text())
   assert (results['config']['outer'], results['iterations']) == ('trpo', 150)
   assert results['config']['trpo']['max_kl'] == 0.01
