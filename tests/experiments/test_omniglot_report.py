@@ -289,3 +289,20 @@ def test_readme_prose_on_keeping_reptile_s_inner_state_matches_the_records():
     assert f'{shot} rose from {cell(a)} to {cell(b)}' in text or (
       f'{shot} from {cell(a)} to {cell(b)}' in text
     )
+
+
+def test_readme_prose_on_the_full_reptile_run_matches_its_record():
+  full = ROOT / 'results' / 'omniglot' / 'full'
+  r = json.loads((full / 'reptile_5w1s' / 'test_step100000.json').read_text())
+  assert r['iterations'] == 100_000 and r['config']['persistent_inner_state'] is True
+  assert r['config']['data']['q_query'] == 1
+  one, five = r['test']['600'], r['test_extra_shots']['5']['600']
+  text = ' '.join((ROOT / 'README.md').read_text().split())
+  cell = lambda t: f'{100 * t["accuracy"]:.2f} ± {100 * t["ci95"]:.2f}'  # noqa: E731
+  assert f"It tests at {cell(one)} at 1 shot, above the paper's 97.68" in text
+  assert (
+    f"and at {cell(five)} at 5 shots, within its interval of the paper's 99.48"
+    in (text)
+  )
+  assert one['accuracy'] - one['ci95'] > 0.9768
+  assert abs(five['accuracy'] - 0.9948) <= five['ci95']
