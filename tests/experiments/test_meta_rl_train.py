@@ -229,6 +229,20 @@ def test_readme_brax_throughput_is_the_committed_benchmark():
   assert spring > max(r['steps_per_s'] for r in rows if '@spring' not in r['env'])
 
 
+def test_readme_throughput_of_every_brax_family_is_the_committed_benchmark():
+  root = pathlib.Path(__file__).parents[2]
+  bench = root / 'benchmarks' / 'results' / 'cpu_rl_envs_brax_families.json'
+  rows = json.loads(bench.read_text())['rows']
+  text = ' '.join((root / 'README.md').read_text().split())
+  for family in ('half_cheetah_direction', 'half_cheetah_velocity', 'ant_direction'):
+    rates = [r['steps_per_s'] for r in rows if r['env'] == f'{family}@spring']
+    assert sorted(r['num_envs'] for r in rows if r['env'] == f'{family}@spring') == [
+      64,
+      512,
+    ]
+    assert f'{min(rates):,.0f}-{max(rates):,.0f}' in text
+
+
 def test_readme_statement_on_the_half_cheetah_budget_run_matches_its_results():
   root = pathlib.Path(__file__).parents[2]
   run = root / 'results' / 'meta_rl' / 'locomotion' / 'half_cheetah_direction'
