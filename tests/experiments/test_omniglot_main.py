@@ -156,6 +156,9 @@ def interrupt_tiny_run(workdir, ready, deadline_s=240, signum=signal.SIGINT):
     stderr=subprocess.PIPE,  # the logs, compile logs included, and the hint
     text=True,
     env=omniglot_env(),
+    # A foreground run: SIGINT at its default even where this process inherited it
+    # ignored (an xdist worker can), which Python would keep and the run never see.
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
   )
   lines = queue.Queue()
 
