@@ -444,6 +444,16 @@ def maml_trpo_step(
     )
   if policy.kl is None:
     raise ValueError('maml_trpo_step needs a policy with a closed-form kl.')
+  # The trust region bounds the KL of the policies adapted on these samples, so its
+  # curvature is that function's own. DiCE's and LVC's inner surrogates carry
+  # score-function terms into second derivatives, which the sampled KL lacks (on
+  # half-cheetah, 40x its curvature: every step far inside the bound); the naive
+  # surrogate has the same inner step and the sampled derivatives.
+  metric_loop = adaptation(
+    env,
+    policy,
+    **{**adaptation_options, 'estimator': METRIC_ESTIMATORS[loop.estimator]},
+  )
 
   def step(params, batch: RLTaskBatch):
     inner, outer, adapted_old = jax.vmap(
@@ -454,17 +464,8 @@ def maml_trpo_step(
       adapted_old, outer.observations, outer.actions
     )
 
-    def adapted(p, estimator=loop.estimator):
-      return jax.vmap(
-        lambda i: adapt_on(
-          estimator,
-          policy,
-          p,
-          i,
-          learning_rate=loop.learning_rate,
-          settings=loop.settings,
-        )[0]
-      )(inner)
+    def adapted(p, through=loop):
+      return jax.vmap(lambda i: through.adapt(p, i)[0])(inner)
 
     def surrogate(p):
       log_probs = jax.vmap(policy.log_prob)(
@@ -474,12 +475,7 @@ def maml_trpo_step(
       return jnp.mean(ratio * advantages * outer.valid)
 
     def kl(p):
-      # The trust region bounds the KL of the policies adapted on these samples, so
-      # its curvature is that function's own. DiCE's and LVC's inner surrogates
-      # carry score-function terms into second derivatives, which the sampled KL
-      # lacks (on half-cheetah, 40x its curvature: every step far inside the bound);
-      # the naive surrogate has the same inner step and the sampled derivatives.
-      new = adapted(p, METRIC_ESTIMATORS[loop.estimator])
+      new = adapted(p, metric_loop)
       per_step = jax.vmap(policy.kl)(adapted_old, new, outer.observations)
       return jnp.sum(per_step * outer.valid) / jnp.maximum(jnp.sum(outer.valid), 1.0)
 
