@@ -216,11 +216,16 @@ def test_any_family_trains_through_the_same_code_without_an_oracle(
     train.train_and_evaluate(config, str(tmp_path / 'bad'))
 
 
-def test_readme_brax_throughput_is_the_committed_benchmark():
+def _benchmark_rows_and_readme(name: str) -> tuple[list[dict], str]:
   root = pathlib.Path(__file__).parents[2]
-  bench = root / 'benchmarks' / 'results' / 'cpu_rl_envs_brax.json'
-  rows = json.loads(bench.read_text())['rows']
-  text = ' '.join((root / 'README.md').read_text().split())
+  bench = root / 'benchmarks' / 'results' / f'{name}.json'
+  return json.loads(bench.read_text())['rows'], ' '.join(
+    (root / 'README.md').read_text().split()
+  )
+
+
+def test_readme_brax_throughput_is_the_committed_benchmark():
+  rows, text = _benchmark_rows_and_readme('cpu_rl_envs_brax')
   for backend in ('spring', 'generalized', 'positional'):
     rates = [r['steps_per_s'] for r in rows if r['env'].endswith('@' + backend)]
     assert len(rates) == 2
@@ -230,10 +235,7 @@ def test_readme_brax_throughput_is_the_committed_benchmark():
 
 
 def test_readme_throughput_of_every_brax_family_is_the_committed_benchmark():
-  root = pathlib.Path(__file__).parents[2]
-  bench = root / 'benchmarks' / 'results' / 'cpu_rl_envs_brax_families.json'
-  rows = json.loads(bench.read_text())['rows']
-  text = ' '.join((root / 'README.md').read_text().split())
+  rows, text = _benchmark_rows_and_readme('cpu_rl_envs_brax_families')
   for family in ('half_cheetah_direction', 'half_cheetah_velocity', 'ant_direction'):
     rates = [r['steps_per_s'] for r in rows if r['env'] == f'{family}@spring']
     assert sorted(r['num_envs'] for r in rows if r['env'] == f'{family}@spring') == [
