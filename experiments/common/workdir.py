@@ -24,16 +24,18 @@ def prepare_workdir(
 def completed_result(
   workdir: str | pathlib.Path, num_iterations: int | None
 ) -> pathlib.Path | None:
-  """The result of a run finished at ``num_iterations`` or later (None: any length).
+  """The result of a run finished at ``num_iterations`` or later (None: any length),
+  or stopped early before it.
 
-  Runs write ``test_step<N>.json`` (Omniglot) or ``results.json`` with the
-  ``updates`` trained (MANN, the copy task).
+  Runs write ``test_step<N>.json`` (Omniglot; ``early_stopping.stopped`` in it when
+  validation ended the run at N) or ``results.json`` with the ``updates`` trained
+  (MANN, the copy task).
   """
   least = num_iterations or 0
   done = []
   for path in pathlib.Path(workdir).glob('test_step*.json'):
     step = path.stem.removeprefix('test_step')
-    if step.isdigit() and int(step) >= least:
+    if step.isdigit() and (int(step) >= least or _stopped_early(path)):
       done.append((int(step), path))
   results = pathlib.Path(workdir) / 'results.json'
   if results.exists():
@@ -41,6 +43,10 @@ def completed_result(
     if isinstance(updates, int) and updates >= least:
       done.append((updates, results))
   return max(done)[1] if done else None
+
+
+def _stopped_early(path: pathlib.Path) -> bool:
+  return bool(json.loads(path.read_text()).get('early_stopping', {}).get('stopped'))
 
 
 class JsonlWriter:

@@ -36,6 +36,9 @@ class Learner(NamedTuple):
     estimator: the ``jmeta.MetaLearner`` of the training episodes.
     accuracy: ``accuracy(meta_params, batch, n_way) -> per-task query accuracy``
       after the learner's test-time prediction, for ``n_way``-way episodes.
+    metrics: ``metrics(meta_params, batch, n_way) -> {'accuracy', 'loss'}``, each
+      per task: the accuracy, and the query cross-entropy of the predictions taken
+      as logits (what ProtoNet's reference code early-stops on).
     model: the classifier that gradient-based learners adapt (None for metric
       learners).
   """
@@ -43,6 +46,7 @@ class Learner(NamedTuple):
   init: Callable
   estimator: jmeta.MetaLearner
   accuracy: Callable[[Any, jmeta.TaskBatch, int], jax.Array]
+  metrics: Callable[[Any, jmeta.TaskBatch, int], dict[str, jax.Array]]
   model: jmeta.Model | None = None
 
 
@@ -295,19 +299,29 @@ def make_learner(config: ml_collections.ConfigDict) -> Learner:
   init, learner, model = build(config, train_n_way(config))
   tested = {train_n_way(config): learner}
 
-  def accuracy(meta_params, batch, n_way):
+  def metrics(meta_params, batch, n_way):
     if n_way not in tested:
       tested[n_way] = build(config, n_way)[1]
     return jmeta.evaluate(
       tested[n_way],
       meta_params,
       batch,
-      jmeta.losses.classification_metrics,
+      _accuracy_and_loss,
       batching=eval_batching(config),
       chunk_size=_chunk(config),
-    )['accuracy']
+    )
 
-  return Learner(init, learner, accuracy, model)
+  def accuracy(meta_params, batch, n_way):
+    return metrics(meta_params, batch, n_way)['accuracy']
+
+  return Learner(init, learner, accuracy, metrics, model)
+
+
+def _accuracy_and_loss(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+  return {
+    'accuracy': jmeta.losses.accuracy(logits, labels),
+    'loss': jmeta.losses.cross_entropy(logits, labels),
+  }
 
 
 def check_metric_config(config: ml_collections.ConfigDict) -> None:

@@ -124,7 +124,9 @@ def probe(
       evaluate = train.make_evaluator(
         setting, learners.make_learner(setting), sampler, config.data.n_way
       )
-      acc = evaluate(params, bank, episodes, config.eval.seed + 1, desc='probe')
+      acc = evaluate(params, bank, episodes, config.eval.seed + 1, desc='probe')[
+        'accuracy'
+      ]
       mean, ci = jmeta.mean_confidence_interval(acc)
       rows.append(
         {

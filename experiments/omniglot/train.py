@@ -48,7 +48,10 @@ ADDED_FIELDS = {
   'inner_adapts': 'all',
   'outer_clip_norm': 0.0,
   'persistent_inner_state': False,
+  'data.train_split': 'train',
+  'early_stopping_patience': 0,
 }
+TRAIN_SPLITS = ('train', 'trainval')
 
 
 def may_differ_on_resume(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -83,6 +86,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       jmeta.models.CONV4_VARIANTS if conv4 else (config.algorithm,),
     ),
     'model.head_init': (config.model.head_init, jmeta.models.HEAD_INITS),
+    'data.train_split': (config.data.get('train_split', 'train'), TRAIN_SPLITS),
     'inner_adapts': (config.inner_adapts, tuple(learners.INNER_ADAPTS)),
     'eval.batching': (
       config.eval.get('batching', ''),
@@ -124,6 +128,19 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
       f'config.eval.extra_k_shots = {extra!r} must be a tuple of positive ints, '
       'e.g. (5,).'
+    )
+  patience = config.get('early_stopping_patience', 0)
+  if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
+    raise ValueError(
+      'config.early_stopping_patience must be an int >= 0 (0: train all '
+      f'config.num_iterations), got {patience!r}.'
+    )
+  if patience and config.data.get('train_split', 'train') == 'trainval':
+    raise ValueError(
+      'config.early_stopping_patience needs the validation characters, which '
+      "config.data.train_split='trainval' trains on. Early-stop a run on 'train', "
+      "then train on 'trainval' for its length (results' early_stopping."
+      'reference_trainval_iterations).'
     )
   learners.check_inner_batch_sizes(config)
   if config.algorithm in learners.METRIC_ALGORITHMS:
@@ -205,7 +222,8 @@ def make_sampler(
 def make_evaluator(
   config, learner: learners.Learner, sampler: episodes.EpisodeSampler, n_way: int
 ):
-  """``evaluate(params, bank, num_episodes, seed) -> per-episode accuracies``.
+  """``evaluate(params, bank, num_episodes, seed) -> {'accuracy', 'loss'}``, each an
+  array of one value per episode (``learners.Learner.metrics``).
 
   The episodes come from ``evaluation_keys(seed, num_episodes)`` and are evaluated
   ``config.eval.episodes_per_call`` at a time by one jitted function.
@@ -216,11 +234,11 @@ def make_evaluator(
     batch = jax.vmap(
       lambda k: jax.tree.map(lambda x: x[0], sampler.sample_from(bank, k, 1))
     )(keys)
-    return learner.accuracy(params, batch, n_way)
+    return learner.metrics(params, batch, n_way)
 
   def evaluate(
     params, bank, num_episodes: int, seed: int, desc: str = 'evaluation'
-  ) -> np.ndarray:
+  ) -> dict[str, np.ndarray]:
     keys = episodes.evaluation_keys(seed, num_episodes)
     per_call = config.eval.episodes_per_call
     out, pending = [], None
@@ -232,14 +250,40 @@ def make_evaluator(
       for i in range(0, num_episodes, per_call):
         chunk = evaluate_chunk(params, keys[i : i + per_call], bank)
         if pending is not None:
-          out.append(np.asarray(pending))
-          bar.update(len(out[-1]))
+          out.append(jax.device_get(pending))
+          bar.update(len(out[-1]['accuracy']))
         pending = chunk
-      out.append(np.asarray(pending))
-      bar.update(len(out[-1]))
-    return np.concatenate(out)
+      out.append(jax.device_get(pending))
+      bar.update(len(out[-1]['accuracy']))
+    return {k: np.concatenate([o[k] for o in out]) for k in out[0]}
 
   return evaluate
+
+
+def training_bank(config, banks: dict[str, jax.Array]) -> jax.Array:
+  """The characters training episodes are drawn from: the train split, or with
+  ``config.data.train_split='trainval'`` the train and validation splits together
+  (ProtoNet's reference code retrains on both once validation has chosen the
+  length, and reports that model)."""
+  if config.data.get('train_split', 'train') == 'trainval':
+    return jnp.concatenate([banks['train'], banks['val']])
+  return banks['train']
+
+
+def early_stopping(val_losses, patience: int) -> tuple[int | None, int]:
+  """``(index of the best validation, validations since it)``, ProtoNet's rule.
+
+  A validation loss strictly below every earlier one is the new best and resets the
+  count; any other (a NaN too) adds one. Training stops once the count exceeds
+  ``patience`` (jakesnell/prototypical-networks, scripts/train/few_shot/train.py).
+  """
+  best, best_loss, wait = None, np.inf, 0
+  for i, loss in enumerate(val_losses):
+    if loss < best_loss:
+      best, best_loss, wait = i, loss, 0
+    else:
+      wait += 1
+  return best, wait
 
 
 def training_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh | None:
@@ -337,9 +381,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   complete = completed_result(workdir, config.num_iterations)
   if complete is not None:
     raise RunCompleteError(
-      f'{workdir} holds a complete run of {config.num_iterations} iterations: its '
-      f'results are in {complete} (and metrics.jsonl, learning_curve.png beside '
-      'it). jmeta does not overwrite results; pass a new --workdir to train again.'
+      f'{workdir} holds a complete run of {config.num_iterations} iterations (or '
+      f'one stopped early by validation): its results are in {complete} (and '
+      'metrics.jsonl, learning_curve.png beside it). jmeta does not overwrite '
+      'results; pass a new --workdir to train again.'
     )
   with _explain_out_of_memory(config), runs.workdir_lock(workdir):
     return _train_and_evaluate(config, workdir)
@@ -365,7 +410,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     s: jnp.asarray(omniglot.load_split(config.data.protocol, s))
     for s in omniglot.SPLITS
   }
-  train_sampler = make_sampler(config, banks['train'], train=True)
+  train_sampler = make_sampler(config, training_bank(config, banks), train=True)
   mesh = training_mesh(config)
 
   learner = learners.make_learner(config)
@@ -378,7 +423,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     lambda key, bank: train_sampler.sample_from(bank, key, config.meta_batch_size),
   )
   # The trainer's inputs live on the mesh's devices; evaluation runs on the first.
-  train_bank = banks['train'] if mesh is None else jmeta.replicate(banks['train'], mesh)
+  train_bank = training_bank(config, banks)
+  if mesh is not None:
+    train_bank = jmeta.replicate(train_bank, mesh)
   state = trainer.init(params)
   state, saved = checkpointer.resume(state)
   # The steps after the checkpoint are trained again: what was logged about them
@@ -390,7 +437,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   ways = test_ways(config)
   evaluate = {
     (s, n): make_evaluator(
-      config, learner, make_sampler(config, banks[s], n_way=n), n_way=n
+      config,
+      learner,
+      make_sampler(config, banks[s], n_way=n),
+      n_way=n,
     )
     for s in ('val', 'test')
     for n in ways
@@ -430,6 +480,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   train_key = jax.random.fold_in(root, 1)
   start_step = int(state.step)
+  # Validation is on characters the run does not train on: none with 'trainval'.
+  validates = config.data.get('train_split', 'train') == 'train'
+  patience = config.get('early_stopping_patience', 0)
+  # The validations before the checkpoint, so a resumed run stops where an
+  # uninterrupted one does, and one that had stopped stays stopped.
+  val_steps = [r['step'] for r in logged if 'val_loss' in r]
+  val_losses = [r['val_loss'] for r in logged if 'val_loss' in r]
+  stopped = bool(patience) and early_stopping(val_losses, patience)[1] > patience
+  end_step = start_step if stopped else config.num_iterations
   writer = JsonlWriter(workdir / 'metrics.jsonl')
   tb = records.tensorboard_writer(workdir / 'tensorboard', logged)
   seconds_before = sum(t['seconds'] for t in timing_lines)
@@ -440,7 +499,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     ' with uncommitted changes' if code['git_dirty'] else '',
   )
   start = time.perf_counter()
-  if start_step < config.num_iterations:
+  if start_step < end_step:
     # Compiled before the first step, so the compiler's freed memory goes back to
     # the OS before the step's buffers are allocated; the loop reuses it.
     jmeta.precompile(
@@ -448,7 +507,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     )
     logging.info('compiled the meta-update in %.1f s', time.perf_counter() - start)
   with progress_bar(
-    range(start_step, config.num_iterations),
+    range(start_step, end_step),
     initial=start_step,
     total=config.num_iterations,
     desc=config.algorithm,
@@ -465,23 +524,32 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       window = metrics if window is None else _add(window, metrics)
       window_steps += 1
       done = step + 1
-      validate = done % config.eval_every == 0 or done == config.num_iterations
+      at_eval = done % config.eval_every == 0 or done == config.num_iterations
+      validate = at_eval and validates
       # A validation step is logged too, whether or not log_every divides it.
-      if done % config.log_every == 0 or validate:
+      if done % config.log_every == 0 or at_eval:
         jmeta.raise_if_nonfinite(state)
         record = {f'train_{k}': float(v) / window_steps for k, v in window.items()}
         window, window_steps = None, 0
         elapsed = seconds_before + time.perf_counter() - start
         record.update(step=done, elapsed_s=round(elapsed, 2))
         if validate:
-          acc = evaluate['val', ways[0]](
+          val = evaluate['val', ways[0]](
             on_first_device(state.params),
             banks['val'],
             config.eval.val_episodes,
-            config.eval.seed,
+            # Fresh episodes at each validation, as ProtoNet's reference code
+            # draws them, or the same ones every time.
+            config.eval.seed + (done if config.eval.get('val_resample') else 0),
             desc=f'validation {ways[0]}-way',
           )
-          record['val_accuracy'] = float(acc.mean())
+          record['val_accuracy'] = float(val['accuracy'].mean())
+          record['val_loss'] = float(val['loss'].mean())
+          val_steps.append(done)
+          val_losses.append(record['val_loss'])
+          stopped = (
+            bool(patience) and early_stopping(val_losses, patience)[1] > patience
+          )
           jmeta.release_host_memory()  # what compiling the evaluation freed
         _log(writer, tb, record)
         bar.set_postfix(
@@ -489,7 +557,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         )
       if compare_every and done % compare_every == 0:
         compare(done, state.params)
-      if done % config.checkpoint_every == 0 or done == config.num_iterations:
+      if (
+        done % config.checkpoint_every == 0 or done == config.num_iterations or stopped
+      ):
         seconds = time.perf_counter() - start
         progress = {
           'step': done,
@@ -501,6 +571,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
           **code,
         }
         checkpointer.save(done, state, progress)
+      if stopped:
+        logging.info(
+          'early stopping at step %d: %d validations without a lower loss',
+          done,
+          patience + 1,
+        )
+        break
   checkpointer.close()
   tb.close()
   writer.close()
@@ -531,13 +608,27 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     'train_devices': 1 if mesh is None else mesh.size,
     'test': {},
   }
+  if patience:
+    best, _ = early_stopping(val_losses, patience)
+    best_step = val_steps[best] if best is not None else None
+    results['early_stopping'] = {
+      'patience': patience,
+      'stopped': stopped,
+      'best_step': best_step,
+      'best_val_loss': val_losses[best] if best is not None else None,
+      # The reference retrains on train + val for (best epoch + patience) epochs,
+      # its best epoch counted from 0 and an epoch being eval_every episodes.
+      'reference_trainval_iterations': (
+        None if best_step is None else best_step + (patience - 1) * config.eval_every
+      ),
+    }
   params = on_first_device(state.params)
 
   def test(evaluator, into: dict, what: str) -> None:
     for n in config.eval.test_episodes:
       acc = evaluator(
         params, banks['test'], n, config.eval.seed + 1, desc=f'test {what}'
-      )
+      )['accuracy']
       mean, ci = jmeta.mean_confidence_interval(acc)
       # Each episode's accuracy too, so the mean and interval can be checked and
       # other statistics computed from the record alone.

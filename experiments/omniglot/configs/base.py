@@ -27,6 +27,8 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   config.data.n_way = n_way
   config.data.k_shot = k_shot
   config.data.q_query = k_shot  # MAML samples 2K images per class: K support, K query
+  # 'train', or 'trainval': train on the validation characters too (no validation).
+  config.data.train_split = 'train'
 
   config.model = ml_collections.ConfigDict()
   config.model.variant = 'strided'  # MAML's Omniglot Conv4
@@ -72,6 +74,9 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   config.log_every = 100
   config.checkpoint_every = 1_000
   config.eval_every = 2_000
+  # Stop once this many validations in a row plus one have not lowered the
+  # validation loss (0: never; ProtoNet's reference rule, train.early_stopping).
+  config.early_stopping_patience = 0
 
   # Every compare_every iterations (0: never), log to compare.jsonl how first-order
   # MAML, Reptile, iMAML and MAML++ meta-gradients agree with exact second-order MAML on a
@@ -86,6 +91,8 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.seed = 1_000_003
   config.eval.val_episodes = 200
+  # Fresh validation episodes at each validation (seed + step) instead of the same.
+  config.eval.val_resample = False
   config.eval.test_episodes = (600, 1000)
   # More K of the same N tested on the final params (e.g. (5,) after a 5w1s run):
   # where the paper trains one learner for several shots (Reptile's 1- and 5-shot
