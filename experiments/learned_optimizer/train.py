@@ -6,7 +6,8 @@ on minibatches of MNIST images) with ``config.estimator``, logs to
 ``metrics.jsonl`` and TensorBoard, checkpoints so that a stopped run resumes
 exactly, then tunes each optax baseline's learning rate on the training
 distribution and compares all of them on held-out problems: ``results.json``,
-``results.md`` and ``loss_curves.png``. On MNIST the test also reports, after the
+``results.md`` and ``loss_curves.png``, with the trained rule's meta-parameters in
+``rule.msgpack`` (``load_rule`` reads them back). On MNIST the test also reports, after the
 last step, the loss on all the optimizee-training images and on the held-out images
 (``jmeta.data.optimizee_split``); ``config.eval`` may change the evaluated problem
 (more steps, other hidden layers or activation: the paper's generalisation tests).
@@ -20,8 +21,9 @@ import pathlib
 import textwrap
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -38,7 +40,8 @@ from experiments.common.workdir import JsonlWriter, prepare_workdir
 from jmeta import learned_optimizers as lopt
 from jmeta.validation import check_positive_int, check_steps
 
-OUTPUTS = ('results.json', 'results.md', 'loss_curves.png')
+OUTPUTS = ('results.json', 'results.md', 'loss_curves.png', 'rule.msgpack')
+RULE_FILE = 'rule.msgpack'
 RULES = {'lstm': lopt.lstm_rule, 'mlp': lopt.mlp_rule}
 ESTIMATORS = ('full_backprop', 'truncated_backprop', 'antithetic_es', 'pes')
 TASKS = ('quadratic', 'mnist')
@@ -412,12 +415,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     'test': test,
   }
   (workdir / 'results.json').write_text(json.dumps(results, indent=2))
+  (workdir / RULE_FILE).write_bytes(
+    flax.serialization.to_bytes(jax.device_get(state.meta_params))
+  )
   from experiments.learned_optimizer import report
 
   (workdir / 'results.md').write_text(report.results_table(results))
   plot(results, workdir / 'loss_curves.png')
   logging.info('wrote results to %s', workdir)
   return {'state': state, **results}
+
+
+def load_rule(workdir: str | pathlib.Path) -> tuple[lopt.LearnedRule, dict, Any]:
+  """``(rule, config, meta_params)`` of a finished run: its rule (rebuilt from
+  ``config.json``), its config as a dict, and the trained meta-parameters that
+  ``rule.msgpack`` holds. ``lopt.as_optimizer(rule, meta_params)`` is then an optax
+  optimizer."""
+  workdir = pathlib.Path(workdir)
+  path = workdir / RULE_FILE
+  if not path.exists():
+    raise FileNotFoundError(
+      f'{path} does not exist: {workdir} is not a finished learned-optimizer run '
+      '(train_and_evaluate writes it with results.json).'
+    )
+  config = json.loads((workdir / 'config.json').read_text())
+  rule = RULES[config['rule']]()
+  template = rule.meta_init(jax.random.key(0))
+  return rule, config, flax.serialization.from_bytes(template, path.read_bytes())
 
 
 def problem_label(results: dict) -> str:

@@ -5,13 +5,16 @@ synthetic IDX folder."""
 import json
 import pathlib
 
+import chex
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from run_checks import readme_block
 
 from experiments.learned_optimizer import report, train
 from experiments.learned_optimizer.configs import default, mnist, smoke, smoke_mnist
+from jmeta import learned_optimizers as lopt
 from jmeta.data import mnist as mnist_data
 
 
@@ -37,6 +40,26 @@ def test_smoke_run_writes_every_output(smoke_run):
   assert '| SGD | ' in (workdir / 'results.md').read_text()
   with pytest.raises(FileExistsError, match='does not overwrite'):
     train.train_and_evaluate(smoke.get_config(), str(workdir))
+
+
+def held_out_test_of(rule, config: dict, meta_params) -> dict:
+  """The run's held-out comparison of the learned rule, recomputed."""
+  config = ml_collections.ConfigDict(config)
+  problems = train.make_problems(config)
+  unrolls = train.unrolls_fn(
+    problems, jax.random.key(config.eval.seed), config.eval.num_tasks, True
+  )
+  out = jax.jit(lambda mp: unrolls.run(lopt.as_optimizer(rule, mp)))(meta_params)
+  return train.summarize(*jax.tree.map(lambda x: np.asarray(x, np.float64), out))
+
+
+def test_the_saved_rule_loads_and_reproduces_the_run_s_test(smoke_run, tmp_path):
+  out, workdir = smoke_run
+  rule, config, meta_params = train.load_rule(workdir)
+  chex.assert_trees_all_equal(meta_params, jax.device_get(out['state'].meta_params))
+  assert held_out_test_of(rule, config, meta_params) == out['test']['learned']
+  with pytest.raises(FileNotFoundError, match='not a finished learned-optimizer run'):
+    train.load_rule(tmp_path)
 
 
 class Stop(Exception):
