@@ -438,7 +438,8 @@ def load_rule(workdir: str | pathlib.Path) -> tuple[lopt.LearnedRule, dict, Any]
       f'{path} does not exist: {workdir} is not a finished learned-optimizer run '
       '(train_and_evaluate writes it with results.json).'
     )
-  config = json.loads((workdir / 'config.json').read_text())
+  # Runs from before config.task existed trained on quadratics.
+  config = {'task': 'quadratic', **json.loads((workdir / 'config.json').read_text())}
   rule = RULES[config['rule']]()
   template = rule.meta_init(jax.random.key(0))
   return rule, config, flax.serialization.from_bytes(template, path.read_bytes())

@@ -62,6 +62,17 @@ def test_the_saved_rule_loads_and_reproduces_the_run_s_test(smoke_run, tmp_path)
     train.load_rule(tmp_path)
 
 
+def test_the_committed_rule_reproduces_the_committed_test():
+  run = pathlib.Path(__file__).parents[2] / 'results/learned_optimizer/quadratic'
+  rule, config, meta_params = train.load_rule(run)
+  committed = json.loads((run / 'results.json').read_text())
+  assert held_out_test_of(rule, config, meta_params) == committed['test']['learned']
+  size = sum(np.size(x) for x in jax.tree.leaves(meta_params))
+  assert size == committed['meta_parameters']
+  readme = (run.parents[2] / 'README.md').read_text()
+  assert f'quadratic/rule.msgpack`,\n{size:,} meta-parameters;' in readme
+
+
 class Stop(Exception):
   pass
 
