@@ -259,6 +259,8 @@ def meta_train(
           seconds = seconds_before + time.perf_counter() - start
           progress = {
             'step': done,
+            # For experiments.runs' status of a registered run.
+            'num_iterations': total,
             'train_seconds': seconds,
             'segment': {
               'from_step': start_step,
@@ -408,6 +410,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       'test_steps': problems.steps,
     },
     'meta_parameters': sum(int(np.size(x)) for x in jax.tree.leaves(state.meta_params)),
+    # The meta-steps trained: what experiments.runs reads to call a run finished.
+    'updates': int(state.step),
     'train': {
       k: v for k, v in train_info.items() if k not in ('git_commit', 'git_dirty')
     },

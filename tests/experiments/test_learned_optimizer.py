@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from run_checks import readme_block
 
+from experiments import runs
+from experiments.common.workdir import completed_result
 from experiments.learned_optimizer import report, train
 from experiments.learned_optimizer.configs import default, mnist, smoke, smoke_mnist
 from jmeta import learned_optimizers as lopt
@@ -37,6 +39,12 @@ def test_smoke_run_writes_every_output(smoke_run):
   for r in saved['test'].values():
     assert np.isfinite(r['final_loss_mean']) and len(r['mean_curve']) == 7
   assert saved['tuning']['sgd']['best_learning_rate'] in (0.01, 0.1)
+  # What experiments.runs needs of a registered run: its length, and that it ended.
+  assert saved['updates'] == smoke.get_config().num_updates
+  assert completed_result(workdir, saved['updates']) == workdir / 'results.json'
+  assert completed_result(workdir, saved['updates'] + 1) is None
+  step = runs.checkpoint_steps(workdir)[-1]
+  assert runs.saved_progress(workdir, step)['num_iterations'] == saved['updates']
   assert '| SGD | ' in (workdir / 'results.md').read_text()
   with pytest.raises(FileExistsError, match='does not overwrite'):
     train.train_and_evaluate(smoke.get_config(), str(workdir))
