@@ -306,3 +306,34 @@ def test_readme_prose_on_the_full_reptile_run_matches_its_record():
   )
   assert one['accuracy'] - one['ci95'] > 0.9768
   assert abs(five['accuracy'] - 0.9948) <= five['ci95']
+
+
+def test_readme_prose_on_the_meta_lstm_beside_maml_matches_the_records():
+  readme = ' '.join((ROOT / 'README.md').read_text().split())
+
+  def accuracy(run: str) -> str:
+    t = json.loads((ROOT / 'results/omniglot' / run / 'test_step100.json').read_text())
+    t = t['test']['600']
+    return f'{100 * t["accuracy"]:.2f} ± {100 * t["ci95"]:.2f}'
+
+  for shots in ('5w1s', '5w5s'):
+    maml = accuracy(f'maml_{shots}_meta_lstm_budget')
+    meta_lstm = accuracy(f'meta_lstm_{shots}')
+    assert f"{maml} at {shots} against the meta-LSTM's {meta_lstm}" in readme
+    # Both trained 100 iterations of 8 episodes.
+    for run in (f'maml_{shots}_meta_lstm_budget', f'meta_lstm_{shots}'):
+      r = json.loads(
+        (ROOT / 'results/omniglot' / run / 'test_step100.json').read_text()
+      )
+      assert (r['iterations'], r['config']['meta_batch_size']) == (100, 8)
+  one = [accuracy(r) for r in ('maml_5w1s_meta_lstm_budget', 'meta_lstm_5w1s')]
+  five = [accuracy(r) for r in ('maml_5w5s_meta_lstm_budget', 'meta_lstm_5w5s')]
+
+  def interval(text):
+    mean, ci = (float(x) for x in text.split(' ± '))
+    return mean - ci, mean + ci
+
+  (a_lo, a_hi), (b_lo, b_hi) = map(interval, one)
+  assert a_lo < b_hi and b_lo < a_hi  # 'within each other's intervals'
+  (a_lo, a_hi), (b_lo, b_hi) = map(interval, five)
+  assert a_hi < b_lo  # 'the meta-LSTM is ahead'
