@@ -85,11 +85,11 @@ def test_learned_optimizer_loads_the_committed_rule_and_beats_adam_over_the_unro
     for line in text.splitlines()
     if 'largest relative difference' in line
   }
-  assert set(gaps) == set(results['test'])
-  # RMSprop's program rounds differently since the run's commit, and 100 steps
-  # amplify it (results/learned_optimizer/quadratic/NOTES.md); the rest are exact.
-  assert gaps.pop('rmsprop') < 1e-2
-  assert set(gaps.values()) == {0.0}
+  assert set(gaps) == set(results['test']) and gaps['learned'] == 0.0
+  # A baseline's program may round differently on another CPU or at a later commit,
+  # and 100 steps amplify it: RMSprop's curve is 3.4e-3 off on the Intel Xeon that
+  # recovered the rule, the others exact (results/learned_optimizer/quadratic/NOTES.md).
+  assert max(gaps.values()) < 1e-2
   table = text.split('mean 1..100')[1].splitlines()[1:]
   rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in table[:6]}
   assert set(rows) == set(results['test'])
