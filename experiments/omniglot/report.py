@@ -159,9 +159,28 @@ def _variant(config: dict, devices: int = 1, backend: str = 'cpu') -> str:
   notes += PAPER.get(config['algorithm'], ())[2:]
   if extra.get('embedding_loss', 'none') != 'none':
     notes.append(f'+ {extra["embedding_loss_weight"]} x {extra["embedding_loss"]}')
+  if config.get('data', {}).get('train_split', 'train') == 'trainval':
+    notes.append('trained on the train + val characters')
+  patience = config.get('early_stopping_patience', 0)
+  if patience:
+    notes.append(f'early stopping on val loss, patience {patience} validations')
   if devices > 1:
     notes.append(f'sharded over {devices} {backend.upper()} devices')
   return ', '.join(notes)
+
+
+def iterations(r: dict) -> str:
+  """The iterations cell: those trained, of the recipe's full length; a run whose
+  length the protocol sets from validation (early stopping, or the retraining on
+  train + val that follows it) counts against its own cap or length."""
+  config = r['config']
+  stopping = r.get('early_stopping')
+  if stopping and stopping['stopped']:
+    return f'{r["iterations"]:,}, stopped early (best at {stopping["best_step"]:,})'
+  if stopping or config['data'].get('train_split', 'train') == 'trainval':
+    return f'{r["iterations"]:,} of {config["num_iterations"]:,}'
+  full = full_iterations(config['algorithm'], config['setting'])
+  return f'{r["iterations"]:,} of {full:,}'
 
 
 def _batch_norm(config: dict) -> str:
@@ -230,7 +249,6 @@ def table(results_dir: str | pathlib.Path) -> str:
   for r in runs:
     config = r['config']
     paper = PAPER[config['algorithm']][0]
-    full = full_iterations(config['algorithm'], config['setting'])
     for setting, test in _rows(r):
 
       def cell(n, test=test):
@@ -242,7 +260,7 @@ def table(results_dir: str | pathlib.Path) -> str:
         f'{cell(600)} | {cell(1000)} | '
         f'{paper.get(setting, "–")} | '
         f'{_variant(config, r.get("train_devices", 1), r["run"]["backend"])} | '
-        f'{r["iterations"]:,} of {full:,} | '
+        f'{iterations(r)} | '
         f'{hardware_label(r["run"])} | {r["train_seconds_total"]:.0f} s | '
         f'`{r["run"]["command"]}` |'
       )

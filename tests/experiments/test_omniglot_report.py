@@ -337,3 +337,27 @@ def test_readme_prose_on_the_meta_lstm_beside_maml_matches_the_records():
   assert a_lo < b_hi and b_lo < a_hi  # 'within each other's intervals'
   (a_lo, a_hi), (b_lo, b_hi) = map(interval, five)
   assert a_hi < b_lo  # 'the meta-LSTM is ahead'
+
+
+def test_runs_of_protonet_s_reference_protocol_say_how_their_length_was_set():
+  from experiments.omniglot.configs import protonet_full
+
+  config = json.loads(json.dumps(protonet_full.get_config('5w1s').to_dict()))
+  assert report._variant(config).endswith(
+    'early stopping on val loss, patience 200 validations'
+  )
+  select = {'config': config, 'iterations': 23_400}
+  select['early_stopping'] = {'stopped': True, 'best_step': 3_300}
+  assert report.iterations(select) == '23,400, stopped early (best at 3,300)'
+  select['early_stopping']['stopped'] = False  # ran to its cap
+  assert report.iterations(select) == '23,400 of 40,000'
+  config['data']['train_split'] = 'trainval'
+  config['early_stopping_patience'] = 0
+  config['num_iterations'] = 23_200
+  retrained = {'config': config, 'iterations': 23_200}
+  assert report.iterations(retrained) == '23,200 of 23,200'
+  assert 'trained on the train + val characters' in report._variant(config)
+  assert 'early stopping' not in report._variant(config)
+  # Other runs count against their recipe's full length.
+  run = {'config': fomaml.get_config('5w1s').to_dict(), 'iterations': 100}
+  assert report.iterations(run) == '100 of 60,000'
