@@ -437,10 +437,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   ways = test_ways(config)
   evaluate = {
     (s, n): make_evaluator(
-      config,
-      learner,
-      make_sampler(config, banks[s], n_way=n),
-      n_way=n,
+      config, learner, make_sampler(config, banks[s], n_way=n), n_way=n
     )
     for s in ('val', 'test')
     for n in ways
