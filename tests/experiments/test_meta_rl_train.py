@@ -283,3 +283,22 @@ def test_readme_statement_on_the_half_cheetah_trpo_runs_matches_their_results():
     kls = [json.loads(line)['kl'] for line in (runs / run / 'metrics.jsonl').open()]
     assert f'{min(kls):.4f}-{max(kls):.4f}' in text
     assert max(kls) < 0.01
+
+
+def test_readme_statement_on_the_half_cheetah_velocity_run_matches_its_results():
+  root = pathlib.Path(__file__).parents[2]
+  run = root / 'results' / 'meta_rl' / 'locomotion' / 'half_cheetah_velocity_trpo'
+  results = json.loads((run / 'results.json').read_text())
+  assert results['config']['env']['name'] == 'half_cheetah_velocity'
+  assert (results['config']['outer'], results['iterations']) == ('trpo', 150)
+  text = ' '.join((root / 'README.md').read_text().split())
+  maml, random_init = results['eval']['maml'], results['eval']['random_init']
+  cells = [(ev['mean'][i], ev['ci95'][i]) for ev in (maml, random_init) for i in (0, 2)]
+  for mean, ci in cells:
+    assert f'{mean:.1f} ± {ci:.1f}' in text
+  minutes = round(results['train_seconds_total'] / 60)
+  assert f'(`{run.name}`, {minutes} min beside' in text
+  # "every interval overlapping the others".
+  for a_mean, a_ci in cells:
+    for b_mean, b_ci in cells:
+      assert abs(a_mean - b_mean) < a_ci + b_ci
