@@ -143,3 +143,31 @@ def test_the_full_protocol_config_is_the_reference_code_s():
   assert (config.outer_decay_every, config.outer_decay_rate) == (2_000, 0.5)
   assert config.eval.test_episodes == (1000,)
   assert protonet_full.get_config('5w5s').data.k_shot == 5
+
+
+@pytest.mark.parametrize('algorithm', ['protonet', 'maml'])
+def test_the_validation_loss_is_the_query_loss_the_learner_trains_on(algorithm):
+  """Per episode, ``metrics`` gives the query cross-entropy that ``meta_gradient``
+  averages: ProtoNet's episode loss, MAML's query loss after adaptation (with the
+  training's inner steps)."""
+  import jax
+
+  from experiments.omniglot import learners
+  from experiments.omniglot.configs import tiny
+
+  if algorithm == 'protonet':
+    config = tiny_metric.get_config('protonet')
+  else:
+    config = tiny.get_config('5w1s')
+    config.eval.inner_steps = config.inner_steps
+  learner = learners.make_learner(config)
+  bank = omniglot.load_split(config.data.protocol, 'val')
+  batch = train.make_sampler(config, bank, train=True).sample(jax.random.key(3), 4)
+  params = learner.init(jax.random.key(0), batch.support_inputs[0])
+  per_task = learner.metrics(params, batch, learners.train_n_way(config))
+  assert per_task['loss'].shape == (4,)
+  expected = learner.estimator.meta_gradient(params, batch).metrics['loss']
+  np.testing.assert_allclose(per_task['loss'].mean(), expected, rtol=1e-5)
+  np.testing.assert_array_equal(
+    per_task['accuracy'], learner.accuracy(params, batch, learners.train_n_way(config))
+  )
