@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.copy_task import plot, report, sequences, train
+from experiments.copy_task import plot, probe, report, sequences, train
 from experiments.copy_task.configs import lstm, ntm, smoke
 
 
@@ -184,3 +184,29 @@ def test_readme_copy_task_table_and_prose_match_the_committed_runs():
     text,
   ).groups()
   assert (ten, twenty) == (f'{lstm[10]:.1f}', f'{lstm[20]:.1f}')
+
+
+def test_a_finished_run_loads_and_the_probe_splits_its_errors(tmp_path):
+  config = smoke.get_config()
+  saved = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  loaded_config, model, params = train.load_trained(tmp_path / 'run')
+  assert json.loads(loaded_config.to_json()) == json.loads(config.to_json())
+  # The loaded params are the trained ones: they repeat the run's evaluation.
+  assert train.evaluate(loaded_config, model, params) == saved['eval']
+  rows = probe.jump_statistics(config, model, params, (3, 5), 6, seed=0)
+  for row in rows:
+    length = row['length']
+    batch = sequences.sample_batch(
+      jax.random.fold_in(jax.random.key(0), length), 6, length, length, config.bits
+    )
+    wrong = np.asarray(train.batch_costs(model, params, batch)['bit_errors'])
+    hits = round(row['jump_hits'] * 6)
+    split = (row['wrong_bits_when_hit'] or 0) * hits + (
+      row['wrong_bits_when_missed'] or 0
+    ) * (6 - hits)
+    np.testing.assert_allclose(split, wrong.sum(), rtol=1e-6)
+    assert 0 <= row['weight_on_first_slot'] <= 1
+  with pytest.raises(ValueError, match="model is 'lstm'"):
+    probe.jump_statistics(lstm.get_config(), model, params, (3,), 2, seed=0)
+  with pytest.raises(FileNotFoundError, match='not a finished copy-task run'):
+    train.load_trained(tmp_path)
