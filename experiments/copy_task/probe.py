@@ -7,7 +7,8 @@ this probe runs ``--sequences`` fresh sequences through a finished run's NTM and
 records whether the read weighting at the delimiter step peaks at that slot (the
 write weighting's peak when the first vector was written), the weight it puts
 there, and the wrong bits of the copies whose jump hit and of those whose jump
-missed. Writes ``probe.json`` and ``probe.md`` into the run's folder::
+missed, and the share of input steps at which the write head moved one slot.
+Writes ``probe.json`` and ``probe.md`` into the run's folder::
 
   python -m experiments.copy_task.probe results/copy_task/ntm_rerun
 """
@@ -21,6 +22,7 @@ import pathlib
 import jax
 import numpy as np
 
+from experiments.common.run_info import run_info
 from experiments.copy_task import sequences, train
 
 DEFAULT_LENGTHS = (10, 20, 30, 40, 50, 60, 70, 80, 100)
@@ -64,10 +66,14 @@ def jump_statistics(
     hit = at_delimiter.argmax(-1) == first_slot
     wrong = sequences.bit_errors(outs, np.asarray(batch.targets), batch.mask)
     wrong = np.asarray(wrong)
+    # How far the write head's peak moves between the input vectors.
+    peaks = writes[:, 1 : length + 1].argmax(-1)
+    moves = np.diff(peaks, axis=1) % writes.shape[-1]
     rows.append(
       {
         'length': length,
         'sequences': num_sequences,
+        'write_moves_of_one_slot': float((moves == 1).mean()) if length > 1 else None,
         'jump_hits': float(hit.mean()),
         'weight_on_first_slot': float(
           np.take_along_axis(at_delimiter, first_slot[:, None], 1).mean()
@@ -108,7 +114,7 @@ def main(argv=None) -> None:
   lengths = [int(n) for n in args.lengths.split(',')]
   rows = jump_statistics(config, model, params, lengths, args.sequences, args.seed)
   (workdir / 'probe.json').write_text(
-    json.dumps({'args': vars(args), 'rows': rows}, indent=2)
+    json.dumps({'run': run_info(), 'args': vars(args), 'rows': rows}, indent=2)
   )
   (workdir / 'probe.md').write_text(table(rows))
   print(table(rows), end='')
