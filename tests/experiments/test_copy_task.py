@@ -210,3 +210,34 @@ def test_a_finished_run_loads_and_the_probe_splits_its_errors(tmp_path):
     probe.jump_statistics(lstm.get_config(), model, params, (3,), 2, seed=0)
   with pytest.raises(FileNotFoundError, match='not a finished copy-task run'):
     train.load_trained(tmp_path)
+
+
+def test_readme_prose_on_where_the_ntm_breaks_matches_the_rerun_and_its_probe():
+  root = pathlib.Path(__file__).parents[2]
+  run = root / 'results' / 'copy_task' / 'ntm_rerun'
+  text = ' '.join((root / 'README.md').read_text().split())
+  ev = json.loads((run / 'results.json').read_text())['eval']
+  exact = [n for n, e in zip(ev['lengths'], ev['bit_errors_mean']) if e == 0]
+  first_wrong = next(n for n, e in zip(ev['lengths'], ev['bit_errors_mean']) if e > 0)
+  assert exact == [n for n in ev['lengths'] if n < first_wrong]
+  assert f'copies every bit up to length {max(exact)} and fails from length ' in text
+  assert f'fails from length {first_wrong} on: where' in text
+  rows = {r['length']: r for r in json.loads((run / 'probe.json').read_text())['rows']}
+  always = max(
+    n for n in rows if all(rows[m]['jump_hits'] == 1 for m in rows if m <= n)
+  )
+  assert f'Up to length {always} every jump lands there' in text
+  for n in (50, 100):
+    assert f'{rows[n]["jump_hits"]:.2f} at length {n}' in text
+  assert f'from {rows[10]["weight_on_first_slot"]:.3f} at length 10' in text
+  assert f'to {rows[100]["weight_on_first_slot"]:.3f} at length 100' in text
+  missed = [r['wrong_bits_when_missed'] for r in rows.values() if r['jump_hits'] < 1]
+  hit = [r['wrong_bits_when_hit'] for r in rows.values()]
+  assert f'missed get {min(missed):.2f} to {max(missed):.2f} bits wrong' in text
+  assert f'hit get at most {max(hit):.2f}' in text
+  # "about half of their bits": within 15% of 8 bits x length / 2.
+  for n, r in rows.items():
+    if r['wrong_bits_when_missed'] is not None:
+      assert abs(r['wrong_bits_when_missed'] / (4 * n) - 1) < 0.15, n
+  # "The write head moves one slot a step at every length."
+  assert all(r['write_moves_of_one_slot'] == 1.0 for r in rows.values())
