@@ -9,6 +9,7 @@ import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import flax.serialization
 import jax
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
@@ -217,3 +218,24 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def write_params(path: pathlib.Path, tree: Any) -> None:
+  """A finished run's trained params (any pytree) as flax msgpack."""
+  path.write_bytes(flax.serialization.to_bytes(jax.device_get(tree)))
+
+
+def finished_params_file(path: pathlib.Path, run: str) -> pathlib.Path:
+  """``path`` if it exists; else an error naming the ``run`` kind its folder is
+  not a finished one of."""
+  if not path.exists():
+    raise FileNotFoundError(
+      f'{path} does not exist: {path.parent} is not a finished {run} run '
+      '(train_and_evaluate writes it with results.json).'
+    )
+  return path
+
+
+def read_params(path: pathlib.Path, template: Any) -> Any:
+  """What ``write_params`` wrote to ``path``, in ``template``'s structure."""
+  return flax.serialization.from_bytes(template, path.read_bytes())

@@ -64,8 +64,9 @@ def jump_statistics(
     first_slot = writes[:, 1].argmax(-1)
     at_delimiter = reads[:, length + 1]
     hit = at_delimiter.argmax(-1) == first_slot
-    wrong = sequences.bit_errors(outs, np.asarray(batch.targets), batch.mask)
-    wrong = np.asarray(wrong)
+    wrong = np.asarray(
+      sequences.bit_errors(outs, np.asarray(batch.targets), batch.mask)
+    )
     # How far the write head's peak moves between the input vectors.
     peaks = writes[:, 1 : length + 1].argmax(-1)
     moves = np.diff(peaks, axis=1) % writes.shape[-1]

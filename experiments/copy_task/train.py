@@ -6,7 +6,6 @@ import json
 import pathlib
 import time
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -15,18 +14,24 @@ import optax
 from absl import logging
 
 import jmeta
+from experiments.common.checkpoint import (
+  finished_params_file,
+  read_params,
+  write_params,
+)
 from experiments.common.progress import progress_bar
 from experiments.common.run_info import hardware_label, run_info
 from experiments.common.workdir import JsonlWriter, prepare_workdir
 from experiments.copy_task import sequences
 from jmeta.validation import check_positive_int
 
+PARAMS_FILE = 'params.msgpack'
 OUTPUTS = (
   'config.json',
   'metrics.jsonl',
   'results.json',
   'cost_vs_length.png',
-  'params.msgpack',
+  PARAMS_FILE,
 )
 MODELS = ('ntm', 'lstm')
 LABELS = {'ntm': 'NTM (LSTM controller)', 'lstm': 'LSTM'}
@@ -208,9 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     'eval': evaluate(config, model, params),
   }
   (workdir / 'results.json').write_text(json.dumps(results, indent=2))
-  (workdir / 'params.msgpack').write_bytes(
-    flax.serialization.to_bytes(jax.device_get(params))
-  )
+  write_params(workdir / PARAMS_FILE, params)
   plot([results], workdir / 'cost_vs_length.png')
   logging.info('wrote results to %s', workdir)
   return results
@@ -220,16 +223,11 @@ def load_trained(workdir: str | pathlib.Path):
   """``(config, model, params)`` of a finished run: its config, the model it
   builds, and the trained params that ``params.msgpack`` holds."""
   workdir = pathlib.Path(workdir)
-  path = workdir / 'params.msgpack'
-  if not path.exists():
-    raise FileNotFoundError(
-      f'{path} does not exist: {workdir} is not a finished copy-task run '
-      '(train_and_evaluate writes it with results.json).'
-    )
+  path = finished_params_file(workdir / PARAMS_FILE, 'copy-task')
   config = ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
   model = make_model(config)
   template = model.init(jax.random.key(0), jnp.zeros((1, config.bits + 2)))
-  return config, model, flax.serialization.from_bytes(template, path.read_bytes())
+  return config, model, read_params(path, template)
 
 
 def plot(all_results: list[dict], path: str | pathlib.Path) -> None:

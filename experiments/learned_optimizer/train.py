@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -33,15 +32,20 @@ from absl import logging
 
 import jmeta
 from experiments.common import records
-from experiments.common.checkpoint import Checkpointer
+from experiments.common.checkpoint import (
+  Checkpointer,
+  finished_params_file,
+  read_params,
+  write_params,
+)
 from experiments.common.progress import progress_bar
 from experiments.common.run_info import git_state, hardware_label, run_info
 from experiments.common.workdir import JsonlWriter, prepare_workdir
 from jmeta import learned_optimizers as lopt
 from jmeta.validation import check_positive_int, check_steps
 
-OUTPUTS = ('results.json', 'results.md', 'loss_curves.png', 'rule.msgpack')
 RULE_FILE = 'rule.msgpack'
+OUTPUTS = ('results.json', 'results.md', 'loss_curves.png', RULE_FILE)
 RULES = {'lstm': lopt.lstm_rule, 'mlp': lopt.mlp_rule}
 ESTIMATORS = ('full_backprop', 'truncated_backprop', 'antithetic_es', 'pes')
 TASKS = ('quadratic', 'mnist')
@@ -419,9 +423,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     'test': test,
   }
   (workdir / 'results.json').write_text(json.dumps(results, indent=2))
-  (workdir / RULE_FILE).write_bytes(
-    flax.serialization.to_bytes(jax.device_get(state.meta_params))
-  )
+  write_params(workdir / RULE_FILE, state.meta_params)
   from experiments.learned_optimizer import report
 
   (workdir / 'results.md').write_text(report.results_table(results))
@@ -436,17 +438,12 @@ def load_rule(workdir: str | pathlib.Path) -> tuple[lopt.LearnedRule, dict, Any]
   ``rule.msgpack`` holds. ``lopt.as_optimizer(rule, meta_params)`` is then an optax
   optimizer."""
   workdir = pathlib.Path(workdir)
-  path = workdir / RULE_FILE
-  if not path.exists():
-    raise FileNotFoundError(
-      f'{path} does not exist: {workdir} is not a finished learned-optimizer run '
-      '(train_and_evaluate writes it with results.json).'
-    )
+  path = finished_params_file(workdir / RULE_FILE, 'learned-optimizer')
   # Runs from before config.task existed trained on quadratics.
   config = {'task': 'quadratic', **json.loads((workdir / 'config.json').read_text())}
   rule = RULES[config['rule']]()
   template = rule.meta_init(jax.random.key(0))
-  return rule, config, flax.serialization.from_bytes(template, path.read_bytes())
+  return rule, config, read_params(path, template)
 
 
 def problem_label(results: dict) -> str:
