@@ -12,7 +12,7 @@ import pathlib
 import sys
 
 from experiments.common.run_info import hardware_label
-from experiments.omniglot.configs.base import SETTINGS
+from experiments.omniglot.configs.base import SETTINGS, trains_on_validation
 from jmeta import metric
 
 # Test accuracy (%) reported by the papers, per setting, and the citation; a third
@@ -159,7 +159,7 @@ def _variant(config: dict, devices: int = 1, backend: str = 'cpu') -> str:
   notes += PAPER.get(config['algorithm'], ())[2:]
   if extra.get('embedding_loss', 'none') != 'none':
     notes.append(f'+ {extra["embedding_loss_weight"]} x {extra["embedding_loss"]}')
-  if config.get('data', {}).get('train_split', 'train') == 'trainval':
+  if trains_on_validation(config):
     notes.append('trained on the train + val characters')
   patience = config.get('early_stopping_patience', 0)
   if patience:
@@ -177,7 +177,7 @@ def iterations(r: dict) -> str:
   stopping = r.get('early_stopping')
   if stopping and stopping['stopped']:
     return f'{r["iterations"]:,}, stopped early (best at {stopping["best_step"]:,})'
-  if stopping or config['data'].get('train_split', 'train') == 'trainval':
+  if stopping or trains_on_validation(config):
     return f'{r["iterations"]:,} of {config["num_iterations"]:,}'
   full = full_iterations(config['algorithm'], config['setting'])
   return f'{r["iterations"]:,} of {full:,}'

@@ -22,6 +22,7 @@ from experiments.common.progress import progress_bar
 from experiments.common.run_info import git_state, hardware_label, run_info
 from experiments.common.workdir import JsonlWriter, completed_result
 from experiments.omniglot import learners
+from experiments.omniglot.configs.base import trains_on_validation
 from jmeta.data import episodes, omniglot
 
 # Changing these does not change the training trajectory, so a resumed run may differ
@@ -135,7 +136,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       'config.early_stopping_patience must be an int >= 0 (0: train all '
       f'config.num_iterations), got {patience!r}.'
     )
-  if patience and config.data.get('train_split', 'train') == 'trainval':
+  if patience and trains_on_validation(config):
     raise ValueError(
       'config.early_stopping_patience needs the validation characters, which '
       "config.data.train_split='trainval' trains on. Early-stop a run on 'train', "
@@ -265,7 +266,7 @@ def training_bank(config, banks: dict[str, jax.Array]) -> jax.Array:
   ``config.data.train_split='trainval'`` the train and validation splits together
   (ProtoNet's reference code retrains on both once validation has chosen the
   length, and reports that model)."""
-  if config.data.get('train_split', 'train') == 'trainval':
+  if trains_on_validation(config):
     return jnp.concatenate([banks['train'], banks['val']])
   return banks['train']
 
@@ -478,13 +479,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   train_key = jax.random.fold_in(root, 1)
   start_step = int(state.step)
   # Validation is on characters the run does not train on: none with 'trainval'.
-  validates = config.data.get('train_split', 'train') == 'train'
+  validates = not trains_on_validation(config)
   patience = config.get('early_stopping_patience', 0)
   # The validations before the checkpoint, so a resumed run stops where an
   # uninterrupted one does, and one that had stopped stays stopped.
   val_steps = [r['step'] for r in logged if 'val_loss' in r]
   val_losses = [r['val_loss'] for r in logged if 'val_loss' in r]
-  stopped = bool(patience) and early_stopping(val_losses, patience)[1] > patience
+
+  def has_stopped() -> bool:
+    return bool(patience) and early_stopping(val_losses, patience)[1] > patience
+
+  stopped = has_stopped()
   end_step = start_step if stopped else config.num_iterations
   writer = JsonlWriter(workdir / 'metrics.jsonl')
   tb = records.tensorboard_writer(workdir / 'tensorboard', logged)
@@ -544,9 +549,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
           record['val_loss'] = float(val['loss'].mean())
           val_steps.append(done)
           val_losses.append(record['val_loss'])
-          stopped = (
-            bool(patience) and early_stopping(val_losses, patience)[1] > patience
-          )
+          stopped = has_stopped()
           jmeta.release_host_memory()  # what compiling the evaluation freed
         _log(writer, tb, record)
         bar.set_postfix(

@@ -15,6 +15,13 @@ def parse_setting(setting: str) -> tuple[int, int]:
   return int(n_way), int(k_shot)
 
 
+def trains_on_validation(config) -> bool:
+  """Whether a run (a ConfigDict, or its config.json as a dict) trains on the train
+  and validation characters together (``data.train_split='trainval'``); runs from
+  before the field existed trained on 'train'."""
+  return config.get('data', {}).get('train_split', 'train') == 'trainval'
+
+
 def get_base_config(setting: str) -> ml_collections.ConfigDict:
   n_way, k_shot = parse_setting(setting)
   config = ml_collections.ConfigDict()
