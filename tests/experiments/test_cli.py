@@ -17,7 +17,8 @@ def test_misplaced_field_suggests_where_it_lives():
   message = cli.unknown_override_message(config, 'n_way')
   assert "config has no field 'n_way'" in message
   assert 'Did you mean --config.data.n_way?' in message
-  assert 'data.{k_shot, n_way, protocol, q_query, train_split}' in message  # the fields that exist
+  # The fields that exist.
+  assert 'data.{k_shot, n_way, protocol, q_query, train_split}' in message
   message = cli.unknown_override_message(config, 'data.inner_steps')
   assert "config.data has no field 'inner_steps'" in message
   assert '--config.eval.inner_steps or --config.inner_steps' in message

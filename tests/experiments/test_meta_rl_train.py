@@ -245,13 +245,19 @@ def test_readme_throughput_of_every_brax_family_is_the_committed_benchmark():
     assert f'{min(rates):,.0f}-{max(rates):,.0f}' in text
 
 
-def test_readme_statement_on_the_half_cheetah_budget_run_matches_its_results():
+def _locomotion_run_and_readme(name: str) -> tuple[pathlib.Path, dict, str]:
+  """A committed locomotion run's folder and results, and the README's text with
+  its white space folded."""
   root = pathlib.Path(__file__).parents[2]
-  run = root / 'results' / 'meta_rl' / 'locomotion' / 'half_cheetah_direction'
+  run = root / 'results' / 'meta_rl' / 'locomotion' / name
   results = json.loads((run / 'results.json').read_text())
+  return run, results, ' '.join((root / 'README.md').read_text().split())
+
+
+def test_readme_statement_on_the_half_cheetah_budget_run_matches_its_results():
+  _, results, text = _locomotion_run_and_readme('half_cheetah_direction')
   assert results['config']['env']['name'] == 'half_cheetah_direction'
   assert (results['config']['outer'], results['iterations']) == ('adam', 150)
-  text = ' '.join((root / 'README.md').read_text().split())
   cell = lambda m, c: f'{m:.1f} ± {c:.1f}'  # noqa: E731
   maml, random_init = results['eval']['maml'], results['eval']['random_init']
   for ev, (first, last) in ((maml, (0, 2)), (random_init, (0, 2))):
@@ -263,12 +269,8 @@ def test_readme_statement_on_the_half_cheetah_budget_run_matches_its_results():
 
 
 def test_readme_statement_on_the_half_cheetah_trpo_runs_matches_their_results():
-  root = pathlib.Path(__file__).parents[2]
-  runs = root / 'results' / 'meta_rl' / 'locomotion'
-  text = ' '.join((root / 'README.md').read_text().split())
-  results = json.loads(
-    (runs / 'half_cheetah_direction_trpo' / 'results.json').read_text()
-  )
+  run, results, text = _locomotion_run_and_readme('half_cheetah_direction_trpo')
+  runs = run.parent
   assert (results['config']['outer'], results['iterations']) == ('trpo', 150)
   assert results['config']['trpo']['max_kl'] == 0.01
   cell = lambda ev, i: f'{ev["mean"][i]:.1f} ± {ev["ci95"][i]:.1f}'  # noqa: E731
@@ -286,12 +288,9 @@ def test_readme_statement_on_the_half_cheetah_trpo_runs_matches_their_results():
 
 
 def test_readme_statement_on_the_half_cheetah_velocity_run_matches_its_results():
-  root = pathlib.Path(__file__).parents[2]
-  run = root / 'results' / 'meta_rl' / 'locomotion' / 'half_cheetah_velocity_trpo'
-  results = json.loads((run / 'results.json').read_text())
+  run, results, text = _locomotion_run_and_readme('half_cheetah_velocity_trpo')
   assert results['config']['env']['name'] == 'half_cheetah_velocity'
   assert (results['config']['outer'], results['iterations']) == ('trpo', 150)
-  text = ' '.join((root / 'README.md').read_text().split())
   maml, random_init = results['eval']['maml'], results['eval']['random_init']
   cells = [(ev['mean'][i], ev['ci95'][i]) for ev in (maml, random_init) for i in (0, 2)]
   for mean, ci in cells:
