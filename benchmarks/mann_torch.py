@@ -112,9 +112,10 @@ def jmeta_cell(args) -> dict:
 
   @jax.jit
   def step(p, opt_state):
-    # The MANN experiment's own loss (experiments/mann/train.py).
+    # The MANN experiment's own loss (experiments/mann/train.py); a one-hot label
+    # is its one-symbol string.
     loss, grads = jax.value_and_grad(
-      lambda p: episode_loss(model, p, inputs, labels)[0]
+      lambda p: episode_loss(model, p, inputs, labels[..., None])[0]
     )(p)
     updates, opt_state = optimizer.update(grads, opt_state, p)
     return optax.apply_updates(p, updates), opt_state, loss

@@ -10,14 +10,22 @@ pixels in ``[-max_shift, max_shift]`` along each axis (zeros shifted in). Everyt
 is drawn on device from a uint8 bank ``(characters, drawings, height, width)`` passed
 as an argument, so the sampler runs inside a jitted training step.
 
-``accuracy_by_instance`` is the measure of the paper's Table 1: the accuracy at the
-1st, 2nd, ... presentation of a class within an episode.
+Labels are one-hot (Table 1), or with ``string_labels=True`` the five-character
+strings of the paper's Table 2: each class of an episode gets a distinct random
+string of ``STRING_LENGTH`` characters from an alphabet of ``STRING_ALPHABET``
+('abcde', so 3,125 strings), shown to the model as the concatenated one-hots of its
+characters and predicted by one softmax per character; a prediction is right only
+if every character is. A one-hot label is the one-character string ``(k,)`` over
+an alphabet of ``num_classes``, so one code path serves both.
+
+``accuracy_by_instance`` is the measure of the paper's Tables 1 and 2: the accuracy
+at the 1st, 2nd, ... presentation of a class within an episode.
 
 Example::
 
   sampler = make_sequence_sampler(num_classes=5, instances=10, image_size=20)
   batch = jax.jit(sampler.sample_from, static_argnums=2)(bank, key, 16)
-  inputs = model_inputs(batch, 5)  # (16, 50, 400 + 5): [x_t, one_hot(y_{t-1})]
+  inputs = model_inputs(batch, sampler.alphabet)  # (16, 50, 400 + 5)
 """
 
 from __future__ import annotations
@@ -28,10 +36,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax import lax
 
 import jmeta
 from jmeta.validation import check_positive_int
+
+# Santoro et al.'s string labels: five characters, each one of 'abcde'.
+STRING_LENGTH = 5
+STRING_ALPHABET = 5
 
 
 class SequenceBatch(NamedTuple):
@@ -45,6 +58,8 @@ class SequenceBatch(NamedTuple):
     drawings: the drawing shown at each step, ``(episodes, steps)``.
     shifts: each step's ``(down, right)`` translation in pixels, ``(episodes,
       steps, 2)``.
+    strings: each label's string of symbols, int32 ``(episodes, num_classes,
+      label_length)``; ``(k,)`` for label ``k`` with one-hot labels.
   """
 
   images: jax.Array
@@ -53,16 +68,21 @@ class SequenceBatch(NamedTuple):
   rotations: jax.Array
   drawings: jax.Array
   shifts: jax.Array
+  strings: jax.Array
 
 
 class SequenceSampler(NamedTuple):
   """``sample_from(bank, key, num_episodes) -> SequenceBatch``, pure and jittable
-  (``num_episodes`` static); ``steps`` is ``num_classes * instances``."""
+  (``num_episodes`` static); ``steps`` is ``num_classes * instances``. A label is a
+  string of ``label_length`` symbols from an alphabet of ``alphabet``: the model
+  reads and predicts ``label_length * alphabet`` label features per step."""
 
   sample_from: Callable[[jax.Array, jax.Array, int], SequenceBatch]
   num_classes: int
   instances: int
   steps: int
+  label_length: int
+  alphabet: int
 
 
 def rotate_quarter_turns(image: jax.Array, turns: jax.Array) -> jax.Array:
@@ -87,6 +107,7 @@ def make_sequence_sampler(
   *,
   max_shift: int = 0,
   rotate: bool = True,
+  string_labels: bool = False,
 ) -> SequenceSampler:
   """Episodes of ``num_classes`` characters shown ``instances`` times each.
 
@@ -97,6 +118,8 @@ def make_sequence_sampler(
       linear with antialiasing).
     max_shift: the largest translation in pixels, after resizing.
     rotate: a random multiple of 90 degrees per class per episode.
+    string_labels: a distinct random five-character string per class per episode
+      (the paper's Table 2), instead of one-hot labels.
 
   Raises:
     ValueError: a size is not a positive integer or ``max_shift`` is not in
@@ -113,6 +136,17 @@ def make_sequence_sampler(
     )
   max_shift = int(max_shift)
   steps = num_classes * instances
+  if string_labels:
+    label_length, alphabet = STRING_LENGTH, STRING_ALPHABET
+  else:
+    label_length, alphabet = 1, num_classes
+  labels_available = alphabet**label_length
+  if num_classes > labels_available:
+    raise ValueError(
+      f'num_classes={num_classes} exceeds the {labels_available} distinct string '
+      'labels.'
+    )
+  places = alphabet ** np.arange(label_length)
 
   def one_episode(bank: jax.Array, key: jax.Array) -> SequenceBatch:
     characters, drawings = bank.shape[:2]
@@ -132,14 +166,25 @@ def make_sequence_sampler(
     x = jnp.clip(x, 0.0, 1.0)  # the antialiasing kernel can overshoot by an ulp
     x = jax.vmap(rotate_quarter_turns)(x, turns[labels])
     x = jax.vmap(translate, (0, 0, None))(x, shifts, max_shift)
-    return SequenceBatch(x, labels, chars, turns, step_draws, shifts)
+    if string_labels:
+      # A key of its own, so that one-hot episodes draw exactly what they did
+      # before string labels existed.
+      codes = jax.random.choice(
+        jax.random.fold_in(key, 1), labels_available, (num_classes,), replace=False
+      )
+    else:
+      codes = jnp.arange(num_classes)
+    strings = (codes[:, None] // places % alphabet).astype(jnp.int32)
+    return SequenceBatch(x, labels, chars, turns, step_draws, shifts, strings)
 
   def sample_from(bank: jax.Array, key: jax.Array, num_episodes: int) -> SequenceBatch:
     check_bank(bank, num_classes, instances)
     keys = jax.random.split(key, check_positive_int(num_episodes, 'num_episodes'))
     return jax.vmap(one_episode, (None, 0))(bank, keys)
 
-  return SequenceSampler(sample_from, num_classes, instances, steps)
+  return SequenceSampler(
+    sample_from, num_classes, instances, steps, label_length, alphabet
+  )
 
 
 def check_bank(bank: jax.Array, num_classes: int, instances: int) -> None:
@@ -163,12 +208,44 @@ def check_bank(bank: jax.Array, num_classes: int, instances: int) -> None:
     )
 
 
-def model_inputs(batch: SequenceBatch, num_classes: int) -> jax.Array:
-  """``[x_t flattened, one_hot(y_{t-1})]`` per step, ``(episodes, steps, features)``."""
+def step_strings(batch: SequenceBatch) -> jax.Array:
+  """The string of each step's label, ``(episodes, steps, label_length)``: the
+  per-symbol targets."""
+  return jax.vmap(lambda strings, labels: strings[labels])(batch.strings, batch.labels)
+
+
+def model_inputs(batch: SequenceBatch, alphabet: int) -> jax.Array:
+  """``[x_t flattened, one-hots of y_{t-1}'s symbols]`` per step, ``(episodes,
+  steps, features)``; ``alphabet`` is the sampler's (``num_classes`` for one-hot
+  labels)."""
   images = batch.images.reshape(batch.images.shape[:2] + (-1,))
   return jax.vmap(jmeta.memory.with_previous_labels, (0, 0, None))(
-    images, batch.labels, num_classes
+    images, step_strings(batch), alphabet
   )
+
+
+def label_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """Per step, the cross-entropy of each symbol's softmax summed over the
+  symbols: ``logits (..., label_length * alphabet)``, ``targets (..., label_length)``."""
+  if np.shape(logits)[:-1] != np.shape(targets)[:-1]:
+    raise ValueError(
+      'targets must be (..., label_length) for logits (..., label_length * '
+      f'alphabet), got shapes {np.shape(targets)} and {np.shape(logits)}; a one-hot '
+      'label is the one-symbol string labels[..., None].'
+    )
+  logits = logits.reshape(targets.shape + (-1,))
+  return optax.softmax_cross_entropy_with_integer_labels(logits, targets).sum(-1)
+
+
+def predicted_labels(logits: jax.Array, strings: jax.Array) -> jax.Array:
+  """The label whose string every symbol's arg-max spells, or -1 if no label of
+  the episode has that string: ``logits (episodes, steps, label_length * alphabet)``,
+  ``strings (episodes, num_classes, label_length)`` -> ``(episodes, steps)``."""
+  spelled = jnp.argmax(
+    logits.reshape(logits.shape[:2] + strings.shape[-1:] + (-1,)), -1
+  )
+  match = jnp.all(spelled[:, :, None, :] == strings[:, None, :, :], axis=-1)
+  return jnp.where(match.any(-1), jnp.argmax(match, -1), -1)
 
 
 def instance_numbers(labels: jax.Array, num_classes: int) -> jax.Array:

@@ -33,17 +33,23 @@ from experiments.mann import report
 from experiments.mann.episodes import (
   SequenceSampler,
   accuracy_by_instance,
+  label_loss,
   make_sequence_sampler,
   model_inputs,
+  predicted_labels,
+  step_strings,
 )
 from jmeta.data import episodes, omniglot
 
 OUTPUTS = ('results.json', 'results.md', 'accuracy_by_instance.png')
 MODELS = {'mann': jmeta.memory.mann, 'lstm': jmeta.memory.lstm, 'ntm': jmeta.memory.ntm}
 OPTIMIZERS = ('adam', 'rmsprop')
+LABELS = ('one_hot', 'string')
 # Changing these does not change the training trajectory, so a resumed run may differ
 # in them from the run that wrote the checkpoints.
 MAY_DIFFER_ON_RESUME = ('train_episodes', 'log_every', 'checkpoint_every', 'eval.')
+# Config fields added since runs were checkpointed, at the value those runs had.
+ADDED_FIELDS = {'data.labels': 'one_hot'}
 
 
 class TrainState(NamedTuple):
@@ -64,6 +70,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.model.name not in MODELS:
     raise ValueError(
       f'config.model.name = {config.model.name!r} is not one of {tuple(MODELS)}.'
+    )
+  if config.data.labels not in LABELS:
+    raise ValueError(
+      f'config.data.labels = {config.data.labels!r} is not one of {LABELS}.'
     )
   if config.optimizer.name not in OPTIMIZERS:
     raise ValueError(
@@ -95,7 +105,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def make_model(config: ml_collections.ConfigDict) -> jmeta.memory.MemoryModel:
-  """``jmeta.memory.<config.model.name>(num_classes, **other model fields)``."""
+  """``jmeta.memory.<config.model.name>(label features, **other model fields)``:
+  ``num_classes`` outputs for one-hot labels, a softmax of 5 per character of a
+  string label."""
   factory = MODELS[config.model.name]
   fields = {k: v for k, v in config.model.items() if k != 'name'}
   allowed = set(inspect.signature(factory).parameters) - {'output_size'}
@@ -105,7 +117,8 @@ def make_model(config: ml_collections.ConfigDict) -> jmeta.memory.MemoryModel:
       f'config.model has fields {unknown} that jmeta.memory.{config.model.name} '
       f'does not take; it takes {sorted(allowed)}.'
     )
-  return factory(config.data.num_classes, **fields)
+  sampler = make_sampler(config)
+  return factory(sampler.label_length * sampler.alphabet, **fields)
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -129,6 +142,7 @@ def make_sampler(config: ml_collections.ConfigDict) -> SequenceSampler:
     data.image_size,
     max_shift=data.max_shift,
     rotate=data.rotate,
+    string_labels=data.labels == 'string',
   )
 
 
@@ -150,11 +164,11 @@ def load_banks(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
   return {'train': jnp.asarray(train), 'test': jnp.asarray(test)}
 
 
-def episode_loss(model, params, inputs: jax.Array, labels: jax.Array):
-  """Mean cross-entropy over every step of every episode, and the logits."""
+def episode_loss(model, params, inputs: jax.Array, targets: jax.Array):
+  """Mean over every step of every episode of the label's cross-entropy (summed
+  over a string label's characters), and the logits."""
   logits = jax.vmap(model.apply, (None, 0))(params, inputs)
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-  return loss, logits
+  return label_loss(logits, targets).mean(), logits
 
 
 def make_train_step(config, model, optimizer, sampler: SequenceSampler):
@@ -165,13 +179,13 @@ def make_train_step(config, model, optimizer, sampler: SequenceSampler):
   @jax.jit
   def step(state: TrainState, key: jax.Array, bank: jax.Array):
     batch = sampler.sample_from(bank, key, config.batch_size)
-    inputs = model_inputs(batch, n)
+    inputs = model_inputs(batch, sampler.alphabet)
     (loss, logits), grads = jax.value_and_grad(
-      lambda p: episode_loss(model, p, inputs, batch.labels), has_aux=True
+      lambda p: episode_loss(model, p, inputs, step_strings(batch)), has_aux=True
     )(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    predictions = jnp.argmax(logits, axis=-1)
+    predictions = predicted_labels(logits, batch.strings)
     by_instance = accuracy_by_instance(predictions, batch.labels, n, instances)
     metrics = {
       'loss': loss,
@@ -193,8 +207,10 @@ def make_evaluator(config, model, sampler: SequenceSampler):
     batch = jax.vmap(
       lambda k: jax.tree.map(lambda x: x[0], sampler.sample_from(bank, k, 1))
     )(keys)
-    logits = jax.vmap(model.apply, (None, 0))(params, model_inputs(batch, n))
-    return accuracy_by_instance(jnp.argmax(logits, -1), batch.labels, n, instances)
+    inputs = model_inputs(batch, sampler.alphabet)
+    logits = jax.vmap(model.apply, (None, 0))(params, inputs)
+    predictions = predicted_labels(logits, batch.strings)
+    return accuracy_by_instance(predictions, batch.labels, n, instances)
 
   def evaluate(params, bank, num_episodes: int, seed: int) -> np.ndarray:
     keys = episodes.evaluation_keys(seed, num_episodes)
@@ -220,7 +236,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path):
   checkpointer = Checkpointer(
-    workdir, config.to_dict(), may_differ=MAY_DIFFER_ON_RESUME
+    workdir,
+    config.to_dict(),
+    may_differ=MAY_DIFFER_ON_RESUME,
+    added_fields=ADDED_FIELDS,
   )
   banks = load_banks(config)
   sampler = make_sampler(config)
@@ -228,7 +247,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   optimizer = make_optimizer(config)
   root = jax.random.key(config.seed)
   example = jnp.zeros(
-    (sampler.steps, config.data.image_size**2 + config.data.num_classes)
+    (sampler.steps, config.data.image_size**2 + sampler.label_length * sampler.alphabet)
   )
   params = model.init(jax.random.fold_in(root, 0), example)
   state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
@@ -327,9 +346,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
       'accuracy': mean.tolist(),
       'ci95': ci.tolist(),
     },
-    'paper_table_1': dict(
-      zip(report.TABLE_INSTANCES, report.PAPER_TABLE_1.get(config.model.name, ()))
-    ),
+    'paper': _paper(config),
     **code,
   }
   logging.info(
@@ -342,6 +359,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   report.plot_accuracy_by_instance([results], workdir / 'accuracy_by_instance.png')
   logging.info('wrote results to %s', workdir)
   return {'state': state, **results}
+
+
+def _paper(config: ml_collections.ConfigDict) -> dict:
+  """The paper's row for this run, ``{'source', 'accuracy'}`` (accuracy by
+  presentation), or {} where the paper has none."""
+  row = report.paper_row(config.model.name, config.data.num_classes, config.data.labels)
+  if row is None:
+    return {}
+  return {'source': row[0], 'accuracy': dict(zip(report.TABLE_INSTANCES, row[1]))}
 
 
 def _record(window: dict, steps: int) -> dict:

@@ -278,17 +278,27 @@ def with_previous_labels(
   """``[x_t, one_hot(y_{t-1})]`` for each step, zeros for t = 0 (Santoro et al., Sec. 2).
 
   ``inputs`` is one episode ``(time, features)`` and ``labels`` its integer labels
-  ``(time,)``; returns ``(time, features + num_classes)``. The label of step t is
-  shown only at step t + 1, so the model must predict it from memory first.
+  ``(time,)``, or ``(time, length)`` for labels that are strings of ``length``
+  symbols in ``[0, num_classes)`` (the paper's string labels: the symbols'
+  one-hots are concatenated); returns ``(time, features + length * num_classes)``. The label of step t is shown only at step t + 1, so the model
+  must predict it from memory first.
   """
   num_classes = check_positive_int(num_classes, 'num_classes')
-  if np.ndim(inputs) != 2 or np.shape(labels) != np.shape(inputs)[:1]:
+  if (
+    np.ndim(inputs) != 2
+    or np.ndim(labels) not in (1, 2)
+    or np.shape(labels)[:1] != np.shape(inputs)[:1]
+  ):
     raise ValueError(
       f'with_previous_labels takes one episode: inputs (time, features) and labels '
-      f'(time,), got shapes {np.shape(inputs)} and {np.shape(labels)}.'
+      f'(time,) or (time, length), got shapes {np.shape(inputs)} and '
+      f'{np.shape(labels)}.'
     )
+  steps = np.shape(inputs)[0]
+  width = num_classes * (np.shape(labels)[1] if np.ndim(labels) == 2 else 1)
   previous = jax.nn.one_hot(labels[:-1], num_classes, dtype=inputs.dtype)
-  previous = jnp.concatenate([jnp.zeros((1, num_classes), inputs.dtype), previous])
+  previous = previous.reshape((max(steps - 1, 0), width))
+  previous = jnp.concatenate([jnp.zeros((1, width), inputs.dtype), previous])
   # An empty episode has no labels[:-1] to drop: keep exactly one row per step.
-  previous = previous[: np.shape(inputs)[0]]
+  previous = previous[:steps]
   return jnp.concatenate([inputs, previous], axis=1)

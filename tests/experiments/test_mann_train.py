@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from experiments.mann import report, train
-from experiments.mann.configs import default, lstm, smoke
+from experiments.mann.configs import default, lstm, smoke, strings
 from experiments.mann.episodes import (
   accuracy_by_instance,
+  label_loss,
   make_sequence_sampler,
   model_inputs,
+  predicted_labels,
 )
 
 
@@ -103,6 +105,61 @@ def test_the_previous_label_is_shown_one_step_late():
   )
 
 
+def test_string_labels_are_distinct_random_strings_and_change_nothing_else():
+  bank = _bank()
+  one_hot = _sample(bank, key=5, episodes=32, num_classes=4, instances=3)
+  string = _sample(
+    bank, key=5, episodes=32, num_classes=4, instances=3, string_labels=True
+  )
+  # The same episodes: string labels draw from a key of their own.
+  for field in ('images', 'labels', 'characters', 'rotations', 'drawings', 'shifts'):
+    np.testing.assert_array_equal(getattr(string, field), getattr(one_hot, field))
+  np.testing.assert_array_equal(
+    one_hot.strings, np.tile(np.arange(4)[:, None], 32).T[..., None]
+  )
+  assert string.strings.shape == (32, 4, 5)
+  assert string.strings.min() == 0 and string.strings.max() == 4
+  codes = string.strings @ (5 ** np.arange(5))  # each string as a number < 3125
+  assert all(len(set(row)) == 4 for row in codes.tolist())  # distinct per episode
+  assert len(set(codes.ravel().tolist())) > 100  # and fresh in every episode
+
+
+def test_string_labels_are_shown_one_step_late_as_five_one_hots():
+  batch = _sample(_bank(), num_classes=3, instances=4, image_size=8, string_labels=True)
+  inputs = model_inputs(batch, 5)
+  assert inputs.shape == (6, 12, 64 + 25)
+  np.testing.assert_array_equal(inputs[:, 0, 64:], 0)
+  for e in range(6):
+    for t in range(1, 12):
+      previous = batch.strings[e, batch.labels[e, t - 1]]
+      np.testing.assert_array_equal(inputs[e, t, 64:], np.eye(5)[previous].reshape(25))
+
+
+def test_a_string_prediction_is_right_only_if_every_character_is():
+  strings = jnp.array([[[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]]])  # 1 episode, 2 labels
+  spelled = jnp.array([[[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [4, 3, 2, 1, 1]]])
+  logits = 3.0 * jax.nn.one_hot(spelled, 5).reshape(1, 3, 25)
+  np.testing.assert_array_equal(predicted_labels(logits, strings), [[0, 1, -1]])
+  # One-hot labels are one-character strings: the prediction is the arg-max.
+  logits = jax.random.normal(jax.random.key(0), (2, 7, 4))
+  identity = jnp.tile(jnp.arange(4)[:, None], (2, 1, 1))
+  np.testing.assert_array_equal(
+    predicted_labels(logits, identity), jnp.argmax(logits, -1)
+  )
+
+
+def test_the_string_loss_sums_each_characters_cross_entropy():
+  logits = np.asarray(jax.random.normal(jax.random.key(1), (3, 25)), np.float64)
+  targets = np.array([[0, 1, 2, 3, 4], [4, 4, 4, 4, 4], [2, 0, 1, 0, 3]])
+  per_character = logits.reshape(3, 5, 5)
+  log_softmax = per_character - np.log(np.exp(per_character).sum(-1, keepdims=True))
+  expected = -np.take_along_axis(log_softmax, targets[..., None], -1)[..., 0].sum(-1)
+  got = label_loss(jnp.asarray(logits, jnp.float32), jnp.asarray(targets))
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  with pytest.raises(ValueError, match=r'labels\[\.\.\., None\]'):
+    label_loss(jnp.zeros((2, 7, 5)), jnp.zeros((2, 7), int))
+
+
 def test_sampler_refuses_episodes_the_bank_cannot_give():
   with pytest.raises(ValueError, match='num_classes=8 exceeds the 7 characters'):
     _sample(_bank(), num_classes=8, instances=2)
@@ -176,6 +233,45 @@ def test_loss_falls_on_a_fixed_batch():
   assert int(state.step) == 25
 
 
+def test_loss_falls_with_string_labels_on_a_fixed_batch():
+  config = smoke.get_config()
+  config.data.update(image_size=8, instances=4, labels='string')
+  config.optimizer.learning_rate = 3e-2
+  model, optimizer = train.make_model(config), train.make_optimizer(config)
+  sampler = train.make_sampler(config)
+  step = train.make_train_step(config, model, optimizer, sampler)
+  params = model.init(jax.random.key(0), jnp.zeros((20, 64 + 25)))
+  assert model.apply(params, jnp.zeros((20, 64 + 25))).shape == (20, 25)
+  state = train.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+  bank, key = _bank(size=28), jax.random.key(3)
+  losses = []
+  for _ in range(25):
+    state, metrics = step(state, key, bank)
+    losses.append(float(metrics['loss']))
+  # From 5 log(5) = 8.05 (five characters' cross-entropies) downwards.
+  assert abs(losses[0] - 5 * np.log(5)) < 0.5, losses
+  assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5]), losses
+
+
+def test_the_strings_config_is_table_2s_fifteen_classes():
+  for model in ('mann', 'lstm'):
+    config = strings.get_config(model)
+    train.check_config(config)
+    assert (config.data.num_classes, config.data.labels) == (15, 'string')
+    assert config.model.name == model
+    source, row = report.paper_row(model, 15, 'string')
+    assert source == 'Santoro et al. (2016), Table 2, 15 classes'
+    assert row[1] == {'mann': 62.6, 'lstm': 2.2}[model]
+  assert report.paper_row('mann', 5, 'one_hot')[1] == report.PAPER_TABLE_1['mann']
+  assert report.paper_row('mann', 15, 'one_hot') is None
+  config = strings.get_config()
+  config.data.labels = 'five_hot'
+  with pytest.raises(ValueError, match='config.data.labels'):
+    train.check_config(config)
+  with pytest.raises(ValueError, match='one of'):
+    strings.get_config('ntm')
+
+
 @pytest.fixture(scope='module')
 def smoke_run(tmp_path_factory):
   """The smoke config's run (6 updates, 8 test episodes) and its workdir."""
@@ -211,6 +307,20 @@ def test_report_tables_and_plots_finished_runs(smoke_run, tmp_path):
   table = (tmp_path / 'results.md').read_text()
   assert table.count('(this run)') == 2 and table.count('Table 1) |') == 1
   assert (tmp_path / 'accuracy_by_instance.png').stat().st_size > 0
+
+
+def test_report_gives_a_string_label_run_table_2s_row(smoke_run):
+  _, workdir = smoke_run
+  (result,) = report.load_results([workdir])
+  assert result['paper']['source'] == 'Santoro et al. (2016), Table 1'
+  result['config']['data']['labels'] = 'string'
+  result['test']['num_classes'] = 15
+  table = report.results_table([result])
+  assert '| MANN (LRUA), string labels (this run) |' in table
+  assert (
+    '| MANN (LRUA) (Santoro et al. (2016), Table 2, 15 classes) | 0.1 | 62.6' in table
+  )
+  assert 'Table 1' not in table
 
 
 def test_a_stopped_run_resumes_to_the_same_params(smoke_run, tmp_path):

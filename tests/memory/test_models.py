@@ -106,6 +106,16 @@ def test_with_previous_labels_shows_each_label_one_step_late():
   np.testing.assert_array_equal(got, expected)
 
 
+def test_with_previous_labels_concatenates_the_one_hots_of_string_labels():
+  inputs = np.array([[1.0], [2.0], [3.0]], np.float32)
+  strings = np.array([[2, 0], [1, 1], [0, 2]])  # labels of two symbols of 3
+  got = memory.with_previous_labels(inputs, strings, 3)
+  expected = [[1, 0, 0, 0, 0, 0, 0], [2, 0, 0, 1, 1, 0, 0], [3, 0, 1, 0, 0, 1, 0]]
+  np.testing.assert_array_equal(got, expected)
+  empty = memory.with_previous_labels(inputs[:0], strings[:0], 3)
+  assert empty.shape == (0, 1 + 6)
+
+
 def test_bad_episode_shapes_raise():
   model = tiny_model('mann')
   params = model.init(jax.random.key(0), sequence(0))
@@ -119,6 +129,8 @@ def test_bad_episode_shapes_raise():
     model.init(jax.random.key(0), np.float32(1.0))
   with pytest.raises(ValueError, match='with_previous_labels takes one episode'):
     memory.with_previous_labels(sequence(0), np.zeros(STEPS + 1, int), 3)
+  with pytest.raises(ValueError, match=r'\(time,\) or \(time, length\)'):
+    memory.with_previous_labels(sequence(0), np.zeros((STEPS, 2, 2), int), 3)
 
 
 @pytest.mark.parametrize(

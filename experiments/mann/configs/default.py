@@ -44,7 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.protocol = 'maml'
   config.data.train_splits = ('train', 'val')
   config.data.test_split = 'test'
-  config.data.num_classes = 5  # the paper's 15-class runs use string labels
+  config.data.num_classes = 5
+  config.data.labels = 'one_hot'  # or 'string' (Table 2; configs/strings.py)
   config.data.instances = 10
   config.data.image_size = 20
   config.data.max_shift = 2
