@@ -10,10 +10,10 @@ the sum of their cross-entropies; an answer is right only if all 5 characters ar
 Everything else is ``default.py`` (MANN) or ``lstm.py`` (the LSTM baseline).
 ``--config.data.num_classes=5`` gives Table 2's 5-class rows.
 
-Deviation: each class is shown 10 times, 150 steps an episode, as jmeta's issue
-for this experiment sets the protocol. The paper's figure of these runs is said to
-use episodes of 100 steps with the classes drawn at random, which this
-environment could not check against the paper's text.
+Each class is shown 10 times, 150 steps an episode, as jmeta's issue for this
+experiment sets the protocol. A possible deviation: secondary accounts of the
+paper's Figure 2 give these runs episodes of 100 steps with the class of each step
+drawn at random; the paper's own text could not be read where this was written.
 """
 
 import ml_collections
