@@ -1,6 +1,7 @@
 """Markdown tables of committed neural-process runs, one per task family.
 
   python -m experiments.neural_processes.report results/neural_processes
+  python -m experiments.neural_processes.report results/neural_processes/full
 
 reads every ``*/results.json`` under the folder and prints, per family, the
 held-out log-likelihood per target point (and, on the sinusoid, the MSE) against
@@ -40,6 +41,8 @@ def load_runs(results_dir: str | pathlib.Path) -> list[dict]:
 
 
 def budget(run: dict) -> str:
+  if run['iterations'] >= run['paper_iterations']:
+    return f"the paper's {run['paper_iterations']:,} iterations"
   return (
     f"CPU budget: {run['iterations']:,} of the paper's "
     f'{run["paper_iterations"]:,} iterations'

@@ -229,3 +229,10 @@ def test_readme_block_equals_the_generated_tables():
     '<!-- end generated neural_processes -->', 1
   )[0]
   assert section == report.tables(ROOT / 'results' / 'neural_processes')
+
+
+def test_budget_labels_a_run_at_the_papers_length_as_such():
+  short = {'iterations': 2_500, 'paper_iterations': 100_000}
+  full = {'iterations': 100_000, 'paper_iterations': 100_000}
+  assert report.budget(short) == "CPU budget: 2,500 of the paper's 100,000 iterations"
+  assert report.budget(full) == "the paper's 100,000 iterations"
