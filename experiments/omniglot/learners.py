@@ -168,6 +168,13 @@ def has_class_head(config) -> bool:
   return config.algorithm in jmeta.LEARNERS or takes_option(config, 'num_classes')
 
 
+def own_options(config) -> dict:
+  """The algorithm's own block (``config.imaml``, ``config.mann``, ...) as
+  ``call_with_options``'s required options: option -> (value, config field)."""
+  block = config.get(config.algorithm, ml_collections.ConfigDict()).to_dict()
+  return {k: (v, f'{config.algorithm}.{k}') for k, v in block.items()}
+
+
 def _gradient_learner(config, n_way: int) -> tuple[Callable, jmeta.MetaLearner, Any]:
   model = conv4(config, n_way)
   factory = jmeta.LEARNERS[config.algorithm]
@@ -187,11 +194,9 @@ def _gradient_learner(config, n_way: int) -> tuple[Callable, jmeta.MetaLearner, 
       'inner_learning_rate': (config.inner_learning_rate, 'inner_learning_rate', None),
       'inner_optimizer': (config.inner_optimizer, 'inner_optimizer', 'sgd'),
     }
-  # The algorithm's own block (config.imaml, config.maml_plus_plus, ...).
-  block = config.get(config.algorithm, ml_collections.ConfigDict()).to_dict()
   learner = call_with_options(
     factory,
-    {k: (v, f'{config.algorithm}.{k}') for k, v in block.items()},
+    own_options(config),
     {
       **rule,
       'inner_steps': (config.inner_steps, 'inner_steps', None),
@@ -248,7 +253,7 @@ def metric_learner(config, n_way: int) -> metric.MetricLearner:
   model = conv4(config, 0) if takes_option(config, 'model') else None
   learner = call_with_options(
     factory,
-    {},
+    own_options(config),
     {
       'model': (model, 'model', model),
       **{

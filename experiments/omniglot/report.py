@@ -62,6 +62,11 @@ PAPER = {
     # Its reference training loop has no stopping rule.
     'paper trains for an unstated number of episodes',
   ),
+  'mann': (
+    {},
+    'Santoro et al. (2016) report one-shot sequences (Table 1), not N-way K-shot '
+    'episodes',
+  ),
   'siamese': (
     {'5w1s': 96.7, '20w1s': 88.0},
     'Koch et al. (2015), no fine-tuning, as reported by Vinyals et al. (2016)',

@@ -4,7 +4,9 @@ Prototypical, Matching, Relation and Siamese networks are ``MetricLearner``s: pu
 per-task functions that ``metric_estimator`` turns into a meta-gradient estimator
 for ``jmeta.make_meta_trainer``. Meta Networks (``meta_networks``) share that
 shape: the support set enters through the episode loss, as fast weights read from a
-memory by cosine attention. ``jmeta.metric.losses`` holds the contrastive,
+memory by cosine attention. So does the MANN of ``jmeta.memory`` (``mann_learner``):
+the support set is a sequence written to its memory, each query one step after it.
+``jmeta.metric.losses`` holds the contrastive,
 triplet (batch-hard, semi-hard) and center losses, which ``with_embedding_loss``
 adds to any learner.
 """
@@ -29,6 +31,7 @@ from jmeta.metric.losses import (
   pairwise_contrastive_loss,
   triplet_loss,
 )
+from jmeta.metric.mann import mann_learner
 from jmeta.metric.matching import matching
 from jmeta.metric.meta_networks import meta_networks
 from jmeta.metric.protonet import prototypical
@@ -40,6 +43,7 @@ METRIC_LEARNERS = {
   'protonet': prototypical,
   'matching': matching,
   'meta_networks': meta_networks,
+  'mann': mann_learner,
   'relation': relation_network,
   'siamese': siamese,
 }
@@ -58,6 +62,7 @@ __all__ = [
   'embed_episode',
   'evaluate_metric',
   'losses',
+  'mann_learner',
   'matching',
   'meta_networks',
   'metric_estimator',

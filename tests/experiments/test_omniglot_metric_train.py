@@ -29,6 +29,23 @@ def test_loss_falls_and_both_ways_are_tested(tmp_path, algorithm):
   chex.assert_tree_all_finite(out['state'].params)
 
 
+def test_mann_trains_and_tests_on_the_tables_episodes(tmp_path):
+  config = tiny_metric.get_config('mann')
+  config.mann.update(memory_slots=16, memory_width=8, controller_size=16, read_heads=2)
+  out = train.train_and_evaluate(config, str(tmp_path))
+  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').open()]
+  losses = [r['train_loss'] for r in records]
+  # It starts at chance, log 5 (60 tiny updates on raw pixels teach it little:
+  # tests/metric/test_mann.py checks that it trains).
+  assert len(losses) == 12 and abs(losses[0] - np.log(5)) < 0.05, losses
+  result = json.loads((tmp_path / 'test_step60.json').read_text())
+  record = result['test']['8']
+  assert_test_record(record, episodes=8, n_way=5, q_query=config.data.q_query)
+  assert not result.get('test_extra_ways')  # its head has 5 outputs: 5-way only
+  assert set(out['state'].params) == {'controller', 'interface', 'output'}
+  chex.assert_tree_all_finite(out['state'].params)
+
+
 def test_bad_metric_settings_are_named(tmp_path):
   config = tiny_metric.get_config('siamese')
   config.metric.loss = 'hinge'
