@@ -84,6 +84,11 @@ class SequenceSampler(NamedTuple):
   label_length: int
   alphabet: int
 
+  @property
+  def label_features(self) -> int:
+    """The label's features per step, read and predicted: one one-hot per symbol."""
+    return self.label_length * self.alphabet
+
 
 def rotate_quarter_turns(image: jax.Array, turns: jax.Array) -> jax.Array:
   """``np.rot90(image, turns)`` of one square image for a traced ``turns`` in [0, 4)."""

@@ -117,8 +117,7 @@ def make_model(config: ml_collections.ConfigDict) -> jmeta.memory.MemoryModel:
       f'config.model has fields {unknown} that jmeta.memory.{config.model.name} '
       f'does not take; it takes {sorted(allowed)}.'
     )
-  sampler = make_sampler(config)
-  return factory(sampler.label_length * sampler.alphabet, **fields)
+  return factory(make_sampler(config).label_features, **fields)
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -247,7 +246,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   optimizer = make_optimizer(config)
   root = jax.random.key(config.seed)
   example = jnp.zeros(
-    (sampler.steps, config.data.image_size**2 + sampler.label_length * sampler.alphabet)
+    (sampler.steps, config.data.image_size**2 + sampler.label_features)
   )
   params = model.init(jax.random.fold_in(root, 0), example)
   state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
