@@ -29,7 +29,7 @@ def completed_result(
 
   Runs write ``test_step<N>.json`` (Omniglot; ``early_stopping.stopped`` in it when
   validation ended the run at N) or ``results.json`` with the ``updates`` trained
-  (MANN, the copy task).
+  (MANN, the copy task) or the ``iterations`` (neural processes).
   """
   least = num_iterations or 0
   done = []
@@ -39,7 +39,8 @@ def completed_result(
       done.append((int(step), path))
   results = pathlib.Path(workdir) / 'results.json'
   if results.exists():
-    updates = json.loads(results.read_text()).get('updates')
+    record = json.loads(results.read_text())
+    updates = record.get('updates', record.get('iterations'))
     if isinstance(updates, int) and updates >= least:
       done.append((updates, results))
   return max(done)[1] if done else None

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from experiments.common.checkpoint import CheckpointConfigMismatchError
+from experiments.common.workdir import completed_result
 from experiments.neural_processes import calibration, families, plot, report, train
 from experiments.neural_processes.configs import anp, cnp, maml, smoke
 from experiments.neural_processes.configs import np as latent
@@ -52,6 +53,9 @@ def test_smoke_run_writes_its_files(smoke_run):
   assert len(task['context_x']) == tiny().eval.plot_context
   with pytest.raises(FileExistsError, match='does not overwrite'):
     train.train_and_evaluate(tiny(), str(workdir))
+  # experiments.runs counts it finished at its iterations, and not before.
+  assert completed_result(workdir, 6) == workdir / 'results.json'
+  assert completed_result(workdir, 7) is None
 
 
 def test_a_stopped_run_resumes_to_the_same_params(smoke_run, tmp_path):
