@@ -380,7 +380,7 @@ def test_readme_mann_table_and_prose_match_the_committed_runs():
   base = [100 * lstm_long['test']['accuracy'][k - 1] for k in report.TABLE_INSTANCES]
   listed = ', '.join(f'{a:.1f}' for a in base[:-1]) + f' and {base[-1]:.1f}%'
   assert f'it tests at {listed}, far above the paper' in text
-  assert f"LSTM row ({report.PAPER_TABLE_1['lstm'][-1]:.1f}% at the 10th" in text
+  assert f'LSTM row ({report.PAPER_TABLE_1["lstm"][-1]:.1f}% at the 10th' in text
   lead = [round(a, 1) - round(b, 1) for a, b in zip(ours, base)]
   assert min(lead) > 0  # below MANN at every presentation
   assert f'by {lead[1]:.1f} points at the 2nd and {lead[-1]:.1f} at the 10th' in text
