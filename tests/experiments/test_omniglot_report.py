@@ -250,6 +250,26 @@ def test_readme_prose_on_the_meta_networks_run_matches_its_records():
   ) in text
 
 
+def test_readme_prose_on_the_mann_run_matches_its_records():
+  workdir = ROOT / 'results' / 'omniglot' / 'mann_5w1s'
+  rows = [json.loads(line) for line in (workdir / 'metrics.jsonl').open()]
+  val = [(r['step'], r['val_accuracy']) for r in rows if 'val_accuracy' in r]
+  assert all(b[1] > a[1] for a, b in zip(val, val[1:]))  # rose at every evaluation
+  record = json.loads((workdir / 'test_step5000.json').read_text())
+  text = ' '.join((ROOT / 'README.md').read_text().split())
+  assert (
+    f'from {100 * val[0][1]:.1f}% at iteration {val[0][0]:,} to '
+    f'{100 * val[-1][1]:.1f}% at {val[-1][0]:,}, so it had not flattened'
+  ) in text
+  test = 100 * record['test']['1000']['accuracy']
+  assert f'Its 1,000 test episodes were answered at {test:.1f}%' in text
+  path = ROOT / 'results' / 'omniglot' / 'meta_networks_5w1s' / 'test_step5000.json'
+  other = json.loads(path.read_text())['test']['1000']['accuracy']
+  assert f'against {100 * other:.1f}% for Meta Networks after the same number' in text
+  assert record['config']['num_iterations'] == 5_000
+  assert report.full_iterations('mann', '5w1s') == 100_000
+
+
 def test_a_run_tested_at_more_shots_gives_a_row_per_setting():
   test = {'600': {'accuracy': 0.5, 'ci95': 0.01}}
   record = {
