@@ -213,21 +213,28 @@ def test_bad_config_values_are_named():
     train.load_banks(config)
 
 
+def _train_on_one_batch(config, features: int, updates: int = 25):
+  """(model, final state, losses) of ``updates`` training steps on one batch of
+  episodes (the same key every step), from params initialised for ``features``."""
+  model, optimizer = train.make_model(config), train.make_optimizer(config)
+  sampler = train.make_sampler(config)
+  step = train.make_train_step(config, model, optimizer, sampler)
+  params = model.init(jax.random.key(0), jnp.zeros((20, features)))
+  state = train.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+  bank, key = _bank(size=28), jax.random.key(3)
+  losses = []
+  for _ in range(updates):
+    state, metrics = step(state, key, bank)
+    losses.append(float(metrics['loss']))
+  return model, state, losses
+
+
 def test_loss_falls_on_a_fixed_batch():
   config = smoke.get_config()
   config.data.image_size = 8
   config.data.instances = 4
   config.optimizer.learning_rate = 3e-2
-  model, optimizer = train.make_model(config), train.make_optimizer(config)
-  sampler = train.make_sampler(config)
-  step = train.make_train_step(config, model, optimizer, sampler)
-  params = model.init(jax.random.key(0), jnp.zeros((20, 64 + 5)))
-  state = train.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
-  bank, key = _bank(size=28), jax.random.key(3)
-  losses = []
-  for _ in range(25):
-    state, metrics = step(state, key, bank)
-    losses.append(float(metrics['loss']))
+  model, state, losses = _train_on_one_batch(config, 64 + 5)
   # From log(5) = 1.61 to 1.30 (0.80 of the first five) with XLA:CPU.
   assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5]), losses
   assert int(state.step) == 25
@@ -237,17 +244,8 @@ def test_loss_falls_with_string_labels_on_a_fixed_batch():
   config = smoke.get_config()
   config.data.update(image_size=8, instances=4, labels='string')
   config.optimizer.learning_rate = 3e-2
-  model, optimizer = train.make_model(config), train.make_optimizer(config)
-  sampler = train.make_sampler(config)
-  step = train.make_train_step(config, model, optimizer, sampler)
-  params = model.init(jax.random.key(0), jnp.zeros((20, 64 + 25)))
-  assert model.apply(params, jnp.zeros((20, 64 + 25))).shape == (20, 25)
-  state = train.TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
-  bank, key = _bank(size=28), jax.random.key(3)
-  losses = []
-  for _ in range(25):
-    state, metrics = step(state, key, bank)
-    losses.append(float(metrics['loss']))
+  model, state, losses = _train_on_one_batch(config, 64 + 25)
+  assert model.apply(state.params, jnp.zeros((20, 64 + 25))).shape == (20, 25)
   # From 5 log(5) = 8.05 (five characters' cross-entropies) downwards.
   assert abs(losses[0] - 5 * np.log(5)) < 0.5, losses
   assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5]), losses

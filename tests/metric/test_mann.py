@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import random_episodes
 
 from jmeta import memory, metric
 from jmeta.tasks.batch import Task, TaskBatch
@@ -14,13 +15,9 @@ from jmeta.tasks.batch import Task, TaskBatch
 SIZES = {'memory_slots': 6, 'memory_width': 4, 'controller_size': 8, 'read_heads': 2}
 
 
-def episode(n_way=3, shots=2, queries=2, size=5, seed=0):
-  k1, k2 = jax.random.split(jax.random.key(seed))
-  sx = jax.random.uniform(k1, (n_way * shots, size, size, 1))
-  qx = jax.random.uniform(k2, (n_way * queries, size, size, 1))
-  sy = jnp.repeat(jnp.arange(n_way), shots)
-  qy = jnp.repeat(jnp.arange(n_way), queries)
-  return sx, sy, qx, qy
+def episode(**kwargs):
+  """A small random episode: 2 shots of 5 x 5 images unless ``kwargs`` say else."""
+  return random_episodes.episode(**{'shots': 2, 'size': 5, **kwargs})
 
 
 def test_logits_equal_a_loop_of_the_memory_models_steps():

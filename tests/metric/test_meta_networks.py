@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 from jax.flatten_util import ravel_pytree
+from random_episodes import episode
 
 import jmeta
 from jmeta import metric
@@ -33,15 +34,6 @@ def tiny(num_classes=3, **options):
     'key_chunks': 3,
   } | options
   return meta_networks(num_classes, conv_impl=IMPL, **options)
-
-
-def episode(n_way=3, shots=1, queries=2, size=8, seed=0):
-  k1, k2 = jax.random.split(jax.random.key(seed))
-  sx = jax.random.uniform(k1, (n_way * shots, size, size, 1))
-  qx = jax.random.uniform(k2, (n_way * queries, size, size, 1))
-  sy = jnp.repeat(jnp.arange(n_way), shots)
-  qy = jnp.repeat(jnp.arange(n_way), queries)
-  return sx, sy, qx, qy
 
 
 def test_log_and_sign_matches_the_reference_formula():
