@@ -42,6 +42,7 @@ ALGORITHMS = (
   'protonet',
   'matching',
   'meta_networks',
+  'mann',
   'relation',
   'siamese',
   'meta_lstm',
