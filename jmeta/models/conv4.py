@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +15,7 @@ from jmeta.models.layers import (
   dense,
   dense_init,
   init_layers,
-  resolve_conv_impl,
+  resolve_conv_impls,
 )
 
 CONV4_VARIANTS = ('strided', 'maxpool')
@@ -38,7 +39,7 @@ def conv4(
   *,
   variant: str = 'strided',
   filters: int = 64,
-  conv_impl: str = 'auto',
+  conv_impl: str | Sequence[str] = 'auto',
   batch_norm_scale: bool = True,
   batch_norm_eps: float = 1e-5,
   head_init: str = 'glorot_uniform',
@@ -53,7 +54,10 @@ def conv4(
 
   Inputs are NHWC images. ``num_classes=0`` gives the embedding network alone (no
   head), as metric learners use it. ``conv_impl`` is 'xla', 'patches' or 'auto'
-  (chosen per backend; see ``jmeta.models.layers.default_conv_impl``).
+  (chosen per backend; see ``jmeta.models.layers.default_conv_impl``), for every
+  block, or one per block (``'xla,patches,patches,patches'``): on XLA:CPU the first
+  block, with one input channel, is faster with XLA's convolution, the others with
+  patches (``benchmarks/results/cpu_conv_impl_per_layer.md``).
 
   MAML's reference code (github.com/cbfinn/maml) differs from the defaults in three
   ways, each an option: its batch norm has no scale (``batch_norm_scale=False``)
@@ -72,7 +76,7 @@ def conv4(
     raise ValueError(
       f'need num_classes >= 0 and filters >= 1, got {num_classes} and {filters}.'
     )
-  impl = resolve_conv_impl(conv_impl)
+  impls = resolve_conv_impls(conv_impl, 4)
   stride = 2 if variant == 'strided' else 1
 
   def embed(
@@ -83,7 +87,7 @@ def conv4(
         params[f'block_{i}'],
         x,
         stride=stride,
-        impl=impl,
+        impl=impls[i],
         mode=bn_mode,
         num_support=num_support,
         pool=variant == 'maxpool',

@@ -40,6 +40,23 @@ def resolve_conv_impl(impl: str) -> str:
   return default_conv_impl() if impl == 'auto' else impl
 
 
+def resolve_conv_impls(impl: str | Sequence[str], num_layers: int) -> tuple[str, ...]:
+  """One resolved conv impl per layer of a ``num_layers``-layer network.
+
+  ``impl`` is one name for every layer, or one per layer: a sequence, or the names
+  joined by commas (``'xla,patches,patches,patches'``), the form a config flag takes.
+  """
+  names = impl.split(',') if isinstance(impl, str) else list(impl)
+  if len(names) == 1:
+    names = names * num_layers
+  if len(names) != num_layers:
+    raise ValueError(
+      f'conv impl {impl!r} names {len(names)} layers, but the network has '
+      f'{num_layers}; give one of {CONV_IMPLS} for every layer, or one per layer.'
+    )
+  return tuple(resolve_conv_impl(name) for name in names)
+
+
 def operand_dtypes(x: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array, Any]:
   """(x, w, output dtype) for a matmul or convolution of ``x`` with weights ``w``.
 

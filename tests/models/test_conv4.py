@@ -207,6 +207,47 @@ def test_patches_and_xla_give_the_same_outputs(variant, size):
   )
 
 
+def _xla_convolutions(model, params, x) -> int:
+  jaxpr = jax.make_jaxpr(model.apply)(params, x)
+  return str(jaxpr).count('conv_general_dilated')
+
+
+@pytest.mark.parametrize('variant, size', [('strided', 8), ('maxpool', 16)])
+def test_conv_impl_per_block(variant, size):
+  x = images((3, size, size, 1), seed=4)
+  every = jmeta.conv4(4, variant=variant, filters=4, conv_impl='patches')
+  params = every.init(jax.random.key(5), x)
+  # Each block uses the implementation named for it: count XLA's convolutions.
+  for spec, xla_blocks in [
+    ('patches', 0),
+    ('xla', 4),
+    ('xla,patches,patches,patches', 1),
+    (('patches', 'xla', 'xla', 'patches'), 2),
+    ('patches,patches,patches,xla', 1),
+  ]:
+    model = jmeta.conv4(4, variant=variant, filters=4, conv_impl=spec)
+    assert _xla_convolutions(model, params, x) == xla_blocks, spec
+    chex.assert_trees_all_close(
+      jax.jit(model.apply)(params, x),
+      jax.jit(every.apply)(params, x),
+      rtol=1e-4,
+      atol=1e-5,
+    )
+  assert layers.resolve_conv_impls('auto,xla', 2) == (
+    jmeta.models.default_conv_impl(),
+    'xla',
+  )
+
+
+def test_conv_impl_per_block_refuses_another_count_or_name():
+  with pytest.raises(ValueError, match='names 2 layers, but the network has 4'):
+    jmeta.conv4(5, conv_impl='xla,patches')
+  with pytest.raises(ValueError, match='names 5 layers'):
+    jmeta.conv4(5, conv_impl=['xla'] * 5)
+  with pytest.raises(ValueError, match="unknown conv impl 'cudnn'"):
+    jmeta.conv4(5, conv_impl='xla,cudnn,patches,patches')
+
+
 @pytest.mark.parametrize('dtype', [jnp.uint8, jnp.bfloat16])
 def test_both_conv_impls_accept_inputs_of_another_dtype_than_the_params(dtype):
   # Regression: 'xla' used to raise on inputs whose dtype differed from the float32
