@@ -8,7 +8,7 @@
   JSON line it prints last; ``interleave`` runs cells under several settings,
   round by round with the settings' order alternating, and ``median_table``
   compares the settings' median step times.
-* Reports: ``run_stamp`` (date and command), ``hardware`` and ``device_fields``,
+* Reports: ``run_stamp`` (date, command and commit), ``hardware`` and ``device_fields``,
   ``save_report`` (``<name>.json`` and ``<name>.md``).
 * Flags: ``choice_list``, an argparse type for comma-separated names.
 
@@ -233,11 +233,22 @@ def device_fields() -> dict:
 
 
 def run_stamp(script: str) -> dict:
-  """A report's ``date`` (local time, to the second) and ``command`` (how ``script``
-  was run), the first two fields of every benchmark report."""
+  """A report's ``date`` (local time, to the second), ``command`` (how ``script``
+  was run) and ``commit`` (the repository's HEAD, '+dirty' if the work tree had
+  changes), the first fields of every benchmark report."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(script)))
+
+  def git(*args):
+    out = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+  commit = git('rev-parse', 'HEAD')
+  if commit and git('status', '--porcelain', '--untracked-files=no'):
+    commit += '+dirty'
   return {
     'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
     'command': shlex.join(['python', os.path.relpath(script), *sys.argv[1:]]),
+    'commit': commit,
   }
 
 

@@ -94,26 +94,32 @@ def repeats_text(results) -> str:
 
 
 def comparison(reference: dict) -> list[dict]:
-  """Per (estimator, config) of a learn2learn report, its and jmeta's medians.
+  """Per (estimator, config, variant) of a learn2learn report, its and jmeta's medians.
 
   ``speedup[d]`` is the median over rounds of learn2learn's step time over jmeta's
   on d devices in the same round; ``speedup_range[d]`` its (min, max).
   """
   rows = []
   ok = [r for r in reference['results'] if 'error' not in r]
+
   # In meta_step's order: estimators, then configs.
+  def key_of(r):
+    # Reports from before ProtoNet's cells timed MAML's strided Conv4 only.
+    return (r['estimator'], r['config'], r.get('variant', 'strided'))
+
   keys = sorted(
-    {(r['estimator'], r['config']) for r in ok},
-    key=lambda k: (ESTIMATOR_NAMES.index(k[0]), list(CONFIGS).index(k[1])),
+    {key_of(r) for r in ok},
+    key=lambda k: (ESTIMATOR_NAMES.index(k[0]), list(CONFIGS).index(k[1]), k[2]),
   )
   for key in keys:
-    mine = [r for r in ok if (r['estimator'], r['config']) == key]
+    mine = [r for r in ok if key_of(r) == key]
     ref = {r.get('round', 0): r for r in mine if r.get('impl') != 'jmeta'}
     if not ref:
       continue
     row = {
       'estimator': key[0],
       'config': key[1],
+      'variant': key[2],
       'learn2learn_s': statistics.median(r['step_s'] for r in ref.values()),
       'learn2learn_rss_mib': max(r['peak_rss_mib'] for r in ref.values()),
       'jmeta': {},
@@ -126,6 +132,7 @@ def comparison(reference: dict) -> list[dict]:
       }
       ratios = [ref[k]['step_s'] / ours[k]['step_s'] for k in ours if k in ref]
       row['jmeta'][d] = {
+        'setup': setup(next(iter(ours.values()))),
         'step_s': statistics.median(r['step_s'] for r in ours.values()),
         'peak_rss_mib': max(r['peak_rss_mib'] for r in ours.values()),
       }
@@ -143,25 +150,26 @@ def reference_table(report, reference) -> str:
   cell of ``report`` against learn2learn's time.
   """
   lines = [
-    '| estimator | config | jmeta (s) | learn2learn (s) | speedup | jmeta peak RSS '
-    '(MiB) | learn2learn peak RSS (MiB) | RSS ratio |',
-    '|---|---|---:|---:|---:|---:|---:|---:|',
+    '| estimator | config | variant | jmeta (s) | learn2learn (s) | speedup | jmeta '
+    'peak RSS (MiB) | learn2learn peak RSS (MiB) | RSS ratio |',
+    '|---|---|---|---:|---:|---:|---:|---:|---:|',
   ]
   v = reference['versions']
   source = (
     f'learn2learn {v["learn2learn"]} on torch {v["torch"]} '
-    f'(`benchmarks/results/cpu_learn2learn.md`, run {reference["date"][:10]}), the '
-    'same episodes and model, tasks in a Python loop.'
+    f'(`benchmarks/results/cpu_learn2learn.md`, run {reference["date"][:10]} on '
+    f"{reference['hardware']['cpu_model']}), the same episodes and model, MAML's "
+    'tasks in a Python loop.'
   )
   table = comparison(reference)
   if any(row['jmeta'] for row in table):
     for row in table:
       for d, ours in row['jmeta'].items():
         lo, hi = row['speedup_range'][d]
-        setup_ = 'map + patches' + (f' on {d} devices' if d > 1 else '')
         lines.append(
-          f'| {row["estimator"]} | {row["config"]} | {ours["step_s"]:.3f} '
-          f'({setup_}) | {row["learn2learn_s"]:.3f} | {row["speedup"][d]:.2f}x '
+          f'| {row["estimator"]} | {row["config"]} | {row["variant"]} | '
+          f'{ours["step_s"]:.3f} ({ours["setup"]}) | {row["learn2learn_s"]:.3f} | '
+          f'{row["speedup"][d]:.2f}x '
           f'({lo:.2f}–{hi:.2f}) | {ours["peak_rss_mib"]:.0f} | '
           f'{row["learn2learn_rss_mib"]:.0f} | '
           f'{ours["peak_rss_mib"] / row["learn2learn_rss_mib"]:.2f} |'
@@ -175,11 +183,12 @@ def reference_table(report, reference) -> str:
     ]
     return '\n'.join(lines) + '\n'
   for ref in reference['results']:
-    ours = fastest(report['results'], ref['estimator'], ref['config'])
+    variant = ref.get('variant', 'strided')
+    ours = fastest(report['results'], ref['estimator'], ref['config'], variant)
     if 'error' in ref or ours is None:
       continue
     lines.append(
-      f'| {ref["estimator"]} | {ref["config"]} | {ours["step_s"]:.3f} '
+      f'| {ref["estimator"]} | {ref["config"]} | {variant} | {ours["step_s"]:.3f} '
       f'({setup(ours)}) | {ref["step_s"]:.3f} | '
       f'{ref["step_s"] / ours["step_s"]:.2f}x | {ours["peak_rss_mib"]:.0f} | '
       f'{ref["peak_rss_mib"]:.0f} | {ours["peak_rss_mib"] / ref["peak_rss_mib"]:.2f} |'

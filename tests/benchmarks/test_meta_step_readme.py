@@ -25,25 +25,28 @@ def test_readme_table_is_generated_from_the_committed_report(tmp_path):
   rows = [r for r in reference['results'] if 'error' not in r]
   jmeta_rows = [r for r in rows if r['impl'] == 'jmeta']
   assert jmeta_rows and reference['rounds'] > 1
-  for estimator, config, devices in {
-    (r['estimator'], r['config'], r['devices']) for r in jmeta_rows
-  }:
+
+  def cell(r):
+    return (r['estimator'], r['config'], r.get('variant', 'strided'))
+
+  for key, devices in {(cell(r), r['devices']) for r in jmeta_rows}:
     ours = {
-      r['round']: r['step_s']
-      for r in jmeta_rows
-      if (r['estimator'], r['config'], r['devices']) == (estimator, config, devices)
+      r['round']: r for r in jmeta_rows if (cell(r), r['devices']) == (key, devices)
     }
     theirs = {
       r['round']: r['step_s']
       for r in rows
-      if r['impl'] == 'learn2learn'
-      and (r['estimator'], r['config']) == (estimator, config)
+      if r['impl'] == 'learn2learn' and cell(r) == key
     }
     assert set(ours) == set(theirs) == set(range(reference['rounds']))
-    speedup = statistics.median(theirs[k] / ours[k] for k in ours)
+    speedup = statistics.median(theirs[k] / ours[k]['step_s'] for k in ours)
+    setup = {f'{r["batching"]} + {r["conv_impl"]}' for r in ours.values()}
+    assert len(setup) == 1
     row = (
-      f'| {estimator} | {config} | {statistics.median(ours.values()):.3f} ('
-      + ('map + patches' + (f' on {devices} devices' if devices > 1 else ''))
+      f'| {" | ".join(key)} | '
+      f'{statistics.median(r["step_s"] for r in ours.values()):.3f} ('
+      + setup.pop()
+      + (f' on {devices} devices' if devices > 1 else '')
       + f') | {statistics.median(theirs.values()):.3f} | {speedup:.2f}x ('
     )
     assert row in section
