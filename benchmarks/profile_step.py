@@ -3,10 +3,11 @@
 Builds ``meta_step.py``'s cell (the same learner, episodes and Adam step), compiles
 and warms it up, then runs ``--steps`` steps under ``jax.profiler`` and sums each
 XLA operation's time on the host threads. Each operation is named with its output
-shape, read from the compiled HLO, and put in a kind: the matmuls (``dot`` and the
-YNNPACK fusions XLA:CPU hands its matmuls to), convolutions, concatenates (the
-patches of ``conv_impl='patches'``), copies and transposes, and the elementwise and
-reduction fusions (batch norm, ReLU, pooling and their gradients):
+shape, read from the compiled HLO, and put in a kind: matmuls (a ``dot``, or a
+fusion whose computation has one, as XLA:CPU's YNNPACK fusions do), convolutions,
+concatenates (the patches of ``conv_impl='patches'``), copies and transposes, and
+the other fusions: elementwise and reductions (batch norm, ReLU, pooling and their
+gradients):
 
   python benchmarks/profile_step.py --estimator protonet --config 60w5s5q \\
       --variant maxpool --batching vmap
@@ -29,33 +30,45 @@ import tempfile
 
 import harness
 
-KINDS = (
-  ('matmul', re.compile(r'^(dot|ynn_fusion|.*dot_fusion)')),
-  ('convolution', re.compile(r'^convolution')),
-  ('concatenate (patches)', re.compile(r'^concatenate')),
-  ('copy or transpose', re.compile(r'^(copy|transpose)')),
-  ('elementwise or reduction fusion', re.compile(r'.*fusion')),
-)
 # Host-side events of the runtime, not operations of the program.
 RUNTIME = re.compile(r'^(\$|Thunk|Pjit|Common|Slinky|Parse|Allocate|end: |PjRt)')
 INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ([\w\-]+)\(')
+COMPUTATION = re.compile(r'^(?:ENTRY )?%?([\w.\-]+) \(')
+CALLS = re.compile(r'calls=%?([\w.\-]+)')
 
 
-def kind_of(name: str) -> str:
-  for kind, pattern in KINDS:
-    if pattern.match(name):
-      return kind
+def kind_of(name: str, opcode: str, called: set[str]) -> str:
+  """The kind of an instruction: its opcode, and the opcodes of what it calls."""
+  if opcode == 'dot' or 'dot' in called:
+    return 'matmul'
+  if opcode == 'convolution' or 'convolution' in called:
+    return 'convolution'
+  if opcode == 'concatenate':
+    return 'concatenate (patches)'
+  if opcode in ('copy', 'transpose') or name.startswith(('copy', 'transpose')):
+    return 'copy or transpose'
+  if opcode == 'fusion':
+    return 'elementwise or reduction fusion'
   return 'other'
 
 
-def instruction_shapes(hlo_text: str) -> dict[str, str]:
-  """``{instruction name: output shape}`` of a compiled HLO module's text."""
-  shapes = {}
+def instructions(hlo_text: str) -> dict[str, tuple[str, str]]:
+  """``{instruction name: (output shape, kind)}`` of a compiled HLO module's text."""
+  opcodes = collections.defaultdict(set)  # computation name: its opcodes
+  found = []  # (name, shape, opcode, called computation)
+  computation = None
   for line in hlo_text.splitlines():
-    m = INSTRUCTION.match(line)
-    if m:
-      shapes.setdefault(m.group(1), re.sub(r'\{[^}]*\}', '', m.group(2)))
-  return shapes
+    if m := COMPUTATION.match(line):
+      computation = m.group(1)
+    elif m := INSTRUCTION.match(line):
+      name, shape, opcode = m.groups()
+      opcodes[computation].add(opcode)
+      calls = CALLS.search(line)
+      found.append((name, shape, opcode, calls.group(1) if calls else None))
+  return {
+    name: (re.sub(r'\{[^}]*\}', '', shape), kind_of(name, opcode, opcodes[called]))
+    for name, shape, opcode, called in found
+  }
 
 
 def op_times(trace_dir: str) -> collections.Counter:
@@ -86,7 +99,7 @@ def profile(cell: dict, steps: int) -> dict:
   state = trainer.init(params)
   timing, state, _ = harness.time_step(trainer, state, batch, 3)
   hlo = jax.jit(trainer.step).lower(state, batch).compile().as_text()
-  shapes = instruction_shapes(hlo)
+  known = instructions(hlo)
   with tempfile.TemporaryDirectory() as trace_dir:
     jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
     for _ in range(steps):
@@ -96,8 +109,8 @@ def profile(cell: dict, steps: int) -> dict:
   ops = [
     {
       'name': name,
-      'shape': shapes.get(name, '?'),
-      'kind': kind_of(name),
+      'shape': known.get(name, ('?', 'other'))[0],
+      'kind': known.get(name, ('?', 'other'))[1],
       'ms_per_step': us / steps / 1000,
     }
     for name, us in times.most_common()
