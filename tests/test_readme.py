@@ -1,6 +1,7 @@
 """The README's code examples run as written, and its prose numbers match their files."""
 
 import json
+import math
 import pathlib
 import re
 
@@ -59,6 +60,83 @@ def test_readme_performance_prose_matches_the_benchmark_files():
   patches, xla = cells['patches'], cells['xla']
   assert speedup == f'{xla["step_s"] / patches["step_s"]:.1f}'
   assert memory == f'{patches["peak_rss_mib"] / xla["peak_rss_mib"]:.1f}'
+
+
+def _report(name):
+  path = pathlib.Path(__file__).parents[1] / 'benchmarks' / 'results' / name
+  return json.loads(path.read_text())
+
+
+def test_readme_protonet_speed_prose_matches_the_benchmark_files():
+  import statistics
+
+  text = ' '.join(README.read_text().split())
+  reference = _report('cpu_learn2learn_protonet.json')
+  times, ratios = {}, {}
+  for variant in ('maxpool', 'strided'):
+    rows = [
+      r for r in reference['results'] if r['variant'] == variant and 'error' not in r
+    ]
+    by_round = {
+      impl: {r['round']: r['step_s'] for r in rows if r['impl'] == impl}
+      for impl in ('learn2learn', 'jmeta')
+    }
+    assert set(by_round['jmeta']) == set(range(reference['rounds'])) == {0, 1, 2}
+    times[variant] = {
+      impl: f'{statistics.median(steps.values()):.3f}'
+      for impl, steps in by_round.items()
+    }
+    ratios[variant] = (
+      f'{statistics.median(by_round["learn2learn"][k] / by_round["jmeta"][k] for k in by_round["jmeta"]):.2f}'
+    )
+  m = re.search(
+    r'took ([\d.]+) s with the max-pool Conv4 and ([\d.]+) s with the strided one\. '
+    r"jmeta's ProtoNet step \(vmap \+ patches, as its configs train\) took ([\d.]+) s "
+    r'and ([\d.]+) s, so jmeta runs at ([\d.]+)x and ([\d.]+)x',
+    text,
+  )
+  assert m.groups() == (
+    times['maxpool']['learn2learn'],
+    times['strided']['learn2learn'],
+    times['maxpool']['jmeta'],
+    times['strided']['jmeta'],
+    ratios['maxpool'],
+    ratios['strided'],
+  )
+  assert 'target of 1.5x faster is not met' in text
+  assert max(float(r) for r in ratios.values()) < 1.5
+  profile = _report('cpu_profile_protonet_60w5s5q_maxpool.json')
+  total = sum(op['ms_per_step'] for op in profile['ops'])
+
+  def share(kind):
+    return f'{100 * sum(o["ms_per_step"] for o in profile["ops"] if o["kind"] == kind) / total:.0f}%'
+
+  assert (
+    f'{share("elementwise or reduction fusion")} of the max-pool step is elementwise '
+    f'and reduction fusions' in text
+  )
+  assert (
+    f'{share("matmul")} matmuls, and {share("concatenate (patches)")} building' in text
+  )
+  sizes = [
+    math.prod(int(d) for d in re.findall(r'\d+', o['shape'][3:])) * 4 / 1e6
+    for o in profile['ops']
+    if o['kind'] == 'concatenate (patches)'
+  ]
+  size = max(sizes)
+  assert f'a concatenate of up to {size:.0f} MB per block' in text
+  per_layer = _report('cpu_conv_impl_per_layer.json')['results']
+
+  def median(setting):
+    return statistics.median(
+      r['step_s']
+      for r in per_layer
+      if (r['estimator'], r['variant'], r['setting'])
+      == ('protonet', 'maxpool', setting)
+    )
+
+  ratio = median('xla first block') / median('patches')
+  assert f'gave {ratio:.2f}x the step time of patches everywhere' in text
 
 
 def _train_accuracy(run, step, key='train_accuracy'):

@@ -55,9 +55,9 @@ def conv4(
   Inputs are NHWC images. ``num_classes=0`` gives the embedding network alone (no
   head), as metric learners use it. ``conv_impl`` is 'xla', 'patches' or 'auto'
   (chosen per backend; see ``jmeta.models.layers.default_conv_impl``), for every
-  block, or one per block (``'xla,patches,patches,patches'``): on XLA:CPU the first
-  block, with one input channel, is faster with XLA's convolution, the others with
-  patches (``benchmarks/results/cpu_conv_impl_per_layer.md``).
+  block, or one per block (``'xla,patches,patches,patches'``). On XLA:CPU, XLA's
+  convolution in the first block alone made no meta-update faster than patches in
+  every block (``benchmarks/results/cpu_conv_impl_per_layer.md``).
 
   MAML's reference code (github.com/cbfinn/maml) differs from the defaults in three
   ways, each an option: its batch norm has no scale (``batch_norm_scale=False``)
