@@ -16,7 +16,8 @@ On any machine, from the repository root::
   python -m experiments.runs continue   # every unfinished run (or: continue NAME ...), in the background
 
 ``continue`` starts each run's recorded command from the repository root under
-``nohup`` and ``nice``, appending to the workdir's ``log.txt``; the runner resumes
+``nohup`` and ``nice`` (and, on Linux, with its session's scheduling group niced too:
+see ``lower_session_priority``), appending to the workdir's ``log.txt``; the runner resumes
 from the checkpoint exactly (``tests/experiments/test_runs.py`` checks a run continued
 on a fresh clone against an uninterrupted one). A process training in a workdir holds
 the lock ``run.lock`` in it, so a run is never started twice, and ``status`` shows it
@@ -256,16 +257,39 @@ def format_status(statuses: list[dict]) -> str:
   return '\n'.join(lines) + '\n'
 
 
+# The nice level of a background run, of its process and of its session's group.
+NICE = 10
+
+
+def lower_session_priority(pid: int, nice: int = NICE) -> bool:
+  """Sets the nice level of the scheduling group of ``pid``'s session; False where
+  the system has none (not Linux, or no autogroup scheduling).
+
+  With Linux's autogroup scheduling (``/proc/sys/kernel/sched_autogroup_enabled``)
+  the CPU is shared equally between sessions, and ``nice`` orders processes only
+  within one. A run started in a session of its own would then take as much CPU as
+  the user's shell and its test suites, however niced, unless its session's group
+  is niced too (``/proc/PID/autogroup``, sched(7)).
+  """
+  try:
+    with open(f'/proc/{pid}/autogroup', 'w') as f:
+      f.write(str(nice))
+  except OSError:
+    return False
+  return True
+
+
 def start(run: Run, root: str | pathlib.Path = ROOT) -> subprocess.Popen:
   """Starts ``run``'s command in the background from ``root``: nohup, nice, its
-  output appended to the workdir's ``log.txt``, in a session of its own."""
+  output appended to the workdir's ``log.txt``, in a session of its own whose
+  scheduling group is niced as well (``lower_session_priority``)."""
   root = pathlib.Path(root)
   command = list(run.command)
   if command[0] in ('python', 'python3'):
     command[0] = sys.executable
   prefix = [tool for tool in ('nohup',) if shutil.which(tool)]
   if shutil.which('nice'):
-    prefix += ['nice', '-n', '10']
+    prefix += ['nice', '-n', str(NICE)]
   workdir = root / run.workdir
   workdir.mkdir(parents=True, exist_ok=True)
   from experiments.common.run_info import git_state
@@ -281,7 +305,7 @@ def start(run: Run, root: str | pathlib.Path = ROOT) -> subprocess.Popen:
       f'+ {shlex.join(run.command)}\n'
     )
     log.flush()
-    return subprocess.Popen(
+    proc = subprocess.Popen(
       prefix + command,
       cwd=root,
       stdin=subprocess.DEVNULL,
@@ -289,6 +313,8 @@ def start(run: Run, root: str | pathlib.Path = ROOT) -> subprocess.Popen:
       stderr=subprocess.STDOUT,
       start_new_session=True,
     )
+  lower_session_priority(proc.pid)
+  return proc
 
 
 def current_backend() -> str:

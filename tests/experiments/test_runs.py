@@ -7,6 +7,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -240,6 +241,36 @@ def test_continue_starts_only_unfinished_idle_runs(tmp_path, monkeypatch):
 
 class FakeProc:
   pid = 1
+
+
+@pytest.mark.skipif(
+  not pathlib.Path('/proc/self/autogroup').exists(),
+  reason='no autogroup scheduling on this system',
+)
+def test_a_started_run_has_its_session_niced_too(tmp_path):
+  # A shell started in the test's session shares its group, at the group's nice.
+  ours = pathlib.Path('/proc/self/autogroup').read_text().split()
+  run = runs.Run(
+    'sleeper',
+    pathlib.Path('results/x/full/sleeper'),
+    ('python', '-c', 'import time; time.sleep(30)'),
+  )
+  proc = runs.start(run, tmp_path)
+  try:
+    group = pathlib.Path(f'/proc/{proc.pid}/autogroup').read_text().split()
+    # Its own group (a session of its own), niced like the process.
+    assert group[0] != ours[0]
+    assert group[-2:] == ['nice', str(runs.NICE)]
+    # nohup then execs nice, which sets the process's own level: wait for it.
+    for _ in range(100):
+      if os.getpriority(os.PRIO_PROCESS, proc.pid) == runs.NICE:
+        break
+      time.sleep(0.05)
+    assert os.getpriority(os.PRIO_PROCESS, proc.pid) == runs.NICE
+  finally:
+    proc.kill()
+    proc.wait()
+  assert not runs.lower_session_priority(2**22 + 1)  # no such process
 
 
 def test_register_refuses_a_workdir_whose_checkpoints_would_not_travel(tmp_path):
