@@ -1,4 +1,4 @@
-"""learn2learn's MAML and ProtoNet on the episodes of ``meta_step.py``: the reference to beat.
+"""learn2learn's MAML and ProtoNet on meta_step.py's episodes: the reference to beat.
 
 Issue 6 sets jmeta's CPU target relative to learn2learn, so this script measures
 learn2learn on the machine that measures jmeta, with the same shapes: MAML's
@@ -30,9 +30,9 @@ The speed of a shared machine drifts over minutes, so a comparison with jmeta is
 fairest when both run at the same time. With ``--jmeta-python`` (an interpreter
 with jmeta installed) every cell is followed by jmeta's meta-update on the same
 episodes (``meta_step.py``'s cell with the CPU defaults, map + patches, on each of
-``--jmeta-devices``; for ProtoNet, vmap + patches, as its configs train), and ``--rounds`` repeats the whole sequence; the speedup of a
-round divides times measured a few seconds apart, and the report gives the median
-over rounds::
+``--jmeta-devices``; for ProtoNet, vmap + patches, as its configs train), and
+``--rounds`` repeats the whole sequence; the speedup of a round divides times
+measured a few seconds apart, and the report gives the median over rounds::
 
   /tmp/l2l/bin/python benchmarks/learn2learn_reference.py --repeats 5 --rounds 3 \
       --jmeta-python .venv/bin/python --jmeta-devices 1,2

@@ -182,7 +182,8 @@ def main(argv=None) -> None:
     'cell': cell,
     **profile(cell, args.steps),
   }
-  name = f'{report["hardware"]["backend"]}_profile_{args.estimator}_{args.config}_{args.variant}'
+  backend = report['hardware']['backend']
+  name = f'{backend}_profile_{args.estimator}_{args.config}_{args.variant}'
   harness.save_report(args.out, name, report, markdown(report, args.top))
 
 

@@ -86,9 +86,8 @@ def test_readme_protonet_speed_prose_matches_the_benchmark_files():
       impl: f'{statistics.median(steps.values()):.3f}'
       for impl, steps in by_round.items()
     }
-    ratios[variant] = (
-      f'{statistics.median(by_round["learn2learn"][k] / by_round["jmeta"][k] for k in by_round["jmeta"]):.2f}'
-    )
+    ours, theirs = by_round['jmeta'], by_round['learn2learn']
+    ratios[variant] = f'{statistics.median(theirs[k] / ours[k] for k in ours):.2f}'
   m = re.search(
     r'took ([\d.]+) s with the max-pool Conv4 and ([\d.]+) s with the strided one\. '
     r"jmeta's ProtoNet step \(vmap \+ patches, as its configs train\) took ([\d.]+) s "
@@ -109,7 +108,8 @@ def test_readme_protonet_speed_prose_matches_the_benchmark_files():
   total = sum(op['ms_per_step'] for op in profile['ops'])
 
   def share(kind):
-    return f'{100 * sum(o["ms_per_step"] for o in profile["ops"] if o["kind"] == kind) / total:.0f}%'
+    ms = sum(o['ms_per_step'] for o in profile['ops'] if o['kind'] == kind)
+    return f'{100 * ms / total:.0f}%'
 
   assert (
     f'{share("elementwise or reduction fusion")} of the max-pool step is elementwise '
