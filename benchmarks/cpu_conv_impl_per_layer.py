@@ -15,7 +15,6 @@ Writes ``<backend>_conv_impl_per_layer.json`` and ``.md`` to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -75,26 +74,19 @@ def table(results) -> str:
 
 
 def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--rounds', type=int, default=3)
-  p.add_argument(
-    '--repeats', type=int, default=5, help='timed steps per cell and round'
-  )
-  p.add_argument('--timeout', type=float, default=900)
-  p.add_argument('--out', default=harness.RESULTS)
-  p.add_argument('--note', default='', help='conditions to state beside the table')
-  args = p.parse_args(argv)
+  args = harness.interleaved_parser(__doc__.splitlines()[0]).parse_args(argv)
   stamp = harness.run_stamp(__file__)
   hardware = harness.hardware()
   results = run(args)
   report = {**stamp, 'hardware': hardware, 'note': args.note, 'results': results}
-  text = (
-    "# Conv4's first block with XLA's convolution, the others with patches\n\n"
-    f'`{stamp["command"]}` on {hardware["cpu_model"]} ({hardware["cpu_count"]} cores), '
-    f'jax {hardware["jax"]}, jaxlib {hardware["jaxlib"]}, {stamp["date"]}. '
-    f'Median over {args.rounds} interleaved rounds of the per-round median of '
-    f'{args.repeats} steps (a full meta-update with Adam), 1 device. {args.note}\n\n'
-    + table(results)
+  heading = harness.interleaved_heading(
+    "Conv4's first block with XLA's convolution, the others with patches",
+    stamp,
+    hardware,
+    args,
+  )
+  text = f'{heading} (a full meta-update with Adam), 1 device. {args.note}\n\n' + table(
+    results
   )
   print(text)
   harness.save_report(

@@ -18,7 +18,6 @@ Writes ``<backend>_redesign.json`` and ``.md`` to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -90,16 +89,9 @@ def same_losses(results) -> list[str]:
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = harness.interleaved_parser(__doc__.splitlines()[0])
   p.add_argument('--before', default=BEFORE, help='the commit to compare against')
   p.add_argument('--after', default='HEAD', help='the commit to measure')
-  p.add_argument('--rounds', type=int, default=3)
-  p.add_argument(
-    '--repeats', type=int, default=5, help='timed calls per cell and round'
-  )
-  p.add_argument('--timeout', type=float, default=900)
-  p.add_argument('--out', default=harness.RESULTS)
-  p.add_argument('--note', default='', help='conditions to state beside the table')
   args = p.parse_args(argv)
   stamp = harness.run_stamp(__file__)
   hardware = harness.hardware()
@@ -130,12 +122,14 @@ def main(argv=None):
     'losses_differ': differ,
     'results': results,
   }
+  heading = harness.interleaved_heading(
+    'Meta-update step time before and after the meta-learner interface',
+    stamp,
+    hardware,
+    args,
+  )
   text = (
-    f'# Meta-update step time before and after the meta-learner interface\n\n'
-    f'`{stamp["command"]}` on {hardware["cpu_model"]} ({hardware["cpu_count"]} cores), '
-    f'jax {hardware["jax"]}, jaxlib {hardware["jaxlib"]}, {stamp["date"]}. '
-    f'Median over {args.rounds} interleaved rounds of the per-round median of '
-    f'{args.repeats} steps; Conv4 with patches convolutions, 1 device. '
+    f'{heading}; Conv4 with patches convolutions, 1 device. '
     + (
       'Both trees reported the same loss for every cell.'
       if not differ

@@ -9,6 +9,7 @@
   round by round with the settings' order alternating, and ``median_table``
   compares the settings' median step times.
 * Reports: ``run_stamp`` (date, command and commit), ``hardware`` and ``device_fields``,
+  ``interleaved_parser`` and ``interleaved_heading`` for interleaved comparisons,
   ``save_report`` (``<name>.json`` and ``<name>.md``).
 * Flags: ``choice_list``, an argparse type for comma-separated names.
 
@@ -262,6 +263,32 @@ def save_report(out: str, name: str, report: dict, text: str) -> str:
     f.write(text)
   print(f'wrote {stem}.json and {stem}.md')
   return stem
+
+
+def interleaved_parser(description: str) -> argparse.ArgumentParser:
+  """A parser with the flags of an interleaved comparison (``interleave``):
+  ``--rounds``, ``--repeats``, ``--timeout``, ``--out`` and ``--note``."""
+  p = argparse.ArgumentParser(description=description)
+  p.add_argument('--rounds', type=int, default=3)
+  p.add_argument(
+    '--repeats', type=int, default=5, help='timed calls per cell and round'
+  )
+  p.add_argument('--timeout', type=float, default=900, help='seconds per cell')
+  p.add_argument('--out', default=RESULTS)
+  p.add_argument('--note', default='', help='conditions to state beside the table')
+  return p
+
+
+def interleaved_heading(title: str, stamp: dict, hardware: dict, args) -> str:
+  """A comparison report's title and first sentences: how it ran, where, and what
+  its medians are over (``args`` from ``interleaved_parser``)."""
+  return (
+    f'# {title}\n\n'
+    f'`{stamp["command"]}` on {hardware["cpu_model"]} ({hardware["cpu_count"]} cores), '
+    f'jax {hardware["jax"]}, jaxlib {hardware["jaxlib"]}, {stamp["date"]}. '
+    f'Median over {args.rounds} interleaved rounds of the per-round median of '
+    f'{args.repeats} steps'
+  )
 
 
 def interleave(cells, settings: dict, run_one, rounds: int) -> list[dict]:
