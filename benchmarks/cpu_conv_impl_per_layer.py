@@ -74,23 +74,14 @@ def table(results) -> str:
 
 
 def main(argv=None) -> None:
-  args = harness.interleaved_parser(__doc__.splitlines()[0]).parse_args(argv)
-  stamp = harness.run_stamp(__file__)
-  hardware = harness.hardware()
-  results = run(args)
-  report = {**stamp, 'hardware': hardware, 'note': args.note, 'results': results}
-  heading = harness.interleaved_heading(
+  harness.comparison_main(
+    __file__,
     "Conv4's first block with XLA's convolution, the others with patches",
-    stamp,
-    hardware,
-    args,
-  )
-  text = f'{heading} (a full meta-update with Adam), 1 device. {args.note}\n\n' + table(
-    results
-  )
-  print(text)
-  harness.save_report(
-    args.out, f'{hardware["backend"]}_conv_impl_per_layer', report, text
+    ' (a full meta-update with Adam), 1 device.',
+    run,
+    table,
+    'conv_impl_per_layer',
+    argv,
   )
 
 

@@ -73,24 +73,16 @@ def table(results) -> str:
   )
 
 
-def main(argv=None):
-  args = harness.interleaved_parser(__doc__.splitlines()[0]).parse_args(argv)
-  stamp = harness.run_stamp(__file__)
-  hardware = harness.hardware()
-  results = run(args)
-  report = {**stamp, 'hardware': hardware, 'note': args.note, 'results': results}
-  heading = harness.interleaved_heading(
+def main(argv=None) -> None:
+  harness.comparison_main(
+    __file__,
     'Cost of turning off XLA:CPU YNNPACK fusions (jmeta.xla_workarounds)',
-    stamp,
-    hardware,
-    args,
+    '; Conv4 with patches convolutions, 1 device.',
+    run,
+    table,
+    'ynn_fusion',
+    argv,
   )
-  text = (
-    f'{heading}; Conv4 with patches convolutions, 1 device. {args.note}\n\n'
-    + table(results)
-  )
-  print(text)
-  harness.save_report(args.out, f'{hardware["backend"]}_ynn_fusion', report, text)
 
 
 if __name__ == '__main__':

@@ -291,6 +291,24 @@ def interleaved_heading(title: str, stamp: dict, hardware: dict, args) -> str:
   )
 
 
+def comparison_main(
+  script: str, title: str, detail: str, run, table, name: str, argv=None
+) -> None:
+  """The whole main of an interleaved comparison without flags of its own: parses
+  ``interleaved_parser``'s flags, runs ``run(args)`` (its results), and writes
+  ``<backend>_<name>.json`` and ``.md``: ``interleaved_heading``, then ``detail``,
+  the note and ``table(results)``."""
+  args = interleaved_parser(title).parse_args(argv)
+  stamp = run_stamp(script)
+  hw = hardware()
+  results = run(args)
+  report = {**stamp, 'hardware': hw, 'note': args.note, 'results': results}
+  heading = interleaved_heading(title, stamp, hw, args)
+  text = f'{heading}{detail} {args.note}\n\n' + table(results)
+  print(text)
+  save_report(args.out, f'{hw["backend"]}_{name}', report, text)
+
+
 def interleave(cells, settings: dict, run_one, rounds: int) -> list[dict]:
   """``run_one(cell, setting, round)`` for every cell and setting, ``rounds`` times.
 
