@@ -40,7 +40,7 @@ DEFAULT_CELLS = (
   'fomaml:20w1s:auto:auto',
   'reptile:5w1s:auto:auto',
   'reptile:20w1s:auto:auto',
-  'maml++:5w1s:auto:auto',
+  'maml_plus_plus:5w1s:auto:auto',
   'protonet:60w5s5q:vmap:auto',
 )
 

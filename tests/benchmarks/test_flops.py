@@ -122,3 +122,10 @@ def test_readme_table_is_generated_from_the_committed_report(tmp_path):
   copy.write_text('no markers')
   with pytest.raises(ValueError, match='markers'):
     tables.write_flops(str(copy), report)
+
+
+def test_the_default_cells_and_a_cell_subprocess_parse():
+  # Each cell runs as `flops.py --single SPEC` with the default --cells, so a stale
+  # default (the renamed 'maml++') failed every cell, not only the default run.
+  assert flops.parse_args([]).cells == list(flops.DEFAULT_CELLS)
+  assert flops.parse_args(['--single', 'protonet:60w5s5q:vmap:auto']).single
