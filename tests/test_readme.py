@@ -137,6 +137,20 @@ def test_readme_protonet_speed_prose_matches_the_benchmark_files():
 
   ratio = median('xla first block') / median('patches')
   assert f'gave {ratio:.2f}x the step time of patches everywhere' in text
+  flops = _report('xeon/cpu_flops.json')
+  peak = flops['peak']['flop_per_s']
+  cells = {r['estimator']: r for r in flops['results']}
+
+  def of_peak(name):
+    return f'{100 * cells[name]["achieved_flop_per_s"] / peak:.0f}%'
+
+  assert (
+    f"ProtoNet's step at {cells['protonet']['achieved_flop_per_s'] / 1e9:.1f} GFLOP/s "
+    f'of matmuls, {of_peak("protonet")} of the measured 2048x2048 matmul rate '
+    f'({peak / 1e9:.1f} GFLOP/s), and the 5w1s steps of MAML and first-order MAML at '
+    f'{of_peak("maml")} and {of_peak("fomaml")}'
+  ) in text
+  assert max(cells[n]['achieved_flop_per_s'] / peak for n in cells) < 0.4
 
 
 def _train_accuracy(run, step, key='train_accuracy'):
