@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -44,6 +45,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from typing import NamedTuple
 
 from experiments.common.workdir import completed_result
@@ -271,12 +273,18 @@ def lower_session_priority(pid: int, nice: int = NICE) -> bool:
   the user's shell and its test suites, however niced, unless its session's group
   is niced too (``/proc/PID/autogroup``, sched(7)).
   """
-  try:
-    with open(f'/proc/{pid}/autogroup', 'w') as f:
-      f.write(str(nice))
-  except OSError:
-    return False
-  return True
+  for attempt in range(2):
+    try:
+      with open(f'/proc/{pid}/autogroup', 'w') as f:
+        f.write(str(nice))
+      return True
+    except OSError as e:
+      # The kernel takes one such write per 100 ms from a non-root user (EAGAIN),
+      # which two runs started together would hit.
+      if e.errno != errno.EAGAIN or attempt:
+        return False
+      time.sleep(0.11)
+  return False
 
 
 def start(run: Run, root: str | pathlib.Path = ROOT) -> subprocess.Popen:
