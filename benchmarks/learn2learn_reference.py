@@ -232,12 +232,12 @@ def markdown(report: dict) -> str:
     head = f'| {r["round"]} ' if rounds > 1 else ''
     if 'error' in r:
       rows.append(
-        f'{head}| {r["estimator"]} | {r["config"]} | {r.get("variant", "strided")} | '
+        f'{head}| {r["estimator"]} | {r["config"]} | {tables.variant_of(r)} | '
         f'failed: {r["error"]} | | | |'
       )
       continue
     rows.append(
-      f'{head}| {r["estimator"]} | {r["config"]} | {r.get("variant", "strided")} | '
+      f'{head}| {r["estimator"]} | {r["config"]} | {tables.variant_of(r)} | '
       f'{r["first_step_s"]:.2f} | '
       f'{r["step_s"]:.3f} | {r["tasks_per_s"]:.1f} | {r["peak_rss_mib"]:.0f} |'
     )

@@ -106,15 +106,12 @@ def profile(cell: dict, steps: int) -> dict:
       state, _ = jax.block_until_ready(trainer.step(state, batch))
     jax.profiler.stop_trace()
     times = op_times(trace_dir)
-  ops = [
-    {
-      'name': name,
-      'shape': known.get(name, ('?', 'other'))[0],
-      'kind': known.get(name, ('?', 'other'))[1],
-      'ms_per_step': us / steps / 1000,
-    }
-    for name, us in times.most_common()
-  ]
+  ops = []
+  for name, us in times.most_common():
+    shape, kind = known.get(name, ('?', 'other'))
+    ops.append(
+      {'name': name, 'shape': shape, 'kind': kind, 'ms_per_step': us / steps / 1000}
+    )
   return {'step_s': timing['step_s'], 'steps_traced': steps, 'ops': ops}
 
 

@@ -93,6 +93,12 @@ def repeats_text(results) -> str:
   return ' or '.join(map(str, counts)) or '0'
 
 
+def variant_of(r) -> str:
+  """A learn2learn report row's Conv4 variant: rows from before ProtoNet's cells
+  name none, and timed MAML's strided Conv4 only."""
+  return r.get('variant', 'strided')
+
+
 def comparison(reference: dict) -> list[dict]:
   """Per (estimator, config, variant) of a learn2learn report, its and jmeta's medians.
 
@@ -102,11 +108,10 @@ def comparison(reference: dict) -> list[dict]:
   rows = []
   ok = [r for r in reference['results'] if 'error' not in r]
 
-  # In meta_step's order: estimators, then configs.
   def key_of(r):
-    # Reports from before ProtoNet's cells timed MAML's strided Conv4 only.
-    return (r['estimator'], r['config'], r.get('variant', 'strided'))
+    return (r['estimator'], r['config'], variant_of(r))
 
+  # In meta_step's order: estimators, then configs.
   keys = sorted(
     {key_of(r) for r in ok},
     key=lambda k: (ESTIMATOR_NAMES.index(k[0]), list(CONFIGS).index(k[1]), k[2]),
@@ -183,7 +188,7 @@ def reference_table(report, reference) -> str:
     ]
     return '\n'.join(lines) + '\n'
   for ref in reference['results']:
-    variant = ref.get('variant', 'strided')
+    variant = variant_of(ref)
     ours = fastest(report['results'], ref['estimator'], ref['config'], variant)
     if 'error' in ref or ours is None:
       continue

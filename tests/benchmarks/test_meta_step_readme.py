@@ -27,7 +27,7 @@ def test_readme_table_is_generated_from_the_committed_report(tmp_path):
   assert jmeta_rows and reference['rounds'] > 1
 
   def cell(r):
-    return (r['estimator'], r['config'], r.get('variant', 'strided'))
+    return (r['estimator'], r['config'], tables.variant_of(r))
 
   for key, devices in {(cell(r), r['devices']) for r in jmeta_rows}:
     ours = {
