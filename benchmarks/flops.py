@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -248,6 +249,11 @@ def main(argv=None):
     tables.write_readme(args.readme, args.out, ['flops'])
     return
   specs = args.cells
+  # This process holds the device while each cell runs in a child of its own. JAX
+  # would preallocate 75% of a GPU's memory here, and on an 80 GB H100 every child
+  # then failed to load its kernels (out of memory, 2026-12-05); allocating on
+  # demand leaves the children the device; they inherit the setting.
+  os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
   import jax
 
   hw = harness.hardware()

@@ -1,6 +1,7 @@
 """The FLOP count behind benchmarks/flops.py: closed forms, and loops against twins."""
 
 import json
+import os
 import pathlib
 
 import flops  # benchmarks/flops.py (conftest.py puts benchmarks/ on sys.path)
@@ -129,3 +130,27 @@ def test_the_default_cells_and_a_cell_subprocess_parse():
   # default (the renamed 'maml++') failed every cell, not only the default run.
   assert flops.parse_args([]).cells == list(flops.DEFAULT_CELLS)
   assert flops.parse_args(['--single', 'protonet:60w5s5q:vmap:auto']).single
+
+
+def test_cells_run_in_children_that_need_not_share_a_preallocated_gpu(
+  tmp_path, monkeypatch
+):
+  # The parent keeps the device while its children time the cells; with JAX's
+  # default preallocation on a GPU the children ran out of memory.
+  # setenv first, so that the variable main sets is removed again afterwards.
+  monkeypatch.setenv('XLA_PYTHON_CLIENT_PREALLOCATE', 'unset')
+  monkeypatch.delenv('XLA_PYTHON_CLIENT_PREALLOCATE')
+  seen = []
+
+  def child(cmd, cell, timeout=None, env=None):
+    seen.append((env or os.environ).get('XLA_PYTHON_CLIENT_PREALLOCATE'))
+    return {**cell, 'error': 'not run'}
+
+  monkeypatch.setattr(flops.harness, 'run_json', child)
+  monkeypatch.setattr(
+    flops,
+    'measured_peak',
+    lambda *a: {'flop_per_s': 1.0, 'size': 8, 'dtype': 'float32'},
+  )
+  flops.main(['--cells', 'maml:5w1s:auto:auto', '--out', str(tmp_path)])
+  assert seen == ['false']
