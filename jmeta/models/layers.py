@@ -24,11 +24,12 @@ def default_conv_impl(backend: str | None = None) -> str:
 
   'patches' (patch extraction plus a matmul) on CPU and GPU, 'xla' elsewhere. On
   XLA:CPU, second-order MAML through Conv4 runs several times faster that way
-  (``benchmarks/results/cpu_meta_step.md``). On an H200 (jax 0.11.2), vmapped over
+  (``benchmarks/results/cpu_meta_step.md``). On an H100 (jax 0.11.2), vmapped over
   tasks, XLA's convolutions become grouped convolutions with one group per task:
-  a MAML 5-way 1-shot meta-update took 16.0 ms with them and 2.4 ms with patches,
-  46.4 against 8.8 ms at 20-way (``benchmarks/results/gpu_flops.md`` and
-  ``gpu_meta_step.md``). TPUs are not measured, so they keep XLA's convolution.
+  a MAML 5-way 1-shot meta-update took 14.1 ms with them and 2.7 ms with patches,
+  41.0 against 9.3 ms at 20-way, and patches won for every gradient-based
+  estimator (``benchmarks/results/gpu_meta_step.md``; an H200 agreed on MAML).
+  TPUs are not measured, so they keep XLA's convolution.
   """
   backend = backend or jax.default_backend()
   return 'patches' if backend in ('cpu', 'gpu') else 'xla'
