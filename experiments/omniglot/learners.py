@@ -244,13 +244,17 @@ def embedding_loss(config) -> Callable | None:
   return functools.partial(metric.batch_semi_hard_triplet_loss, margin=margin)
 
 
-def metric_learner(config, n_way: int) -> metric.MetricLearner:
+def metric_learner(
+  config, n_way: int, model: jmeta.Model | None = None
+) -> metric.MetricLearner:
   """The ``MetricLearner`` named by ``config.algorithm``, for ``n_way``-way episodes
-  (read only by a learner with a class head, ``num_classes``)."""
+  (read only by a learner with a class head, ``num_classes``), embedding with
+  ``model`` if given, else with the config's Conv4."""
   factory = metric.METRIC_LEARNERS[config.algorithm]
   options = config.metric
   # A learner with a network of its own (Relation) takes no embedding model.
-  model = conv4(config, 0) if takes_option(config, 'model') else None
+  if model is None and takes_option(config, 'model'):
+    model = conv4(config, 0)
   learner = call_with_options(
     factory,
     own_options(config),

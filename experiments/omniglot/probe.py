@@ -80,6 +80,40 @@ def first_vs_second_order(config, params, batches) -> list[dict]:
   return [{k: float(v) for k, v in jax.device_get(compare(b)).items()} for b in batches]
 
 
+def latest_checkpoint(workdir: pathlib.Path, out_prefix: str):
+  """(config, checkpointer, step, output path) of a trained workdir's latest
+  checkpoint; refuses a workdir without one, or whose output exists."""
+  from experiments.common.checkpoint import Checkpointer  # noqa: PLC0415
+
+  config = ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
+  checkpointer = Checkpointer(workdir, config.to_dict())
+  step = checkpointer.latest_step()
+  if step is None:
+    raise app.UsageError(f'{workdir} has no checkpoint to probe.')
+  out = workdir / f'{out_prefix}_step{step}.json'
+  if out.exists():
+    raise app.UsageError(f'{out} exists; move it away to probe again.')
+  return config, checkpointer, step, out
+
+
+def restore_params(config, checkpointer, step: int, sampler):
+  """The trained params at ``step``, restored onto one device (the state's template
+  built from one episode of ``sampler``); closes ``checkpointer``."""
+  import jax  # noqa: PLC0415
+
+  import jmeta  # noqa: PLC0415
+  from experiments.omniglot import learners, train  # noqa: PLC0415
+
+  learner = learners.make_learner(config)
+  probe_inputs = sampler.sample(jax.random.key(0), 1).support_inputs[0]
+  template = jmeta.make_meta_trainer(
+    learner.estimator, train.outer_optimizer(config)
+  ).init(learner.init(jax.random.key(0), probe_inputs))
+  params = checkpointer.restore(template, step).params
+  checkpointer.close()
+  return params
+
+
 def probe(
   workdir: pathlib.Path, steps, rates, episodes: int, compare_batches: int = 0
 ) -> dict:
@@ -87,7 +121,6 @@ def probe(
   import jax.numpy as jnp  # noqa: PLC0415
 
   import jmeta  # noqa: PLC0415
-  from experiments.common.checkpoint import Checkpointer  # noqa: PLC0415
   from experiments.common.run_info import run_info  # noqa: PLC0415
   from experiments.omniglot import learners, train  # noqa: PLC0415
   from jmeta.data import omniglot  # noqa: PLC0415
@@ -96,25 +129,14 @@ def probe(
   if config.algorithm not in learners.GRADIENT_ALGORITHMS:
     raise app.UsageError(
       f'{workdir} trained {config.algorithm!r}, a metric learner: it has no '
-      'test-time inner loop to vary.'
+      'test-time inner loop to vary (experiments.omniglot.probe_batch_norm '
+      'varies its batch norm).'
     )
-  checkpointer = Checkpointer(workdir, config.to_dict())
-  step = checkpointer.latest_step()
-  if step is None:
-    raise app.UsageError(f'{workdir} has no checkpoint to probe.')
-  out = workdir / f'probe_step{step}.json'
-  if out.exists():
-    raise app.UsageError(f'{out} exists; move it away to probe again.')
+  config, checkpointer, step, out = latest_checkpoint(workdir, 'probe')
 
-  learner = learners.make_learner(config)
   bank = jnp.asarray(omniglot.load_split(config.data.protocol, 'test'))
   sampler = train.make_sampler(config, bank, n_way=config.data.n_way)
-  probe_inputs = sampler.sample(jax.random.key(0), 1).support_inputs[0]
-  template = jmeta.make_meta_trainer(
-    learner.estimator, train.outer_optimizer(config)
-  ).init(learner.init(jax.random.key(0), probe_inputs))
-  params = checkpointer.restore(template, step).params
-  checkpointer.close()
+  params = restore_params(config, checkpointer, step, sampler)
 
   rows = []
   for rate in rates or [config.inner_learning_rate]:

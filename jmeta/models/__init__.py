@@ -6,6 +6,7 @@ from jmeta.models.base import (
   TRANSDUCTIVE,
   Model,
   check_model_accepts,
+  population_batch_norm,
 )
 from jmeta.models.conv4 import (
   CONV4_VARIANTS,
@@ -34,4 +35,5 @@ __all__ = [
   'from_nnx',
   'mixed_precision',
   'mlp',
+  'population_batch_norm',
 ]

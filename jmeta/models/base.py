@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 Params = Any  # any pytree of arrays
 PRNGKey = jax.Array
@@ -54,6 +55,32 @@ def batch_norm_apply(
     return forward(params, inputs, batch_norm, num_support)
 
   return apply
+
+
+def population_batch_norm(model: Model, reference_inputs: jax.Array) -> Model:
+  """``model`` whose batch norm always takes the statistics of ``reference_inputs``.
+
+  apply(params, x) = model.apply(params, [r; x], batch_norm='support',
+  num_support=len(r))[len(r):] for r = ``reference_inputs``: every layer normalises
+  with the mean and variance of r's activations at ``params``, so an example's output
+  depends on it and on r only. With r a large sample of the training data this is
+  inference-mode batch norm with population statistics, what PyTorch's running
+  averages (as in ProtoNet's reference code) approach once training has settled.
+  The call's own ``batch_norm`` and ``num_support`` are ignored; each call also
+  runs ``reference_inputs`` forward.
+  """
+  if reference_inputs.ndim < 1 or reference_inputs.shape[0] < 1:
+    raise ValueError(
+      'reference_inputs needs a leading batch axis with at least one example, got '
+      f'shape {tuple(reference_inputs.shape)}.'
+    )
+  n = reference_inputs.shape[0]
+
+  def apply(params: Params, inputs: jax.Array, **_ignored: Any) -> jax.Array:
+    both = jnp.concatenate([reference_inputs.astype(inputs.dtype), inputs])
+    return model.apply(params, both, batch_norm=SUPPORT, num_support=n)[n:]
+
+  return Model(model.init, apply)
 
 
 def check_batch_norm_mode(mode: str) -> str:
