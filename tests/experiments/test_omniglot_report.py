@@ -100,9 +100,24 @@ def test_readme_full_protocol_table_is_generated_from_the_finished_runs():
   assert finished
   for path in finished:
     r = json.loads(path.read_text())
-    assert r['iterations'] == report.full_iterations(
-      r['config']['algorithm'], r['config']['setting']
-    )
+    config = r['config']
+    if config.get('early_stopping_patience'):
+      # ProtoNet's first run: its rule, or its cap, ended it.
+      assert (
+        r['early_stopping']['stopped'] or r['iterations'] == config['num_iterations']
+      )
+    elif config['data'].get('train_split') == 'trainval':
+      # Its second: the length the first run's rule chose, all of it trained.
+      select = path.parent.parent / path.parent.name.replace('_trainval', '_select')
+      (chosen,) = [
+        json.loads(p.read_text())['early_stopping']['reference_trainval_iterations']
+        for p in select.glob('test_step*.json')
+      ]
+      assert r['iterations'] == config['num_iterations'] == chosen
+    else:
+      assert r['iterations'] == report.full_iterations(
+        config['algorithm'], config['setting']
+      )
     t = r['test']['1000']
     assert f'{100 * t["accuracy"]:.2f} ± {100 * t["ci95"]:.2f}' in section
 
@@ -226,7 +241,7 @@ def test_readme_prose_on_the_reference_network_full_run_matches_its_records():
     f'{jmeta_network:.0f}.'
   ) in text
   table = report.table(full).splitlines()
-  assert 'BN offsets not adapted' in table[5]  # the fourth row, as the prose says
+  assert 'BN offsets not adapted' in table[6]  # the fifth row, as the prose says
 
 
 def test_readme_prose_on_the_meta_networks_run_matches_its_records():
@@ -381,3 +396,85 @@ def test_runs_of_protonet_s_reference_protocol_say_how_their_length_was_set():
   # Other runs count against their recipe's full length.
   run = {'config': fomaml.get_config('5w1s').to_dict(), 'iterations': 100}
   assert report.iterations(run) == '100 of 60,000'
+
+
+def test_gpu_maml_prose_and_notes_quote_their_files():
+  folder = ROOT / 'results' / 'omniglot' / 'full'
+
+  def test_of(name):
+    return json.loads((folder / name / 'test_step60000.json').read_text())
+
+  gpu, cpu = test_of('maml_5w1s_h200'), test_of('maml_5w1s')
+
+  def quoted(record, n):
+    t = record['test'][str(n)]
+    return f'{100 * t["accuracy"]:.2f} ± {100 * t["ci95"]:.2f}'
+
+  readme = ' '.join((ROOT / 'README.md').read_text().split())
+  notes = ' '.join((folder / 'maml_5w1s_h200' / 'NOTES.md').read_text().split())
+  assert (
+    f'It took {gpu["train_seconds_total"]:.0f} s of training against the CPU '
+    f"run's {cpu['train_seconds_total']:.0f} s, and tests at {quoted(gpu, 600)} on "
+    f"600 episodes, beside the CPU run's {quoted(cpu, 600)}." in readme
+  )
+  assert f'{quoted(gpu, 600)} on 600 episodes and {quoted(gpu, 1000)} on 1,000' in notes
+  assert f"CPU run's {quoted(cpu, 600)} and {quoted(cpu, 1000)}" in notes
+  # The segments the prose names: an H200 to 37,000 steps, then the H100 to the end.
+  timing = [
+    json.loads(line) for line in (folder / 'maml_5w1s_h200' / 'timing.jsonl').open()
+  ]
+  assert [(t['from_step'], t['to_step']) for t in timing] == [
+    (0, 23000),
+    (23000, 37000),
+    (37000, 60000),
+  ]
+  assert 'its first 37,000 steps on an H200, the rest on an H100' in readme
+  assert gpu['run']['devices'] == ['NVIDIA H100 80GB HBM3']
+  total = sum(t['seconds'] for t in timing)
+  assert f'The train time, {total:.1f} s, sums the three segments' in notes
+  assert f'{timing[-1]["seconds"]:.1f} s of training by `timing.jsonl`' in notes
+
+
+def test_protonet_5w5s_prose_quotes_its_runs_and_its_batch_norm_probe():
+  full = ROOT / 'results' / 'omniglot' / 'full'
+
+  def record(name, prefix='test_step'):
+    (path,) = (full / name).glob(f'{prefix}*.json')
+    return json.loads(path.read_text())
+
+  select = record('protonet_5w5s_select_gpu')
+  trainval = record('protonet_5w5s_trainval_gpu')
+  probe = record('protonet_5w5s_trainval_gpu', 'batch_norm_probe_step')
+
+  def q(t):
+    return f'{100 * t["accuracy"]:.2f} ± {100 * t["ci95"]:.2f}'
+
+  rows = {(r['n_way'], r['batch_norm']): q(r) for r in probe['test']}
+  own = {
+    5: q(trainval['test']['1000']),
+    20: q(trainval['test_extra_ways']['20']['1000']),
+  }
+  # The CPU's float32 re-test with the trained statistics repeats the GPU's numbers.
+  assert rows[5, 'support'] == own[5] and rows[20, 'support'] == own[20]
+  # None of the other statistics moves either number out of its interval.
+  for way in (5, 20):
+    for mode in ('transductive', 'population'):
+      acc, ci = (float(x) for x in rows[way, mode].split(' ± '))
+      assert abs(acc - float(own[way].split(' ± ')[0])) < ci
+  expected = (
+    f'in {select["train_seconds_total"]:.0f} s and '
+    f'{trainval["train_seconds_total"]:.0f} s of training. The first stopped by the '
+    f'rule at {select["iterations"]:,} episodes, its lowest validation loss at '
+    f'{select["early_stopping"]["best_step"]:,}; the second, trained on the training '
+    f'and validation characters for {trainval["iterations"]:,} episodes, tests at '
+    f'{own[5]} at 5 ways and {own[20]} at 20 ways',
+    f'(`batch_norm_probe_step{probe["step"]}.json`)',
+    f'it tests at {rows[5, "support"]} and {rows[20, "support"]}, the GPU',
+    f'support and query together, {rows[5, "transductive"]} and '
+    f'{rows[20, "transductive"]}; with the statistics of '
+    f'{probe["reference_images"]:,} fixed training images',
+    f'approach, {rows[5, "population"]} and {rows[20, "population"]}.',
+  )
+  text = ' '.join((ROOT / 'README.md').read_text().split())
+  for sentence in expected:
+    assert sentence in text, sentence
