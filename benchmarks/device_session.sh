@@ -15,6 +15,9 @@
 # tensorboardX).
 #
 #   SKIP_SUITE=1   continue the run only (it takes the whole DEADLINE_S)
+#   SECOND_RUN=1   RUN is the first run of ProtoNet's reference protocol: once it has
+#                  stopped, register its second run (experiments.omniglot.second_run)
+#                  and train that too in the time left; both workdirs come back
 #   RUN            the run's workdir (default results/omniglot/full/maml_5w1s_h200)
 #   PYTHON         the interpreter (default python3)
 set -uo pipefail
@@ -31,19 +34,41 @@ export JMETA_OMNIGLOT_DIR=$data/omniglot JMETA_TFDS_DATA_DIR=$data/tfds
 if [ "${SKIP_SUITE:-0}" != 1 ]; then
   bash benchmarks/device_suite.sh
 fi
-# The command RUN.json records, so the run is the registered one.
-command=$("$py" -c 'import json, shlex, sys; print(shlex.join(json.load(open(sys.argv[1]))["command"]))' "$run/RUN.json") || exit 1
-command=${command/#python /$py }
-left=$((deadline - (SECONDS - start) - 30))
-if [ "$left" -gt 60 ]; then
+# Trains the registered run in workdir $1 until the deadline, with the command its
+# RUN.json records, so that the run is the registered one.
+train_until_deadline() {
+  local workdir=$1 command left rc
+  if compgen -G "$workdir/test_step*.json" >/dev/null; then
+    echo "$workdir has finished: $(ls "$workdir"/test_step*.json)"
+    return 0
+  fi
+  command=$("$py" -c 'import json, shlex, sys; print(shlex.join(json.load(open(sys.argv[1]))["command"]))' "$workdir/RUN.json") || return 1
+  command=${command/#python /$py }
+  left=$((deadline - (SECONDS - start) - 30))
+  if [ "$left" -le 60 ]; then
+    echo "$(date -u) ${left}s left: $workdir not started"
+    return 1
+  fi
   echo "$(date -u) running for at most ${left}s: $command"
   # Its output goes into the workdir's log.txt too, as `experiments.runs continue`
   # does, so that it comes back with the workdir.
-  echo "# continued by benchmarks/device_session.sh at $(date -u -Iseconds)" >>"$run/log.txt"
+  echo "# continued by benchmarks/device_session.sh at $(date -u -Iseconds)" >>"$workdir/log.txt"
   # shellcheck disable=SC2086
-  timeout -s TERM -k 20 "$left" $command 2>&1 | tee -a "$run/log.txt"
+  timeout -s TERM -k 20 "$left" $command 2>&1 | tee -a "$workdir/log.txt"
   rc=${PIPESTATUS[0]}
   echo "$(date -u) exit $rc (124: stopped at the deadline, after any checkpoint being written)"
+  return "$rc"
+}
+workdirs=("$run")
+train_until_deadline "$run"
+if [ "$?" = 0 ] && [ "${SECOND_RUN:-0}" = 1 ]; then
+  second=${run/_select/_trainval}
+  if [ -f "$second/RUN.json" ] || "$py" -m experiments.omniglot.second_run "$run"; then
+    workdirs+=("$second")
+    train_until_deadline "$second"
+  fi
 fi
-tar czf "$out/$(basename "$run").tgz" "$run"
+for workdir in "${workdirs[@]}"; do
+  tar czf "$out/$(basename "$workdir").tgz" "$workdir"
+done
 ls -la "$out"
