@@ -88,10 +88,11 @@ def latest_checkpoint(workdir: pathlib.Path, out_prefix: str):
   config = ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
   checkpointer = Checkpointer(workdir, config.to_dict())
   step = checkpointer.latest_step()
-  if step is None:
-    raise app.UsageError(f'{workdir} has no checkpoint to probe.')
   out = workdir / f'{out_prefix}_step{step}.json'
-  if out.exists():
+  if step is None or out.exists():
+    checkpointer.close()
+    if step is None:
+      raise app.UsageError(f'{workdir} has no checkpoint to probe.')
     raise app.UsageError(f'{out} exists; move it away to probe again.')
   return config, checkpointer, step, out
 
