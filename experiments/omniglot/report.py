@@ -153,6 +153,9 @@ def _variant(config: dict, devices: int = 1, backend: str = 'cpu') -> str:
   dtype = config['model'].get('compute_dtype', 'float32')
   if dtype != 'float32':
     notes.append(f'{dtype} compute')
+  precision = config['model'].get('matmul_precision', 'default')
+  if precision != 'default':
+    notes.append(f'matmul precision {precision}')
   notes += _network_options(config)
   if config['algorithm'] == 'reptile':
     notes.append(_reptile_inner_loop(config))

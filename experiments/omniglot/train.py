@@ -51,8 +51,10 @@ ADDED_FIELDS = {
   'persistent_inner_state': False,
   'data.train_split': 'train',
   'early_stopping_patience': 0,
+  'model.matmul_precision': 'default',
 }
 TRAIN_SPLITS = ('train', 'trainval')
+MATMUL_PRECISIONS = ('default', 'high', 'highest')
 
 
 def may_differ_on_resume(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -88,6 +90,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     ),
     'model.head_init': (config.model.head_init, jmeta.models.HEAD_INITS),
     'data.train_split': (config.data.get('train_split', 'train'), TRAIN_SPLITS),
+    'model.matmul_precision': (
+      config.model.get('matmul_precision', 'default'),
+      MATMUL_PRECISIONS,
+    ),
     'inner_adapts': (config.inner_adapts, tuple(learners.INNER_ADAPTS)),
     'eval.batching': (
       config.eval.get('batching', ''),
@@ -387,8 +393,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       'metrics.jsonl, learning_curve.png beside it). jmeta does not overwrite '
       'results; pass a new --workdir to train again.'
     )
-  with _explain_out_of_memory(config), runs.workdir_lock(workdir):
+  with (
+    _explain_out_of_memory(config),
+    runs.workdir_lock(workdir),
+    matmul_precision(config),
+  ):
     return _train_and_evaluate(config, workdir)
+
+
+def matmul_precision(config: ml_collections.ConfigDict):
+  """The context in which every step is traced: ``config.model.matmul_precision``
+  as JAX's default precision of float32 matmuls and convolutions."""
+  precision = config.model.get('matmul_precision', 'default')
+  return jax.default_matmul_precision(None if precision == 'default' else precision)
 
 
 class RunCompleteError(FileExistsError):

@@ -31,6 +31,11 @@ def test_variant_names_what_differs_from_the_paper():
   assert report._variant(config) == 'BN transductive'
   config['model']['compute_dtype'] = 'bfloat16'
   assert report._variant(config) == 'BN transductive, bfloat16 compute'
+  config['model']['matmul_precision'] = 'highest'
+  assert report._variant(config) == (
+    'BN transductive, bfloat16 compute, matmul precision highest'
+  )
+  del config['model']['matmul_precision']
   assert (
     report._variant(config, devices=2, backend='cpu')
     == 'BN transductive, bfloat16 compute, sharded over 2 CPU devices'

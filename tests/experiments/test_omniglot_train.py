@@ -550,3 +550,32 @@ def test_bad_reference_network_fields_are_named(tmp_path):
   config.inner_adapts = 'all_but_batch_norm_offsets'
   with pytest.raises(ValueError, match='config.inner_adapts'):
     learners.build(config, config.data.n_way)
+
+
+def test_matmul_precision_reaches_every_matmul_and_convolution_of_the_step():
+  config = tiny.get_config()
+  learner = learners.make_learner(config)
+  bank = jnp.zeros((10, 20, 28, 28), jnp.uint8)
+  batch = train.make_sampler(config, bank, train=True).sample(
+    jax.random.key(0), config.meta_batch_size
+  )
+  trainer = jmeta.make_meta_trainer(learner.estimator, train.outer_optimizer(config))
+  state = trainer.init(learner.init(jax.random.key(0), batch.support_inputs[0]))
+
+  def precisions(value):
+    config.model.matmul_precision = value
+    with train.matmul_precision(config):
+      text = jax.jit(trainer.step).lower(state, batch).as_text()
+    ops = [
+      line
+      for line in text.splitlines()
+      if 'dot_general' in line or 'convolution' in line
+    ]
+    assert ops
+    return {p for p in ('DEFAULT', 'HIGHEST') if any(p in line for line in ops)}
+
+  assert precisions('default') == {'DEFAULT'}
+  assert precisions('highest') == {'HIGHEST'}
+  config.model.matmul_precision = 'tf32'
+  with pytest.raises(ValueError, match='config.model.matmul_precision'):
+    train.check_config(config)

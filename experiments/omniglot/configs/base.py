@@ -44,6 +44,10 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   # 'bfloat16': compute in bfloat16 with float32 params, gradients and loss
   # (jmeta.models.mixed_precision); float32 accumulation of every product.
   config.model.compute_dtype = 'float32'
+  # Precision of float32 matmuls and convolutions (jax_default_matmul_precision):
+  # 'default' lets XLA choose (TF32 on an Ampere or Hopper GPU; full float32 on a
+  # CPU), 'highest' asks for full float32 everywhere.
+  config.model.matmul_precision = 'default'
   # MAML's reference network (cbfinn/maml) differs in three ways: its batch norm
   # has no scale and epsilon 1e-3, and its Omniglot head is drawn from a standard
   # normal. With inner_adapts = 'all_but_batch_norm_offsets' (its batch-norm
