@@ -12,7 +12,16 @@
 # .device/ (ignored by .git/info/exclude): omniglot/ with the two Omniglot archives,
 # tfds/ with jmeta's prepared arrays (jmeta_omniglot_arrays/, so no TFDS is needed
 # there), and whl/ with the pure-Python wheels its image lacks (ml_collections,
-# tensorboardX).
+# tensorboardX). To make it (the compressed npz keeps the call under its 64 MiB):
+#
+#   mkdir -p .device/omniglot .device/tfds/jmeta_omniglot_arrays/1.0.0 .device/whl
+#   echo /.device/ >>.git/info/exclude
+#   cp "$JMETA_OMNIGLOT_DIR"/images_{background,evaluation}.zip .device/omniglot/
+#   python -c 'import numpy as np; z = np.load(SRC); np.savez_compressed(DST, **z)'
+#     (SRC: ~/tensorflow_datasets/jmeta_omniglot_arrays/1.0.0/omniglot28_archives.npz,
+#      DST: the same path under .device/tfds)
+#   pip download --no-deps --only-binary=:all: -d .device/whl \
+#     ml_collections==1.1.0 tensorboardX==2.6.5
 #
 #   SKIP_SUITE=1   continue the run only (it takes the whole DEADLINE_S)
 #   SECOND_RUN=1   RUN is the first run of ProtoNet's reference protocol: once it has
