@@ -23,6 +23,7 @@ import pathlib
 import sys
 
 from experiments import runs
+from experiments.common.workdir import completed_result
 
 
 def second_run_command(first: runs.Run, record: dict, workdir: pathlib.Path) -> list:
@@ -64,11 +65,8 @@ def register_second_run(
   if not matches:
     raise ValueError(f'{first_workdir} is not a registered run (no RUN.json).')
   first = matches[0]
-  records = sorted(
-    (root / first_workdir).glob('test_step*.json'),
-    key=lambda p: int(p.stem.removeprefix('test_step')),
-  )
-  if not records:
+  record = completed_result(root / first_workdir, None)
+  if record is None:
     raise ValueError(f'{first_workdir} has not finished: it has no test_step<N>.json.')
   if '_select' not in first_workdir.name:
     raise ValueError(
@@ -78,7 +76,7 @@ def register_second_run(
   workdir = first_workdir.with_name(first_workdir.name.replace('_select', '_trainval'))
   if (root / workdir / runs.RUN_FILE).exists():
     raise ValueError(f'{workdir} is registered already.')
-  command = second_run_command(first, json.loads(records[-1].read_text()), workdir)
+  command = second_run_command(first, json.loads(record.read_text()), workdir)
   return runs.register(workdir, command, backend=first.backend, root=root)
 
 
