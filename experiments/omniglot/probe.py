@@ -80,12 +80,16 @@ def first_vs_second_order(config, params, batches) -> list[dict]:
   return [{k: float(v) for k, v in jax.device_get(compare(b)).items()} for b in batches]
 
 
-def latest_checkpoint(workdir: pathlib.Path, out_prefix: str):
-  """(config, checkpointer, step, output path) of a trained workdir's latest
-  checkpoint; refuses a workdir without one, or whose output exists."""
+def read_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with (its ``config.json``)."""
+  return ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
+
+
+def latest_checkpoint(workdir: pathlib.Path, config, out_prefix: str):
+  """(checkpointer, step, output path) of a trained workdir's latest checkpoint;
+  refuses a workdir without one, or whose output exists."""
   from experiments.common.checkpoint import Checkpointer  # noqa: PLC0415
 
-  config = ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
   checkpointer = Checkpointer(workdir, config.to_dict())
   step = checkpointer.latest_step()
   out = workdir / f'{out_prefix}_step{step}.json'
@@ -94,7 +98,7 @@ def latest_checkpoint(workdir: pathlib.Path, out_prefix: str):
     if step is None:
       raise app.UsageError(f'{workdir} has no checkpoint to probe.')
     raise app.UsageError(f'{out} exists; move it away to probe again.')
-  return config, checkpointer, step, out
+  return checkpointer, step, out
 
 
 def restore_params(config, checkpointer, step: int, sampler):
@@ -126,14 +130,14 @@ def probe(
   from experiments.omniglot import learners, train  # noqa: PLC0415
   from jmeta.data import omniglot  # noqa: PLC0415
 
-  config = ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
+  config = read_config(workdir)
   if config.algorithm not in learners.GRADIENT_ALGORITHMS:
     raise app.UsageError(
       f'{workdir} trained {config.algorithm!r}, a metric learner: it has no '
       'test-time inner loop to vary (experiments.omniglot.probe_batch_norm '
       'varies its batch norm).'
     )
-  config, checkpointer, step, out = latest_checkpoint(workdir, 'probe')
+  checkpointer, step, out = latest_checkpoint(workdir, config, 'probe')
 
   bank = jnp.asarray(omniglot.load_split(config.data.protocol, 'test'))
   sampler = train.make_sampler(config, bank, n_way=config.data.n_way)

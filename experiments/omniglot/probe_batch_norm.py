@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import pathlib
 
-import ml_collections
 from absl import app, flags, logging
 
 MODES = ('support', 'transductive', 'population')
@@ -84,11 +83,15 @@ def probe(workdir: pathlib.Path, num_reference: int, episodes: int, per_call: in
   import jmeta  # noqa: PLC0415
   from experiments.common.run_info import run_info  # noqa: PLC0415
   from experiments.omniglot import learners, train  # noqa: PLC0415
-  from experiments.omniglot.probe import latest_checkpoint, restore_params  # noqa: PLC0415
+  from experiments.omniglot.probe import (  # noqa: PLC0415
+    latest_checkpoint,
+    read_config,
+    restore_params,
+  )
   from jmeta.data import episodes as episode_data  # noqa: PLC0415
   from jmeta.data import omniglot  # noqa: PLC0415
 
-  config = ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
+  config = read_config(workdir)
   if config.algorithm in learners.GRADIENT_ALGORITHMS or not learners.takes_option(
     config, 'model'
   ):
@@ -96,7 +99,7 @@ def probe(workdir: pathlib.Path, num_reference: int, episodes: int, per_call: in
       f'{workdir} trained {config.algorithm!r}: this probe needs a metric learner '
       'that embeds with the Conv4 (protonet, matching, siamese).'
     )
-  config, checkpointer, step, out = latest_checkpoint(workdir, 'batch_norm_probe')
+  checkpointer, step, out = latest_checkpoint(workdir, config, 'batch_norm_probe')
   banks = {
     s: jnp.asarray(omniglot.load_split(config.data.protocol, s))
     for s in ('train', 'val', 'test')
