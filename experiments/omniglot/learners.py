@@ -109,6 +109,7 @@ def conv4(config, num_classes: int) -> jmeta.Model:
     batch_norm_scale=config.model.batch_norm_scale,
     batch_norm_eps=config.model.batch_norm_eps,
     head_init=config.model.head_init,
+    block_init=config.model.block_init,
   )
   dtype = config.model.get('compute_dtype', 'float32')
   return model if dtype == 'float32' else jmeta.models.mixed_precision(model, dtype)

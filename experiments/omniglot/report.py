@@ -202,13 +202,15 @@ def _batch_norm(config: dict) -> str:
 
 
 def _network_options(config: dict) -> list[str]:
-  """The options of MAML's reference network a run sets (none before they existed)."""
+  """The reference-network options a run sets, MAML's and the 2017 PyTorch init
+  (none before they existed)."""
   model = config['model']
   eps = model.get('batch_norm_eps', 1e-5)
   chosen = {
     'no BN scale': model.get('batch_norm_scale', True) is False,
     f'BN eps {eps:g}': eps != 1e-5,
     'standard-normal head': model.get('head_init', 'glorot_uniform') == 'normal',
+    'PyTorch-2017 init': model.get('block_init', 'glorot_uniform') == 'torch_2017',
     'BN offsets not adapted': (
       config.get('inner_adapts', 'all') == 'all_but_batch_norm_offsets'
     ),

@@ -52,6 +52,7 @@ ADDED_FIELDS = {
   'data.train_split': 'train',
   'early_stopping_patience': 0,
   'model.matmul_precision': 'default',
+  'model.block_init': 'glorot_uniform',
 }
 TRAIN_SPLITS = ('train', 'trainval')
 MATMUL_PRECISIONS = ('default', 'high', 'highest')
@@ -89,6 +90,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       jmeta.models.CONV4_VARIANTS if conv4 else (config.algorithm,),
     ),
     'model.head_init': (config.model.head_init, jmeta.models.HEAD_INITS),
+    'model.block_init': (
+      config.model.get('block_init', 'glorot_uniform'),
+      jmeta.models.BLOCK_INITS,
+    ),
     'data.train_split': (config.data.get('train_split', 'train'), TRAIN_SPLITS),
     'model.matmul_precision': (
       config.model.get('matmul_precision', 'default'),

@@ -15,12 +15,13 @@ from jmeta.models.conv4 import (
   excluding_batch_norm_offsets,
 )
 from jmeta.models.flax_adapters import from_linen, from_nnx
-from jmeta.models.layers import default_conv_impl
+from jmeta.models.layers import BLOCK_INITS, default_conv_impl
 from jmeta.models.mlp import mlp
 from jmeta.models.precision import COMPUTE_DTYPES, mixed_precision
 
 __all__ = [
   'BATCH_NORM_MODES',
+  'BLOCK_INITS',
   'COMPUTE_DTYPES',
   'CONV4_VARIANTS',
   'HEAD_INITS',

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from jmeta.models.base import TRANSDUCTIVE, Model, batch_norm_apply
 from jmeta.models.layers import (
+  BLOCK_INITS,
   conv_block,
   conv_block_init,
   dense,
@@ -43,6 +44,7 @@ def conv4(
   batch_norm_scale: bool = True,
   batch_norm_eps: float = 1e-5,
   head_init: str = 'glorot_uniform',
+  block_init: str = 'glorot_uniform',
 ) -> Model:
   """Conv4: four blocks of [3x3 conv, batch norm, ReLU], then a linear head.
 
@@ -63,6 +65,10 @@ def conv4(
   ways, each an option: its batch norm has no scale (``batch_norm_scale=False``)
   and epsilon 1e-3 (``batch_norm_eps=1e-3``), and its Omniglot head is drawn from a
   standard normal (``head_init='normal'``; the default is Glorot-uniform).
+
+  ``block_init`` draws the blocks' params (``jmeta.models.layers.conv_block_init``):
+  ``'torch_2017'`` is the PyTorch initialisation of the 2017 reference codes, such
+  as Prototypical Networks' (Snell et al., 2017), batch-norm scales from U(0, 1).
   """
   if variant not in CONV4_VARIANTS:
     raise ValueError(
@@ -70,6 +76,10 @@ def conv4(
     )
   if head_init not in HEAD_INITS:
     raise ValueError(f'unknown head_init {head_init!r}; expected one of {HEAD_INITS}.')
+  if block_init not in BLOCK_INITS:
+    raise ValueError(
+      f'unknown block_init {block_init!r}; expected one of {BLOCK_INITS}.'
+    )
   if not batch_norm_eps > 0:
     raise ValueError(f'batch_norm_eps must be positive, got {batch_norm_eps}.')
   if num_classes < 0 or filters < 1:
@@ -105,8 +115,10 @@ def conv4(
       )
     keys = jax.random.split(key, 5)
     cin = example_inputs.shape[-1]
-    block_init = functools.partial(conv_block_init, scale=batch_norm_scale)
-    params = init_layers(keys[:4], cin, (filters,) * 4, block_init, 'block')
+    init_block = functools.partial(
+      conv_block_init, scale=batch_norm_scale, init=block_init
+    )
+    params = init_layers(keys[:4], cin, (filters,) * 4, init_block, 'block')
     if num_classes:
       features = jax.eval_shape(
         lambda p, x: embed(p, x, TRANSDUCTIVE), params, example_inputs[:1]

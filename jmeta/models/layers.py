@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -208,17 +209,41 @@ def init_layers(
   return params
 
 
+BLOCK_INITS = ('glorot_uniform', 'torch_2017')
+
+
 def conv_block_init(
-  key: jax.Array, cin: int, cout: int, *, scale: bool = True
+  key: jax.Array,
+  cin: int,
+  cout: int,
+  *,
+  scale: bool = True,
+  init: str = 'glorot_uniform',
 ) -> dict[str, jax.Array]:
-  """A 3x3 conv block's params: Glorot-uniform ``w``, zero ``b`` and ``bias`` (the
-  batch-norm offset), and a unit batch-norm ``scale`` unless ``scale=False``."""
-  params = {
-    'w': jax.nn.initializers.glorot_uniform()(key, (3, 3, cin, cout), jnp.float32),
-    'b': jnp.zeros((cout,), jnp.float32),
-    'scale': jnp.ones((cout,), jnp.float32),
-    'bias': jnp.zeros((cout,), jnp.float32),
-  }
+  """A 3x3 conv block's params, ``w``, ``b``, batch-norm ``scale`` (unless
+  ``scale=False``) and offset ``bias``, drawn by ``init``:
+
+  * ``'glorot_uniform'``: Glorot-uniform ``w``, zero ``b``, unit ``scale``;
+  * ``'torch_2017'``: PyTorch's defaults before 1.0, which the 2017 reference codes
+    (e.g. Prototypical Networks') were initialised with: ``w`` and ``b`` from
+    U(-1/sqrt(9 cin), 1/sqrt(9 cin)) and ``scale`` from U(0, 1) (changed to ones in
+    pytorch/pytorch#12325, October 2018).
+
+  The batch-norm offset ``bias`` starts at zero in both.
+  """
+  shape = (3, 3, cin, cout)
+  if init == 'glorot_uniform':
+    w = jax.nn.initializers.glorot_uniform()(key, shape, jnp.float32)
+    b, gamma = jnp.zeros((cout,), jnp.float32), jnp.ones((cout,), jnp.float32)
+  elif init == 'torch_2017':
+    k_w, k_b, k_scale = jax.random.split(key, 3)
+    bound = 1.0 / math.sqrt(9 * cin)
+    w = jax.random.uniform(k_w, shape, jnp.float32, -bound, bound)
+    b = jax.random.uniform(k_b, (cout,), jnp.float32, -bound, bound)
+    gamma = jax.random.uniform(k_scale, (cout,), jnp.float32)
+  else:
+    raise ValueError(f'unknown block init {init!r}; expected one of {BLOCK_INITS}.')
+  params = {'w': w, 'b': b, 'scale': gamma, 'bias': jnp.zeros((cout,), jnp.float32)}
   if not scale:
     del params['scale']
   return params

@@ -4,7 +4,7 @@ import json
 import pathlib
 
 from experiments.omniglot import report
-from experiments.omniglot.configs import fomaml, imaml, meta_networks
+from experiments.omniglot.configs import fomaml, imaml, meta_networks, protonet_full
 
 ROOT = pathlib.Path(__file__).parents[2]
 BEGIN = (
@@ -58,6 +58,9 @@ def test_variant_names_what_differs_from_the_paper():
     'BN transductive, no BN scale, BN eps 0.001, standard-normal head, '
     'BN offsets not adapted'
   )
+  protonet = protonet_full.get_config('5w5s').to_dict()
+  protonet['model']['block_init'] = 'torch_2017'
+  assert 'PyTorch-2017 init' in report._variant(protonet)
   # Meta Networks' own networks have no batch norm, and its paper no iteration count.
   assert report._variant(meta_networks.get_config('5w1s').to_dict()) == (
     'no BN, paper trains for an unstated number of episodes'

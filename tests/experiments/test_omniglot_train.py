@@ -526,6 +526,22 @@ def test_reference_maml_network_fields_build_maml_s_own_network(tmp_path):
   chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_block_init_field_builds_the_torch_2017_network(tmp_path):
+  config = tiny.get_config()
+  config.model.block_init = 'torch_2017'
+  init, _, _ = learners.build(config, config.data.n_way)
+  images = jnp.zeros((2 * config.data.n_way, 28, 28, 1))
+  direct = jmeta.conv4(
+    config.data.n_way, filters=config.model.filters, block_init='torch_2017'
+  )
+  chex.assert_trees_all_equal(
+    init(jax.random.key(1), images), direct.init(jax.random.key(1), images)
+  )
+  config.model.block_init = 'kaiming'
+  with pytest.raises(ValueError, match="config.model.block_init = 'kaiming'"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
 def test_fields_added_since_older_runs_default_to_what_those_runs_trained_with():
   from experiments.omniglot.configs import base
 

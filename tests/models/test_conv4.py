@@ -309,6 +309,8 @@ def test_conv4_rejects_bad_arguments():
     jmeta.conv4(5, filters=4).init(jax.random.key(0), jnp.zeros((2, 8, 8)))
   with pytest.raises(ValueError, match="unknown head_init 'zeros'"):
     jmeta.conv4(5, head_init='zeros')
+  with pytest.raises(ValueError, match="unknown block_init 'he'.*torch_2017"):
+    jmeta.conv4(5, block_init='he')
   with pytest.raises(ValueError, match='batch_norm_eps must be positive'):
     jmeta.conv4(5, batch_norm_eps=0.0)
 
@@ -366,3 +368,34 @@ def test_excluding_batch_norm_offsets_selects_all_but_the_offsets():
     expected = {k: not (name.startswith('block_') and k == 'bias') for k in block}
     assert block == expected, name
   assert mask['head'] == {'w': True, 'b': True}
+
+
+def test_torch_2017_block_init_draws_pytorch_s_old_defaults():
+  """Conv weights and biases U(+-1/sqrt(9 cin)) and batch-norm scales U(0, 1), as
+  PyTorch drew them before pytorch/pytorch#12325; offsets zero, the head unchanged."""
+  x = jnp.zeros((2, 28, 28, 1))
+  torch = jmeta.conv4(5, variant='maxpool', block_init='torch_2017').init(
+    jax.random.key(0), x
+  )
+  glorot = jmeta.conv4(5, variant='maxpool').init(jax.random.key(0), x)
+  chex.assert_trees_all_equal(torch['head'], glorot['head'])
+  for i, cin in enumerate((1, 64, 64, 64)):
+    block = {k: np.asarray(v) for k, v in torch[f'block_{i}'].items()}
+    bound = 1 / np.sqrt(9 * cin)
+    w = block['w']
+    assert w.shape == (3, 3, cin, 64)
+    assert np.abs(w).max() <= bound and np.abs(block['b']).max() <= bound
+    # U(-a, a) has standard deviation a / sqrt(3): 0.024 at cin 64 and 0.19 at cin
+    # 1, where Glorot's sqrt(2 / (9 (cin + 64))) is 0.042 and 0.058. The tolerances
+    # are about 5 standard errors of the estimate from 36,864 and 576 draws.
+    np.testing.assert_allclose(w.std(), bound / np.sqrt(3), rtol=0.02 if i else 0.1)
+    assert np.all((0 <= block['scale']) & (block['scale'] < 1))
+    assert 0.35 < block['scale'].mean() < 0.65 and block['scale'].std() > 0.2
+    assert np.all(block['bias'] == 0) and np.all(block['b'] != 0)
+    assert not np.array_equal(w, np.asarray(glorot[f'block_{i}']['w']))
+  # Without a batch-norm scale there is nothing to draw from U(0, 1).
+  plain = jmeta.conv4(
+    0, variant='maxpool', block_init='torch_2017', batch_norm_scale=False
+  ).init(jax.random.key(0), x)
+  assert 'scale' not in plain['block_0']
+  chex.assert_trees_all_equal(plain['block_0']['w'], torch['block_0']['w'])

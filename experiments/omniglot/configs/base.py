@@ -55,6 +55,10 @@ def get_base_config(setting: str) -> ml_collections.ConfigDict:
   config.model.batch_norm_scale = True
   config.model.batch_norm_eps = 1e-5
   config.model.head_init = 'glorot_uniform'  # or 'normal'
+  # How the blocks are drawn (jmeta.models.layers.conv_block_init): 'torch_2017' is
+  # the PyTorch initialisation of the 2017 reference codes (ProtoNet's): batch-norm
+  # scales from U(0, 1), conv weights and biases from U(+-1/sqrt(fan_in)).
+  config.model.block_init = 'glorot_uniform'
 
   config.meta_batch_size = 32
   config.batching = 'auto'
