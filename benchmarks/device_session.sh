@@ -27,7 +27,10 @@
 #   SECOND_RUN=1   RUN is the first run of ProtoNet's reference protocol: once it has
 #                  stopped, register its second run (experiments.omniglot.second_run)
 #                  and train that too in the time left; both workdirs come back
-#   RUN            the run's workdir (default results/omniglot/full/maml_5w1s_h200)
+#   RUN            the run's workdir (default results/omniglot/full/maml_5w1s_h200),
+#                  or several, separated by spaces: trained in that order (each with
+#                  its second run under SECOND_RUN=1, for a workdir named *_select*)
+#                  until the deadline; a run cut short ends the list
 #   PYTHON         the interpreter (default python3)
 set -uo pipefail
 start=$SECONDS
@@ -68,15 +71,27 @@ train_until_deadline() {
   echo "$(date -u) exit $rc (124: stopped at the deadline, after any checkpoint being written)"
   return "$rc"
 }
-workdirs=("$run")
-train_until_deadline "$run"
-if [ "$?" = 0 ] && [ "${SECOND_RUN:-0}" = 1 ]; then
-  second=${run/_select/_trainval}
-  if [ -f "$second/RUN.json" ] || "$py" -m experiments.omniglot.second_run "$run"; then
+# Trains run $1, then its second run where SECOND_RUN=1 asks for it; returns the
+# first non-zero exit. Appends every workdir it touched to `workdirs`.
+train_with_second_run() {
+  local first=$1 second rc
+  workdirs+=("$first")
+  train_until_deadline "$first"
+  rc=$?
+  if [ "$rc" != 0 ] || [ "${SECOND_RUN:-0}" != 1 ] || [[ $first != *_select* ]]; then
+    return "$rc"
+  fi
+  second=${first/_select/_trainval}
+  if [ -f "$second/RUN.json" ] || "$py" -m experiments.omniglot.second_run "$first"; then
     workdirs+=("$second")
     train_until_deadline "$second"
   fi
-fi
+}
+workdirs=()
+read -ra runs <<<"$run"
+for workdir in "${runs[@]}"; do
+  train_with_second_run "$workdir" || break
+done
 for workdir in "${workdirs[@]}"; do
   tar czf "$out/$(basename "$workdir").tgz" "$workdir"
 done
