@@ -3,8 +3,9 @@
 # full-protocol MAML 5-way 1-shot Omniglot run on the GPU (started, or continued from
 # the checkpoint in its workdir) until DEADLINE_S seconds after the call began. The
 # run is stopped with SIGTERM, which exits after any checkpoint being written, and
-# its workdir comes back as $OUT/<run>.tgz: unpack it over the repository here and
-# commit it, checkpoint included, so that the next call continues it.
+# its workdir comes back as $OUT/<run>.tgz (in 15 MiB parts when larger): unpack it
+# over the repository here and commit it, checkpoint included, so that the next call
+# continues it.
 #
 #   OUT=/empty/dir DEADLINE_S=560 bash benchmarks/device_session.sh
 #
@@ -92,7 +93,13 @@ read -ra runs <<<"$run"
 for workdir in "${runs[@]}"; do
   train_with_second_run "$workdir" || break
 done
+# The device tool brings back no file over 16 MiB, so a larger archive comes back
+# in 15 MiB parts: `cat NAME.tgz.part* >NAME.tgz` puts it together again.
 for workdir in "${workdirs[@]}"; do
-  tar czf "$out/$(basename "$workdir").tgz" "$workdir"
+  tgz="$out/$(basename "$workdir").tgz"
+  tar czf "$tgz" "$workdir"
+  if [ "$(stat -c %s "$tgz")" -gt $((15 * 1024 * 1024)) ]; then
+    split -b 15M -d "$tgz" "$tgz.part" && rm "$tgz"
+  fi
 done
 ls -la "$out"
