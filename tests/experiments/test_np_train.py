@@ -247,38 +247,46 @@ def test_readme_full_length_block_and_ordering_match_the_runs():
   full = ROOT / 'results' / 'neural_processes' / 'full'
   assert section == report.tables(full)
   readme = (ROOT / 'README.md').read_text()
-  runs = {r['model']: r for r in report.load_runs(full)}
+  runs = {(r['model'], r['family']): r for r in report.load_runs(full)}
   budget = {
-    r['model']: r
+    (r['model'], r['family']): r
     for r in report.load_runs(ROOT / 'results' / 'neural_processes')
-    if r['family'] == 'gp_fixed'
   }
-  assert runs['anp']['iterations'] == runs['np']['iterations'] == 100_000
+  assert set(runs) == {(m, f) for m in ('anp', 'np') for f in ('gp_fixed', 'gp_random')}
 
-  def joint(run):
-    return run['eval']['metrics']['log_likelihood']
+  def joint(model, family, runs=runs):
+    return runs[model, family]['eval']['metrics']['log_likelihood']
 
-  # The ANP above the NP at every context size, the intervals apart, and both
-  # above their budget runs.
-  for a, b in zip(joint(runs['anp']), joint(runs['np'])):
-    assert a['mean'] - a['ci95'] > b['mean'] + b['ci95']
-  for model in ('anp', 'np'):
-    assert all(
-      f['mean'] > c['mean'] for f, c in zip(joint(runs[model]), joint(budget[model]))
-    )
+  for family in ('gp_fixed', 'gp_random'):
+    assert all(runs[m, family]['iterations'] == 100_000 for m in ('anp', 'np'))
+    # The ANP above the NP at every context size, the intervals apart, and both
+    # above their budget runs.
+    for a, b in zip(joint('anp', family), joint('np', family)):
+      assert a['mean'] - a['ci95'] > b['mean'] + b['ci95'], family
+    for model in ('anp', 'np'):
+      full_ll, budget_ll = joint(model, family), joint(model, family, budget)
+      assert all(f['mean'] > c['mean'] for f, c in zip(full_ll, budget_ll))
   text = ' '.join(readme.split())
-  a5, n5 = joint(runs['anp'])[0], joint(runs['np'])[0]
-  assert (
-    f'at 5 context points too ({a5["mean"]:.2f} ± {a5["ci95"]:.2f} against '
-    f'{n5["mean"]:.2f} ± {n5["ci95"]:.2f} nats per target, joint)'
-  ) in text
-  a50, n50 = joint(runs['anp'])[-1], joint(runs['np'])[-1]
-  assert (
-    f'(50 points: {a50["mean"]:.2f} ± {a50["ci95"]:.2f} against '
-    f'{n50["mean"]:.2f} ± {n50["ci95"]:.2f})'
-  ) in text
-  anp5, np5 = joint(budget['anp'])[0]['mean'], joint(budget['np'])[0]['mean']
+
+  def pair(family, i):
+    a, b = joint('anp', family)[i], joint('np', family)[i]
+    return (
+      f'{a["mean"]:.2f} ± {a["ci95"]:.2f} against {b["mean"]:.2f} ± {b["ci95"]:.2f}'
+    )
+
+  assert f'at 5 context points too ({pair("gp_fixed", 0)} nats per target, joint)' in (
+    text
+  )
+  assert f'(50 points: {pair("gp_fixed", -1)})' in text
+  anp5 = joint('anp', 'gp_fixed', budget)[0]['mean']
+  np5 = joint('np', 'gp_fixed', budget)[0]['mean']
   assert f'(5 points: the ANP from {anp5:.2f}, the NP from {np5:.2f})' in text
+  assert (
+    f'from 5 points ({pair("gp_random", 0)}, joint) to 50 ({pair("gp_random", -1)})'
+  ) in text
+  anp5 = joint('anp', 'gp_random', budget)[0]['mean']
+  np5 = joint('np', 'gp_random', budget)[0]['mean']
+  assert f'tied at 5 points ({anp5:.2f} against {np5:.2f})' in text
 
 
 def test_budget_labels_a_run_at_the_papers_length_as_such():
