@@ -27,11 +27,11 @@ key is its first dense layer K h + K* h, without ReLU. As in the reference code:
   ``meta_hidden`` ReLU layers and a linear read-out, separate ones for the
   convolutions and for the dense layers; ``log_scale`` is the reference's k = 7.
 
-At initialisation the fast weights are m's read-outs, of order one per coordinate,
-against slow weights of order 1/sqrt(fan-in), and they multiply through every layer:
-the first losses are many orders of magnitude above chance (about 1e7 on Omniglot
-5w1s). Adam's steps under the config's gradient clip bring them to chance level
-within about ten updates.
+At initialisation the fast weights are m's read-outs, of order one per coordinate
+(against slow weights of order 1/sqrt(fan-in)), and they multiply through every
+layer: depending on the draw, the first loss is anywhere from chance level to many
+orders of magnitude above it. Adam's steps, whose size does not grow with the
+gradient, bring it down to chance level within tens of updates.
 
 Where it differs from the reference: d's LSTM is flax's ``LSTMCell`` with flax's
 initialisation (orthogonal recurrent weights; Chainer's LSTM draws them LeCun
