@@ -54,6 +54,9 @@ ADDED_FIELDS = {
   'model.matmul_precision': 'default',
   'model.block_init': 'glorot_uniform',
 }
+# Options of the Conv4 network (their defaults in ADDED_FIELDS), which a learner
+# with its own network (Relation, Meta Networks, MANN) would ignore.
+CONV4_FIELDS = ('batch_norm_scale', 'batch_norm_eps', 'head_init', 'block_init')
 TRAIN_SPLITS = ('train', 'trainval')
 MATMUL_PRECISIONS = ('default', 'high', 'highest')
 
@@ -133,6 +136,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       f'config.model.compute_dtype applies to Conv4; the {config.algorithm} learner '
       'has its own network and computes in float32. Leave it at float32.'
     )
+  for field in () if conv4 else CONV4_FIELDS:
+    value, default = config.model.get(field), ADDED_FIELDS[f'model.{field}']
+    if value not in (None, default):
+      raise ValueError(
+        f'config.model.{field} = {value!r} applies to Conv4; the {config.algorithm} '
+        f'learner has its own network, which it would ignore. Leave it at '
+        f'{default!r}.'
+      )
   extra = config.eval.get('extra_k_shots', ())
   if not isinstance(extra, (tuple, list)) or not all(
     isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in extra

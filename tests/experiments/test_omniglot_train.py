@@ -542,6 +542,17 @@ def test_block_init_field_builds_the_torch_2017_network(tmp_path):
     train.train_and_evaluate(config, str(tmp_path))
 
 
+def test_conv4_fields_are_refused_for_a_learner_with_its_own_network():
+  from experiments.omniglot.configs import meta_networks
+
+  train.check_config(meta_networks.get_config('5w1s'))  # the defaults pass
+  for field, value in (('block_init', 'torch_2017'), ('batch_norm_eps', 1e-3)):
+    config = meta_networks.get_config('5w1s')
+    config.model[field] = value
+    with pytest.raises(ValueError, match=f'config.model.{field} = .* applies to Conv4'):
+      train.check_config(config)
+
+
 def test_fields_added_since_older_runs_default_to_what_those_runs_trained_with():
   from experiments.omniglot.configs import base
 
