@@ -79,10 +79,11 @@ train_with_second_run() {
   workdirs+=("$first")
   train_until_deadline "$first"
   rc=$?
-  if [ "$rc" != 0 ] || [ "${SECOND_RUN:-0}" != 1 ] || [[ $first != *_select* ]]; then
+  if [ "$rc" != 0 ] || [ "${SECOND_RUN:-0}" != 1 ]; then
     return "$rc"
   fi
-  second=${first/_select/_trainval}
+  # No second run for a first run whose name lacks _select (second_run says so).
+  second=$("$py" -m experiments.omniglot.second_run --print-workdir "$first") || return 0
   if [ -f "$second/RUN.json" ] || "$py" -m experiments.omniglot.second_run "$first"; then
     workdirs+=("$second")
     train_until_deadline "$second"

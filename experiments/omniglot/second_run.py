@@ -1,6 +1,7 @@
 """Registers the second run of ProtoNet's reference protocol from its first.
 
   python -m experiments.omniglot.second_run results/omniglot/full/protonet_5w1s_select
+  python -m experiments.omniglot.second_run --print-workdir WORKDIR  # registers nothing
 
 The first run (``protonet_full.py``) early-stops on validation; its
 ``test_step<N>.json`` records ``early_stopping.reference_trainval_iterations``. The
@@ -13,7 +14,9 @@ backend and these overrides::
   --config.num_iterations=<reference_trainval_iterations>
 
 and prints the new ``RUN.json``'s path, which ``python -m experiments.runs continue``
-then trains.
+then trains. ``--print-workdir`` prints only the second run's workdir (the one place
+that names it, for ``benchmarks/device_session.sh``), or fails for a first run's
+name without ``_select``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,18 @@ def second_run_command(first: runs.Run, record: dict, workdir: pathlib.Path) -> 
   ]
 
 
+def second_workdir(first_workdir: str | pathlib.Path) -> pathlib.Path:
+  """The second run's workdir: ``first_workdir`` with ``_select`` in its name
+  becoming ``_trainval``."""
+  first_workdir = pathlib.Path(first_workdir)
+  if '_select' not in first_workdir.name:
+    raise ValueError(
+      f"{first_workdir}: the first run's name must contain '_select' (it becomes "
+      "'_trainval')."
+    )
+  return first_workdir.with_name(first_workdir.name.replace('_select', '_trainval'))
+
+
 def register_second_run(
   first_workdir: str | pathlib.Path, root: str | pathlib.Path = runs.ROOT
 ) -> pathlib.Path:
@@ -68,12 +83,7 @@ def register_second_run(
   record = completed_result(root / first_workdir, None)
   if record is None:
     raise ValueError(f'{first_workdir} has not finished: it has no test_step<N>.json.')
-  if '_select' not in first_workdir.name:
-    raise ValueError(
-      f"{first_workdir}: the first run's name must contain '_select' (it becomes "
-      "'_trainval')."
-    )
-  workdir = first_workdir.with_name(first_workdir.name.replace('_select', '_trainval'))
+  workdir = second_workdir(first_workdir)
   if (root / workdir / runs.RUN_FILE).exists():
     raise ValueError(f'{workdir} is registered already.')
   command = second_run_command(first, json.loads(record.read_text()), workdir)
@@ -82,10 +92,16 @@ def register_second_run(
 
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
+  print_only = argv[:1] == ['--print-workdir']
+  argv = argv[1:] if print_only else argv
   if len(argv) != 1:
     print(__doc__, file=sys.stderr)
     return 2
-  print(register_second_run(argv[0]))
+  try:
+    print(second_workdir(argv[0]) if print_only else register_second_run(argv[0]))
+  except ValueError as error:
+    print(error, file=sys.stderr)
+    return 1
   return 0
 
 

@@ -75,3 +75,12 @@ def test_the_first_runs_own_length_and_split_are_replaced():
     '--config.early_stopping_patience=0',
     '--config.num_iterations=45',
   ]
+
+
+def test_print_workdir_names_the_second_run_and_registers_nothing(capsys):
+  first = FULL / 'protonet_5w1s_select_gpu'
+  assert second_run.main(['--print-workdir', str(first)]) == 0
+  assert capsys.readouterr().out.strip() == str(FULL / 'protonet_5w1s_trainval_gpu')
+  assert not (runs.ROOT / FULL / 'protonet_5w1s_trainval_gpu' / runs.RUN_FILE).exists()
+  assert second_run.main(['--print-workdir', str(FULL / 'protonet_5w1s_gpu')]) == 1
+  assert "must contain '_select'" in capsys.readouterr().err
