@@ -134,9 +134,12 @@ def make_update(config, model: ns.NeuralStatistician, optimizer, train_bank):
     if config.data.binarize:
       sets = ns.dynamic_binarization(binary_key, sets)
     a = alpha(config, state.step)
-    grads, metrics = jax.grad(model.loss, has_aux=True)(state.params, sets, loss_key, a)
+    grad = jax.grad(model.loss, has_aux=True)
+    grads, (metrics, stats) = grad(state.params, sets, loss_key, a)
+    # The running averages' gradient is zero, so Adam leaves them; then they are
+    # replaced by this batch's update.
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    params = model.with_batch_stats(optax.apply_updates(state.params, updates), stats)
     metrics = {**metrics, 'alpha': a}
     return TrainState(state.step + 1, params, opt_state), metrics
 

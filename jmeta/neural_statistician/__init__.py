@@ -16,7 +16,7 @@ Example::
 
   model = neural_statistician()
   params = model.init(jax.random.key(0), jnp.zeros((5, 28, 28, 1)))
-  loss, metrics = model.loss(params, sets, jax.random.key(1), alpha=1.0)
+  loss, (metrics, stats) = model.loss(params, sets, jax.random.key(1), alpha=1.0)
   logits = model.classify(params, support, support_labels, query, num_classes=5)
 """
 

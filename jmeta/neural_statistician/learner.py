@@ -2,7 +2,9 @@
 
 Each class of an episode is one dataset: its support and query images, grouped by
 label, are a set, and the meta-gradient is the mean over episodes of the gradient
-of the reweighted bound on those sets (``NeuralStatistician.loss``). ``predict``
+of the reweighted bound on those sets (``NeuralStatistician.loss``); with batch
+norm, the running averages are carried (``jmeta.Carry``), averaged over the
+episodes of a batch, each episode's sets its own batch. ``predict``
 answers an episode's queries like every other learner: ``(queries, n_way)`` logits
 -KL(q(c | {x}) || q(c | support of class k)).
 """
@@ -15,9 +17,9 @@ import jax
 import jax.numpy as jnp
 
 from jmeta.batching import check_batching, mean_over_tasks
-from jmeta.learner import ClassLabels, MetaGradient, MetaLearner, identity
+from jmeta.learner import Carry, ClassLabels, MetaGradient, MetaLearner, identity
 from jmeta.metric.base import check_episode_labels
-from jmeta.neural_statistician.model import NeuralStatistician
+from jmeta.neural_statistician.model import BATCH_STATS, NeuralStatistician
 from jmeta.tasks.batch import Task, TaskBatch, check_task_batch_shapes
 from jmeta.validation import check_n_way
 
@@ -35,6 +37,16 @@ def class_sets(task: Task, n_way: int) -> jax.Array:
     shots = images.shape[0] // n_way
     sets.append(images[order].reshape(n_way, shots, *images.shape[1:]))
   return jnp.concatenate(sets, axis=1)
+
+
+def split_batch_stats(params) -> tuple[dict, dict]:
+  """``(trained, carried)``: the batch norms' running averages are carried."""
+  trained = {k: v for k, v in params.items() if k != BATCH_STATS}
+  return trained, params.get(BATCH_STATS, {})
+
+
+def merge_batch_stats(trained, carried) -> dict:
+  return {**trained, BATCH_STATS: carried} if carried else trained
 
 
 def statistician_learner(
@@ -59,8 +71,9 @@ def statistician_learner(
   def task_gradient(params, task: Task, step=None, *, key=key) -> MetaGradient:
     a = weight(0 if step is None else step)
     sets = class_sets(Task(*task), n_way)
-    grads, metrics = jax.grad(model.loss, has_aux=True)(params, sets, key, a)
-    return MetaGradient(grads, metrics)
+    grads, (metrics, stats) = jax.grad(model.loss, has_aux=True)(params, sets, key, a)
+    # The carried part of the "gradient" is the running averages' next value.
+    return MetaGradient(model.with_batch_stats(grads, stats), metrics)
 
   def meta_gradient(params, batch: TaskBatch, step=None) -> MetaGradient:
     check_task_batch_shapes(batch)
@@ -88,4 +101,5 @@ def statistician_learner(
     task_gradient=task_gradient,
     init_gradient=identity,
     class_labels=lambda params, batch: labels,
+    carry=Carry(split_batch_stats, merge_batch_stats),
   )

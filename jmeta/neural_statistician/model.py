@@ -22,10 +22,15 @@ KLs half, which keeps the model from ignoring c.
 Few-shot classification (as in the paper's Omniglot experiment): for each class k,
 q(c | S_k) of its support images; a query x goes to the k minimising
 KL(q(c | {x}) || q(c | S_k)).
+
+With ``batch_norm`` (the reference code's networks), ``loss`` normalises by the
+statistics of its batch of sets and returns the updated running averages, which
+every other function uses (``with_batch_stats`` puts them into the params).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -35,12 +40,16 @@ import jax.numpy as jnp
 from jmeta.losses import bernoulli_log_likelihood, diagonal_gaussian_kl
 from jmeta.models.base import Params, PRNGKey
 from jmeta.neural_statistician.networks import (
+  SET_AXIS,
   ConvEncoder,
   GaussianHead,
   ObservationDecoder,
   PrePool,
 )
 from jmeta.validation import check_positive_int, check_positive_real
+
+# The params entry that holds the batch norms' running averages, per network.
+BATCH_STATS = 'batch_stats'
 
 
 class Gaussian(NamedTuple):
@@ -70,15 +79,19 @@ class NeuralStatistician(NamedTuple):
     class_contexts: ``(params, images, labels, num_classes) -> Gaussian`` with a
       leading class axis: q(c | images of class k) for every k, pooled by label.
     elbo_terms: ``(params, images, key) -> ElboTerms`` of one set.
-    loss: ``(params, sets, key, alpha) -> (scalar, metrics)`` over a batch of
-      sets ``(batch, n, height, width, 1)``: ``weighted_loss`` per image, with
-      metrics ``loss``, and ``elbo``, ``reconstruction``, ``kl_z``, ``kl_c`` in
-      nats per image.
+    loss: ``(params, sets, key, alpha) -> (scalar, (metrics, batch_stats))`` over
+      a batch of sets ``(batch, n, height, width, 1)``: ``weighted_loss`` per
+      image, with metrics ``loss``, and ``elbo``, ``reconstruction``, ``kl_z``,
+      ``kl_c`` in nats per image; ``batch_stats``: the batch norms' running
+      averages after this batch (``{}`` without batch norm), for
+      ``with_batch_stats``. Its gradient with respect to them is zero.
     sample: ``(params, images, key, num_samples) -> (num_samples, height, width,
       1)`` pixel probabilities of new images given the set ``images``: c is the
       mean of q(c | D), each z drawn from p(z_l | z_{l-1}, c).
     classify: ``(params, support, support_labels, query, num_classes) ->
       (queries, num_classes)`` logits, -KL(q(c | {x}) || q(c | S_k)).
+    with_batch_stats: ``(params, batch_stats) -> params`` with ``loss``'s running
+      averages in place (``params`` itself without batch norm).
     image_shape: ``(height, width, 1)``.
   """
 
@@ -86,9 +99,10 @@ class NeuralStatistician(NamedTuple):
   context: Callable[..., Gaussian]
   class_contexts: Callable[..., Gaussian]
   elbo_terms: Callable[..., ElboTerms]
-  loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+  loss: Callable[..., tuple[jax.Array, tuple[dict[str, jax.Array], dict]]]
   sample: Callable[..., jax.Array]
   classify: Callable[..., jax.Array]
+  with_batch_stats: Callable[[Params, dict], Params]
   image_shape: tuple[int, int, int]
 
 
@@ -136,31 +150,52 @@ def neural_statistician(
   num_latent_layers: int = 3,
   residual_layers: int = 2,
   min_std: float = 1e-3,
+  convs_per_stage: int = 2,
+  decoder_convs_per_stage: int = 0,
+  batch_norm: bool = False,
 ) -> NeuralStatistician:
   """The neural statistician for sets of binary images (Edwards & Storkey, 2017).
 
   Args:
-    image_shape: ``(height, width, 1)``; height and width divisible by
-      ``2 ** len(channels)``.
-    channels: per encoder stage (two 3x3 convolutions, the second of stride 2);
-      the decoder mirrors them.
-    features: width of the encoder's feature vector h.
+    image_shape: ``(height, width, 1)``.
+    channels: per encoder stage (``convs_per_stage`` 3x3 convolutions, the last
+      of stride 2); the decoder mirrors them.
+    features: width of the encoder's feature vector h, a dense layer after the
+      convolutions; None: the flattened last map itself (the reference code).
     hidden: width of every dense layer after the encoder.
     context_size: dimension of c. latent_size: of each z_l.
     num_latent_layers: L, the stochastic z layers (the paper: 3).
     residual_layers: dense layers in each Gaussian network's residual block.
     min_std: floor of every std.
+    convs_per_stage: encoder convolutions per stage (the reference code: 3).
+    decoder_convs_per_stage: stride-1 convolutions per decoder stage before its
+      upsampling (the reference code: 2).
+    batch_norm: batch-normalise every hidden layer, and each Gaussian's
+      parameters globally, as the reference code does (``networks``).
+
+  The reference code's networks (conormdurkan/neural-statistician, Omniglot):
+  ``channels=(64, 128, 256), convs_per_stage=3, decoder_convs_per_stage=2,
+  features=None, hidden=256, context_size=512, num_latent_layers=1,
+  residual_layers=3, batch_norm=True``.
 
   Example::
 
     model = neural_statistician()
     params = model.init(jax.random.key(0), jnp.zeros((5, 28, 28, 1)))
-    loss, metrics = model.loss(params, sets, jax.random.key(1), alpha=1.0)
+    loss, (metrics, stats) = model.loss(params, sets, jax.random.key(1), alpha=1.0)
   """
   image_shape = tuple(int(s) for s in image_shape)
   channels = tuple(check_positive_int(c, 'channels entry') for c in channels)
+  if features is not None:
+    check_positive_int(features, 'features')
+  if not isinstance(decoder_convs_per_stage, int) or decoder_convs_per_stage < 0:
+    raise ValueError(
+      f'decoder_convs_per_stage must be an int >= 0, got {decoder_convs_per_stage!r}.'
+    )
+  if not isinstance(batch_norm, bool):
+    raise ValueError(f'batch_norm must be True or False, got {batch_norm!r}.')
   for value, name in (
-    (features, 'features'),
+    (convs_per_stage, 'convs_per_stage'),
     (hidden, 'hidden'),
     (context_size, 'context_size'),
     (latent_size, 'latent_size'),
@@ -169,18 +204,18 @@ def neural_statistician(
   ):
     check_positive_int(value, name)
   check_positive_real(min_std, 'min_std')
-  scale = 2 ** len(channels)
-  if len(image_shape) != 3 or image_shape[0] % scale or image_shape[1] % scale:
+  if len(image_shape) != 3 or min(image_shape) < 1:
     raise ValueError(
-      f'image_shape {image_shape} must be (height, width, channels) with height '
-      f'and width divisible by 2 ** len(channels) = {scale}; use fewer channel '
-      'stages or pad the images.'
+      f'image_shape {image_shape} must be (height, width, channels), each >= 1.'
     )
-  encoder = ConvEncoder(channels, features)
-  prepool = PrePool(hidden)
-  postpool = GaussianHead(context_size, hidden, residual_layers, min_std)
-  head = GaussianHead(latent_size, hidden, residual_layers, min_std)
-  decoder = ObservationDecoder(channels, hidden, image_shape)
+  norm = {'batch_norm': batch_norm, 'axis_name': SET_AXIS}
+  encoder = ConvEncoder(channels, features, convs_per_stage, **norm)
+  prepool = PrePool(hidden, **norm)
+  postpool = GaussianHead(context_size, hidden, residual_layers, min_std, **norm)
+  head = GaussianHead(latent_size, hidden, residual_layers, min_std, **norm)
+  decoder = ObservationDecoder(
+    channels, hidden, image_shape, decoder_convs_per_stage, **norm
+  )
 
   def check_images(images, name: str = 'images') -> None:
     shape = tuple(jnp.shape(images))
@@ -197,35 +232,52 @@ def neural_statistician(
   def init(key: PRNGKey, example_images: jax.Array) -> Params:
     check_images(example_images, 'example_images')
     keys = iter(jax.random.split(key, 4 + 2 * num_latent_layers))
+    variables = {}
+
+    def add(name, module, *args):
+      variables[name] = module.init(next(keys), *args)
+      return module.apply(variables[name], *args)
+
     x = jnp.zeros((1, *image_shape), jnp.float32)
-    h = encoder.init(next(keys), x)
-    params = {'encoder': h['params']}
-    h = encoder.apply(h, x)
-    e = prepool.init(next(keys), h)
-    params['prepool'] = e['params']
-    e = prepool.apply(e, h)
-    params['postpool'] = postpool.init(next(keys), e)['params']
+    h = add('encoder', encoder, x)
+    e = add('prepool', prepool, h)
+    add('postpool', postpool, e)
     c = jnp.zeros((1, context_size))
     z = jnp.zeros((1, latent_size))
     for layer in range(num_latent_layers):
       above = (z,) if layer else ()
-      params[f'inference_{layer}'] = head.init(next(keys), h, *above, c)['params']
-      params[f'prior_{layer}'] = head.init(next(keys), *above, c)['params']
+      add(f'inference_{layer}', head, h, *above, c)
+      add(f'prior_{layer}', head, *above, c)
     zs = jnp.zeros((1, latent_size * num_latent_layers))
-    params['decoder'] = decoder.init(next(keys), zs, c)['params']
+    add('decoder', decoder, zs, c)
+    params = {name: v['params'] for name, v in variables.items()}
+    if batch_norm:
+      params[BATCH_STATS] = {n: v[BATCH_STATS] for n, v in variables.items()}
     return params
 
-  def run(module, params, *args):
-    return module.apply({'params': params}, *args)
+  def run(module, name, params, *args, stats=None):
+    """``module``'s output; in training (``stats`` a dict) by batch statistics,
+    with the updated running averages stored in ``stats[name]``."""
+    if not batch_norm:
+      return module.apply({'params': params[name]}, *args)
+    variables = {'params': params[name], BATCH_STATS: params[BATCH_STATS][name]}
+    if stats is None:
+      return module.apply(variables, *args)
+    out, updates = module.apply(variables, *args, train=True, mutable=[BATCH_STATS])
+    stats[name] = updates[BATCH_STATS]
+    return out
 
-  def pooled(params, h, weights) -> Gaussian:
+  def with_batch_stats(params, batch_stats) -> Params:
+    return {**params, BATCH_STATS: batch_stats} if batch_norm else params
+
+  def pooled(params, h, weights, stats=None) -> Gaussian:
     """q(c | set) from the weighted mean of e over the images (weights sum to 1)."""
-    e = run(prepool, params['prepool'], h)
-    return Gaussian(*run(postpool, params['postpool'], weights @ e))
+    e = run(prepool, 'prepool', params, h, stats=stats)
+    return Gaussian(*run(postpool, 'postpool', params, weights @ e, stats=stats))
 
   def context(params, images) -> Gaussian:
     check_images(images)
-    h = run(encoder, params['encoder'], images)
+    h = run(encoder, 'encoder', params, images)
     n = images.shape[0]
     return pooled(params, h, jnp.full((n,), 1.0 / n))
 
@@ -237,31 +289,42 @@ def neural_statistician(
         f'labels has shape {jnp.shape(labels)}; it needs one label per image '
         f'({images.shape[0]},).'
       )
-    h = run(encoder, params['encoder'], images)
+    h = run(encoder, 'encoder', params, images)
     onehot = jax.nn.one_hot(labels, num_classes, dtype=h.dtype).T  # (classes, n)
     weights = onehot / jnp.maximum(onehot.sum(axis=1, keepdims=True), 1.0)
     return jax.vmap(lambda w: pooled(params, h, w))(weights)
 
-  def elbo_terms(params, images, key) -> ElboTerms:
-    check_images(images)
+  def bound(params, images, key, stats=None) -> ElboTerms:
     c_key, *z_keys = jax.random.split(key, 1 + num_latent_layers)
-    h = run(encoder, params['encoder'], images)
+    h = run(encoder, 'encoder', params, images, stats=stats)
     n = images.shape[0]
-    q_c = pooled(params, h, jnp.full((n,), 1.0 / n))
+    q_c = pooled(params, h, jnp.full((n,), 1.0 / n), stats)
     c = _reparameterize(c_key, q_c)
     z, zs, kl_z = None, [], 0.0
     for layer in range(num_latent_layers):
       above = (z,) if layer else ()
-      q_z = Gaussian(*run(head, params[f'inference_{layer}'], h, *above, c))
-      p_z = Gaussian(*run(head, params[f'prior_{layer}'], *above, c))
+      q_z = Gaussian(
+        *run(head, f'inference_{layer}', params, h, *above, c, stats=stats)
+      )
+      p_z = Gaussian(*run(head, f'prior_{layer}', params, *above, c, stats=stats))
       shape = q_z.mean.shape
       p_z = jax.tree.map(lambda a, shape=shape: jnp.broadcast_to(a, shape), p_z)
       kl_z = kl_z + jnp.sum(diagonal_gaussian_kl(*q_z, *p_z))
       z = _reparameterize(z_keys[layer], q_z)
       zs.append(z)
-    logits = run(decoder, params['decoder'], jnp.concatenate(zs, -1), c)
+    zs = jnp.concatenate(zs, -1)
+    logits = run(decoder, 'decoder', params, zs, c, stats=stats)
     reconstruction = jnp.sum(bernoulli_log_likelihood(logits, images))
     return ElboTerms(reconstruction, kl_z, standard_normal_kl(q_c))
+
+  def elbo_terms(params, images, key) -> ElboTerms:
+    check_images(images)
+    return bound(params, images, key)
+
+  def training_bound(params, images, key):
+    stats = {}
+    terms = bound(params, images, key, stats)
+    return terms, stats
 
   def loss(params, sets, key, alpha):
     if jnp.ndim(sets) != 5:
@@ -270,7 +333,11 @@ def neural_statistician(
         f'(batch, n, *{image_shape}).'
       )
     keys = jax.random.split(key, sets.shape[0])
-    terms = jax.vmap(lambda s, k: elbo_terms(params, s, k))(sets, keys)
+    one_set = functools.partial(training_bound, params)
+    terms, stats = jax.vmap(one_set, axis_name=SET_AXIS)(sets, keys)
+    # Every set computed the same running averages (the statistics are shared
+    # across the vmap), so the first set's are the batch's.
+    stats = jax.tree.map(lambda a: a[0], stats)
     n = sets.shape[1]
     value = jnp.mean(weighted_loss(terms, alpha, n))
     per_image = jax.tree.map(lambda t: jnp.mean(t) / n, terms)
@@ -279,27 +346,35 @@ def neural_statistician(
       'elbo': per_image.reconstruction - per_image.kl_z - per_image.kl_c,
       **per_image._asdict(),
     }
-    return value, metrics
+    return value, (metrics, stats)
 
   def sample(params, images, key, num_samples: int) -> jax.Array:
     c = context(params, images).mean
     z, zs = None, []
     for layer, k in enumerate(jax.random.split(key, num_latent_layers)):
       above = (z,) if layer else ()
-      p_z = Gaussian(*run(head, params[f'prior_{layer}'], *above, c))
+      p_z = Gaussian(*run(head, f'prior_{layer}', params, *above, c))
       shape = (num_samples, latent_size)
       z = p_z.mean + p_z.std * jax.random.normal(k, shape)
       zs.append(z)
-    logits = run(decoder, params['decoder'], jnp.concatenate(zs, -1), c)
+    logits = run(decoder, 'decoder', params, jnp.concatenate(zs, -1), c)
     return jax.nn.sigmoid(logits)
 
   def classify(params, support, support_labels, query, num_classes: int):
     check_images(query, 'query')
     classes = class_contexts(params, support, support_labels, num_classes)
-    h = run(encoder, params['encoder'], query)
+    h = run(encoder, 'encoder', params, query)
     singles = jax.vmap(lambda hi: pooled(params, hi[None], jnp.ones((1,))))(h)
     return kl_logits(singles, classes)
 
   return NeuralStatistician(
-    init, context, class_contexts, elbo_terms, loss, sample, classify, image_shape
+    init,
+    context,
+    class_contexts,
+    elbo_terms,
+    loss,
+    sample,
+    classify,
+    with_batch_stats,
+    image_shape,
   )

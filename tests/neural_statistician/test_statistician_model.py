@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen
 
 import jmeta
 from jmeta import losses
@@ -159,8 +160,12 @@ def test_errors_name_empty_sets_and_wrong_shapes(tiny):
     model.elbo_terms(params, jnp.zeros((3, 28, 28, 1)), jax.random.key(0))
   with pytest.raises(ValueError, match='batch of sets'):
     model.loss(params, jnp.zeros((3, *SHAPE)), jax.random.key(0), 1.0)
-  with pytest.raises(ValueError, match='divisible'):
-    ns.neural_statistician(image_shape=(28, 28, 1), channels=(4, 4, 4))
+  with pytest.raises(ValueError, match=r'image_shape \(28, 28\) must be'):
+    ns.neural_statistician(image_shape=(28, 28))
+  with pytest.raises(ValueError, match='decoder_convs_per_stage'):
+    ns.neural_statistician(decoder_convs_per_stage=-1)
+  with pytest.raises(ValueError, match='batch_norm must be True or False'):
+    ns.neural_statistician(batch_norm='yes')
 
 
 def test_the_learner_predicts_by_classify_and_trains_on_class_sets(tiny):
@@ -185,4 +190,148 @@ def test_the_learner_predicts_by_classify_and_trains_on_class_sets(tiny):
   key = jax.random.key(9)
   got = learner.task_gradient(params, task, key=key)
   want = jax.grad(model.loss, has_aux=True)(params, sets, key, 0.0)[0]
+  assert learner.carry.split(params) == (params, {})
   jax.tree.map(np.testing.assert_array_equal, got.grads, want)
+
+
+@pytest.fixture(scope='module')
+def normed():
+  """A tiny model with the reference code's batch norms and 3-conv stages."""
+  model = ns.neural_statistician(
+    image_shape=SHAPE,
+    channels=(2, 3),
+    features=None,
+    hidden=8,
+    context_size=3,
+    latent_size=2,
+    num_latent_layers=1,
+    residual_layers=2,
+    convs_per_stage=3,
+    decoder_convs_per_stage=2,
+    batch_norm=True,
+  )
+  return model, model.init(jax.random.key(0), jnp.zeros((4, *SHAPE)))
+
+
+def test_batch_norm_trains_on_the_statistics_of_the_whole_batch_of_sets(normed):
+  """The first conv's running mean and variance after one batch must be 0.9 of
+  the initial ones plus 0.1 of the mean and (biased) variance of its outputs over
+  every image of every set: per-set statistics would give other values."""
+  model, params = normed
+  sets = jax.random.bernoulli(jax.random.key(1), 0.3, (3, 4, *SHAPE)).astype(
+    jnp.float32
+  )
+  sets = sets * jnp.arange(1.0, 4.0)[:, None, None, None, None]  # unlike sets
+  _, (_, stats) = model.loss(params, sets, jax.random.key(2), 1.0)
+  conv = params['encoder']['Conv_0']
+  out = (
+    jax.lax.conv_general_dilated(
+      sets.reshape(-1, *SHAPE),
+      conv['kernel'],
+      (1, 1),
+      'SAME',
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    )
+    + conv['bias']
+  )
+  got = stats['encoder']['BatchNorm_0']
+  np.testing.assert_allclose(
+    got['mean'], 0.1 * out.mean((0, 1, 2)), rtol=1e-4, atol=1e-6
+  )
+  want_var = 0.9 + 0.1 * out.var((0, 1, 2))
+  np.testing.assert_allclose(got['var'], want_var, rtol=1e-4)
+  # Every network's statistics are updated, none is left at its initial value.
+  for name, before in params[ns.model.BATCH_STATS].items():
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before, stats[name])
+    assert all(jax.tree.leaves(changed)), name
+
+
+def test_global_normalize_uses_one_mean_and_variance_for_all_outputs():
+  class Net(linen.Module):
+    @linen.compact
+    def __call__(self, x):
+      return ns.networks.global_normalize(x, train=True, axis_name=None)
+
+  x = jax.random.normal(jax.random.key(3), (50, 6)) * jnp.arange(1.0, 7.0)
+  x = x + 2.0 * jnp.arange(6.0)  # columns of unlike means
+  variables = Net().init(jax.random.key(4), x)
+  y, updates = Net().apply(variables, x, mutable=['batch_stats'])
+  want = (x - x.mean()) / jnp.sqrt(x.var() + 1e-3)
+  np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
+  assert updates['batch_stats']['BatchNorm_0']['mean'].shape == (1,)
+  # A per-feature norm would have made every column's mean 0; here they differ.
+  assert float(jnp.ptp(y.mean(0))) > 1.0
+
+
+def test_batch_norm_gives_loss_a_zero_gradient_for_the_running_averages(normed):
+  model, params = normed
+  sets = jax.random.bernoulli(jax.random.key(5), 0.3, (2, 3, *SHAPE)).astype(
+    jnp.float32
+  )
+  grads = jax.grad(model.loss, has_aux=True)(params, sets, jax.random.key(6), 0.5)[0]
+  for leaf in jax.tree.leaves(grads[ns.model.BATCH_STATS]):
+    np.testing.assert_array_equal(leaf, 0.0)
+  assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads['encoder']))
+
+
+def test_evaluation_uses_running_averages_so_queries_do_not_interact(normed):
+  """With running averages, a query's logits must not depend on the other
+  queries beside it (transductive batch statistics would make them)."""
+  model, params = normed
+  sets = jax.random.bernoulli(jax.random.key(7), 0.3, (3, 4, *SHAPE)).astype(
+    jnp.float32
+  )
+  _, (_, stats) = model.loss(params, sets, jax.random.key(8), 1.0)
+  trained = model.with_batch_stats(params, stats)
+  support = images(jax.random.key(9), 3)
+  query = images(jax.random.key(10), 5)
+  together = model.classify(trained, support, jnp.arange(3), query, 3)
+  alone = jnp.concatenate(
+    [model.classify(trained, support, jnp.arange(3), q[None], 3) for q in query]
+  )
+  np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-5)
+  # And the averages are used: new ones change the posterior over c.
+  before = model.context(params, support)
+  after = model.context(trained, support)
+  assert float(jnp.abs(before.mean - after.mean).max()) > 1e-3
+
+
+def test_three_stage_encoder_and_decoder_fit_28_pixels():
+  """28 -> 14 -> 7 -> 4 in the encoder; the decoder crops 8 to 7 on the way back."""
+  model = ns.neural_statistician(
+    channels=(2, 2, 2),
+    features=None,
+    hidden=8,
+    context_size=3,
+    latent_size=2,
+    num_latent_layers=1,
+    residual_layers=1,
+    convs_per_stage=3,
+    decoder_convs_per_stage=2,
+    batch_norm=True,
+  )
+  x = jnp.zeros((5, 28, 28, 1))
+  params = model.init(jax.random.key(0), x)
+  # The flattened 4 x 4 x 2 map feeds the statistic network directly.
+  assert params['prepool']['Dense_0']['kernel'].shape == (32, 8)
+  assert model.sample(params, x, jax.random.key(1), 3).shape == (3, 28, 28, 1)
+  terms = model.elbo_terms(params, x, jax.random.key(2))
+  assert np.isfinite(float(terms.reconstruction))
+
+
+def test_the_learner_carries_the_running_averages(normed):
+  model, params = normed
+  learner = ns.statistician_learner(model, n_way=2, key=jax.random.key(11))
+  x = images(jax.random.key(12), 6)
+  task = jmeta.Task(x[:4], jnp.array([0, 1, 0, 1]), x[4:], jnp.array([0, 1]))
+  got = learner.task_gradient(params, task, key=jax.random.key(13))
+  sets = ns.class_sets(task, 2)
+  grads, (_, stats) = jax.grad(model.loss, has_aux=True)(
+    params, sets, jax.random.key(13), 0.0
+  )
+  trained_grads, carried = learner.carry.split(got.grads)
+  jax.tree.map(np.testing.assert_array_equal, carried, stats)
+  jax.tree.map(
+    np.testing.assert_array_equal, trained_grads, learner.carry.split(grads)[0]
+  )
+  assert learner.carry.merge(*learner.carry.split(params)) == params
