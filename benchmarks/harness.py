@@ -14,7 +14,9 @@
 * Flags: ``choice_list``, an argparse type for comma-separated names.
 
 The scripts run as ``python benchmarks/<script>.py``, which puts this folder first
-on ``sys.path``, so they ``import harness``. Only the standard library is imported
+on ``sys.path``, so they ``import harness``; importing it puts the repository root
+second, so that the scripts that measure an experiment's step import
+``experiments`` (not an installed package). Only the standard library is imported
 at module level: ``learn2learn_reference.py`` imports this module in a venv
 without jax.
 """
@@ -32,6 +34,10 @@ import statistics
 import subprocess
 import sys
 import time
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+  sys.path.insert(1, _ROOT)
 
 CONFIGS = {
   '5w1s': {'n_way': 5, 'k_shot': 1, 'meta_batch': 32, 'inner_steps': 1},

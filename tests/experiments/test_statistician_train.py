@@ -215,3 +215,46 @@ def test_readme_statements_on_the_ablations_hold_in_the_files():
   # "at the 0.24 s per update z1_9000 took ... about six hours"
   per_update = runs['z1_9000']['seconds_per_update']
   assert f'{per_update:.2f}' == '0.24' and round(90_000 * per_update / 3600) == 6
+
+
+def test_a_batch_norm_run_carries_its_running_averages_and_resumes_exactly(tmp_path):
+  """The reference code's networks on the smoke run's sizes: the running averages
+  move in training, reach the checkpoint, and a stopped run resumes to the same
+  params and averages."""
+  config = default.get_config('smoke')
+  config.model.update(batch_norm=True, convs_per_stage=3, decoder_convs_per_stage=2)
+  config.model.update(channels=(4, 4, 4), features=None)
+  config.eval.update(settings=('5w1s',), num_episodes=2, episodes_per_call=2)
+  out = train.train_and_evaluate(config, str(tmp_path / 'full'))
+  model = train.make_model(config)
+  optimizer = train.make_optimizer(config)
+  key = jax.random.key(config.seed)
+  start = train.initial_state(config, model, optimizer, key).params['batch_stats']
+  moved = jax.tree.map(
+    lambda a, b: bool(jnp.any(a != b)), start, out['state'].params['batch_stats']
+  )
+  assert all(jax.tree.leaves(moved))
+  config.num_iterations = 4
+  train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  for name in train.OUTPUTS:
+    (tmp_path / 'resumed' / name).unlink()
+  config.num_iterations = 6
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  assert resumed['resumed_from_update'] == 4
+  jax.tree.map(
+    np.testing.assert_array_equal, resumed['state'].params, out['state'].params
+  )
+
+
+def test_readme_flop_counts_of_the_reference_networks_are_the_benchmarks():
+  text = ' '.join((ROOT / 'README.md').read_text().split())
+  flops = ROOT / 'benchmarks' / 'results' / 'neural_statistician_flops.json'
+  rows = {r['config']: r for r in json.loads(flops.read_text())['rows']}
+  base = rows['default.py']['xla_flops_per_update']
+  reference = rows['default.py:reference']['xla_flops_per_update']
+  sentence = (
+    f"one of its updates is {reference / 1e9:.1f} GFLOP by XLA's count, "
+    f"{reference / base:.0f} times the CPU config's {base / 1e9:.1f}"
+  )
+  assert sentence in text
+  assert rows['default.py:reference']['batch_sets'] == 32

@@ -4,6 +4,8 @@
       --workdir=results/neural_statistician/cpu_budget [--config.num_iterations=4000]
 
 ``default.py:smoke`` is a seconds-long run with tiny widths, for tests.
+``default.py:reference`` has the reference code's networks and batch size (see
+below): sized for a GPU (about 0.3 TFLOP per update).
 
 Data: sets of 5 drawings of one character (the paper's sample size), from the 1,200
 background characters of Vinyals et al.'s split (jmeta's ``vinyals`` train + val)
@@ -19,6 +21,18 @@ convolutions, 256 to 64 channels); c has 64 dimensions (512), every dense layer
 128 units (256); no batch normalisation anywhere; 3 z layers of 16 dimensions as
 in the paper (the reference code: 1); batches of 16 sets (32).
 
+``reference``: three stages of three 3x3 convolutions with 64, 128 and 256
+channels and the flattened 256 x 4 x 4 map as h, c of 512 dimensions, dense layers
+of 256 with residual blocks of 3, one z layer of 16, batch norm everywhere
+(running averages at test, as the reference's ``model.eval()``), batches of 32
+sets. What still differs from the reference: the decoder upsamples by sub-pixel
+convolutions and crops 8 to 7 (the reference: transposed convolutions, and a
+valid convolution from 16 to 14); stds are ``min_std + softplus`` (the reference:
+exp of half a log-variance); the statistic network's last layers are a residual
+block like the other Gaussian networks' (the reference: two plain layers);
+90-degree rotations are new classes (the reference: random flips and rotations
+of each set as augmentation).
+
 Training follows the reference code: Adam at 1e-3, every gradient entry clipped to
 [-0.5, 0.5], and the loss -[(1 + a) R - KL / (1 + a)] with a = 1 halved every
 epoch (here every ``alpha_halve_every`` updates, about one pass over the
@@ -29,12 +43,15 @@ import ml_collections
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  if arg not in ('', 'smoke'):
-    raise ValueError(f"config argument must be '' or 'smoke', got {arg!r}.")
+  if arg not in ('', 'smoke', 'reference'):
+    raise ValueError(
+      f"config argument must be '', 'smoke' or 'reference', got {arg!r}."
+    )
   data = dict(protocol='vinyals', set_size=5, binarize=True)
   data['train_splits'] = ('train', 'val')  # 1028 + 172 = 1200 characters
   model = dict(channels=(16, 32), features=128, hidden=128, context_size=64)
   model.update(latent_size=16, num_latent_layers=3, residual_layers=2, min_std=1e-3)
+  model.update(convs_per_stage=2, decoder_convs_per_stage=0, batch_norm=False)
   # Test episodes from evaluation_keys(seed + 1, n), the keys the Omniglot
   # experiment's test uses, with its metric learners' 5 queries per class. The
   # lower bound: every test character's 4 sets of 5 drawings, averaged over
@@ -54,6 +71,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # (9,600 sets of 32), an estimate from its data loader.
   config.update(num_iterations=90_000, paper_iterations=90_000)
   config.update(log_every=50, checkpoint_every=500)
+  if arg == 'reference':
+    config.model.update(channels=(64, 128, 256), features=None, hidden=256)
+    config.model.update(context_size=512, num_latent_layers=1, residual_layers=3)
+    config.model.update(convs_per_stage=3, decoder_convs_per_stage=2, batch_norm=True)
+    # The reference's epoch, 9,600 sets at batch 32, is 300 updates: alpha still
+    # halves every 300.
+    config.batch_size = 32
   if arg == 'smoke':
     config.model.update(channels=(4,), features=16, hidden=16, context_size=8)
     config.model.update(latent_size=4, num_latent_layers=2, residual_layers=1)
