@@ -36,6 +36,8 @@ from flax import linen
 SET_AXIS = 'sets'
 # PyTorch's defaults as the reference uses them: momentum 0.1 (flax: 0.9) and eps
 # 1e-5 per layer; momentum 0.01 and eps 1e-3 for the global norm of a Gaussian.
+# One difference stays: flax averages the biased batch variance, PyTorch the
+# unbiased one (a factor m / (m - 1) over m values per statistic).
 _LAYER_NORM = {'momentum': 0.9, 'epsilon': 1e-5}
 _GLOBAL_NORM = {'momentum': 0.99, 'epsilon': 1e-3}
 

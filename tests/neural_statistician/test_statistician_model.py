@@ -15,16 +15,18 @@ from jmeta import neural_statistician as ns
 SHAPE = (8, 8, 1)
 
 
+# The widths of every tiny model here.
+TINY_WIDTHS = dict(hidden=8, context_size=3, latent_size=2)
+
+
 @pytest.fixture(scope='module')
 def tiny():
   model = ns.neural_statistician(
     image_shape=SHAPE,
     channels=(2,),
     features=8,
-    hidden=8,
-    context_size=3,
-    latent_size=2,
     num_latent_layers=2,
+    **TINY_WIDTHS,
     residual_layers=1,
     min_std=1e-7,  # so that zeroed stds make the draws the means (reconstruction test)
   )
@@ -194,21 +196,23 @@ def test_the_learner_predicts_by_classify_and_trains_on_class_sets(tiny):
   jax.tree.map(np.testing.assert_array_equal, got.grads, want)
 
 
+# The reference code's network shapes (features=None, 3 convs per stage, batch
+# norm) at tiny widths.
+TINY_REFERENCE = dict(
+  features=None,
+  **TINY_WIDTHS,
+  num_latent_layers=1,
+  convs_per_stage=3,
+  decoder_convs_per_stage=2,
+  batch_norm=True,
+)
+
+
 @pytest.fixture(scope='module')
 def normed():
   """A tiny model with the reference code's batch norms and 3-conv stages."""
   model = ns.neural_statistician(
-    image_shape=SHAPE,
-    channels=(2, 3),
-    features=None,
-    hidden=8,
-    context_size=3,
-    latent_size=2,
-    num_latent_layers=1,
-    residual_layers=2,
-    convs_per_stage=3,
-    decoder_convs_per_stage=2,
-    batch_norm=True,
+    image_shape=SHAPE, channels=(2, 3), residual_layers=2, **TINY_REFERENCE
   )
   return model, model.init(jax.random.key(0), jnp.zeros((4, *SHAPE)))
 
@@ -299,16 +303,7 @@ def test_evaluation_uses_running_averages_so_queries_do_not_interact(normed):
 def test_three_stage_encoder_and_decoder_fit_28_pixels():
   """28 -> 14 -> 7 -> 4 in the encoder; the decoder crops 8 to 7 on the way back."""
   model = ns.neural_statistician(
-    channels=(2, 2, 2),
-    features=None,
-    hidden=8,
-    context_size=3,
-    latent_size=2,
-    num_latent_layers=1,
-    residual_layers=1,
-    convs_per_stage=3,
-    decoder_convs_per_stage=2,
-    batch_norm=True,
+    channels=(2, 2, 2), residual_layers=1, **TINY_REFERENCE
   )
   x = jnp.zeros((5, 28, 28, 1))
   params = model.init(jax.random.key(0), x)
