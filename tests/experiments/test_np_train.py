@@ -252,7 +252,8 @@ def test_readme_full_length_block_and_ordering_match_the_runs():
     (r['model'], r['family']): r
     for r in report.load_runs(ROOT / 'results' / 'neural_processes')
   }
-  assert set(runs) == {(m, f) for m in ('anp', 'np') for f in ('gp_fixed', 'gp_random')}
+  families = ('gp_fixed', 'gp_random')
+  assert set(runs) == {(m, f) for m in ('anp', 'np', 'cnp') for f in families}
 
   def joint(model, family, runs=runs):
     return runs[model, family]['eval']['metrics']['log_likelihood']
@@ -287,6 +288,36 @@ def test_readme_full_length_block_and_ordering_match_the_runs():
   anp5 = joint('anp', 'gp_random', budget)[0]['mean']
   np5 = joint('np', 'gp_random', budget)[0]['mean']
   assert f'tied at 5 points ({anp5:.2f} against {np5:.2f})' in text
+
+  # The CNP at 200,000: under the ANP everywhere, tied with the NP at 5 points and
+  # above it at 50, above its budget run.
+  def apart(a, b):
+    return a['mean'] - a['ci95'] > b['mean'] + b['ci95']
+
+  def versus(family, i):
+    a, b = joint('cnp', family)[i], joint('np', family)[i]
+    return (
+      f'{a["mean"]:.2f} ± {a["ci95"]:.2f} against {b["mean"]:.2f} ± {b["ci95"]:.2f}'
+    )
+
+  for family in families:
+    assert runs['cnp', family]['iterations'] == 200_000
+    assert all(map(apart, joint('anp', family), joint('cnp', family))), family
+    five = joint('cnp', family)[0], joint('np', family)[0]
+    assert not apart(*five) and not apart(*five[::-1]), family
+    assert apart(joint('cnp', family)[-1], joint('np', family)[-1]), family
+    full_ll, budget_ll = joint('cnp', family), joint('cnp', family, budget)
+    assert all(f['mean'] > c['mean'] for f, c in zip(full_ll, budget_ll))
+  assert (
+    f'5 context points (random kernel: {versus("gp_random", 0)}; fixed: '
+    f'{versus("gp_fixed", 0)})'
+  ) in text
+  assert (
+    f'at 50 (random: {versus("gp_random", -1)}; fixed: {versus("gp_fixed", -1)})'
+  ) in text
+  cnp_random = joint('cnp', 'gp_random', budget)[0]['mean']
+  cnp_fixed = joint('cnp', 'gp_fixed', budget)[0]['mean']
+  assert (f"budget run's {cnp_random:.2f} (random) and {cnp_fixed:.2f} (fixed)") in text
 
 
 def test_budget_labels_a_run_at_the_papers_length_as_such():
