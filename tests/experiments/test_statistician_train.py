@@ -215,6 +215,14 @@ def test_readme_statements_on_the_ablations_hold_in_the_files():
   # "at the 0.24 s per update z1_9000 took ... about six hours"
   per_update = runs['z1_9000']['seconds_per_update']
   assert f'{per_update:.2f}' == '0.24' and round(90_000 * per_update / 3600) == 6
+  # "at the 0.11 s bn took on the Intel Xeon about 2.7"
+  per_update = runs['bn']['seconds_per_update']
+  assert 'Xeon' in runs['bn']['run']['cpu']
+  assert f'{per_update:.2f}' == '0.11' and f'{90_000 * per_update / 3600:.1f}' == '2.7'
+  # "batch norms ... add 0.7 to 1.3 points in every setting"
+  gains = [acc('bn', s) - acc('default', s) for s in settings]
+  assert f'{min(gains):.1f}' == '0.7' and f'{max(gains):.1f}' == '1.3', gains
+  assert runs['bn']['config']['model']['batch_norm'] is True
 
 
 def test_a_batch_norm_run_carries_its_running_averages_and_resumes_exactly(tmp_path):
