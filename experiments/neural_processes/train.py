@@ -350,7 +350,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path):
   checkpointer = Checkpointer(
-    workdir, config.to_dict(), may_differ=MAY_DIFFER_ON_RESUME
+    workdir,
+    config.to_dict(),
+    may_differ=MAY_DIFFER_ON_RESUME,
+    # A registered long run carries its latest checkpoint in git: only that one.
+    max_to_keep=1 if runs.is_registered(workdir) else 2,
   )
   family = families.make_family(config.data)
   learner, model = make_learner(config)

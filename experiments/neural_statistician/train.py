@@ -311,7 +311,11 @@ def _run_updates(
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path):
   load_start = os.getloadavg()
   checkpointer = Checkpointer(
-    workdir, config.to_dict(), may_differ=MAY_DIFFER_ON_RESUME
+    workdir,
+    config.to_dict(),
+    may_differ=MAY_DIFFER_ON_RESUME,
+    # A registered long run carries its latest checkpoint in git: only that one.
+    max_to_keep=1 if runs.is_registered(workdir) else 2,
   )
   banks = load_banks(config)
   model = make_model(config)
