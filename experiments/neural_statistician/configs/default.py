@@ -5,7 +5,8 @@
 
 ``default.py:smoke`` is a seconds-long run with tiny widths, for tests.
 ``default.py:reference`` has the reference code's networks and batch size (see
-below): sized for a GPU (about 0.3 TFLOP per update).
+below): sized for a GPU (its FLOPs per update:
+``benchmarks/results/neural_statistician_flops.md``).
 
 Data: sets of 5 drawings of one character (the paper's sample size), from the 1,200
 background characters of Vinyals et al.'s split (jmeta's ``vinyals`` train + val)
@@ -27,7 +28,8 @@ of 256 with residual blocks of 3, one z layer of 16, batch norm everywhere
 (running averages at test, as the reference's ``model.eval()``), batches of 32
 sets. What still differs from the reference: the decoder upsamples by sub-pixel
 convolutions and crops 8 to 7 (the reference: transposed convolutions, and a
-valid convolution from 16 to 14); stds are ``min_std + softplus`` (the reference:
+valid convolution from 16 to 14), and its first map has a batch norm and an ELU
+(the reference: neither); stds are ``min_std + softplus`` (the reference:
 exp of half a log-variance); the statistic network's last layers are a residual
 block like the other Gaussian networks' (the reference: two plain layers);
 90-degree rotations are new classes (the reference: random flips and rotations
