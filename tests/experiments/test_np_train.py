@@ -253,7 +253,8 @@ def test_readme_full_length_block_and_ordering_match_the_runs():
     for r in report.load_runs(ROOT / 'results' / 'neural_processes')
   }
   families = ('gp_fixed', 'gp_random')
-  assert set(runs) == {(m, f) for m in ('anp', 'np', 'cnp') for f in families}
+  gp_runs = {k for k in runs if k[1] in families}
+  assert gp_runs == {(m, f) for m in ('anp', 'np', 'cnp') for f in families}
 
   def joint(model, family, runs=runs):
     return runs[model, family]['eval']['metrics']['log_likelihood']
