@@ -316,6 +316,34 @@ def test_readme_full_length_block_and_ordering_match_the_runs():
   assert (
     f'at 50 (random: {versus("gp_random", -1)}; fixed: {versus("gp_fixed", -1)})'
   ) in text
+
+  # The sinusoid at full length: MSEs and the NP above the ANP up to 20 points.
+  def mse(model, i):
+    m = runs[model, 'sinusoid']['eval']['metrics']['mse'][i]
+    return m, f'{m["mean"]:.3f} ± {m["ci95"]:.3f}'
+
+  sine = {m for m, f in runs if f == 'sinusoid'}
+  assert sine == {'cnp', 'np', 'anp', 'maml'}
+  assert runs['maml', 'sinusoid']['iterations'] == 70_000
+  assert (
+    f'with the CNP ({mse("np", 0)[1]} and {mse("cnp", 0)[1]}), against the '
+    f"ANP's {mse('anp', 0)[1]} and MAML's {mse('maml', 0)[1]}"
+  ) in text
+  assert apart(mse('anp', 0)[0], mse('np', 0)[0]) and apart(
+    mse('anp', 0)[0], mse('cnp', 0)[0]
+  )
+  for i in range(4):
+    assert all(apart(mse('maml', i)[0], mse(m, i)[0]) for m in ('cnp', 'np', 'anp'))
+  assert (
+    f"(50 points: {mse('maml', -1)[1]} against the NP's {mse('np', -1)[1]})" in text
+  )
+  np_ll, anp_ll = joint('np', 'sinusoid'), joint('anp', 'sinusoid')
+  assert all(apart(a, b) for a, b in zip(np_ll[:3], anp_ll[:3]))
+  assert not apart(np_ll[-1], anp_ll[-1]) and not apart(anp_ll[-1], np_ll[-1])
+  assert (
+    f'(5: {np_ll[0]["mean"]:.2f} ± {np_ll[0]["ci95"]:.2f} against '
+    f'{anp_ll[0]["mean"]:.2f} ± {anp_ll[0]["ci95"]:.2f})'
+  ) in text
   cnp_random = joint('cnp', 'gp_random', budget)[0]['mean']
   cnp_fixed = joint('cnp', 'gp_fixed', budget)[0]['mean']
   assert (f"budget run's {cnp_random:.2f} (random) and {cnp_fixed:.2f} (fixed)") in text
