@@ -78,6 +78,12 @@ def is_registered(workdir: str | pathlib.Path) -> bool:
   return (pathlib.Path(workdir) / RUN_FILE).exists()
 
 
+def checkpoints_to_keep(workdir: str | pathlib.Path) -> int:
+  """A runner's ``max_to_keep``: 1 for a registered run, which carries its latest
+  checkpoint in git, else 2."""
+  return 1 if is_registered(workdir) else 2
+
+
 @contextlib.contextmanager
 def workdir_lock(workdir: str | pathlib.Path):
   """Holds ``workdir/run.lock`` for the block; raises ``WorkdirBusyError`` if another

@@ -353,8 +353,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     workdir,
     config.to_dict(),
     may_differ=MAY_DIFFER_ON_RESUME,
-    # A registered long run carries its latest checkpoint in git: only that one.
-    max_to_keep=1 if runs.is_registered(workdir) else 2,
+    max_to_keep=runs.checkpoints_to_keep(workdir),
   )
   family = families.make_family(config.data)
   learner, model = make_learner(config)
