@@ -45,10 +45,6 @@ def split_batch_stats(params) -> tuple[dict, dict]:
   return trained, params.get(BATCH_STATS, {})
 
 
-def merge_batch_stats(trained, carried) -> dict:
-  return {**trained, BATCH_STATS: carried} if carried else trained
-
-
 def statistician_learner(
   model: NeuralStatistician,
   *,
@@ -101,5 +97,5 @@ def statistician_learner(
     task_gradient=task_gradient,
     init_gradient=identity,
     class_labels=lambda params, batch: labels,
-    carry=Carry(split_batch_stats, merge_batch_stats),
+    carry=Carry(split_batch_stats, model.with_batch_stats),
   )
