@@ -79,8 +79,8 @@ def is_registered(workdir: str | pathlib.Path) -> bool:
 
 
 def checkpoints_to_keep(workdir: str | pathlib.Path) -> int:
-  """A runner's ``max_to_keep``: 1 for a registered run, which carries its latest
-  checkpoint in git, else 2."""
+  """``Checkpointer``'s default ``max_to_keep``: 1 for a registered run, which
+  carries its latest checkpoint in git, else 2."""
   return 1 if is_registered(workdir) else 2
 
 

@@ -14,6 +14,8 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
+from experiments import runs
+
 CONFIG_FILE = 'config.json'
 STATE = 'default'
 PROGRESS = 'progress'
@@ -125,6 +127,10 @@ class Checkpointer:
   window), saved and made visible atomically with it. Checkpoints written before it
   existed restore with an empty progress record.
 
+  It keeps the ``max_to_keep`` latest checkpoints; by default
+  ``runs.checkpoints_to_keep(workdir)``: only the latest in a registered run's
+  workdir, which carries it in git, else two.
+
   Orbax's INFO lines are silenced (``quiet_orbax_logs``) unless the environment sets
   ``JMETA_ORBAX_LOGS=1``.
   """
@@ -134,11 +140,13 @@ class Checkpointer:
     workdir: str | pathlib.Path,
     config: dict,
     *,
-    max_to_keep: int = 2,
+    max_to_keep: int | None = None,
     may_differ: Iterable[str] = (),
     added_fields: Mapping[str, Any] | None = None,
   ):
     self.workdir = pathlib.Path(workdir).absolute()
+    if max_to_keep is None:
+      max_to_keep = runs.checkpoints_to_keep(self.workdir)
     self.workdir.mkdir(parents=True, exist_ok=True)
     config_path = self.workdir / CONFIG_FILE
     if config_path.exists():

@@ -353,7 +353,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     workdir,
     config.to_dict(),
     may_differ=MAY_DIFFER_ON_RESUME,
-    max_to_keep=runs.checkpoints_to_keep(workdir),
   )
   family = families.make_family(config.data)
   learner, model = make_learner(config)

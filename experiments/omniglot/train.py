@@ -435,7 +435,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     config.to_dict(),
     may_differ=may_differ_on_resume(config),
     added_fields=ADDED_FIELDS,
-    max_to_keep=runs.checkpoints_to_keep(workdir),
   )
   # Device-resident uint8 banks, passed to the jitted steps as arguments (a closed-over
   # array would be compiled into the program as a constant).

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import runs
 from experiments.common.checkpoint import (
   CheckpointConfigMismatchError,
   Checkpointer,
@@ -59,3 +60,18 @@ def test_a_field_added_since_the_checkpoint_matches_only_at_its_old_value():
     check_compatible(
       {**saved, 'inner_adapts': 'all_but_batch_norm_offsets'}, current, (), added
     )
+
+
+@pytest.mark.parametrize('registered, kept', [(False, [3, 4]), (True, [4])])
+def test_a_registered_workdir_keeps_only_its_latest_checkpoint(
+  tmp_path, registered, kept
+):
+  # Every runner (MANN, learned optimizers, meta-RL and RL^2 included) gets this by
+  # default, so a registered run carries one checkpoint in git.
+  if registered:
+    (tmp_path / runs.RUN_FILE).write_text('{}')
+  saver = Checkpointer(tmp_path, {'a': 1})
+  for step in range(1, 5):
+    saver.save(step, {'w': jnp.full(2, float(step))})
+  saver.close()
+  assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == kept
