@@ -64,7 +64,10 @@ def final_params(config: ml_collections.ConfigDict, workdir: pathlib.Path):
   optimizer = train.make_optimizer(config)
   template = train.initial_state(config, model, optimizer, jax.random.key(0))
   checkpointer = Checkpointer(
-    workdir, config.to_dict(), may_differ=train.MAY_DIFFER_ON_RESUME
+    workdir,
+    config.to_dict(),
+    may_differ=train.MAY_DIFFER_ON_RESUME,
+    added_fields=train.ADDED_FIELDS,
   )
   if checkpointer.latest_step() is None:
     raise FileNotFoundError(f'{workdir} has no checkpoint to test.')
@@ -76,7 +79,7 @@ def final_params(config: ml_collections.ConfigDict, workdir: pathlib.Path):
 def evaluate_rules(workdir: str | pathlib.Path) -> dict:
   workdir = pathlib.Path(workdir)
   result = json.loads((workdir / 'results.json').read_text())
-  config = ml_collections.ConfigDict(result['config'])
+  config = train.with_added_fields(ml_collections.ConfigDict(result['config']))
   model, state = final_params(config, workdir)
   if int(state.step) != result['iterations']:
     raise ValueError(

@@ -40,6 +40,19 @@ from jmeta.data import episodes, omniglot
 OUTPUTS = ('results.json', 'samples.png')
 # Changing these does not change the training trajectory.
 MAY_DIFFER_ON_RESUME = ('num_iterations', 'log_every', 'checkpoint_every', 'eval.')
+# Fields added to the config after runs were started, at the values those runs had.
+ADDED_FIELDS = {'data.resize': 'maml'}
+
+
+def with_added_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of a run's recorded ``config`` with each of ``ADDED_FIELDS`` it lacks
+  set to the value the run had."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for path, value in ADDED_FIELDS.items():
+    group, field = path.rsplit('.', 1)
+    if field not in config[group]:
+      config[group][field] = value
+  return config
 
 
 class TrainState(NamedTuple):
@@ -64,6 +77,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       'config.checkpoint_every must be a multiple of config.log_every (got '
       f'{config.checkpoint_every} and {config.log_every}), so that a resumed run '
       'logs the same windows.'
+    )
+  if config.data.resize not in omniglot.RESIZES:
+    raise ValueError(
+      f'config.data.resize must be one of {omniglot.RESIZES}, got '
+      f'{config.data.resize!r}.'
     )
   if not 1 <= config.data.set_size <= omniglot.NUM_DRAWINGS - 1:
     raise ValueError(
@@ -108,10 +126,11 @@ def alpha(config, step: jax.Array) -> jax.Array:
 
 def load_banks(config) -> dict[str, jax.Array]:
   """uint8 image banks: ``train`` (the background characters) and ``test``."""
+  protocol, resize = config.data.protocol, config.data.resize
   train = np.concatenate(
-    [omniglot.load_split(config.data.protocol, s) for s in config.data.train_splits]
+    [omniglot.load_split(protocol, s, resize=resize) for s in config.data.train_splits]
   )
-  test = omniglot.load_split(config.data.protocol, 'test')
+  test = omniglot.load_split(protocol, 'test', resize=resize)
   return {'train': jnp.asarray(train), 'test': jnp.asarray(test)}
 
 
@@ -314,6 +333,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     workdir,
     config.to_dict(),
     may_differ=MAY_DIFFER_ON_RESUME,
+    added_fields=ADDED_FIELDS,
   )
   banks = load_banks(config)
   model = make_model(config)

@@ -16,7 +16,11 @@ Two sources:
 Images are resized as MAML's ``omniglot_resized`` script does
 (``PIL.Image.open(png).resize((28, 28), resample=Image.LANCZOS)``; Pillow resamples
 1-bit images with nearest neighbour, so pixels stay binary), then inverted so
-strokes are 255 and background 0. Row ``i`` holds global character id ``i + 1``;
+strokes are 255 and background 0. ``resize='area'`` instead averages each pixel's
+3.75 x 3.75 patch of the drawing (``resize_area``): grey levels and unbroken
+strokes, like the 28x28 greyscale Omniglot that the Neural Statistician's reference
+code trains on (Burda et al.'s IWAE ``chardata.mat``, whose resize is not
+published). Row ``i`` holds global character id ``i + 1``;
 ``names[i]`` is ``'Alphabet/characterNN'``.
 
 The prepared arrays are cached as an ``.npz`` under the TFDS data dir
@@ -56,6 +60,7 @@ OMNIGLOT_DIR_ENV = 'JMETA_OMNIGLOT_DIR'
 PROTOCOLS = ('vinyals', 'maml')
 SPLITS = ('train', 'val', 'test')
 SOURCES = ('archives', 'tfds')
+RESIZES = ('maml', 'area')
 
 NUM_CHARACTERS = 1623
 NUM_DRAWINGS = 20
@@ -170,19 +175,40 @@ def resize_like_maml(background_mask: np.ndarray) -> np.ndarray:
   return np.where(small.astype(bool), 0, 255).astype(np.uint8)
 
 
-def _png_to_28(data: bytes) -> np.ndarray:
+def resize_area(background_mask: np.ndarray) -> np.ndarray:
+  """A 105x105 drawing (True = background) -> uint8 28x28: each pixel 255 times the
+  stroke fraction among the drawing's pixels whose centres fall in its 3.75 x 3.75
+  patch (Pillow's ``BOX`` filter).
+
+  Nearest neighbour (``resize_like_maml``) splits the strokes of about one drawing
+  in three into more pieces than the 105x105 drawing has; averaging keeps them
+  whole, as grey levels.
+  """
+  from PIL import Image
+
+  strokes = Image.fromarray(np.where(background_mask, 0, 255).astype(np.uint8))
+  return np.asarray(strokes.resize((IMAGE_SIZE, IMAGE_SIZE), resample=Image.BOX))
+
+
+_RESIZE_FNS = {'maml': resize_like_maml, 'area': resize_area}
+
+
+def _png_to_28(data: bytes, resize: str) -> np.ndarray:
   from PIL import Image
 
   with Image.open(io.BytesIO(data)) as image:
     if image.mode != '1':
       image = image.convert('L').point(lambda v: 255 if v >= 128 else 0, mode='1')
-    return resize_like_maml(np.asarray(image))
+    return _RESIZE_FNS[resize](np.asarray(image))
 
 
-def cache_path(data_dir: str | None = None, source: str = 'archives') -> str:
-  """Where the prepared arrays of ``source`` are cached."""
+def cache_path(
+  data_dir: str | None = None, source: str = 'archives', resize: str = 'maml'
+) -> str:
+  """Where the prepared arrays of ``source`` resized by ``resize`` are cached."""
+  suffix = '' if resize == 'maml' else f'_{resize}'
   return prepared_path(
-    data_dir, BUILDER_NAME, BUILDER_VERSION, f'omniglot28_{source}.npz'
+    data_dir, BUILDER_NAME, BUILDER_VERSION, f'omniglot28_{source}{suffix}.npz'
   )
 
 
@@ -215,7 +241,8 @@ def omniglot_builder() -> type:
   It reads both archives from the download config's ``manual_dir`` after checking
   them against ``ARCHIVE_SHA256``, and stores 28x28 uint8 images (strokes 255)
   with their global ``character_id`` (1..1623), ``drawing`` (1..20) and ``name``;
-  splits ``background`` and ``evaluation``.
+  splits ``background`` and ``evaluation``. Its configs are the ``RESIZES``
+  (default ``'maml'``).
   """
   import tensorflow_datasets as tfds
   from etils import epath
@@ -226,6 +253,12 @@ def omniglot_builder() -> type:
     name = BUILDER_NAME
     VERSION = tfds.core.Version(BUILDER_VERSION)
     RELEASE_NOTES = {BUILDER_VERSION: 'MAML-style 28x28 images, sha256-checked.'}
+    BUILDER_CONFIGS = [
+      tfds.core.BuilderConfig(
+        name='maml', description="MAML's nearest-neighbour resize."
+      ),
+      tfds.core.BuilderConfig(name='area', description='Area-averaged grey levels.'),
+    ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
       f'Place {_expected_files_text()} in the manual dir (jmeta passes '
       f'${OMNIGLOT_DIR_ENV}). The upstream brendenlake/omniglot python/*.zip and '
@@ -239,7 +272,7 @@ def omniglot_builder() -> type:
 
     def _info(self):
       return self.dataset_info_from_configs(
-        description='Omniglot resized to 28x28 as in MAML, strokes 255.',
+        description='Omniglot resized to 28x28, strokes 255.',
         features=image_features(
           tfds,
           IMAGE_SIZE,
@@ -270,7 +303,7 @@ def omniglot_builder() -> type:
         yield (
           f'{char_id}_{drawing}',
           {
-            'image': _png_to_28(fobj.read()),
+            'image': _png_to_28(fobj.read(), self.builder_config.name),
             'character_id': int(char_id),
             'drawing': int(drawing),
             'name': f'{alphabet}/{character}',
@@ -297,9 +330,11 @@ def _assemble(ids, drawings, names, images) -> OmniglotData:
   return OmniglotData(images=out, names=tuple(row_names))
 
 
-def _prepare_from_archives(archive_dir: str, data_dir: str) -> OmniglotData:
+def _prepare_from_archives(
+  archive_dir: str, data_dir: str, resize: str
+) -> OmniglotData:
   tfds = import_tfds('Omniglot', 'pillow')
-  builder = omniglot_builder()(data_dir=data_dir)
+  builder = omniglot_builder()(data_dir=data_dir, config=resize)
   builder.download_and_prepare(
     download_config=tfds.download.DownloadConfig(
       manual_dir=archive_dir, try_download_gcs=False
@@ -313,7 +348,7 @@ def _prepare_from_archives(archive_dir: str, data_dir: str) -> OmniglotData:
   )
 
 
-def _prepare_from_stock_tfds(data_dir: str) -> OmniglotData:
+def _prepare_from_stock_tfds(data_dir: str, resize: str) -> OmniglotData:
   """TFDS's stock ``omniglot`` builder (downloads; TFDS checks its own checksums).
 
   The stock builder does not keep drawing numbers, so drawings are stored in the
@@ -333,7 +368,7 @@ def _prepare_from_stock_tfds(data_dir: str) -> OmniglotData:
       drawings.append(min(counts[char_id], NUM_DRAWINGS))
       alphabet = alphabets[int(example['alphabet'])]
       names.append(f'{alphabet}/character{int(example["alphabet_char_id"]) + 1:02d}')
-      images.append(resize_like_maml(example['image'][..., 0] >= 128))
+      images.append(_RESIZE_FNS[resize](example['image'][..., 0] >= 128))
   return _assemble(ids, drawings, names, images)
 
 
@@ -342,6 +377,7 @@ def load_omniglot(
   *,
   data_dir: str | None = None,
   source: str = 'archives',
+  resize: str = 'maml',
 ) -> OmniglotData:
   """All 1623 Omniglot characters, 20 drawings each, as uint8 28x28 (strokes 255).
 
@@ -353,6 +389,8 @@ def load_omniglot(
     source: ``'archives'`` or ``'tfds'``. ``'tfds'`` downloads through TFDS's stock
       ``omniglot`` builder and only applies when no archive folder is configured
       (otherwise the local archives are used).
+    resize: ``'maml'`` (binary, nearest neighbour) or ``'area'`` (grey levels);
+      see the module docstring.
 
   Raises:
     OmniglotDataError: no archive folder configured or found (the message names
@@ -361,6 +399,8 @@ def load_omniglot(
   """
   if source not in SOURCES:
     raise ValueError(f'source must be one of {SOURCES}, got {source!r}.')
+  if resize not in RESIZES:
+    raise ValueError(f'resize must be one of {RESIZES}, got {resize!r}.')
   folder = local_folder(archive_dir, OMNIGLOT_DIR_ENV)
   if folder is None and source == 'archives':
     raise _missing(f'archive_dir was not given and {OMNIGLOT_DIR_ENV} is not set')
@@ -372,12 +412,12 @@ def load_omniglot(
 
   def prepare() -> OmniglotData:
     if source == 'archives':
-      return _prepare_from_archives(folder, root)
-    return _prepare_from_stock_tfds(root)
+      return _prepare_from_archives(folder, root, resize)
+    return _prepare_from_stock_tfds(root, resize)
 
-  metadata.update(builder=f'{BUILDER_NAME}:{BUILDER_VERSION}', resize='maml')
+  metadata.update(builder=f'{BUILDER_NAME}:{BUILDER_VERSION}', resize=resize)
   return load_or_prepare(
-    cache_path(root, source),
+    cache_path(root, source, resize),
     _read_cache,
     prepare,
     lambda path, data: _write_cache(path, data, metadata),
@@ -411,6 +451,7 @@ def load_split(
   archive_dir: str | None = None,
   data_dir: str | None = None,
   source: str = 'archives',
+  resize: str = 'maml',
 ) -> np.ndarray:
   """uint8 ``(characters, 20, 28, 28)`` for one split, rows in the split file's order.
 
@@ -418,7 +459,7 @@ def load_split(
   not applied here; sample episodes with ``rotation=protocol_rotation(protocol)``.
   """
   names = split_names(protocol, split)
-  data = load_omniglot(archive_dir, data_dir=data_dir, source=source)
+  data = load_omniglot(archive_dir, data_dir=data_dir, source=source, resize=resize)
   row = {name: i for i, name in enumerate(data.names)}
   return data.images[np.asarray([row[name] for name in names])]
 

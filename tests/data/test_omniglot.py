@@ -69,6 +69,68 @@ def test_images_match_maml_resize_of_the_pngs(omniglot, omniglot_dir):
         assert omniglot.names[char_id - 1] == f'{alphabet}/{character}'
 
 
+def _centre_in_patch_weights() -> np.ndarray:
+  """(28, 105): row i averages the input pixels whose centres j + 0.5 lie in
+  (3.75 i, 3.75 (i + 1)], the half-open box that Pillow's BOX filter samples."""
+  scale = 105 / 28
+  centres = np.arange(105) + 0.5
+  rows = np.arange(28)[:, None]
+  inside = (centres > rows * scale) & (centres <= (rows + 1) * scale)
+  return inside / inside.sum(axis=1, keepdims=True)
+
+
+def test_area_resize_is_the_patch_mean_of_the_strokes(omniglot_dir):
+  weights = _centre_in_patch_weights()
+  rng = np.random.default_rng(1)
+  with zipfile.ZipFile(os.path.join(omniglot_dir, 'images_evaluation.zip')) as z:
+    pngs = [n for n in z.namelist() if n.endswith('.png')]
+    for entry in rng.choice(pngs, 8, replace=False):
+      with Image.open(io.BytesIO(z.read(entry))) as image:
+        background = np.asarray(image)
+      expected = weights @ (~background).astype(float) @ weights.T * 255
+      got = omniglot_lib.resize_area(background)
+      assert got.dtype == np.uint8 and got.shape == (28, 28)
+      # Pillow rounds fixed-point sums: within one grey level, never more.
+      np.testing.assert_allclose(got, expected, atol=1.0)
+      assert len(np.unique(got)) > 2  # grey levels, not a binary image
+
+
+def test_a_stroke_between_sample_points_vanishes_from_maml_resize_not_area():
+  # Nearest neighbour samples input rows 1 and 5 for output rows 0 and 1, so a
+  # stroke on rows 2-3 is lost; the area resize keeps it at half intensity.
+  background = np.ones((105, 105), bool)
+  background[2:4, :] = False
+  assert omniglot_lib.resize_like_maml(background).max() == 0
+  area = omniglot_lib.resize_area(background)
+  np.testing.assert_array_equal(area[0], np.full(28, 128))  # 2 of 4 rows, rounded
+  assert area[1:].max() == 0
+
+
+def test_area_images_load_through_their_own_builder_config_and_cache(
+  omniglot, omniglot_dir
+):
+  area = load_omniglot(omniglot_dir, resize='area')
+  assert area.names == omniglot.names
+  assert omniglot_lib.cache_path(resize='area') != omniglot_lib.cache_path()
+  assert os.path.exists(omniglot_lib.cache_path(resize='area'))
+  # The same ink, spread over grey levels: the mean pixel differs by under 1%.
+  assert abs(area.images.mean() / omniglot.images.mean() - 1) < 0.01
+  with zipfile.ZipFile(os.path.join(omniglot_dir, 'images_background.zip')) as z:
+    for entry in ('images_background/Greek/character05/0398_07.png',):
+      char_id, drawing = (int(x) for x in entry[-11:-4].split('_'))
+      with Image.open(io.BytesIO(z.read(entry))) as image:
+        expected = omniglot_lib.resize_area(np.asarray(image))
+      np.testing.assert_array_equal(area.images[char_id - 1, drawing - 1], expected)
+  rows = load_split('vinyals', 'test', archive_dir=omniglot_dir, resize='area')
+  index = [area.names.index(n) for n in split_names('vinyals', 'test')]
+  np.testing.assert_array_equal(rows, area.images[index])
+
+
+def test_unknown_resize_raises(omniglot_dir):
+  with pytest.raises(ValueError, match=r"resize must be one of \('maml', 'area'\)"):
+    load_omniglot(omniglot_dir, resize='bilinear')
+
+
 def test_second_load_uses_the_cache(omniglot, omniglot_dir):
   start = time.perf_counter()
   again = load_omniglot(omniglot_dir)

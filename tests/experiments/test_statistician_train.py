@@ -7,9 +7,11 @@ import re
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
+from experiments.common.checkpoint import CheckpointConfigMismatchError
 from experiments.neural_statistician import report, rules, train
 from experiments.neural_statistician.configs import default
 
@@ -66,11 +68,33 @@ def test_a_stopped_run_resumes_to_the_same_params(smoke_run, tmp_path):
   assert resumed['few_shot'] == out['few_shot']
 
 
+def test_a_run_recorded_before_data_resize_existed_resumes_with_maml_images(tmp_path):
+  config = default.get_config('smoke')
+  config.num_iterations = 4
+  train.train_and_evaluate(config, str(tmp_path))
+  for name in train.OUTPUTS:
+    (tmp_path / name).unlink()
+  path = tmp_path / 'config.json'
+  saved = json.loads(path.read_text())
+  del saved['data']['resize']  # as config.json was written before the field
+  path.write_text(json.dumps(saved))
+  area = default.get_config('smoke')
+  area.data.resize = 'area'
+  with pytest.raises(CheckpointConfigMismatchError, match='data.resize'):
+    train.train_and_evaluate(area, str(tmp_path))
+  resumed = train.train_and_evaluate(default.get_config('smoke'), str(tmp_path))
+  assert resumed['resumed_from_update'] == 4
+  old = ml_collections.ConfigDict(saved)
+  assert train.with_added_fields(old).data.resize == 'maml'
+  assert 'resize' not in old.data  # a copy: the recorded config is left as it was
+
+
 BAD_VALUES = {
   'batch_size': (0, 'config.batch_size must be a positive int'),
   'checkpoint_every': (3, 'multiple of config.log_every'),
   'eval.settings': (('5w2s',), r"config.eval.settings has \['5w2s'\]"),
   'eval.num_episodes': (5, 'multiple of config.eval.episodes_per_call'),
+  'data.resize': ('bilinear', r"config.data.resize must be one of \('maml', 'area'\)"),
 }
 
 

@@ -49,7 +49,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     raise ValueError(
       f"config argument must be '', 'smoke' or 'reference', got {arg!r}."
     )
-  data = dict(protocol='vinyals', set_size=5, binarize=True)
+  # resize='area' gives grey levels (dynamically binarised in training), like the
+  # reference code's 28x28 greyscale Omniglot; 'maml' keeps the other experiments'
+  # binary images (see jmeta.data.omniglot).
+  data = dict(protocol='vinyals', set_size=5, binarize=True, resize='maml')
   data['train_splits'] = ('train', 'val')  # 1028 + 172 = 1200 characters
   model = dict(channels=(16, 32), features=128, hidden=128, context_size=64)
   model.update(latent_size=16, num_latent_layers=3, residual_layers=2, min_std=1e-3)
