@@ -17,11 +17,10 @@ Images are resized as MAML's ``omniglot_resized`` script does
 (``PIL.Image.open(png).resize((28, 28), resample=Image.LANCZOS)``; Pillow resamples
 1-bit images with nearest neighbour, so pixels stay binary), then inverted so
 strokes are 255 and background 0. ``resize='area'`` instead averages each pixel's
-3.75 x 3.75 patch of the drawing (``resize_area``): grey levels and unbroken
-strokes, like the 28x28 greyscale Omniglot that the Neural Statistician's reference
-code trains on (Burda et al.'s IWAE ``chardata.mat``, whose resize is not
-published). Row ``i`` holds global character id ``i + 1``;
-``names[i]`` is ``'Alphabet/characterNN'``.
+3.75 x 3.75 patch of the drawing (``resize_area``): grey levels, like the 28x28
+greyscale Omniglot that the Neural Statistician's reference code trains on (Burda
+et al.'s IWAE ``chardata.mat``, whose resize is not published). Row ``i`` holds
+global character id ``i + 1``; ``names[i]`` is ``'Alphabet/characterNN'``.
 
 The prepared arrays are cached as an ``.npz`` under the TFDS data dir
 (``data_dir``, else ``JMETA_TFDS_DATA_DIR``, else ``TFDS_DATA_DIR``, else
@@ -180,9 +179,9 @@ def resize_area(background_mask: np.ndarray) -> np.ndarray:
   stroke fraction among the drawing's pixels whose centres fall in its 3.75 x 3.75
   patch (Pillow's ``BOX`` filter).
 
-  Nearest neighbour (``resize_like_maml``) splits the strokes of about one drawing
-  in three into more pieces than the 105x105 drawing has; averaging keeps them
-  whole, as grey levels.
+  Nearest neighbour (``resize_like_maml``) copies one pixel of each patch, so a
+  thin stroke between the copied pixels is lost; averaging keeps every pixel's
+  share, as grey levels.
   """
   from PIL import Image
 

@@ -247,6 +247,15 @@ def test_readme_statements_on_the_ablations_hold_in_the_files():
   gains = [acc('bn', s) - acc('default', s) for s in settings]
   assert f'{min(gains):.1f}' == '0.7' and f'{max(gains):.1f}' == '1.3', gains
   assert runs['bn']['config']['model']['batch_norm'] is True
+  # "Grey-level images ... add 2.5 to 4.0 points in every setting"
+  gains = [acc('area', s) - acc('default', s) for s in settings]
+  assert f'{min(gains):.1f}' == '2.5' and f'{max(gains):.1f}' == '4.0', gains
+  assert runs['area']['config']['data']['resize'] == 'area'
+  assert 'Xeon' in runs['area']['run']['cpu']
+  # "more than any other change tried at 3,000 updates", in every setting
+  singles = ('z1', 'c512', 'z1_alpha1', 'bn')
+  for s in settings:
+    assert all(acc('area', s) > acc(name, s) for name in singles), s
 
 
 def test_a_batch_norm_run_carries_its_running_averages_and_resumes_exactly(tmp_path):
