@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import harness
 
@@ -38,18 +37,6 @@ CELLS = (
   ('reptile', '20w1s', 'map'),
   ('protonet', '60w5s5q', 'vmap'),
 )
-
-
-def checkout(rev: str, where: str) -> str:
-  """A detached worktree of ``rev`` under ``where``; its path."""
-  path = os.path.join(where, f'jmeta-{rev}')
-  subprocess.run(
-    ['git', 'worktree', 'add', '--detach', path, rev],
-    cwd=ROOT,
-    check=True,
-    capture_output=True,
-  )
-  return path
 
 
 def run(args, trees: dict) -> list[dict]:
@@ -102,16 +89,9 @@ def main(argv=None):
     text=True,
     check=True,
   ).stdout.strip()
-  with tempfile.TemporaryDirectory() as where:
-    paths = [checkout(rev, where) for rev in (args.before, now)]
+  with harness.worktrees(ROOT, (args.before, now)) as paths:
     trees = dict(zip((f'before ({args.before})', f'now ({now})'), paths))
-    try:
-      results = run(args, trees)
-    finally:
-      for path in paths:
-        subprocess.run(
-          ['git', 'worktree', 'remove', '--force', path], cwd=ROOT, check=False
-        )
+    results = run(args, trees)
   names = list(trees)
   differ = same_losses(results)
   report = {

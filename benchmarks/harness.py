@@ -24,6 +24,7 @@ without jax.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -33,6 +34,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -197,6 +199,30 @@ def run_json(cmd, cell: dict, timeout: float | None = None, env=None) -> dict:
   if proc.returncode or not lines:
     return {**cell, 'error': (proc.stderr.strip().splitlines() or ['?'])[-1]}
   return {**cell, **json.loads(lines[-1])}
+
+
+@contextlib.contextmanager
+def worktrees(root: str, revs):
+  """Detached git worktrees of ``revs`` (commits of the repository at ``root``) in a
+  temporary folder, for the block; yields their paths and removes them after."""
+  with tempfile.TemporaryDirectory() as where:
+    paths = []
+    try:
+      for rev in revs:
+        path = os.path.join(where, f'jmeta-{rev}')
+        subprocess.run(
+          ['git', 'worktree', 'add', '--detach', path, rev],
+          cwd=root,
+          check=True,
+          capture_output=True,
+        )
+        paths.append(path)
+      yield paths
+    finally:
+      for path in paths:
+        subprocess.run(
+          ['git', 'worktree', 'remove', '--force', path], cwd=root, check=False
+        )
 
 
 def cpu_model() -> str:
