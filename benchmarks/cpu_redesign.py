@@ -43,14 +43,7 @@ def run(args, trees: dict) -> list[dict]:
   def run_one(cell, setting, r):
     del r
     tree = trees[setting]
-    c = {
-      'estimator': cell[0],
-      'config': cell[1],
-      'batching': cell[2],
-      'conv_impl': 'patches',
-      'variant': 'maxpool' if cell[0] == 'protonet' else 'strided',
-      'devices': 1,
-    }
+    c = harness.cpu_default_cell(*cell)
     env = {**os.environ, 'PYTHONPATH': tree}
     script = os.path.join(tree, 'benchmarks', 'meta_step.py')
     cmd = [sys.executable, script, '--single', json.dumps(c)]

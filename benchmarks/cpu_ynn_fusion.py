@@ -37,22 +37,11 @@ SETTINGS = {
 }
 
 
-def cell_dict(estimator, config, batching):
-  return {
-    'estimator': estimator,
-    'config': config,
-    'batching': batching,
-    'conv_impl': 'patches',
-    'variant': 'maxpool' if estimator == 'protonet' else 'strided',
-    'devices': 1,
-  }
-
-
 def run(args):
   def run_one(cell, setting, r):
     env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
     env.update(SETTINGS[setting])
-    c = cell_dict(*cell)
+    c = harness.cpu_default_cell(*cell)
     cmd = [sys.executable, META_STEP, '--single', json.dumps(c)]
     return harness.run_json(
       cmd + ['--repeats', str(args.repeats)], c, args.timeout, env

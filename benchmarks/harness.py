@@ -201,6 +201,19 @@ def run_json(cmd, cell: dict, timeout: float | None = None, env=None) -> dict:
   return {**cell, **json.loads(lines[-1])}
 
 
+def cpu_default_cell(estimator: str, config: str, batching: str) -> dict:
+  """``meta_step.py``'s cell at the library's CPU defaults: patches convolutions,
+  one device, ProtoNet on its max-pool network and the others on the strided one."""
+  return {
+    'estimator': estimator,
+    'config': config,
+    'batching': batching,
+    'conv_impl': 'patches',
+    'variant': 'maxpool' if estimator == 'protonet' else 'strided',
+    'devices': 1,
+  }
+
+
 @contextlib.contextmanager
 def worktrees(root: str, revs):
   """Detached git worktrees of ``revs`` (commits of the repository at ``root``) in a

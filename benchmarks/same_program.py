@@ -68,15 +68,8 @@ def dumped_programs(tree: str, cell: dict, where: str) -> tuple[list[str], dict]
 
 def compare(trees: dict, cells) -> list[dict]:
   rows = []
-  for estimator, config, batching in cells:
-    cell = {
-      'estimator': estimator,
-      'config': config,
-      'batching': batching,
-      'conv_impl': 'patches',
-      'variant': 'maxpool' if estimator == 'protonet' else 'strided',
-      'devices': 1,
-    }
+  for names in cells:
+    cell = harness.cpu_default_cell(*names)
     found = {}
     for name, tree in trees.items():
       with tempfile.TemporaryDirectory() as where:
