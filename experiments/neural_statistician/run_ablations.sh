@@ -6,9 +6,9 @@
 # skipped once it has results. Then every run's last checkpoint is tested under
 # each classification rule (rules.json). The README's tables:
 #   python -m experiments.neural_statistician.report results/neural_statistician/cpu_budget \
-#       results/neural_statistician/ablations/{default,z1,c512,z1_alpha1,z1_9000,bn,area}
+#       results/neural_statistician/ablations/{default,z1,c512,z1_alpha1,z1_9000,bn,area,area_grey}
 #   python -m experiments.neural_statistician.report --rules \
-#       results/neural_statistician/ablations/{default,z1,c512,z1_alpha1,z1_9000,bn,area}
+#       results/neural_statistician/ablations/{default,z1,c512,z1_alpha1,z1_9000,bn,area,area_grey}
 set -u
 root=results/neural_statistician/ablations
 runs=(
@@ -19,6 +19,7 @@ runs=(
   "z1_9000 --config.num_iterations=9000 --config.model.num_latent_layers=1"
   "bn --config.num_iterations=3000 --config.model.batch_norm=True"
   "area --config.num_iterations=3000 --config.data.resize=area"
+  "area_grey --config.num_iterations=3000 --config.data.resize=area --config.data.binarize=False"
 )
 for spec in "${runs[@]}"; do
   set -- $spec
