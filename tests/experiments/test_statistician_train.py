@@ -251,6 +251,10 @@ def test_readme_statements_on_the_ablations_hold_in_the_files():
   gains = [acc('area', s) - acc('default', s) for s in settings]
   assert f'{min(gains):.1f}' == '2.5' and f'{max(gains):.1f}' == '4.0', gains
   assert runs['area']['config']['data']['resize'] == 'area'
+  # "Whether the grey images are binarised does not matter ... within 1 point"
+  assert runs['area_grey']['config']['data']['binarize'] is False
+  assert runs['area_grey']['config']['data']['resize'] == 'area'
+  assert max(abs(acc('area_grey', s) - acc('area', s)) for s in settings) < 1
   assert 'Xeon' in runs['area']['run']['cpu']
   # "more than any other change tried at 3,000 updates", in every setting
   singles = ('z1', 'c512', 'z1_alpha1', 'bn')
