@@ -18,6 +18,7 @@ import pathlib
 import time
 from typing import NamedTuple
 
+import dm_pix as pix
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -41,7 +42,7 @@ OUTPUTS = ('results.json', 'samples.png')
 # Changing these does not change the training trajectory.
 MAY_DIFFER_ON_RESUME = ('num_iterations', 'log_every', 'checkpoint_every', 'eval.')
 # Fields added to the config after runs were started, at the values those runs had.
-ADDED_FIELDS = {'data.resize': 'maml'}
+ADDED_FIELDS = {'data.resize': 'maml', 'data.augment_probability': 0.0}
 
 
 def with_added_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -82,6 +83,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
       f'config.data.resize must be one of {omniglot.RESIZES}, got '
       f'{config.data.resize!r}.'
+    )
+  if not 0.0 <= config.data.augment_probability <= 1.0:
+    raise ValueError(
+      'config.data.augment_probability must lie in [0, 1], got '
+      f'{config.data.augment_probability}.'
     )
   if not 1 <= config.data.set_size <= omniglot.NUM_DRAWINGS - 1:
     raise ValueError(
@@ -134,6 +140,40 @@ def load_banks(config) -> dict[str, jax.Array]:
   return {'train': jnp.asarray(train), 'test': jnp.asarray(test)}
 
 
+def transform_set(
+  images: jax.Array, flip_left_right: jax.Array, flip_up_down: jax.Array, angle
+) -> jax.Array:
+  """One transform for every image of a set ``(set_size, H, W, C)``: the flips that
+  are on, then a counter-clockwise turn by ``angle`` radians about the centre
+  (bilinear, zero outside), as ``skimage.transform.rotate`` in the reference code."""
+
+  def one(image):
+    image = jnp.where(flip_left_right, pix.flip_left_right(image), image)
+    image = jnp.where(flip_up_down, pix.flip_up_down(image), image)
+    return pix.rotate(image, angle, order=1, mode='constant', cval=0.0)
+
+  return jax.vmap(one)(images)
+
+
+def augment_sets(key, sets: jax.Array, probability: float) -> jax.Array:
+  """The reference code's augmentation (``omnidata.py``), drawn afresh: each set of
+  ``sets`` ``(sets, set_size, H, W, C)``, with ``probability``, flipped left-right
+  and up-down each with probability 1/2, then turned by an angle uniform in
+  [0, 2 pi); the reference trains on its sets and one such copy of each, so 1/2."""
+
+  def one(k, images):
+    k_apply, k_lr, k_ud, k_angle = jax.random.split(k, 4)
+    turned = transform_set(
+      images,
+      jax.random.bernoulli(k_lr),
+      jax.random.bernoulli(k_ud),
+      jax.random.uniform(k_angle, maxval=2 * jnp.pi),
+    )
+    return jnp.where(jax.random.bernoulli(k_apply, probability), turned, images)
+
+  return jax.vmap(one)(jax.random.split(key, sets.shape[0]), sets)
+
+
 def make_update(config, model: ns.NeuralStatistician, optimizer, train_bank):
   """``update(state, key, bank) -> (state, metrics)``, jitted; samples its sets."""
   size = config.data.set_size
@@ -150,6 +190,10 @@ def make_update(config, model: ns.NeuralStatistician, optimizer, train_bank):
     batch = sampler.sample_from(bank, draw_key, 1)
     images = batch.support_inputs[0]
     sets = images.reshape(config.batch_size, size, *images.shape[1:])
+    if config.data.augment_probability:
+      # A key of its own, so that runs without augmentation draw what they drew.
+      augment_key = jax.random.fold_in(key, 3)
+      sets = augment_sets(augment_key, sets, config.data.augment_probability)
     if config.data.binarize:
       sets = ns.dynamic_binarization(binary_key, sets)
     a = alpha(config, state.step)

@@ -95,6 +95,10 @@ BAD_VALUES = {
   'eval.settings': (('5w2s',), r"config.eval.settings has \['5w2s'\]"),
   'eval.num_episodes': (5, 'multiple of config.eval.episodes_per_call'),
   'data.resize': ('bilinear', r"config.data.resize must be one of \('maml', 'area'\)"),
+  'data.augment_probability': (
+    1.5,
+    r'config.data.augment_probability must lie in \[0, 1\]',
+  ),
 }
 
 
@@ -303,3 +307,68 @@ def test_readme_flop_counts_of_the_reference_networks_are_the_benchmarks():
   )
   assert sentence in text
   assert rows['default.py:reference']['batch_sets'] == 32
+
+
+def _strokes(seed: int) -> np.ndarray:
+  """(5, 28, 28, 1) random grey images, zero outside a disc of radius 12 about the
+  centre, so that no turn moves ink out of the frame."""
+  images = np.random.default_rng(seed).uniform(size=(5, 28, 28, 1)).astype(np.float32)
+  rows, cols = np.mgrid[:28, :28] - 13.5
+  images[:, np.hypot(rows, cols) > 12] = 0
+  return images
+
+
+def test_a_quarter_turn_and_the_flips_are_exact():
+  images = _strokes(0)
+  no, yes = jnp.bool_(False), jnp.bool_(True)
+  same = train.transform_set(images, no, no, 0.0)
+  np.testing.assert_allclose(same, images, atol=1e-6)
+  # Counter-clockwise, as skimage.transform.rotate and np.rot90 turn.
+  quarter = train.transform_set(images, no, no, jnp.pi / 2)
+  np.testing.assert_allclose(quarter, np.rot90(images, 1, axes=(1, 2)), atol=1e-5)
+  lr = train.transform_set(images, yes, no, 0.0)
+  np.testing.assert_array_equal(lr, images[:, :, ::-1])
+  ud = train.transform_set(images, no, yes, 0.0)
+  np.testing.assert_array_equal(ud, images[:, ::-1])
+  # An eighth of a turn moves the image's mass but keeps it within the frame.
+  eighth = train.transform_set(images, no, no, jnp.pi / 4)
+  assert not np.allclose(eighth, images, atol=0.1)
+  assert abs(float(eighth.sum()) / images.sum() - 1) < 0.05
+
+
+def test_augmentation_turns_a_whole_set_alike_and_only_with_its_probability():
+  one = _strokes(1)[:1]
+  sets = jnp.asarray(np.tile(one, (64, 5, 1, 1, 1)))  # 64 sets of 5 equal images
+  key = jax.random.key(0)
+  np.testing.assert_array_equal(train.augment_sets(key, sets, 0.0), sets)
+  turned = np.asarray(train.augment_sets(key, sets, 1.0))
+  # Every image of a set gets the set's transform, and the sets differ.
+  np.testing.assert_array_equal(turned, np.repeat(turned[:, :1], 5, axis=1))
+  changed = [not np.allclose(t[0], one[0], atol=1e-3) for t in turned]
+  assert all(changed)
+  half = np.asarray(train.augment_sets(key, sets, 0.5))
+  kept = sum(np.array_equal(h, s) for h, s in zip(half, np.asarray(sets)))
+  assert 20 <= kept <= 44  # Binomial(64, 1/2): a 99.5% interval
+
+
+def test_an_update_with_augmentation_trains_on_the_turned_sets():
+  config = default.get_config('smoke')
+  model = train.make_model(config)
+  optimizer = train.make_optimizer(config)
+  state = train.initial_state(config, model, optimizer, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  bank = jnp.asarray(rng.integers(0, 256, (30, 20, 28, 28), np.uint8))
+  off = train.make_update(config, model, optimizer, bank)
+  augmented = default.get_config('smoke')  # the updates trace their config lazily
+  augmented.data.augment_probability = 1.0
+  on = train.make_update(augmented, model, optimizer, bank)
+
+  def copy(tree):  # the update donates its state
+    return jax.tree.map(jnp.array, tree)
+
+  a, _ = off(copy(state), jax.random.key(1), bank)
+  b, metrics = on(copy(state), jax.random.key(1), bank)
+  assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(metrics))
+  # Same key, same drawn sets: only the turned ones can make the params differ.
+  leaves = zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params))
+  assert any(not np.array_equal(x, y) for x, y in leaves)

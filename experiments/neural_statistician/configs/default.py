@@ -53,6 +53,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # reference code's 28x28 greyscale Omniglot; 'maml' keeps the other experiments'
   # binary images (see jmeta.data.omniglot).
   data = dict(protocol='vinyals', set_size=5, binarize=True, resize='maml')
+  # augment_probability: the share of training sets flipped and turned by a random
+  # angle as the reference code's augmentation does (it uses 1/2; see train.py).
+  data['augment_probability'] = 0.0
   data['train_splits'] = ('train', 'val')  # 1028 + 172 = 1200 characters
   model = dict(channels=(16, 32), features=128, hidden=128, context_size=64)
   model.update(latent_size=16, num_latent_layers=3, residual_layers=2, min_std=1e-3)
