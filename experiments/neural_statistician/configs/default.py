@@ -32,8 +32,13 @@ valid convolution from 16 to 14), and its first map has a batch norm and an ELU
 (the reference: neither); stds are ``min_std + softplus`` (the reference:
 exp of half a log-variance); the statistic network's last layers are a residual
 block like the other Gaussian networks' (the reference: two plain layers);
-90-degree rotations are new classes (the reference: random flips and rotations
-of each set as augmentation).
+90-degree rotations are still new classes. Its data are the reference's: greyscale
+images, not binarised (``data.resize='area'``, ``data.binarize=False``; the
+reference's own 28x28 images come from a resize that is not published), and half
+the sets flipped and turned by a random angle (``data.augment_probability=0.5``,
+drawn afresh each update, where the reference made one fixed copy). The other
+configs keep the binary images of the other Omniglot experiments, dynamically
+binarised, without augmentation.
 
 Training follows the reference code: Adam at 1e-3, every gradient entry clipped to
 [-0.5, 0.5], and the loss -[(1 + a) R - KL / (1 + a)] with a = 1 halved every
@@ -83,6 +88,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     config.model.update(channels=(64, 128, 256), features=None, hidden=256)
     config.model.update(context_size=512, num_latent_layers=1, residual_layers=3)
     config.model.update(convs_per_stage=3, decoder_convs_per_stage=2, batch_norm=True)
+    config.data.update(resize='area', binarize=False, augment_probability=0.5)
     # The reference's epoch, 9,600 sets at batch 32, is 300 updates: alpha still
     # halves every 300.
     config.batch_size = 32
