@@ -2,8 +2,9 @@
 
 Each update draws ``batch_size`` sets of ``data.set_size`` drawings, each set one
 class of the background characters (rotations as classes), on device inside the
-jitted update, binarises them afresh and takes one Adam step on the reweighted
-bound. It logs to ``metrics.jsonl`` and TensorBoard and checkpoints so that a
+jitted update, flips and turns a share ``data.augment_probability`` of the sets,
+binarises them afresh (``data.binarize``) and takes one Adam step on the
+reweighted bound. It logs to ``metrics.jsonl`` and TensorBoard and checkpoints so that a
 stopped run resumes exactly. At the end, on the 423 test characters: the lower
 bound per image (``results.json``), few-shot accuracy by the posterior over c on
 fixed test episodes, and a grid of conditioning sets and samples (``samples.png``).
