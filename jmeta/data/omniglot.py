@@ -59,7 +59,6 @@ OMNIGLOT_DIR_ENV = 'JMETA_OMNIGLOT_DIR'
 PROTOCOLS = ('vinyals', 'maml')
 SPLITS = ('train', 'val', 'test')
 SOURCES = ('archives', 'tfds')
-RESIZES = ('maml', 'area')
 
 NUM_CHARACTERS = 1623
 NUM_DRAWINGS = 20
@@ -189,7 +188,12 @@ def resize_area(background_mask: np.ndarray) -> np.ndarray:
   return np.asarray(strokes.resize((IMAGE_SIZE, IMAGE_SIZE), resample=Image.BOX))
 
 
-_RESIZE_FNS = {'maml': resize_like_maml, 'area': resize_area}
+# name -> (function, description of the builder config); the first is the default.
+_RESIZERS = {
+  'maml': (resize_like_maml, "MAML's nearest-neighbour resize."),
+  'area': (resize_area, 'Area-averaged grey levels.'),
+}
+RESIZES = tuple(_RESIZERS)
 
 
 def _png_to_28(data: bytes, resize: str) -> np.ndarray:
@@ -198,7 +202,7 @@ def _png_to_28(data: bytes, resize: str) -> np.ndarray:
   with Image.open(io.BytesIO(data)) as image:
     if image.mode != '1':
       image = image.convert('L').point(lambda v: 255 if v >= 128 else 0, mode='1')
-    return _RESIZE_FNS[resize](np.asarray(image))
+    return _RESIZERS[resize][0](np.asarray(image))
 
 
 def cache_path(
@@ -253,10 +257,8 @@ def omniglot_builder() -> type:
     VERSION = tfds.core.Version(BUILDER_VERSION)
     RELEASE_NOTES = {BUILDER_VERSION: 'MAML-style 28x28 images, sha256-checked.'}
     BUILDER_CONFIGS = [
-      tfds.core.BuilderConfig(
-        name='maml', description="MAML's nearest-neighbour resize."
-      ),
-      tfds.core.BuilderConfig(name='area', description='Area-averaged grey levels.'),
+      tfds.core.BuilderConfig(name=name, description=description)
+      for name, (_, description) in _RESIZERS.items()
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
       f'Place {_expected_files_text()} in the manual dir (jmeta passes '
@@ -367,7 +369,7 @@ def _prepare_from_stock_tfds(data_dir: str, resize: str) -> OmniglotData:
       drawings.append(min(counts[char_id], NUM_DRAWINGS))
       alphabet = alphabets[int(example['alphabet'])]
       names.append(f'{alphabet}/character{int(example["alphabet_char_id"]) + 1:02d}')
-      images.append(_RESIZE_FNS[resize](example['image'][..., 0] >= 128))
+      images.append(_RESIZERS[resize][0](example['image'][..., 0] >= 128))
   return _assemble(ids, drawings, names, images)
 
 
