@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -50,6 +51,20 @@ def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:
     else:
       out[key] = list(v) if isinstance(v, tuple) else v
   return out
+
+
+def with_added_fields(config: dict, added_fields: Mapping[str, Any]) -> dict:
+  """A copy of a run's recorded ``config`` (nested dicts) with each dotted field of
+  ``added_fields`` that it lacks set to its value there, the value the run trained
+  with (as ``check_compatible`` reads it); fields it has are kept."""
+  config = copy.deepcopy(config)
+  for path, value in added_fields.items():
+    *groups, field = path.split('.')
+    group = config
+    for name in groups:
+      group = group.setdefault(name, {})
+    group.setdefault(field, value)
+  return config
 
 
 def check_compatible(

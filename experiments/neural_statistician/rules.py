@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from experiments.common.checkpoint import Checkpointer
+from experiments.common.checkpoint import Checkpointer, with_added_fields
 from experiments.common.run_info import git_state, run_info
 from experiments.neural_statistician import train
 from jmeta import neural_statistician as ns
@@ -79,7 +79,8 @@ def final_params(config: ml_collections.ConfigDict, workdir: pathlib.Path):
 def evaluate_rules(workdir: str | pathlib.Path) -> dict:
   workdir = pathlib.Path(workdir)
   result = json.loads((workdir / 'results.json').read_text())
-  config = train.with_added_fields(ml_collections.ConfigDict(result['config']))
+  recorded = with_added_fields(result['config'], train.ADDED_FIELDS)
+  config = ml_collections.ConfigDict(recorded)
   model, state = final_params(config, workdir)
   if int(state.step) != result['iterations']:
     raise ValueError(

@@ -46,17 +46,6 @@ MAY_DIFFER_ON_RESUME = ('num_iterations', 'log_every', 'checkpoint_every', 'eval
 ADDED_FIELDS = {'data.resize': 'maml', 'data.augment_probability': 0.0}
 
 
-def with_added_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy of a run's recorded ``config`` with each of ``ADDED_FIELDS`` it lacks
-  set to the value the run had."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  for path, value in ADDED_FIELDS.items():
-    group, field = path.rsplit('.', 1)
-    if field not in config[group]:
-      config[group][field] = value
-  return config
-
-
 class TrainState(NamedTuple):
   step: jax.Array
   params: dict

@@ -11,6 +11,7 @@ from experiments.common.checkpoint import (
   CheckpointConfigMismatchError,
   Checkpointer,
   check_compatible,
+  with_added_fields,
 )
 
 
@@ -75,3 +76,17 @@ def test_a_registered_workdir_keeps_only_its_latest_checkpoint(
     saver.save(step, {'w': jnp.full(2, float(step))})
   saver.close()
   assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == kept
+
+
+def test_added_fields_fill_only_what_a_recorded_config_lacks():
+  recorded = {'model': {'filters': 64}, 'seed': 0, 'eval': {'k': 1}}
+  added = {'model.head_init': 'glorot_uniform', 'a.b.c': 3, 'eval.k': 5}
+  filled = with_added_fields(recorded, added)
+  assert filled == {
+    'model': {'filters': 64, 'head_init': 'glorot_uniform'},
+    'seed': 0,
+    'eval': {'k': 1},  # the run's own value is kept
+    'a': {'b': {'c': 3}},
+  }
+  assert recorded == {'model': {'filters': 64}, 'seed': 0, 'eval': {'k': 1}}
+  check_compatible(recorded, filled, (), added)  # what a resume accepts

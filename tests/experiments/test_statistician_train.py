@@ -7,11 +7,13 @@ import re
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from experiments.common.checkpoint import CheckpointConfigMismatchError
+from experiments.common.checkpoint import (
+  CheckpointConfigMismatchError,
+  with_added_fields,
+)
 from experiments.neural_statistician import report, rules, train
 from experiments.neural_statistician.configs import default
 
@@ -84,9 +86,8 @@ def test_a_run_recorded_before_data_resize_existed_resumes_with_maml_images(tmp_
     train.train_and_evaluate(area, str(tmp_path))
   resumed = train.train_and_evaluate(default.get_config('smoke'), str(tmp_path))
   assert resumed['resumed_from_update'] == 4
-  old = ml_collections.ConfigDict(saved)
-  assert train.with_added_fields(old).data.resize == 'maml'
-  assert 'resize' not in old.data  # a copy: the recorded config is left as it was
+  assert with_added_fields(saved, train.ADDED_FIELDS)['data']['resize'] == 'maml'
+  assert 'resize' not in saved['data']  # a copy: the recorded config is left as it was
 
 
 BAD_VALUES = {
