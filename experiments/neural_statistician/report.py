@@ -97,10 +97,19 @@ def overrides(command: str) -> dict[str, str]:
   return dict(found)
 
 
+def config_value(config: dict, field: str) -> str:
+  """A dotted ``field`` of a run's recorded config, written as a flag's value."""
+  value = config
+  for part in field.split('.'):
+    value = value[part]
+  return str(value)
+
+
 def ablation_table(names: list[str], results: list[dict]) -> str:
   """Markdown: one row per run (``names``: the workdirs' folder names), the first
   the baseline, each other with the config flags its command sets that the
-  baseline's does not (or sets otherwise).
+  baseline's does not (or sets otherwise), and those the baseline's sets that its
+  own leaves at another config value.
   Columns: accuracy per setting, the test lower bound and its KLs of c and z (nats
   per image), the parameter count, updates and the commit."""
   base = overrides(results[0]['run']['command'])
@@ -115,6 +124,11 @@ def ablation_table(names: list[str], results: list[dict]) -> str:
     changed = {
       k: v for k, v in overrides(result['run']['command']).items() if base.get(k) != v
     }
+    # A flag of the baseline's that this command leaves out: its config's value.
+    for field in base.keys() - overrides(result['run']['command']).keys():
+      value = config_value(result['config'], field)
+      if value != base[field]:
+        changed[field] = value
     name = ', '.join(f'`{k}={v}`' for k, v in sorted(changed.items())) or 'none'
     few, elbo = result['few_shot'], result['test_elbo']
     lines.append(

@@ -152,6 +152,17 @@ def test_ablation_rows_are_named_by_the_flags_that_differ_from_the_baseline():
     '| z | `model.num_latent_layers=1`, `seed=0` | 50.0 ± 1.1 | 82.1 ± 0.7 |'
   )
   assert '| 2.89 | 29.8 | 903,329 | 3,000 | d6ea9b6 |' in rows[3]
+  # A flag of the baseline's that a command leaves out is named by its config value.
+  full = json.loads(json.dumps(base))
+  full['run']['command'] = base['run']['command'].replace(
+    '--config.num_iterations=3000', '--config.model.batch_norm=True'
+  )
+  full['config']['num_iterations'] = 90000
+  row = report.ablation_table(['cpu_budget', 'f'], [base, full]).splitlines()[3]
+  assert row.startswith('| f | `model.batch_norm=True`, `num_iterations=90000` |')
+  full['config']['num_iterations'] = 3000
+  row = report.ablation_table(['cpu_budget', 'f'], [base, full]).splitlines()[3]
+  assert row.startswith('| f | `model.batch_norm=True` |')
 
 
 def test_rules_restore_the_last_checkpoint_and_the_models_rule_repeats_results(
