@@ -43,7 +43,11 @@ OUTPUTS = ('results.json', 'samples.png')
 # Changing these does not change the training trajectory.
 MAY_DIFFER_ON_RESUME = ('num_iterations', 'log_every', 'checkpoint_every', 'eval.')
 # Fields added to the config after runs were started, at the values those runs had.
-ADDED_FIELDS = {'data.resize': 'maml', 'data.augment_probability': 0.0}
+ADDED_FIELDS = {
+  'data.resize': 'maml',
+  'data.augment_probability': 0.0,
+  'model.sample_dropout': None,
+}
 
 
 class TrainState(NamedTuple):
@@ -95,6 +99,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       f'config.eval.num_episodes ({ev.num_episodes}) must be at least 2 and a '
       f'multiple of config.eval.episodes_per_call ({ev.episodes_per_call}).'
     )
+  make_model(config)  # the model's own checks of config.model
 
 
 def make_model(config) -> ns.NeuralStatistician:

@@ -100,6 +100,7 @@ BAD_VALUES = {
     1.5,
     r'config.data.augment_probability must lie in \[0, 1\]',
   ),
+  'model.sample_dropout': (1.5, 'sample_dropout must be None or a probability'),
 }
 
 

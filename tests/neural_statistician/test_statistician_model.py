@@ -2,6 +2,8 @@
 Bernoulli likelihood by hand, permutation invariance, the KL classifier on a
 constructed example, and the errors at its boundary."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -330,3 +332,74 @@ def test_the_learner_carries_the_running_averages(normed):
     np.testing.assert_array_equal, trained_grads, learner.carry.split(grads)[0]
   )
   assert learner.carry.merge(*learner.carry.split(params)) == params
+
+
+def dropout_model(rate):
+  """The tiny model's sizes with sample dropout at ``rate`` (its params fit any)."""
+  return ns.neural_statistician(
+    image_shape=SHAPE,
+    channels=(2,),
+    features=8,
+    num_latent_layers=1,
+    **TINY_WIDTHS,
+    residual_layers=1,
+    sample_dropout=rate,
+  )
+
+
+def test_sample_dropout_pools_a_subset_that_always_keeps_the_first_image():
+  """Each training set's KL of c is that of q(c | a subset of it holding its first
+  image): all of it at rate 0, the first image alone at rate 1, subsets of
+  several sizes at 1/2."""
+  x = images(jax.random.key(11), 5)
+  params = dropout_model(0.5).init(jax.random.key(0), x)
+  subsets = [
+    (0, *rest) for k in range(5) for rest in itertools.combinations(range(1, 5), k)
+  ]
+  context = jax.jit(dropout_model(0.5).context)
+  kl_c = np.array(
+    [float(ns.standard_normal_kl(context(params, x[jnp.array(s)]))) for s in subsets]
+  )
+
+  def pooled_sizes(rate, num_sets=24):
+    loss = jax.jit(dropout_model(rate).loss)
+    sizes = []
+    for i in range(num_sets):
+      _, (metrics, _) = loss(params, x[None], jax.random.key(100 + i), 1.0)
+      gaps = np.abs(kl_c - 5 * float(metrics['kl_c']))
+      assert gaps.min() < 1e-4 * kl_c.max(), (rate, i, gaps.min())
+      sizes.append(len(subsets[int(gaps.argmin())]))
+    return sizes
+
+  assert pooled_sizes(0.0, 3) == [5, 5, 5]
+  assert pooled_sizes(1.0, 3) == [1, 1, 1]
+  half = pooled_sizes(0.5)
+  assert len(set(half)) >= 3, half  # Binomial(4, 1/2) + 1 over 24 sets
+  assert 2 <= np.mean(half) <= 4, half
+
+
+def test_with_sample_dropout_q_c_sees_the_set_size_and_evaluation_pools_all():
+  model = dropout_model(1.0)
+  x = images(jax.random.key(12), 5)
+  params = model.init(jax.random.key(0), x)
+  # The same image once or twice: the plain mean is the same, the count is not.
+  one, two = model.context(params, x[:1]), model.context(params, x[jnp.array([0, 0])])
+  assert not np.allclose(one.mean, two.mean, atol=1e-4)
+  # Per-class pooling and the queries' singletons count as the sets on their own.
+  labels = jnp.array([1, 0, 1, 0, 1])
+  classes = model.class_contexts(params, x, labels, 2)
+  alone = model.context(params, x[jnp.array([0, 2, 4])])
+  np.testing.assert_allclose(classes.mean[1], alone.mean, rtol=1e-5, atol=1e-6)
+  logits = model.classify(params, x, labels, x[:2], 2)
+  singles = jax.vmap(lambda q: model.context(params, q[None]))(x[:2])
+  np.testing.assert_allclose(logits, ns.kl_logits(singles, classes), rtol=1e-5)
+  # The bound at evaluation leaves nothing out, whatever the training rate.
+  key = jax.random.key(3)
+  kept = dropout_model(0.0).elbo_terms(params, x, key)
+  np.testing.assert_array_equal(model.elbo_terms(params, x, key), kept)
+
+
+@pytest.mark.parametrize('rate', [1.5, -0.1, True, 'half'])
+def test_a_bad_sample_dropout_is_refused(rate):
+  with pytest.raises(ValueError, match='sample_dropout must be None or a probability'):
+    ns.neural_statistician(sample_dropout=rate)

@@ -47,6 +47,7 @@ background characters' 4,800 sets of 5 at batch 16).
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -65,6 +66,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   model = dict(channels=(16, 32), features=128, hidden=128, context_size=64)
   model.update(latent_size=16, num_latent_layers=3, residual_layers=2, min_std=1e-3)
   model.update(convs_per_stage=2, decoder_convs_per_stage=0, batch_norm=False)
+  # None: q(c | D) from the plain mean (the paper); a probability: the reference
+  # code's sample dropout (jmeta.neural_statistician), which it switches off.
+  model['sample_dropout'] = config_dict.placeholder(float)
   # Test episodes from evaluation_keys(seed + 1, n), the keys the Omniglot
   # experiment's test uses, with its metric learners' 5 queries per class. The
   # lower bound: every test character's 4 sets of 5 drawings, averaged over
