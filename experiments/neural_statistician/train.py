@@ -47,6 +47,7 @@ ADDED_FIELDS = {
   'data.resize': 'maml',
   'data.augment_probability': 0.0,
   'model.sample_dropout': None,
+  'model.pool_count': True,
 }
 
 

@@ -164,6 +164,7 @@ def neural_statistician(
   decoder_convs_per_stage: int = 0,
   batch_norm: bool = False,
   sample_dropout: float | None = None,
+  pool_count: bool = True,
 ) -> NeuralStatistician:
   """The neural statistician for sets of binary images (Edwards & Storkey, 2017).
 
@@ -189,6 +190,8 @@ def neural_statistician(
       pool with this probability (the reference code's ``sample_dropout``, 0.5,
       written there but switched off; the public replication ashysheya/neural-stat,
       whose README reports 95.7% and 98.5% at 5-way 1- and 5-shot, trains with 0.2).
+    pool_count: with ``sample_dropout``, whether q(c | D) takes the number of
+      images pooled (the reference code: yes); without, ignored.
 
   The reference code's networks (conormdurkan/neural-statistician, Omniglot):
   ``channels=(64, 128, 256), convs_per_stage=3, decoder_convs_per_stage=2,
@@ -219,7 +222,9 @@ def neural_statistician(
     raise ValueError(
       f'sample_dropout must be None or a probability in [0, 1], got {sample_dropout!r}.'
     )
-  counted = sample_dropout is not None
+  if not isinstance(pool_count, bool):
+    raise ValueError(f'pool_count must be True or False, got {pool_count!r}.')
+  counted = sample_dropout is not None and pool_count
   for value, name in (
     (convs_per_stage, 'convs_per_stage'),
     (hidden, 'hidden'),

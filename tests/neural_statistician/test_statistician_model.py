@@ -334,9 +334,11 @@ def test_the_learner_carries_the_running_averages(normed):
   assert learner.carry.merge(*learner.carry.split(params)) == params
 
 
-def dropout_model(rate):
-  """The tiny model's sizes with sample dropout at ``rate`` (its params fit any)."""
+def dropout_model(rate, pool_count=True):
+  """The tiny model's sizes with sample dropout at ``rate`` (its params fit any
+  rate)."""
   return ns.neural_statistician(
+    pool_count=pool_count,
     image_shape=SHAPE,
     channels=(2,),
     features=8,
@@ -399,7 +401,20 @@ def test_with_sample_dropout_q_c_sees_the_set_size_and_evaluation_pools_all():
   np.testing.assert_array_equal(model.elbo_terms(params, x, key), kept)
 
 
+def test_sample_dropout_without_the_count_drops_images_from_the_plain_mean():
+  model = dropout_model(1.0, pool_count=False)
+  x = images(jax.random.key(13), 5)
+  params = model.init(jax.random.key(0), x)
+  one, two = model.context(params, x[:1]), model.context(params, x[jnp.array([0, 0])])
+  np.testing.assert_allclose(one.mean, two.mean, rtol=1e-6)
+  np.testing.assert_allclose(one.std, two.std, rtol=1e-6)
+  _, (metrics, _) = model.loss(params, x[None], jax.random.key(1), 1.0)
+  np.testing.assert_allclose(5 * metrics['kl_c'], ns.standard_normal_kl(one), rtol=1e-5)
+
+
 @pytest.mark.parametrize('rate', [1.5, -0.1, True, 'half'])
 def test_a_bad_sample_dropout_is_refused(rate):
   with pytest.raises(ValueError, match='sample_dropout must be None or a probability'):
     ns.neural_statistician(sample_dropout=rate)
+  with pytest.raises(ValueError, match='pool_count must be True or False'):
+    ns.neural_statistician(sample_dropout=0.5, pool_count='no')

@@ -69,6 +69,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # None: q(c | D) from the plain mean (the paper); a probability: the reference
   # code's sample dropout (jmeta.neural_statistician), which it switches off.
   model['sample_dropout'] = config_dict.placeholder(float)
+  model['pool_count'] = True  # with sample dropout: q(c | D) sees the number pooled
   # Test episodes from evaluation_keys(seed + 1, n), the keys the Omniglot
   # experiment's test uses, with its metric learners' 5 queries per class. The
   # lower bound: every test character's 4 sets of 5 drawings, averaged over
