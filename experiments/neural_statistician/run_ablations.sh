@@ -6,9 +6,9 @@
 # skipped once it has results. Then every run's last checkpoint is tested under
 # each classification rule (rules.json). The README's tables:
 #   python -m experiments.neural_statistician.report results/neural_statistician/cpu_budget \
-#       results/neural_statistician/ablations/{default,z1,c512,z1_alpha1,z1_9000,bn,area,area_grey,area_grey_aug,sample_dropout,sample_dropout_0.2,sample_dropout_nocount}
+#       results/neural_statistician/ablations/{default,z1,c512,z1_alpha1,z1_9000,bn,area,area_grey,area_grey_aug,sample_dropout,sample_dropout_0.2,sample_dropout_nocount,grey_bn_dropout}
 #   python -m experiments.neural_statistician.report --rules \
-#       results/neural_statistician/ablations/{default,z1,c512,z1_alpha1,z1_9000,bn,area,area_grey,area_grey_aug,sample_dropout,sample_dropout_0.2,sample_dropout_nocount}
+#       results/neural_statistician/ablations/{default,z1,c512,z1_alpha1,z1_9000,bn,area,area_grey,area_grey_aug,sample_dropout,sample_dropout_0.2,sample_dropout_nocount,grey_bn_dropout}
 set -u
 root=results/neural_statistician/ablations
 runs=(
@@ -24,6 +24,7 @@ runs=(
   "sample_dropout --config.num_iterations=3000 --config.model.sample_dropout=0.5"
   "sample_dropout_0.2 --config.num_iterations=3000 --config.model.sample_dropout=0.2"
   "sample_dropout_nocount --config.num_iterations=3000 --config.model.sample_dropout=0.5 --config.model.pool_count=False"
+  "grey_bn_dropout --config.num_iterations=3000 --config.model.batch_norm=True --config.data.resize=area --config.data.binarize=False --config.model.sample_dropout=0.5 --config.model.pool_count=False"
 )
 for spec in "${runs[@]}"; do
   set -- $spec

@@ -243,21 +243,17 @@ def test_readme_statements_on_the_ablations_hold_in_the_files():
   # "adds 2 to 4 points in every setting"
   gains = [acc('z1_9000', s) - acc('z1', s) for s in settings]
   assert 2 <= round(min(gains)) and round(max(gains)) <= 4, gains
-  # "at least as well ... in every run and setting but two of sample_dropout_0.2's
-  # (0.2 points under it at most), and 4.5 to 8 points better"
+  # "within 0.2 points of the model's own, or better, in every run and setting,
+  # and 4.5 to 8 points better at 9,000 updates"
   other = 'KL(class ‖ query)'
-  for name in runs:
-    if name != 'sample_dropout_0.2':
-      assert all(acc(name, s, other) >= acc(name, s) for s in settings), name
-  below = [
-    acc(n, s, other) - acc(n, s) for n in ['sample_dropout_0.2'] for s in settings
-  ]
-  assert sum(b < 0 for b in below) == 2 and min(below) >= -0.2, below
+  worst = min(acc(n, s, other) - acc(n, s) for n in runs for s in settings)
+  assert -0.2 <= worst < 0, worst
   gains = [acc('z1_9000', s, other) - acc('z1_9000', s) for s in settings]
   assert f'{min(gains):.1f}' == '4.5' and round(max(gains)) == 8, gains
-  # "74.1% at 5-way 1-shot ... 24 points under the paper's 98.1"; the best overall
+  # "74.5% at 5-way 1-shot (grey_bn_dropout under the other direction) ... 24
+  # points under the paper's 98.1"; the best overall
   best = max(acc(n, s, r) for n in runs for r in tested[n]['rules'] for s in ['5w1s'])
-  assert f'{best:.1f}' == '74.1'
+  assert f'{best:.1f}' == '74.5' == f'{acc("grey_bn_dropout", "5w1s", other):.1f}'
   assert f'{report.PAPER_ACCURACY["5w1s"] - best:.0f}' == '24'
   # "at the 0.24 s per update z1_9000 took ... about six hours"
   per_update = runs['z1_9000']['seconds_per_update']
@@ -286,7 +282,7 @@ def test_readme_statements_on_the_ablations_hold_in_the_files():
   # Sample dropout: "With the count ... the 1-shot accuracies rise by 1.6 to 3.8
   # points and the 5-shot ones fall by 4.0 to 10.2; at 0.2 every accuracy falls, by
   # 2.0 to 15.3. Without the count ... every accuracy rises, by 3.4 to 5.6 points,
-  # the largest 1-shot gains of any row"
+  # the largest 1-shot gains of any row but the combination below"
   model = {n: runs[n]['config']['model'] for n in runs if 'sample_dropout' in n}
   assert model['sample_dropout']['sample_dropout'] == 0.5
   assert model['sample_dropout'].get('pool_count', True) is True
@@ -295,25 +291,49 @@ def test_readme_statements_on_the_ablations_hold_in_the_files():
   assert model['sample_dropout_nocount']['sample_dropout'] == 0.5
   assert model['sample_dropout_nocount']['pool_count'] is False
 
-  def gains(name, among=settings):
+  def over_default(name, among=settings):
     return [acc(name, s) - acc('default', s) for s in among]
 
   def span(values):
     return f'{min(values):.1f}', f'{max(values):.1f}'
 
   one_shot, five_shot = ('5w1s', '20w1s'), ('5w5s', '20w5s')
-  assert span(gains('sample_dropout', one_shot)) == ('1.6', '3.8')
-  assert span([-g for g in gains('sample_dropout', five_shot)]) == ('4.0', '10.2')
-  assert span([-g for g in gains('sample_dropout_0.2')]) == ('2.0', '15.3')
-  assert span(gains('sample_dropout_nocount')) == ('3.4', '5.6')
+  assert span(over_default('sample_dropout', one_shot)) == ('1.6', '3.8')
+  assert span([-g for g in over_default('sample_dropout', five_shot)]) == (
+    '4.0',
+    '10.2',
+  )
+  assert span([-g for g in over_default('sample_dropout_0.2')]) == ('2.0', '15.3')
+  assert span(over_default('sample_dropout_nocount')) == ('3.4', '5.6')
   for s in one_shot:
-    best = max((n for n in runs if n != 'default'), key=lambda n: acc(n, s))
+    others = (n for n in runs if n not in ('default', 'grey_bn_dropout'))
+    best = max(others, key=lambda n, s=s: acc(n, s))
     assert best == 'sample_dropout_nocount', (s, best)
-  # "reaches 69.5% at 5-way 1-shot"; "about 3.3 h at the 0.13 s per update"
+  # "reaches 69.5% at 5-way 1-shot"
   assert f'{acc("sample_dropout_nocount", "5w1s"):.1f}' == '69.5'
-  per_update = runs['sample_dropout_nocount']['seconds_per_update']
-  assert f'{per_update:.2f}' == '0.13' and f'{90_000 * per_update / 3600:.1f}' == '3.3'
-  assert 'Xeon' in runs['sample_dropout_nocount']['run']['cpu']
+  # "together (grey_bn_dropout) add 6.2 to 10.4 points in every setting ..., each
+  # no more than 1.6 points from the sum of their single gains: 74.4% at 5-way 1-shot and
+  # 88.3% at 5-way 5-shot, the best of any row at 3,000 updates"
+  assert runs['grey_bn_dropout']['config']['model'] == {
+    **runs['sample_dropout_nocount']['config']['model'],
+    'batch_norm': True,
+  }
+  grey = {'augment_probability': 0.0, **runs['area_grey']['config']['data']}
+  assert runs['grey_bn_dropout']['config']['data'] == grey  # recorded before the field
+  assert span(over_default('grey_bn_dropout')) == ('6.2', '10.4')
+  parts = [over_default(n) for n in ('area_grey', 'bn', 'sample_dropout_nocount')]
+  together = over_default('grey_bn_dropout')
+  apart = [abs(sum(p[i] for p in parts) - g) for i, g in enumerate(together)]
+  assert f'{max(apart):.1f}' == '1.6', apart
+  assert f'{acc("grey_bn_dropout", "5w1s"):.1f}' == '74.4'
+  assert f'{acc("grey_bn_dropout", "5w5s"):.1f}' == '88.3'
+  short = [n for n in runs if runs[n]['iterations'] == 3000]
+  for s in ('5w1s', '5w5s'):
+    assert max(short, key=lambda n, s=s: acc(n, s)) == 'grey_bn_dropout', s
+  # "about 4.1 h at the 0.17 s per update grey_bn_dropout took on the Xeon"
+  per_update = runs['grey_bn_dropout']['seconds_per_update']
+  assert f'{per_update:.2f}' == '0.17' and f'{90_000 * per_update / 3600:.1f}' == '4.1'
+  assert 'Xeon' in runs['grey_bn_dropout']['run']['cpu']
   # "worth more than the latent sizes, the weight a or the batch norms": per setting
   singles = ('z1', 'c512', 'z1_alpha1', 'bn')
   for s in settings:
