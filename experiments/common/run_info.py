@@ -11,6 +11,7 @@ import sys
 
 import jax
 import jaxlib
+from absl import logging
 
 
 def cpu_model() -> str:
@@ -66,6 +67,17 @@ def git_state(repository: str | pathlib.Path = REPOSITORY) -> dict:
     cwd=pathlib.Path(repository),
   )
   return {'git_commit': commit, 'git_dirty': bool(status)}
+
+
+def logged_git_state(repository: str | pathlib.Path = REPOSITORY) -> dict:
+  """``git_state``, also written to the log, so that a run's log names its code."""
+  code = git_state(repository)
+  logging.info(
+    'running from commit %s%s',
+    code['git_commit'] or '(none: not a git checkout)',
+    ' with uncommitted changes' if code['git_dirty'] else '',
+  )
+  return code
 
 
 def run_info() -> dict:

@@ -32,7 +32,7 @@ from experiments import runs
 from experiments.common import records
 from experiments.common.checkpoint import Checkpointer
 from experiments.common.progress import progress_bar
-from experiments.common.run_info import git_state, run_info
+from experiments.common.run_info import logged_git_state, run_info
 from experiments.common.workdir import JsonlWriter, prepare_workdir
 from experiments.neural_statistician import plot
 from experiments.omniglot.configs.base import SETTINGS, parse_setting
@@ -387,7 +387,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   tb = records.tensorboard_writer(workdir / 'tensorboard', logged)
   seconds_before = saved.get('train_seconds', 0.0)
   update = make_update(config, model, optimizer, banks['train'])
-  code = git_state()
+  code = logged_git_state()
 
   state, stretch = _run_updates(
     config, update, state, banks['train'], workdir, checkpointer, tb, seconds_before

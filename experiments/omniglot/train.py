@@ -19,7 +19,7 @@ from experiments import runs
 from experiments.common import records
 from experiments.common.checkpoint import Checkpointer
 from experiments.common.progress import progress_bar
-from experiments.common.run_info import git_state, hardware_label, run_info
+from experiments.common.run_info import hardware_label, logged_git_state, run_info
 from experiments.common.workdir import JsonlWriter, completed_result
 from experiments.omniglot import learners
 from experiments.omniglot.configs.base import trains_on_validation
@@ -525,12 +525,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   writer = JsonlWriter(workdir / 'metrics.jsonl')
   tb = records.tensorboard_writer(workdir / 'tensorboard', logged)
   seconds_before = sum(t['seconds'] for t in timing_lines)
-  code = git_state()
-  logging.info(
-    'running from commit %s%s',
-    code['git_commit'] or '(none: not a git checkout)',
-    ' with uncommitted changes' if code['git_dirty'] else '',
-  )
+  code = logged_git_state()
   start = time.perf_counter()
   if start_step < end_step:
     # Compiled before the first step, so the compiler's freed memory goes back to

@@ -2,6 +2,7 @@
 resume, named config errors, and the README's generated block."""
 
 import json
+import logging
 import pathlib
 import re
 
@@ -88,6 +89,19 @@ def test_a_run_recorded_before_data_resize_existed_resumes_with_maml_images(tmp_
   assert resumed['resumed_from_update'] == 4
   assert with_added_fields(saved, train.ADDED_FIELDS)['data']['resize'] == 'maml'
   assert 'resize' not in saved['data']  # a copy: the recorded config is left as it was
+
+
+def test_the_log_names_the_commit_the_run_trains_from(tmp_path, caplog):
+  config = default.get_config('smoke')
+  config.num_iterations = 2
+  config.checkpoint_every = 2
+  with caplog.at_level(logging.INFO):
+    out = train.train_and_evaluate(config, str(tmp_path))
+  commit = out['run']['git_commit']
+  lines = [r.getMessage() for r in caplog.records]
+  assert commit and any(
+    line.startswith(f'running from commit {commit}') for line in lines
+  )
 
 
 BAD_VALUES = {
