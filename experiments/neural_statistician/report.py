@@ -121,11 +121,10 @@ def ablation_table(names: list[str], results: list[dict]) -> str:
   )
   lines = [head, '|' + ' --- |' * (len(settings) + 8)]
   for folder, result in zip(names, results):
-    changed = {
-      k: v for k, v in overrides(result['run']['command']).items() if base.get(k) != v
-    }
+    flags = overrides(result['run']['command'])
+    changed = {k: v for k, v in flags.items() if base.get(k) != v}
     # A flag of the baseline's that this command leaves out: its config's value.
-    for field in base.keys() - overrides(result['run']['command']).keys():
+    for field in base.keys() - flags.keys():
       value = config_value(result['config'], field)
       if value != base[field]:
         changed[field] = value
