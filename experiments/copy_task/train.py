@@ -20,7 +20,7 @@ from experiments.common.checkpoint import (
   write_params,
 )
 from experiments.common.progress import progress_bar
-from experiments.common.run_info import hardware_label, run_info
+from experiments.common.run_info import hardware_label, logged_git_state, run_info
 from experiments.common.workdir import JsonlWriter, prepare_workdir
 from experiments.copy_task import sequences
 from jmeta.validation import check_positive_int
@@ -188,7 +188,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains ``config.model`` on the copy task; writes metrics, results and a plot."""
   check_config(config)
   workdir = prepare_workdir(workdir, OUTPUTS)
-  info = run_info()
+  info = {**run_info(), **logged_git_state()}
   (workdir / 'config.json').write_text(config.to_json(indent=2))
 
   model = make_model(config)

@@ -39,7 +39,7 @@ from experiments.common.checkpoint import (
   write_params,
 )
 from experiments.common.progress import progress_bar
-from experiments.common.run_info import git_state, hardware_label, run_info
+from experiments.common.run_info import hardware_label, logged_git_state, run_info
 from experiments.common.workdir import JsonlWriter, prepare_workdir
 from jmeta import learned_optimizers as lopt
 from jmeta.validation import check_positive_int, check_steps
@@ -221,7 +221,7 @@ def meta_train(
   seconds_before = saved.get('train_seconds', 0.0)
   step_fn = jax.jit(lopt.meta_train_step(estimator, optimizer))
   train_key = jax.random.fold_in(root, 2)
-  code = git_state()
+  code = logged_git_state()
   compile_start = time.perf_counter()
   if start_step < total:
     jmeta.precompile(step_fn, state, train_key)

@@ -27,7 +27,7 @@ from experiments import runs
 from experiments.common import records
 from experiments.common.checkpoint import Checkpointer
 from experiments.common.progress import progress_bar
-from experiments.common.run_info import git_state, run_info
+from experiments.common.run_info import logged_git_state, run_info
 from experiments.common.workdir import JsonlWriter, prepare_workdir
 from experiments.mann import report
 from experiments.mann.episodes import (
@@ -258,7 +258,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
 
   step_fn = make_train_step(config, model, optimizer, sampler)
   train_key = jax.random.fold_in(root, 1)
-  code = git_state()
+  code = logged_git_state()
   start = time.perf_counter()
   if start_step < total:
     jmeta.precompile(step_fn, state, train_key, banks['train'])

@@ -33,7 +33,7 @@ from experiments import runs
 from experiments.common import records
 from experiments.common.checkpoint import Checkpointer
 from experiments.common.progress import progress_bar
-from experiments.common.run_info import git_state, run_info
+from experiments.common.run_info import logged_git_state, run_info
 from experiments.common.workdir import JsonlWriter, prepare_workdir
 from experiments.meta_rl import report
 from jmeta import rl
@@ -237,7 +237,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   tb = records.tensorboard_writer(workdir / 'tensorboard', logged)
 
   train_key = jax.random.fold_in(root, 1)
-  code = git_state()
+  code = logged_git_state()
   start = time.perf_counter()
   if start_step < total:
     jmeta.precompile(step_fn, state, train_key)

@@ -29,7 +29,7 @@ from experiments import runs
 from experiments.common import records
 from experiments.common.checkpoint import Checkpointer
 from experiments.common.progress import progress_bar
-from experiments.common.run_info import git_state, run_info
+from experiments.common.run_info import logged_git_state, run_info
 from experiments.common.workdir import JsonlWriter, prepare_workdir
 from experiments.neural_processes import families, plot
 from jmeta import neural_processes as nps
@@ -369,7 +369,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
   seconds_before = saved.get('train_seconds', 0.0)
   steps = make_steps(config, trainer, family)
   train_key = jax.random.fold_in(root, 1)
-  code = git_state()
+  code = logged_git_state()
 
   start = time.perf_counter()
   window, window_steps = [], 0

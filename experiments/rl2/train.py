@@ -26,7 +26,7 @@ from experiments import runs
 from experiments.common import records
 from experiments.common.checkpoint import Checkpointer
 from experiments.common.progress import progress_bar
-from experiments.common.run_info import git_state, run_info
+from experiments.common.run_info import logged_git_state, run_info
 from experiments.common.workdir import JsonlWriter, prepare_workdir
 from experiments.rl2 import report
 from jmeta import rl
@@ -118,7 +118,7 @@ def train(config, workdir: pathlib.Path, env, policy) -> tuple[rl2.RL2State, dic
   start_step, total = int(state.step), config.num_iterations
   seconds_before, tb = records.resume_records(workdir, start_step, saved)
   train_key = jax.random.fold_in(root, 1)
-  code = git_state()
+  code = logged_git_state()
   if start_step < total:
     compile_start = time.perf_counter()
     jmeta.precompile(trainer.step, state, train_key)

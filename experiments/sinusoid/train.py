@@ -15,7 +15,7 @@ import tqdm
 from absl import logging
 
 import jmeta
-from experiments.common.run_info import hardware_label, run_info
+from experiments.common.run_info import hardware_label, logged_git_state, run_info
 from experiments.common.workdir import JsonlWriter, prepare_workdir
 
 OUTPUTS = (
@@ -142,7 +142,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains every algorithm of ``config`` and writes metrics, results and plots."""
   _check_config(config)
   workdir = prepare_workdir(workdir, OUTPUTS)
-  info = run_info()
+  info = {**run_info(), **logged_git_state()}
   (workdir / 'config.json').write_text(config.to_json(indent=2))
 
   model = jmeta.mlp(config.hidden_sizes, 1)

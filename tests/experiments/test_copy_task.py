@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from run_checks import assert_log_names_commit, log_to
 
 from experiments.copy_task import plot, probe, report, sequences, train
 from experiments.copy_task.configs import lstm, ntm, smoke
@@ -118,10 +119,12 @@ def test_paper_configs():
 
 def test_smoke_run_writes_every_output(tmp_path):
   config = smoke.get_config()
-  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  with log_to(tmp_path / 'log.txt'):
+    results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   for name in train.OUTPUTS:
     assert (tmp_path / 'run' / name).stat().st_size > 0, name
   saved = json.loads((tmp_path / 'run' / 'results.json').read_text())
+  assert_log_names_commit(tmp_path / 'log.txt', saved['run']['git_commit'])
   assert saved['run']['command'] and saved['parameters'] == results['parameters']
   assert saved['eval']['lengths'] == list(config.eval.lengths)
   assert np.all(np.isfinite(saved['eval']['cost_bits_mean']))

@@ -10,7 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-from run_checks import readme_block
+from run_checks import assert_log_names_commit, log_to, readme_block
 
 from experiments import runs
 from experiments.common.workdir import completed_result
@@ -23,7 +23,9 @@ from jmeta.data import mnist as mnist_data
 @pytest.fixture(scope='module')
 def smoke_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('lopt') / 'run'
-  return train.train_and_evaluate(smoke.get_config(), str(workdir)), workdir
+  with log_to(workdir.parent / 'log.txt'):
+    out = train.train_and_evaluate(smoke.get_config(), str(workdir))
+  return out, workdir
 
 
 def test_smoke_run_writes_every_output(smoke_run):
@@ -34,6 +36,7 @@ def test_smoke_run_writes_every_output(smoke_run):
   records = [json.loads(line) for line in (workdir / 'metrics.jsonl').open()]
   assert [r['step'] for r in records] == [2, 4, 6]
   saved = json.loads((workdir / 'results.json').read_text())
+  assert_log_names_commit(workdir.parent / 'log.txt', saved['run']['git_commit'])
   assert saved['run']['command'] and 'git_commit' in saved['run']
   assert set(saved['test']) == {'learned', 'sgd', 'adam'}
   for r in saved['test'].values():

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from run_checks import assert_log_names_commit, log_to
 
 from experiments.mann import report, train
 from experiments.mann.configs import default, lstm, smoke, strings
@@ -274,7 +275,9 @@ def test_the_strings_config_is_table_2s_fifteen_classes():
 def smoke_run(tmp_path_factory):
   """The smoke config's run (6 updates, 8 test episodes) and its workdir."""
   workdir = tmp_path_factory.mktemp('mann') / 'run'
-  return train.train_and_evaluate(smoke.get_config(), str(workdir)), workdir
+  with log_to(workdir.parent / 'log.txt'):
+    out = train.train_and_evaluate(smoke.get_config(), str(workdir))
+  return out, workdir
 
 
 def test_smoke_run_writes_its_files(smoke_run):
@@ -285,6 +288,7 @@ def test_smoke_run_writes_its_files(smoke_run):
   assert [r['step'] for r in records] == [2, 4, 6]
   assert {'train_loss', 'train_accuracy_1', 'train_accuracy_10'} <= records[0].keys()
   saved = json.loads((workdir / 'results.json').read_text())
+  assert_log_names_commit(workdir.parent / 'log.txt', saved['run']['git_commit'])
   assert saved['updates'] == 6 and saved['episodes_trained'] == 24
   assert len(saved['test']['accuracy']) == 10 and saved['test']['characters'] == 423
   # Each is the mean over 8 episodes of (correct / 5 classes) at that instance: a

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from run_checks import readme_block
+from run_checks import assert_log_names_commit, log_to, readme_block
 
 from experiments.meta_rl import report, train
 from experiments.meta_rl.configs import default, smoke
@@ -37,7 +37,9 @@ def test_bad_config_values_are_named(tmp_path):
 def smoke_run(tmp_path_factory):
   """The smoke config's run (4 iterations) and its workdir."""
   workdir = tmp_path_factory.mktemp('meta_rl') / 'run'
-  return train.train_and_evaluate(smoke.get_config(), str(workdir)), workdir
+  with log_to(workdir.parent / 'log.txt'):
+    out = train.train_and_evaluate(smoke.get_config(), str(workdir))
+  return out, workdir
 
 
 def test_smoke_run_writes_its_files(smoke_run):
@@ -48,6 +50,7 @@ def test_smoke_run_writes_its_files(smoke_run):
   assert [r['step'] for r in records] == [2, 4]
   assert {'loss', 'return_before', 'return_after', 'episodes'} <= records[0].keys()
   saved = json.loads((workdir / 'results.json').read_text())
+  assert_log_names_commit(workdir.parent / 'log.txt', saved['run']['git_commit'])
   assert saved['iterations'] == 4 and saved['episodes_trained'] == 4 * 2 * 3 * 2
   assert saved['run']['command'] and 'git_commit' in saved['run']
   ev = saved['eval']

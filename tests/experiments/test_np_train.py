@@ -7,6 +7,7 @@ import pathlib
 import jax
 import numpy as np
 import pytest
+from run_checks import assert_log_names_commit, log_to
 
 from experiments.common.checkpoint import CheckpointConfigMismatchError
 from experiments.common.workdir import completed_result
@@ -31,7 +32,9 @@ def tiny(arg='np:sinusoid'):
 def smoke_run(tmp_path_factory):
   """The latent NP's tiny run (6 updates; checkpoints at 4 and 6) and its workdir."""
   workdir = tmp_path_factory.mktemp('np') / 'run'
-  return train.train_and_evaluate(tiny(), str(workdir)), workdir
+  with log_to(workdir.parent / 'log.txt'):
+    out = train.train_and_evaluate(tiny(), str(workdir))
+  return out, workdir
 
 
 def test_smoke_run_writes_its_files(smoke_run):
@@ -43,6 +46,7 @@ def test_smoke_run_writes_its_files(smoke_run):
   assert [r['step'] for r in records] == [2, 4, 6]
   assert {'train_loss', 'train_log_likelihood', 'train_kl'} <= records[0].keys()
   saved = json.loads((workdir / 'results.json').read_text())
+  assert_log_names_commit(workdir.parent / 'log.txt', saved['run']['git_commit'])
   assert saved['iterations'] == 6 and saved['run']['command']
   metrics = saved['eval']['metrics']
   assert set(metrics) == {'log_likelihood', 'predict_log_likelihood', 'mse'}

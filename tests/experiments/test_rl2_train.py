@@ -7,7 +7,7 @@ import pathlib
 import jax
 import numpy as np
 import pytest
-from run_checks import readme_block, stop_and_resume
+from run_checks import assert_log_names_commit, log_to, readme_block, stop_and_resume
 
 from experiments.rl2 import baselines, report, train
 from experiments.rl2.configs import default, smoke
@@ -39,7 +39,9 @@ def test_bad_config_values_are_named(tmp_path, group, field, value, message):
 @pytest.fixture(scope='module')
 def smoke_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('rl2') / 'run'
-  return train.train_and_evaluate(smoke.get_config(), str(workdir)), workdir
+  with log_to(workdir.parent / 'log.txt'):
+    out = train.train_and_evaluate(smoke.get_config(), str(workdir))
+  return out, workdir
 
 
 def test_smoke_run_writes_its_files_and_resumes_to_the_same_params(smoke_run, tmp_path):
@@ -48,6 +50,7 @@ def test_smoke_run_writes_its_files_and_resumes_to_the_same_params(smoke_run, tm
   assert [r['step'] for r in records] == [2, 4]
   assert {'loss', 'trial_return', 'approx_kl', 'trials'} <= records[0].keys()
   saved = json.loads((workdir / 'results.json').read_text())
+  assert_log_names_commit(workdir.parent / 'log.txt', saved['run']['git_commit'])
   assert saved['iterations'] == 4 and saved['trials_trained'] == 4 * 8
   assert saved['run']['command'] and 'git_commit' in saved['run']
   assert (

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from run_checks import assert_log_names_commit, log_to
 
 import jmeta
 from experiments.sinusoid import train
@@ -14,21 +15,23 @@ from experiments.sinusoid.configs import smoke
 def test_train_and_evaluate_writes_every_output(tmp_path):
   config = smoke.get_config()
   config.algorithms = ('maml', 'reptile')
-  results = train.train_and_evaluate(config, str(tmp_path))
+  with log_to(tmp_path / 'log.txt'):
+    results = train.train_and_evaluate(config, str(tmp_path / 'run'))
 
   for name in train.OUTPUTS:
-    assert (tmp_path / name).stat().st_size > 0, name
-  saved = json.loads((tmp_path / 'results.json').read_text())
+    assert (tmp_path / 'run' / name).stat().st_size > 0, name
+  saved = json.loads((tmp_path / 'run' / 'results.json').read_text())
+  assert_log_names_commit(tmp_path / 'log.txt', saved['run']['git_commit'])
   assert saved['algorithms'].keys() == {'maml', 'reptile'}
   for r in results['algorithms'].values():
     assert len(r['mse_mean']) == config.eval.steps + 1
     assert all(h > 0 for h in r['mse_ci95'])
-  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').open()]
+  records = [json.loads(line) for line in (tmp_path / 'run' / 'metrics.jsonl').open()]
   steps = [r['step'] for r in records if r['algorithm'] == 'maml']
   assert steps == list(
     range(config.log_every, config.num_iterations + 1, config.log_every)
   )
-  table = (tmp_path / 'results.md').read_text()
+  table = (tmp_path / 'run' / 'results.md').read_text()
   assert 'MAML (second order)' in table and 'Reptile' in table
 
 
