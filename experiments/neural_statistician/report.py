@@ -48,15 +48,39 @@ def accuracy_cell(test: dict) -> str:
   return f'{100 * test["accuracy"]:.1f} ± {100 * test["ci95"]:.1f}'
 
 
+def budget_label(result: dict) -> str:
+  """The run's length against the reference code's (an estimate, not the paper's)."""
+  done, length = result['iterations'], result['paper_iterations']
+  if done >= length:
+    return f"{done:,} updates, the reference code's length (estimated)"
+  return f'CPU budget: {done:,} of ~{length:,} updates (reference code)'
+
+
+def speed_sentence(result: dict) -> str:
+  """Seconds per update, hardware and load; of the last stretch for a resumed run,
+  whose earlier stretches its ``NOTES.md`` lists."""
+  load, hardware = result['load_average'], hardware_label(result['run'])
+  start, end = load['start'][0], load['end_of_training'][0]
+  per_update = f'{result["seconds_per_update"]:.2f} s per update'
+  resumed = result.get('resumed_from_update', 0)
+  if not resumed:
+    return (
+      f'{per_update} on {hardware}, a shared machine under load (1-minute load '
+      f'average {start:.1f} at the start of training, {end:.1f} at its end)'
+    )
+  return (
+    f'{per_update} in its last stretch, from update {resumed:,}, on {hardware} '
+    f"(1-minute load average {start:.1f} at the stretch's start, {end:.1f} at the "
+    "end of training; the run's NOTES.md lists every stretch and what ran beside it)"
+  )
+
+
 def results_table(result: dict) -> str:
   """Markdown: accuracy (%, ± 95% CI over episodes) per setting, ours then the
   paper's, and the test lower bound, then a line on how the run was made."""
   few, run = result['few_shot'], result['run']
   settings = [s for s in SETTINGS if s in few]
-  budget = (
-    f'CPU budget: {result["iterations"]:,} of ~{result["paper_iterations"]:,} '
-    'updates (reference code)'
-  )
+  budget = budget_label(result)
   elbo = result['test_elbo']
   lines = [
     '| | '
@@ -73,7 +97,6 @@ def results_table(result: dict) -> str:
     '',
   ]
   first = few[settings[0]]
-  load = result['load_average']
   lines.append(
     f'{first["episodes"]} fixed test episodes per setting ({first["q_query"]} queries '
     f'per class) from the 423 test characters, rotations as classes; ± is a 95% '
@@ -81,10 +104,7 @@ def results_table(result: dict) -> str:
     f'{elbo["set_size"]} test drawings, {elbo["draws"]} draws each; its parts '
     f'per image: reconstruction {elbo["reconstruction"]["mean"]:.1f}, KL of z '
     f'{elbo["kl_z"]["mean"]:.1f}, KL of c {elbo["kl_c"]["mean"]:.2f}. '
-    f'{result["parameters"]:,} parameters, {result["seconds_per_update"]:.2f} s per '
-    f'update on {hardware_label(run)}, a shared machine under load (1-minute load '
-    f'average {load["start"][0]:.1f} at the start of training, '
-    f'{load["end_of_training"][0]:.1f} at its end), commit '
+    f'{result["parameters"]:,} parameters, {speed_sentence(result)}, commit '
     f'{run["git_commit"][:7]}{" (dirty)" if run.get("git_dirty") else ""}. '
     f'Command: `{run["command"]}`.'
   )
