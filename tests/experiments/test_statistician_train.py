@@ -2,7 +2,6 @@
 resume, named config errors, and the README's generated block."""
 
 import json
-import logging
 import pathlib
 import re
 
@@ -10,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from run_checks import assert_log_names_commit, log_to
 
 from experiments.common.checkpoint import (
   CheckpointConfigMismatchError,
@@ -27,7 +27,9 @@ ABLATIONS = ROOT / 'results' / 'neural_statistician' / 'ablations'
 def smoke_run(tmp_path_factory):
   """The smoke config's run (6 updates; checkpoints at 4 and 6) and its workdir."""
   workdir = tmp_path_factory.mktemp('ns') / 'run'
-  return train.train_and_evaluate(default.get_config('smoke'), str(workdir)), workdir
+  with log_to(workdir.parent / 'log.txt'):
+    out = train.train_and_evaluate(default.get_config('smoke'), str(workdir))
+  return out, workdir
 
 
 def test_smoke_run_writes_its_files(smoke_run):
@@ -41,6 +43,7 @@ def test_smoke_run_writes_its_files(smoke_run):
   # alpha = 1 halved every 2 updates: the windows' means are 1, 1/2, 1/4.
   assert [r['train_alpha'] for r in records] == [1.0, 0.5, 0.25]
   saved = json.loads((workdir / 'results.json').read_text())
+  assert_log_names_commit(workdir.parent / 'log.txt', saved['run']['git_commit'])
   elbo = saved['test_elbo']
   assert elbo['sets'] == 423 * 4 and elbo['elbo']['mean'] < 0
   parts = elbo['reconstruction']['mean'] - elbo['kl_z']['mean'] - elbo['kl_c']['mean']
@@ -89,19 +92,6 @@ def test_a_run_recorded_before_data_resize_existed_resumes_with_maml_images(tmp_
   assert resumed['resumed_from_update'] == 4
   assert with_added_fields(saved, train.ADDED_FIELDS)['data']['resize'] == 'maml'
   assert 'resize' not in saved['data']  # a copy: the recorded config is left as it was
-
-
-def test_the_log_names_the_commit_the_run_trains_from(tmp_path, caplog):
-  config = default.get_config('smoke')
-  config.num_iterations = 2
-  config.checkpoint_every = 2
-  with caplog.at_level(logging.INFO):
-    out = train.train_and_evaluate(config, str(tmp_path))
-  commit = out['run']['git_commit']
-  lines = [r.getMessage() for r in caplog.records]
-  assert commit and any(
-    line.startswith(f'running from commit {commit}') for line in lines
-  )
 
 
 BAD_VALUES = {
