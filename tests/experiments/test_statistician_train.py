@@ -470,6 +470,15 @@ def test_an_update_with_augmentation_trains_on_the_turned_sets():
 FULL = ROOT / 'results' / 'neural_statistician' / 'full' / 'statistician_grey_dropout'
 
 
+def _other_kl_direction(workdir: pathlib.Path, result: dict) -> list[float]:
+  """Accuracy (%) per setting under KL(class ‖ query), from the run's rules.json,
+  after checking that the file repeats the run's own rule."""
+  tested = json.loads((workdir / 'rules.json').read_text())['rules']
+  for s in report.SETTINGS:
+    assert tested['KL(query ‖ class)'][s] == result['few_shot'][s]
+  return [100 * tested['KL(class ‖ query)'][s]['accuracy'] for s in report.SETTINGS]
+
+
 def test_readme_statements_on_the_full_length_run_hold_in_the_files():
   full = report.load_result(FULL)
   short = report.load_result(ABLATIONS / 'grey_bn_dropout')
@@ -499,10 +508,7 @@ def test_readme_statements_on_the_full_length_run_hold_in_the_files():
   assert full['config']['data']['binarize'] is False
   # "Under the other KL direction ... 93.5%, 98.2%, 83.9% and 94.7%, 0.1 to 1.5
   # points better"; its rules.json repeats the run's own rule
-  tested = json.loads((FULL / 'rules.json').read_text())['rules']
-  for s in settings:
-    assert tested['KL(query ‖ class)'][s] == full['few_shot'][s]
-  other = [100 * tested['KL(class ‖ query)'][s]['accuracy'] for s in settings]
+  other = _other_kl_direction(FULL, full)
   assert [f'{a:.1f}' for a in other] == ['93.5', '98.2', '83.9', '94.7']
   better = [a - acc(full, s) for a, s in zip(other, settings)]
   assert (f'{min(better):.1f}', f'{max(better):.1f}') == ('0.1', '1.5'), better
@@ -564,9 +570,6 @@ def test_readme_statements_on_the_default_data_run_hold_in_the_files():
   assert short['config']['data']['binarize'] is True
   # "Under the other KL direction ... 84.9%, 95.3%, 68.4% and 87.5%, 1.7 to 4.5
   # points better"; its rules.json repeats the run's own rule
-  tested = json.loads((DEFAULT_DATA / 'rules.json').read_text())['rules']
-  for s in settings:
-    assert tested['KL(query ‖ class)'][s] == full['few_shot'][s]
-  other = [100 * tested['KL(class ‖ query)'][s]['accuracy'] for s in settings]
+  other = _other_kl_direction(DEFAULT_DATA, full)
   assert [f'{a:.1f}' for a in other] == ['84.9', '95.3', '68.4', '87.5']
   assert span([a - acc(full, s) for a, s in zip(other, settings)]) == ('1.7', '4.5')
