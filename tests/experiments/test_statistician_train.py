@@ -479,6 +479,15 @@ def _other_kl_direction(workdir: pathlib.Path, result: dict) -> list[float]:
   return [100 * tested['KL(class ‖ query)'][s]['accuracy'] for s in report.SETTINGS]
 
 
+def _acc(result: dict, setting: str) -> float:
+  return 100 * result['few_shot'][setting]['accuracy']
+
+
+def _span(values) -> tuple[str, str]:
+  """(min, max) as the README writes them, to one decimal."""
+  return f'{min(values):.1f}', f'{max(values):.1f}'
+
+
 def test_readme_statements_on_the_full_length_run_hold_in_the_files():
   full = report.load_result(FULL)
   short = report.load_result(ABLATIONS / 'grey_bn_dropout')
@@ -486,17 +495,13 @@ def test_readme_statements_on_the_full_length_run_hold_in_the_files():
   assert full['iterations'] == full['paper_iterations'] == 90_000
   assert {**full['config'], 'num_iterations': 3000} == short['config']
   assert 'Xeon' in full['run']['cpu'] and full['run']['git_dirty'] is False
-
-  def acc(result, setting):
-    return 100 * result['few_shot'][setting]['accuracy']
-
-  settings = report.SETTINGS
+  acc, settings = _acc, report.SETTINGS
   gains = [acc(full, s) - acc(short, s) for s in settings]
   gaps = [report.PAPER_ACCURACY[s] - acc(full, s) for s in settings]
   # "add 9.7 to 29.9 points"
-  assert (f'{min(gains):.1f}', f'{max(gains):.1f}') == ('9.7', '29.9'), gains
+  assert _span(gains) == ('9.7', '29.9'), gains
   # "1.4 to 10.8 points under the paper's"
-  assert (f'{min(gaps):.1f}', f'{max(gaps):.1f}') == ('1.4', '10.8'), gaps
+  assert _span(gaps) == ('1.4', '10.8'), gaps
   # "92.8% at 5-way 1-shot ..., 98.1% ... at 5-way 5-shot, 82.4% ... and 94.3%"
   assert [f'{acc(full, s):.1f}' for s in settings] == ['92.8', '98.1', '82.4', '94.3']
   # "most at 20-way 1-shot"
@@ -511,7 +516,7 @@ def test_readme_statements_on_the_full_length_run_hold_in_the_files():
   other = _other_kl_direction(FULL, full)
   assert [f'{a:.1f}' for a in other] == ['93.5', '98.2', '83.9', '94.7']
   better = [a - acc(full, s) for a, s in zip(other, settings)]
-  assert (f'{min(better):.1f}', f'{max(better):.1f}') == ('0.1', '1.5'), better
+  assert _span(better) == ('0.1', '1.5'), better
   # "most of the gap the 3,000-update rows showed was training length"
   assert all(gain > gap for gain, gap in zip(gains, gaps)), (gains, gaps)
 
@@ -536,14 +541,7 @@ def test_readme_statements_on_the_default_data_run_hold_in_the_files():
   assert full['config']['model'] == {**recorded['model'], **added}
   assert full['config']['data']['binarize'] is True
   assert 'Xeon' in full['run']['cpu'] and full['run']['git_dirty'] is False
-
-  def acc(result, setting):
-    return 100 * result['few_shot'][setting]['accuracy']
-
-  def span(values):
-    return f'{min(values):.1f}', f'{max(values):.1f}'
-
-  settings = report.SETTINGS
+  acc, span, settings = _acc, _span, report.SETTINGS
   # "Thirty times the updates add 10.5 to 19.8 points to the `bn` row"
   assert span([acc(full, s) - acc(short, s) for s in settings]) == ('10.5', '19.8')
   # "it ends 5.8 to 29.3 points under the paper"
