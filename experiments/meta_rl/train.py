@@ -15,6 +15,7 @@ navigation also the return of the goal-seeing controller (``ORACLES``).
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import pathlib
@@ -54,7 +55,7 @@ class TRPOState(NamedTuple):
 MAY_DIFFER_ON_RESUME = ('num_iterations', 'log_every', 'checkpoint_every', 'eval.')
 # Fields added since runs were started, at the values those runs trained with.
 ADDED_FIELDS = {'env.name': 'navigation_2d'}
-# config.env.name -> the task family, built with config.env.horizon.
+# config.env.name -> the task family, built with config.env's other fields.
 ENVIRONMENTS = {
   'navigation_2d': rl.navigation_2d,
   'half_cheetah_direction': rl.half_cheetah_direction,
@@ -73,6 +74,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
       f'config.env.name must be one of {tuple(ENVIRONMENTS)}, got {name!r}.'
     )
+  accepted = inspect.signature(ENVIRONMENTS[name]).parameters
+  unknown = sorted(set(config.env) - {'name'} - set(accepted))
+  if unknown:
+    raise ValueError(
+      f'config.env.{unknown[0]} is not an option of {name}; it takes {tuple(accepted)}.'
+    )
   if config.get('outer', 'adam') not in OUTERS:
     raise ValueError(f'config.outer must be one of {OUTERS}, got {config.outer!r}.')
   if config.eval.num_tasks < 2:
@@ -85,8 +92,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def make_env(config) -> rl.Environment:
-  make = ENVIRONMENTS[config.env.get('name', 'navigation_2d')]
-  return make(horizon=config.env.horizon)
+  """The family ``config.env.name``, built with the other ``config.env`` fields."""
+  options = {k: v for k, v in config.env.items() if k != 'name'}
+  return ENVIRONMENTS[config.env.get('name', 'navigation_2d')](**options)
 
 
 def make_policy(config, env: rl.Environment | None = None) -> rl.Policy:

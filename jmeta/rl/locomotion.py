@@ -19,9 +19,11 @@ torso's forward velocity ``v`` (brax's ``x_velocity`` metric) and the action ``a
 Where it differs from the reference: brax's models and physics (each family's
 ``backend``), not MuJoCo 1.31's, and brax's observations (the half-cheetah's 17 are
 the reference's without the torso's centre of mass; the ant's 27 leave out the
-contact forces and orientation matrix). Both take 0.05 s a step, as the reference
-(frame skip 5 of 0.01 s). brax is an optional dependency: ``pip install
-'jmeta[rl]'``.
+contact forces and orientation matrix). The step: brax's default is 0.05 s (16 physics
+steps of 0.003125 s on ``spring``); the reference's half-cheetah takes 0.01 s a step
+(``half_cheetah.xml``'s timestep with no frame skip), so a 200-step episode there is
+2 s. ``n_frames`` sets the physics steps per step: 3 gives 0.009375 s, the nearest
+on ``spring``. brax is an optional dependency: ``pip install 'jmeta[rl]'``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from jmeta.rl.environment import Environment, check_continuous_action, check_horizon
-from jmeta.validation import check_positive_real
+from jmeta.validation import check_positive_int, check_positive_real
 
 # brax's physics pipelines; 'spring' is the default (benchmarks/rl_envs.py: the
 # fastest on this CPU, 2-3x 'generalized' and 'positional').
@@ -66,10 +68,14 @@ def _family(
   *,
   backend: str,
   horizon: int,
+  n_frames: int | None = None,
   brax_options: dict | None = None,
 ) -> Environment:
   horizon = check_horizon(horizon)
-  env = _brax_environment(brax_name, backend, **(brax_options or {}))
+  brax_options = dict(brax_options or {})
+  if n_frames is not None:
+    brax_options['n_frames'] = check_positive_int(n_frames, 'n_frames')
+  env = _brax_environment(brax_name, backend, **brax_options)
   action_shape = (env.action_size,)
 
   def sample_task(key: jax.Array) -> LocomotionTask:
@@ -109,9 +115,11 @@ def _direction(key: jax.Array) -> jax.Array:
 
 
 def half_cheetah_direction(
-  *, backend: str = 'spring', horizon: int = 200
+  *, backend: str = 'spring', horizon: int = 200, n_frames: int | None = None
 ) -> Environment:
-  """Run forward (d = 1) or backward (d = -1): reward d v - 0.05 |a|^2."""
+  """Run forward (d = 1) or backward (d = -1): reward d v - 0.05 |a|^2.
+
+  ``n_frames``: physics steps per step (None: brax's own, 0.05 s a step)."""
   return _family(
     'half_cheetah_direction',
     'halfcheetah',
@@ -119,13 +127,20 @@ def half_cheetah_direction(
     lambda d, v, a2: d * v - 0.05 * a2,
     backend=backend,
     horizon=horizon,
+    n_frames=n_frames,
   )
 
 
 def half_cheetah_velocity(
-  *, backend: str = 'spring', horizon: int = 200, max_velocity: float = 2.0
+  *,
+  backend: str = 'spring',
+  horizon: int = 200,
+  max_velocity: float = 2.0,
+  n_frames: int | None = None,
 ) -> Environment:
-  """Run at the goal velocity g ~ U[0, max_velocity]: reward -|v - g| - 0.05 |a|^2."""
+  """Run at the goal velocity g ~ U[0, max_velocity]: reward -|v - g| - 0.05 |a|^2.
+
+  ``n_frames``: physics steps per step (None: brax's own, 0.05 s a step)."""
   max_velocity = check_positive_real(max_velocity, 'max_velocity')
 
   def goal(key):
@@ -138,12 +153,18 @@ def half_cheetah_velocity(
     lambda g, v, a2: -jnp.abs(v - g) - 0.05 * a2,
     backend=backend,
     horizon=horizon,
+    n_frames=n_frames,
   )
 
 
-def ant_direction(*, backend: str = 'spring', horizon: int = 200) -> Environment:
+def ant_direction(
+  *, backend: str = 'spring', horizon: int = 200, n_frames: int | None = None
+) -> Environment:
   """Walk forward or backward: reward d v - 0.005 |a|^2 + 0.05; the episode ends
-  when the torso's height leaves [0.2, 1]."""
+  when the torso's height leaves [0.2, 1].
+
+  ``n_frames``: physics steps per step (None: brax's own, 10 of 0.005 s on
+  ``spring``; the reference's ant takes 0.02 s a step, 4 here)."""
   return _family(
     'ant_direction',
     'ant',
@@ -151,5 +172,6 @@ def ant_direction(*, backend: str = 'spring', horizon: int = 200) -> Environment
     lambda d, v, a2: d * v - 0.005 * a2 + 0.05,
     backend=backend,
     horizon=horizon,
+    n_frames=n_frames,
     brax_options={'terminate_when_unhealthy': True, 'healthy_z_range': (0.2, 1.0)},
   )

@@ -1,5 +1,6 @@
 """The MAML-RL 2D-navigation experiment: a real smoke run, its report, resuming."""
 
+import importlib
 import json
 import pathlib
 import re
@@ -30,6 +31,12 @@ def test_bad_config_values_are_named(tmp_path):
   config = smoke.get_config()
   config.num_tasks = 0
   with pytest.raises(ValueError, match='config.num_tasks'):
+    train.train_and_evaluate(config, str(tmp_path))
+  config = smoke.get_config()
+  config.env.n_frame = 3
+  with pytest.raises(
+    ValueError, match=r'config.env.n_frame is not an option of navigation_2d'
+  ):
     train.train_and_evaluate(config, str(tmp_path))
 
 
@@ -137,31 +144,71 @@ def test_readme_prose_on_the_naive_runs_divergence_matches_its_log():
   assert naive['iterations'] == 300
 
 
-def test_locomotion_config_has_the_papers_sizes():
+def test_locomotion_config_has_the_papers_sizes_and_its_codes_training():
   from experiments.meta_rl.configs import locomotion
 
   config = locomotion.get_config('half_cheetah_velocity')
-  assert config.env.name == 'half_cheetah_velocity' and config.env.horizon == 200
-  assert (config.num_tasks, config.num_episodes) == (40, 20)
+  assert config.env.to_dict() == {
+    'name': 'half_cheetah_velocity',
+    'horizon': 200,
+    'n_frames': 3,
+  }
+  assert (config.num_tasks, config.num_episodes) == (40, 10)
   assert tuple(config.policy.hidden_sizes) == (100, 100) and config.outer == 'trpo'
   assert config.inner_learning_rate == 0.1 and config.inner_steps == 1
+  assert config.estimator == 'naive' and config.num_iterations == 476
+  assert config.trpo.to_dict() == {
+    'max_kl': 0.01,
+    'damping': 1e-5,
+    'cg_iterations': 10,
+    'backtrack_ratio': 0.8,
+    'line_search_steps': 15,
+  }
+  direction = locomotion.get_config('half_cheetah_direction')
+  assert (direction.num_episodes, direction.trpo.max_kl) == (20, 0.02)
+  assert locomotion.get_config('ant_direction').env.n_frames == 4
   with pytest.raises(ValueError, match="unknown locomotion family 'hopper'"):
     locomotion.get_config('hopper')
 
 
 def test_locomotion_cpu_budgets_differ_only_in_the_outer_step():
-  from experiments.meta_rl.configs import (
-    locomotion,
-    locomotion_cpu,
-    locomotion_cpu_trpo,
-  )
+  from experiments.meta_rl.configs import locomotion_cpu, locomotion_cpu_trpo, trpo
 
   adam = locomotion_cpu.get_config('ant_direction').to_dict()
-  trpo = locomotion_cpu_trpo.get_config('ant_direction').to_dict()
+  trpo_budget = locomotion_cpu_trpo.get_config('ant_direction').to_dict()
   assert (adam.pop('outer'), adam.pop('learning_rate')) == ('adam', 3e-3)
-  assert trpo.pop('outer') == 'trpo'
-  assert trpo.pop('trpo') == locomotion.get_config('ant_direction').trpo.to_dict()
-  assert adam == trpo and trpo['env'] == {'name': 'ant_direction', 'horizon': 100}
+  assert trpo_budget.pop('outer') == 'trpo'
+  assert trpo_budget.pop('trpo') == trpo.get_config().trpo.to_dict()
+  assert adam == trpo_budget
+  assert trpo_budget['env'] == {'name': 'ant_direction', 'horizon': 100}
+
+
+@pytest.mark.parametrize(
+  'run, module',
+  [
+    ('half_cheetah_direction', 'locomotion_cpu'),
+    ('half_cheetah_direction_trpo', 'locomotion_cpu_trpo'),
+    ('half_cheetah_velocity_trpo', 'locomotion_cpu_trpo'),
+  ],
+)
+def test_the_first_budgets_still_give_the_configs_their_runs_recorded(run, module):
+  """locomotion.py took the reference code's training after these runs; their
+  configs keep the settings they ran with."""
+  root = pathlib.Path(__file__).parents[2] / 'results' / 'meta_rl' / 'locomotion'
+  recorded = json.loads((root / run / 'config.json').read_text())
+  config = importlib.import_module(f'experiments.meta_rl.configs.{module}')
+  got = config.get_config(recorded['env']['name']).to_dict()
+  assert json.loads(json.dumps(got)) == recorded
+
+
+def test_locomotion_cpu_reference_budget_keeps_the_references_training():
+  from experiments.meta_rl.configs import locomotion, locomotion_cpu_reference
+
+  full = locomotion.get_config('half_cheetah_direction').to_dict()
+  cpu = locomotion_cpu_reference.get_config('half_cheetah_direction').to_dict()
+  for field in ('env', 'estimator', 'trpo', 'policy', 'num_iterations', 'inner_steps'):
+    assert cpu[field] == full[field], field
+  assert (cpu['num_tasks'], cpu['num_episodes']) == (20, 10)
 
 
 def _line_walk(horizon: int) -> rl.Environment:

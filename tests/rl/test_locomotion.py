@@ -68,6 +68,20 @@ def test_half_cheetah_velocity_rewards_closeness_to_the_goal_velocity(cheetah):
   np.testing.assert_allclose(goals.mean(), 1.0, atol=0.05)
 
 
+def test_n_frames_sets_the_physics_steps_per_step():
+  # 3 of spring's 0.003125 s steps: the reference's 0.01 s step, nearly.
+  env = rl.half_cheetah_direction(n_frames=3)
+  actions = _actions(env, jax.random.key(0))
+  play = jax.jit(lambda goal: _play(env, goal, actions, jax.random.key(1)))
+  forward, backward = play(1.0), play(-1.0)
+  velocity = (forward[0] - backward[0]) / 2
+  x0, x1 = forward[2], forward[3]
+  np.testing.assert_allclose(
+    jnp.sum(velocity) * 3 * 0.003125, x1 - x0, rtol=1e-4, atol=1e-6
+  )
+  assert abs(float(x1 - x0)) > 1e-4
+
+
 def test_directions_are_plus_or_minus_one_with_equal_odds():
   env = rl.half_cheetah_direction()
   goals = np.asarray(rl.sample_tasks(env, jax.random.key(3), 4000).goal)
@@ -127,6 +141,8 @@ def test_locomotion_refuses_bad_input(monkeypatch):
     rl.half_cheetah_direction(backend='physx')
   with pytest.raises(ValueError, match='horizon must be at least 1'):
     rl.ant_direction(horizon=0)
+  with pytest.raises(ValueError, match='n_frames must be a positive int'):
+    rl.half_cheetah_velocity(n_frames=0)
   with pytest.raises(ValueError, match='max_velocity must be > 0, got 0.0'):
     rl.half_cheetah_velocity(max_velocity=0.0)
   monkeypatch.setitem(sys.modules, 'brax', None)

@@ -6,10 +6,22 @@ evaluation on 20 held-out tasks of 10 episodes, after 0..2 steps.
 
 Adam at 3e-3 (``results/meta_rl/locomotion/half_cheetah_direction``) and at 1e-2 for
 60 iterations (``half_cheetah_direction_adam``) made the returns worse.
-``locomotion_cpu_trpo.py`` is the same budget with the paper's TRPO step.
+``locomotion_cpu_trpo.py`` is the same budget with a TRPO step. Both keep what
+they ran with before ``locomotion.py`` took the reference code's training
+(``first_settings``): the DiCE estimator, brax's 0.05 s step and
+pytorch-maml-rl's trust region. ``locomotion_cpu_reference.py`` is the budget of
+the reference's training.
 """
 
-from experiments.meta_rl.configs import locomotion
+from experiments.meta_rl.configs import locomotion, trpo
+
+
+def first_settings(config):
+  """The estimator, step time and trust region these budgets' runs had."""
+  config.estimator = 'dice'
+  del config.env.n_frames
+  config.trpo = trpo.get_config().trpo
+  return config
 
 
 def cpu_budget(config):
@@ -28,7 +40,7 @@ def cpu_budget(config):
 
 
 def get_config(family: str = 'half_cheetah_direction'):
-  config = locomotion.get_config(family)
+  config = first_settings(locomotion.get_config(family))
   config.outer = 'adam'
   del config.trpo
   config.learning_rate = 3e-3

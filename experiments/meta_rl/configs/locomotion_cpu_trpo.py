@@ -1,5 +1,6 @@
-"""``locomotion_cpu.py``'s CPU budget with the paper's outer step, TRPO (max KL
-0.01, ``locomotion.py``'s settings), instead of Adam.
+"""``locomotion_cpu.py``'s CPU budget with a TRPO outer step (max KL 0.01,
+pytorch-maml-rl's trust region: ``trpo.py``) instead of Adam, and its first
+settings (``locomotion_cpu.first_settings``).
 
 Its jitted step on half-cheetah hung inside XLA:CPU until the linear baselines'
 batched solves were made one task at a time (``jmeta.xla_workarounds``;
@@ -10,4 +11,5 @@ from experiments.meta_rl.configs import locomotion, locomotion_cpu
 
 
 def get_config(family: str = 'half_cheetah_direction'):
-  return locomotion_cpu.cpu_budget(locomotion.get_config(family))
+  config = locomotion_cpu.first_settings(locomotion.get_config(family))
+  return locomotion_cpu.cpu_budget(config)
