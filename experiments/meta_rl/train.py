@@ -175,9 +175,9 @@ def make_outer_loop(config, env, policy, learner):
 
 def make_evaluator(config, env, policy):
   """``evaluate(params) -> (tasks, steps + 1)`` mean returns on the held-out goals
-  of ``config.eval.seed``, and ``oracles() -> {name: (tasks,)}`` the return of the
+  of ``config.eval.seed``, ``oracles() -> {name: (tasks,)}`` the return of the
   family's task-seeing baseline on the same goals (``ORACLES``; none for the
-  locomotion families)."""
+  locomotion families), and the goals (``(tasks, ...)``)."""
   key = jax.random.key(config.eval.seed)
   tasks = rl.sample_tasks(env, jax.random.fold_in(key, 0), config.eval.num_tasks)
   keys = jax.random.split(jax.random.fold_in(key, 1), config.eval.num_tasks)
@@ -206,7 +206,7 @@ def make_evaluator(config, env, policy):
     name, oracle = known
     return {name: jax.vmap(lambda task, k: oracle(env, task, k))(tasks, keys)}
 
-  return evaluate, oracles
+  return evaluate, oracles, np.asarray(tasks.goal)
 
 
 def summary(values) -> dict:
@@ -322,7 +322,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     t['seconds'] for t in records.read_jsonl(workdir / 'timing.jsonl')
   )
 
-  evaluate, oracles = make_evaluator(config, env, policy)
+  evaluate, oracles, goals = make_evaluator(config, env, policy)
   start = time.perf_counter()
   maml = np.asarray(evaluate(state.params))
   random_init = np.asarray(evaluate(init_params))
@@ -349,6 +349,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
       'maml': summary(maml),
       'random_init': summary(random_init),
       **baselines,
+      # Per held-out task, for paired comparisons: its goal and both returns.
+      'goals': goals.tolist(),
+      'per_task': {'maml': maml.tolist(), 'random_init': random_init.tolist()},
     },
     **code,
   }

@@ -64,6 +64,11 @@ def test_smoke_run_writes_its_files(smoke_run):
   assert ev['steps'] == [0, 1, 2]
   for key in ('maml', 'random_init'):
     assert len(ev[key]['mean']) == 3 and all(m <= 0 for m in ev[key]['mean'])
+    # The per-task returns are those the summary averages, task by task.
+    per_task = np.asarray(ev['per_task'][key])
+    assert per_task.shape == (ev['num_tasks'], 3)
+    np.testing.assert_allclose(per_task.mean(0), ev[key]['mean'], rtol=1e-5)
+  assert np.shape(ev['goals']) == (ev['num_tasks'], 2)
   table = (workdir / 'results.md').read_text()
   assert 'MAML-RL (dice, adam)' in table and 'goal-seeking controller' in table
   # The shared rows (initial policy, controller) appear once for several runs.
