@@ -318,9 +318,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
           **code,
         }
       )
-  train_seconds = sum(
-    t['seconds'] for t in records.read_jsonl(workdir / 'timing.jsonl')
-  )
+  timings = list(records.read_jsonl(workdir / 'timing.jsonl'))
+  train_seconds = sum(t['seconds'] for t in timings)
+  # A call that only evaluates a finished run gives the rate of all its stretches.
+  iterations_timed = sum(t['to_step'] - t['from_step'] for t in timings)
 
   evaluate, oracles, goals = make_evaluator(config, env, policy)
   start = time.perf_counter()
@@ -339,7 +340,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
     'resumed_from_iteration': start_step,
     'train_seconds_total': round(train_seconds, 1),
     'seconds_per_iteration': (
-      stretch / trained if trained else saved.get('seconds_per_iteration', math.nan)
+      stretch / trained
+      if trained
+      else (train_seconds / iterations_timed if iterations_timed else math.nan)
     ),
     'eval_seconds': round(eval_seconds, 1),
     'eval': {

@@ -94,6 +94,16 @@ def test_a_stopped_run_resumes_to_the_same_params(smoke_run, tmp_path):
   )
   records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').open()]
   assert [r['step'] for r in records] == [2, 4]
+  # Called again on the finished run, it only evaluates: the same results, and the
+  # rate of the two stretches it trained in.
+  for name in train.OUTPUTS:
+    (tmp_path / name).unlink()
+  again = train.train_and_evaluate(config, str(tmp_path))
+  assert again['eval'] == resumed['eval']
+  timings = [json.loads(line) for line in (tmp_path / 'timing.jsonl').open()]
+  assert [(t['from_step'], t['to_step']) for t in timings] == [(0, 2), (2, 4)]
+  rate = sum(t['seconds'] for t in timings) / 4
+  assert again['seconds_per_iteration'] == pytest.approx(rate)
 
 
 def test_readme_table_is_the_committed_runs_report():
