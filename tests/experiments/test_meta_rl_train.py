@@ -352,6 +352,41 @@ def test_readme_statement_on_the_half_cheetah_trpo_runs_matches_their_results():
     assert max(kls) < 0.01
 
 
+def _by_direction(ev: dict, policy: str, direction: float) -> tuple[np.ndarray, int]:
+  """Mean returns after 0.. steps over the held-out tasks of one direction, and
+  their number."""
+  goals = np.asarray(ev['goals'])
+  return np.asarray(ev['per_task'][policy])[goals == direction].mean(0), int(
+    (goals == direction).sum()
+  )
+
+
+def test_readme_statement_on_the_reference_budget_run_matches_its_results():
+  _, results, text = _locomotion_run_and_readme('half_cheetah_direction_reference_cpu')
+  config, ev = results['config'], results['eval']
+  assert (config['estimator'], config['trpo']['max_kl']) == ('naive', 0.02)
+  assert config['env']['n_frames'] == 3 and results['iterations'] == 101
+  assert (config['num_tasks'], config['num_episodes']) == (20, 10)
+  assert f'{round(results["train_seconds_total"] / 60)} min alone' in text
+  for ev_ in (ev['maml'], ev['random_init']):
+    for i in (0, 1):
+      assert f'{ev_["mean"][i]:.1f} ± {ev_["ci95"][i]:.1f}' in text
+  forward, n_forward = _by_direction(ev, 'maml', 1.0)
+  backward, n_backward = _by_direction(ev, 'maml', -1.0)
+  random_backward, _ = _by_direction(ev, 'random_init', -1.0)
+  assert (
+    f'from {forward[0]:.1f} to {forward[1]:.1f} after one step, on the {n_forward} '
+    'forward goals' in text
+  )
+  assert (
+    f'from {backward[0]:.1f} to {backward[1]:.1f} on the {n_backward} backward goals, '
+    f'where the random initialisation gets {random_backward[1]:.1f}' in text
+  )
+  # "runs forward but not backward": a positive return forward after one step, and
+  # backward below the random initialisation adapted the same way.
+  assert forward[1] > 0 and backward[1] < random_backward[1]
+
+
 def test_readme_statement_on_the_half_cheetah_velocity_run_matches_its_results():
   run, results, text = _locomotion_run_and_readme('half_cheetah_velocity_trpo')
   assert results['config']['env']['name'] == 'half_cheetah_velocity'
