@@ -387,6 +387,42 @@ def test_readme_statement_on_the_reference_budget_run_matches_its_results():
   assert forward[1] > 0 and backward[1] < random_backward[1]
 
 
+def test_readme_statement_on_the_paper_size_direction_run_matches_its_results():
+  from experiments.meta_rl.configs import locomotion
+
+  _, results, text = _locomotion_run_and_readme('half_cheetah_direction_reference')
+  ev = results['eval']
+  # The config unchanged, at every field it trained with.
+  config = locomotion.get_config('half_cheetah_direction').to_dict()
+  assert results['config'] == json.loads(json.dumps(config))
+  assert results['iterations'] == 101 and ev['num_tasks'] == 40
+  assert (
+    f'`half_cheetah_direction_reference`, {round(results["train_seconds_total"] / 60)} min'
+    in text
+  )
+  for name, label in (
+    ('maml', 'MAML-RL (naive, TRPO), jmeta'),
+    ('random_init', 'random init, same adaptation, jmeta'),
+  ):
+    cells = [f'{m:.1f} ± {c:.1f}' for m, c in zip(ev[name]['mean'], ev[name]['ci95'])]
+    assert f'| {label} | ' + ' | '.join(cells) + ' |' in text
+  per_task = np.asarray(ev['per_task']['maml'])
+  above = int(np.sum(per_task[:, 1] > np.asarray(ev['per_task']['random_init'])[:, 1]))
+  assert f'above the random initialisation on {above} of the 40 tasks' in text
+  forward, n_forward = _by_direction(ev, 'maml', 1.0)
+  backward, n_backward = _by_direction(ev, 'maml', -1.0)
+  assert (
+    f'on the {n_forward} forward goals it goes from {forward[0]:.1f} to '
+    f'{forward[1]:.1f}, on the {n_backward} backward goals from {backward[0]:.1f} '
+    f'to {backward[1]:.1f}' in text
+  )
+  # "it learns both directions": each direction's adapted return is above the
+  # random initialisation's, adapted the same way.
+  for direction, mean in ((1.0, forward), (-1.0, backward)):
+    random_init, _ = _by_direction(ev, 'random_init', direction)
+    assert mean[1] > random_init[1] and mean[1] > mean[0]
+
+
 def test_readme_statement_on_the_half_cheetah_velocity_run_matches_its_results():
   run, results, text = _locomotion_run_and_readme('half_cheetah_velocity_trpo')
   assert results['config']['env']['name'] == 'half_cheetah_velocity'
