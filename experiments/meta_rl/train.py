@@ -206,7 +206,8 @@ def make_evaluator(config, env, policy):
     name, oracle = known
     return {name: jax.vmap(lambda task, k: oracle(env, task, k))(tasks, keys)}
 
-  return evaluate, oracles, np.asarray(tasks.goal)
+  # A family's task is its goal, or a NamedTuple holding it (``goal``).
+  return evaluate, oracles, np.asarray(getattr(tasks, 'goal', tasks))
 
 
 def summary(values) -> dict:

@@ -269,7 +269,16 @@ def test_any_family_trains_through_the_same_code_without_an_oracle(
   config.eval.steps = 1
   out = train.train_and_evaluate(config, str(tmp_path))
   assert out['iterations'] == 2
-  assert set(out['eval']) == {'steps', 'num_tasks', 'seed', 'maml', 'random_init'}
+  assert set(out['eval']) == {
+    'steps',
+    'num_tasks',
+    'seed',
+    'maml',
+    'random_init',
+    'goals',
+    'per_task',
+  }
+  assert np.shape(out['eval']['goals']) == (2,)  # the task is its goal here
   assert np.all(np.isfinite(out['eval']['maml']['mean']))
   params = out['state'].params
   assert params['mean']['layer_0']['w'].shape == (3, 8)  # 3 observations
