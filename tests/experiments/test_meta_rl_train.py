@@ -432,6 +432,26 @@ def test_readme_statement_on_the_paper_size_direction_run_matches_its_results():
     assert mean[1] > random_init[1] and mean[1] > mean[0]
 
 
+def test_readme_statement_on_the_cut_velocity_reference_run_matches_its_results():
+  name = 'half_cheetah_velocity_reference_cpu'
+  _, results, text = _locomotion_run_and_readme(name)
+  config, ev = results['config'], results['eval']
+  assert (config['estimator'], config['trpo']['max_kl']) == ('naive', 0.01)
+  assert config['num_iterations'] == results['iterations'] == 101
+  assert 'cut to 101 of its 476 updates' in text
+  assert f'(`{name}`, {round(results["train_seconds_total"] / 60)} min' in text
+  cell = lambda ev, i: f'{ev["mean"][i]:.1f} ± {ev["ci95"][i]:.1f}'  # noqa: E731
+  maml, random_init = ev['maml'], ev['random_init']
+  assert f'{cell(maml, 0)} before adaptation and {cell(maml, 1)} after one step' in text
+  assert f'({cell(random_init, 0)} and {cell(random_init, 1)} after one step)' in text
+  # "does not adapt yet": one step changes the return by less than its interval;
+  # "well above the random initialisation": beyond both intervals.
+  assert abs(maml['mean'][1] - maml['mean'][0]) < maml['ci95'][0]
+  assert (
+    maml['mean'][0] - random_init['mean'][0] > maml['ci95'][0] + random_init['ci95'][0]
+  )
+
+
 def test_readme_statement_on_the_half_cheetah_velocity_run_matches_its_results():
   run, results, text = _locomotion_run_and_readme('half_cheetah_velocity_trpo')
   assert results['config']['env']['name'] == 'half_cheetah_velocity'
