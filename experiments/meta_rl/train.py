@@ -319,7 +319,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
           **code,
         }
       )
-  timings = list(records.read_jsonl(workdir / 'timing.jsonl'))
+  timings = records.read_jsonl(workdir / 'timing.jsonl')
   train_seconds = sum(t['seconds'] for t in timings)
   # A call that only evaluates a finished run gives the rate of all its stretches.
   iterations_timed = sum(t['to_step'] - t['from_step'] for t in timings)

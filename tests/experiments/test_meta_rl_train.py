@@ -328,15 +328,19 @@ def _locomotion_run_and_readme(name: str) -> tuple[pathlib.Path, dict, str]:
   return run, results, ' '.join((root / 'README.md').read_text().split())
 
 
+def _cell(summary: dict, i: int) -> str:
+  """A held-out summary after ``i`` steps as the README writes it: mean ± CI."""
+  return f'{summary["mean"][i]:.1f} ± {summary["ci95"][i]:.1f}'
+
+
 def test_readme_statement_on_the_half_cheetah_budget_run_matches_its_results():
   _, results, text = _locomotion_run_and_readme('half_cheetah_direction')
   assert results['config']['env']['name'] == 'half_cheetah_direction'
   assert (results['config']['outer'], results['iterations']) == ('adam', 150)
-  cell = lambda m, c: f'{m:.1f} ± {c:.1f}'  # noqa: E731
   maml, random_init = results['eval']['maml'], results['eval']['random_init']
   for ev, (first, last) in ((maml, (0, 2)), (random_init, (0, 2))):
-    assert cell(ev['mean'][first], ev['ci95'][first]) in text
-    assert cell(ev['mean'][last], ev['ci95'][last]) in text
+    assert _cell(ev, first) in text
+    assert _cell(ev, last) in text
   # "no better than a random initialisation": MAML's mean after adaptation is not
   # above the random init's.
   assert maml['mean'][-1] <= random_init['mean'][-1]
@@ -347,10 +351,9 @@ def test_readme_statement_on_the_half_cheetah_trpo_runs_matches_their_results():
   runs = run.parent
   assert (results['config']['outer'], results['iterations']) == ('trpo', 150)
   assert results['config']['trpo']['max_kl'] == 0.01
-  cell = lambda ev, i: f'{ev["mean"][i]:.1f} ± {ev["ci95"][i]:.1f}'  # noqa: E731
   maml, random_init = results['eval']['maml'], results['eval']['random_init']
   for ev in (maml, random_init):
-    assert cell(ev, 0) in text and cell(ev, 2) in text
+    assert _cell(ev, 0) in text and _cell(ev, 2) in text
   assert f'{round(results["train_seconds_total"] / 60)} min beside' in text
   # "did no better": within the random init's interval before and after adaptation.
   for i in (0, 2):
@@ -379,7 +382,7 @@ def test_readme_statement_on_the_reference_budget_run_matches_its_results():
   assert f'{round(results["train_seconds_total"] / 60)} min alone' in text
   for ev_ in (ev['maml'], ev['random_init']):
     for i in (0, 1):
-      assert f'{ev_["mean"][i]:.1f} ± {ev_["ci95"][i]:.1f}' in text
+      assert _cell(ev_, i) in text
   forward, n_forward = _by_direction(ev, 'maml', 1.0)
   backward, n_backward = _by_direction(ev, 'maml', -1.0)
   random_backward, _ = _by_direction(ev, 'random_init', -1.0)
@@ -413,7 +416,7 @@ def test_readme_statement_on_the_paper_size_direction_run_matches_its_results():
     ('maml', 'MAML-RL (naive, TRPO), jmeta'),
     ('random_init', 'random init, same adaptation, jmeta'),
   ):
-    cells = [f'{m:.1f} ± {c:.1f}' for m, c in zip(ev[name]['mean'], ev[name]['ci95'])]
+    cells = [_cell(ev[name], i) for i in range(len(ev[name]['mean']))]
     assert f'| {label} | ' + ' | '.join(cells) + ' |' in text
   per_task = np.asarray(ev['per_task']['maml'])
   above = int(np.sum(per_task[:, 1] > np.asarray(ev['per_task']['random_init'])[:, 1]))
@@ -440,10 +443,11 @@ def test_readme_statement_on_the_cut_velocity_reference_run_matches_its_results(
   assert config['num_iterations'] == results['iterations'] == 101
   assert 'cut to 101 of its 476 updates' in text
   assert f'(`{name}`, {round(results["train_seconds_total"] / 60)} min' in text
-  cell = lambda ev, i: f'{ev["mean"][i]:.1f} ± {ev["ci95"][i]:.1f}'  # noqa: E731
   maml, random_init = ev['maml'], ev['random_init']
-  assert f'{cell(maml, 0)} before adaptation and {cell(maml, 1)} after one step' in text
-  assert f'({cell(random_init, 0)} and {cell(random_init, 1)} after one step)' in text
+  assert (
+    f'{_cell(maml, 0)} before adaptation and {_cell(maml, 1)} after one step' in text
+  )
+  assert f'({_cell(random_init, 0)} and {_cell(random_init, 1)} after one step)' in text
   # "does not adapt yet": one step changes the return by less than its interval;
   # "well above the random initialisation": beyond both intervals.
   assert abs(maml['mean'][1] - maml['mean'][0]) < maml['ci95'][0]
