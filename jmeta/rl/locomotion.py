@@ -112,20 +112,34 @@ def _family(
   )
 
 
-def _direction(key: jax.Array) -> jax.Array:
-  return jnp.where(jax.random.bernoulli(key), 1.0, -1.0)
+def _direction(direction: float | None):
+  """Samples d = +1 or -1 with probability 1/2, or always ``direction`` (a
+  single-task family, as the reference's oracle runs train on)."""
+  if direction is None:
+    return lambda key: jnp.where(jax.random.bernoulli(key), 1.0, -1.0)
+  if isinstance(direction, bool) or direction not in (1, -1):
+    raise ValueError(
+      f'direction must be None (either, at random), 1.0 (forward) or -1.0 '
+      f'(backward); got {direction!r}.'
+    )
+  return lambda key: jnp.float32(direction)
 
 
 def half_cheetah_direction(
-  *, backend: str = 'spring', horizon: int = 200, n_frames: int | None = None
+  *,
+  backend: str = 'spring',
+  horizon: int = 200,
+  n_frames: int | None = None,
+  direction: float | None = None,
 ) -> Environment:
   """Run forward (d = 1) or backward (d = -1): reward d v - 0.05 |a|^2.
 
-  ``n_frames``: physics steps per step (None: brax's own, 0.05 s a step)."""
+  ``n_frames``: physics steps per step (None: brax's own, 0.05 s a step).
+  ``direction``: None draws d per task; 1.0 or -1.0 fixes it (one task)."""
   return _family(
     'half_cheetah_direction',
     'halfcheetah',
-    _direction,
+    _direction(direction),
     lambda d, v, a2: d * v - 0.05 * a2,
     backend=backend,
     horizon=horizon,
@@ -160,17 +174,22 @@ def half_cheetah_velocity(
 
 
 def ant_direction(
-  *, backend: str = 'spring', horizon: int = 200, n_frames: int | None = None
+  *,
+  backend: str = 'spring',
+  horizon: int = 200,
+  n_frames: int | None = None,
+  direction: float | None = None,
 ) -> Environment:
   """Walk forward or backward: reward d v - 0.005 |a|^2 + 0.05; the episode ends
   when the torso's height leaves [0.2, 1].
 
   ``n_frames``: physics steps per step (None: brax's own, 10 of 0.005 s on
-  ``spring``; the reference's ant takes 0.02 s a step, 4 here)."""
+  ``spring``; the reference's ant takes 0.02 s a step, 4 here). ``direction``: as
+  ``half_cheetah_direction``'s."""
   return _family(
     'ant_direction',
     'ant',
-    _direction,
+    _direction(direction),
     lambda d, v, a2: d * v - 0.005 * a2 + 0.05,
     backend=backend,
     horizon=horizon,

@@ -465,6 +465,9 @@ def maml_trpo_step(
     )
 
     def adapted(p, through=loop):
+      if inner is None:  # no inner step: plain TRPO, each task's policy is p
+        tasks = batch.keys.shape[0]
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (tasks, *x.shape)), p)
       return jax.vmap(lambda i: through.adapt(p, i)[0])(inner)
 
     def surrogate(p):

@@ -226,6 +226,25 @@ def test_locomotion_cpu_reference_budget_keeps_the_references_training():
   assert (cpu['num_tasks'], cpu['num_episodes']) == (20, 10)
 
 
+def test_single_direction_config_is_trpo_on_one_direction_with_the_references_sizes():
+  from experiments.meta_rl.configs import locomotion, locomotion_single_direction
+
+  full = locomotion.get_config('ant_direction').to_dict()
+  single = locomotion_single_direction.get_config('ant_direction').to_dict()
+  assert single['env'] == {**full['env'], 'direction': 1.0}
+  assert (single['inner_steps'], single['num_tasks'], single['num_episodes']) == (
+    0,
+    1,
+    100,
+  )
+  assert single['trpo'] == {**full['trpo'], 'max_kl': 0.01}
+  env = train.make_env(locomotion_single_direction.get_config())
+  goals = rl.sample_tasks(env, jax.random.key(0), 8).goal
+  np.testing.assert_array_equal(goals, 1.0)
+  with pytest.raises(ValueError, match="unknown direction family 'half_cheetah_vel"):
+    locomotion_single_direction.get_config('half_cheetah_velocity')
+
+
 def _line_walk(horizon: int) -> rl.Environment:
   """A family with other sizes than 2D navigation's and no oracle: walk along a
   line to a goal in [-1, 1], observing (position, 1, 0), one action."""

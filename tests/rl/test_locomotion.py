@@ -87,6 +87,10 @@ def test_directions_are_plus_or_minus_one_with_equal_odds():
   goals = np.asarray(rl.sample_tasks(env, jax.random.key(3), 4000).goal)
   assert set(np.unique(goals)) == {-1.0, 1.0}
   np.testing.assert_allclose(goals.mean(), 0.0, atol=0.05)
+  for direction in (1.0, -1.0):
+    fixed = rl.half_cheetah_direction(direction=direction)
+    goals = np.asarray(rl.sample_tasks(fixed, jax.random.key(3), 100).goal)
+    assert set(np.unique(goals)) == {direction}
 
 
 def test_vmapped_steps_equal_single_steps():
@@ -143,6 +147,9 @@ def test_locomotion_refuses_bad_input(monkeypatch):
     rl.ant_direction(horizon=0)
   with pytest.raises(ValueError, match='n_frames must be a positive int'):
     rl.half_cheetah_velocity(n_frames=0)
+  for bad in (0.5, 2, True):
+    with pytest.raises(ValueError, match=r'direction must be None .* got'):
+      rl.ant_direction(direction=bad)
   with pytest.raises(ValueError, match='max_velocity must be > 0, got 0.0'):
     rl.half_cheetah_velocity(max_velocity=0.0)
   monkeypatch.setitem(sys.modules, 'brax', None)

@@ -95,6 +95,50 @@ def test_maml_trpo_step_stays_in_the_trust_region():
     rl.maml_trpo_step(env, policy, estimator='dice_full')
 
 
+def test_maml_trpo_step_without_inner_steps_is_plain_trpo(x64):
+  """inner_steps=0 (an oracle or single-task run): the step is trpo_step on the
+  importance-weighted surrogate and the mean KL of the sampled episodes."""
+  import jax
+
+  from jmeta import rl
+
+  env = rl.navigation_2d(horizon=5)
+  policy = rl.gaussian_mlp_policy(2, 2, hidden_sizes=(8,))
+  params = jax.tree.map(lambda x: x.astype(jnp.float64), policy.init(jax.random.key(0)))
+  batch = rl.sample_task_batch(env, jax.random.key(1), 3)
+  new, info = jax.jit(rl.maml_trpo_step(env, policy, num_episodes=4, inner_steps=0))(
+    params, batch
+  )
+
+  loop = rl.adaptation(env, policy, inner_steps=0, num_episodes=4)
+  episodes = [
+    loop.sample(params, jax.tree.map(lambda x, i=i: x[i], batch.tasks), batch.keys[i])[
+      1
+    ]
+    for i in range(3)
+  ]
+  outer = jax.tree.map(lambda *xs: jnp.stack(xs), *episodes)
+  advantages = jnp.stack([rl.estimate_advantages(o, loop.settings) for o in episodes])
+  old = policy.log_prob(params, outer.observations, outer.actions)
+
+  def surrogate(p):
+    ratio = jnp.exp(policy.log_prob(p, outer.observations, outer.actions) - old)
+    return jnp.mean(ratio * advantages * outer.valid)
+
+  def kl(p):
+    per_step = policy.kl(params, p, outer.observations)
+    return jnp.sum(per_step * outer.valid) / jnp.sum(outer.valid)
+
+  expected, expected_info = trpo.trpo_step(surrogate, kl, params)
+  assert float(expected_info['step_fraction']) > 0  # the step moved
+  # The environment steps in float32, jitted and vmapped there, eagerly here: the
+  # sampled episodes agree to float32 rounding, not to float64's.
+  for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+  np.testing.assert_allclose(info['kl'], expected_info['kl'], rtol=1e-5)
+  np.testing.assert_allclose(info['return_before'], info['return_after'])
+
+
 @pytest.mark.parametrize('estimator', ['dice', 'lvc', 'naive'])
 def test_maml_trpo_metric_is_the_curvature_of_the_kl_it_bounds(
   estimator, x64, monkeypatch
