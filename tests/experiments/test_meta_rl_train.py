@@ -231,7 +231,7 @@ def test_single_direction_config_is_trpo_on_one_direction_with_the_references_si
 
   full = locomotion.get_config('ant_direction').to_dict()
   single = locomotion_single_direction.get_config('ant_direction').to_dict()
-  assert single['env'] == {**full['env'], 'direction': 1.0}
+  assert single['env'] == {**full['env'], 'direction': 1.0, 'backend': 'spring'}
   assert (single['inner_steps'], single['num_tasks'], single['num_episodes']) == (
     0,
     1,

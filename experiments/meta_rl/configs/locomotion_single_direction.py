@@ -11,7 +11,9 @@ Evaluation: 10 "tasks" (all the same direction; they give the confidence
 interval) of 10 episodes, before and after up to 2 policy-gradient steps (the
 steps are not part of its training). A setting after
 the colon names the family: ``half_cheetah_direction`` (default) or
-``ant_direction``.
+``ant_direction``. ``config.env.backend`` picks brax's pipeline: ``generalized``
+with ``n_frames`` 1 is the half-cheetah of brax's own MJCF model, with the
+reference's gears and its 0.01 s step (``spring``, the default, changes both).
 """
 
 from experiments.meta_rl.configs import locomotion
@@ -26,6 +28,7 @@ def get_config(family: str = 'half_cheetah_direction'):
     )
   config = locomotion.get_config(family)
   config.env.direction = 1.0
+  config.env.backend = 'spring'
   config.inner_steps = 0
   config.num_tasks = 1
   config.num_episodes = 100
