@@ -489,3 +489,33 @@ def test_readme_statement_on_the_half_cheetah_velocity_run_matches_its_results()
   for a_mean, a_ci in cells:
     for b_mean, b_ci in cells:
       assert abs(a_mean - b_mean) < a_ci + b_ci
+
+
+def test_readme_statement_on_the_forward_trpo_runs_matches_their_results():
+  run, results, text = _locomotion_run_and_readme('half_cheetah_forward_trpo')
+  at_101 = json.loads((run / 'results_at_101.json').read_text())
+  generalized = json.loads(
+    (run.parent / 'half_cheetah_forward_trpo_generalized' / 'results.json').read_text()
+  )
+  for r, iterations, backend in (
+    (at_101, 101, 'spring'),
+    (results, 501, 'spring'),
+    (generalized, 101, 'generalized'),
+  ):
+    config = r['config']
+    assert (r['iterations'], config['inner_steps']) == (iterations, 0)
+    assert (config['env']['direction'], config['num_episodes']) == (1.0, 100)
+    assert config['env'].get('backend', 'spring') == backend
+    assert _cell(r['eval']['maml'], 0) in text
+  assert generalized['config']['env']['n_frames'] == 1
+  # "still below the 293.2" of the reference's MAML after one step.
+  assert results['eval']['maml']['mean'][0] < 293.2
+  # MAML-RL's one-step return on forward goals over the forward-only policy's, at
+  # 101 updates each.
+  maml = json.loads(
+    (run.parent / 'half_cheetah_direction_reference' / 'results.json').read_text()
+  )
+  forward, _ = _by_direction(maml['eval'], 'maml', 1.0)
+  ratio = forward[1] / at_101['eval']['maml']['mean'][0]
+  assert f'forward goals is {ratio:.2f} of that directly trained' in text
+  assert f"the reference's is {293.2 / 442.7:.2f} of its oracle" in text
