@@ -429,7 +429,7 @@ def maml_trpo_step(
   Hessian-vector products, which go through the inner step, then a line search).
   The KL is differentiated through the inner step with its sampled derivatives (the
   naive surrogate's; ``'first_order'``: none), so its curvature is that of the KL
-  the line search bounds.
+  the line search bounds. With ``inner_steps=0`` it is plain TRPO on the tasks.
   The defaults are pytorch-maml-rl's (``max_kl`` 0.01, damping 0.01, 10 CG
   iterations, 15 halvings). ``policy.kl`` must be set (both built-in policies set
   it); ``'dice_full'`` is refused (its score term is not an importance-weighted

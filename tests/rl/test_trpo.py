@@ -111,12 +111,8 @@ def test_maml_trpo_step_without_inner_steps_is_plain_trpo(x64):
   )
 
   loop = rl.adaptation(env, policy, inner_steps=0, num_episodes=4)
-  episodes = [
-    loop.sample(params, jax.tree.map(lambda x, i=i: x[i], batch.tasks), batch.keys[i])[
-      1
-    ]
-    for i in range(3)
-  ]
+  task = lambda i: jax.tree.map(lambda x: x[i], batch.tasks)  # noqa: E731
+  episodes = [loop.sample(params, task(i), batch.keys[i])[1] for i in range(3)]
   outer = jax.tree.map(lambda *xs: jnp.stack(xs), *episodes)
   advantages = jnp.stack([rl.estimate_advantages(o, loop.settings) for o in episodes])
   old = policy.log_prob(params, outer.observations, outer.actions)
