@@ -102,3 +102,22 @@ def test_baselines_script_and_report(smoke_run, tmp_path):
 def test_readme_table_is_the_committed_runs_report():
   block = readme_block('python -m experiments.rl2.report results/meta_rl/rl2', 'rl2')
   assert block == report.results_table(*report.load(ROOT / 'results/meta_rl/rl2'))
+
+
+def test_readme_statement_on_the_50_arm_100_pull_run_matches_the_files():
+  baselines, runs = report.load(ROOT / 'results/meta_rl/rl2')
+  (run,) = [
+    r for r in runs if (r['config']['num_pulls'], r['config']['num_arms']) == (100, 50)
+  ]
+  (cell,) = [
+    c for c in baselines['cells'] if (c['num_pulls'], c['num_arms']) == (100, 50)
+  ]
+  rl2 = run['eval']['rl2']
+  # "beats Thompson sampling": by more than two standard errors of both.
+  thompson = cell['thompson']
+  assert rl2['mean'] - thompson['mean'] > 2 * (rl2['stderr'] + thompson['stderr'])
+  # "far below Gittins, UCB1 and the paper's RL²": by more than 10.
+  paper_rl2 = report.PAPER_TABLE_1[(100, 50)][-1]
+  for other in (cell['gittins']['mean'], cell['ucb1']['mean'], paper_rl2):
+    assert other - rl2['mean'] > 10
+  assert run['iterations'] == 800 and 'Xeon' in run['run']['cpu']
