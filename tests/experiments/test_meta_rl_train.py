@@ -519,3 +519,32 @@ def test_readme_statement_on_the_forward_trpo_runs_matches_their_results():
   ratio = forward[1] / at_101['eval']['maml']['mean'][0]
   assert f'forward goals is {ratio:.2f} of that directly trained' in text
   assert f"the reference's is {293.2 / 442.7:.2f} of its oracle" in text
+
+
+def _paired_gain(ev: dict, policy: str) -> str:
+  """One step's change per task, mean ± 95% CI over the tasks, as the README writes
+  it."""
+  returns = np.asarray(ev['per_task'][policy])
+  change = returns[:, 1] - returns[:, 0]
+  ci = 1.96 * change.std(ddof=1) / np.sqrt(len(change))
+  return f'{change.mean():.1f} ± {ci:.1f}'
+
+
+def test_readme_statement_on_the_full_velocity_reference_run_matches_its_results():
+  name = 'half_cheetah_velocity_reference_cpu_full'
+  _, results, text = _locomotion_run_and_readme(name)
+  config, ev = results['config'], results['eval']
+  assert (config['estimator'], config['trpo']['max_kl']) == ('naive', 0.01)
+  assert config['num_iterations'] == results['iterations'] == 476
+  assert (config['num_tasks'], config['num_episodes']) == (20, 10)
+  assert f'(`{name}`, {round(results["train_seconds_total"] / 60)} min' in text
+  maml = ev['maml']
+  assert (
+    f'{_cell(maml, 0)} before adaptation and {_cell(maml, 1)} after one step' in text
+  )
+  assert f'a paired change of {_paired_gain(ev, "maml")} over the 20 tasks' in text
+  assert f'random initialisation gains {_paired_gain(ev, "random_init")}' in text
+  # "still does not" adapt: the paired change's interval holds zero.
+  returns = np.asarray(ev['per_task']['maml'])
+  change = returns[:, 1] - returns[:, 0]
+  assert abs(change.mean()) < 1.96 * change.std(ddof=1) / np.sqrt(len(change))
