@@ -465,10 +465,10 @@ def maml_trpo_step(
     )
 
     def adapted(p, through=loop):
-      if inner is None:  # no inner step: plain TRPO, each task's policy is p
-        tasks = batch.keys.shape[0]
-        return jax.tree.map(lambda x: jnp.broadcast_to(x, (tasks, *x.shape)), p)
-      return jax.vmap(lambda i: through.adapt(p, i)[0])(inner)
+      # axis_size: with no inner steps, ``inner`` is None and each task's policy p.
+      return jax.vmap(lambda i: through.adapt(p, i)[0], axis_size=batch.keys.shape[0])(
+        inner
+      )
 
     def surrogate(p):
       log_probs = jax.vmap(policy.log_prob)(
