@@ -9,6 +9,10 @@ loaded; seconds only on an idle one.
   python -m pytest -n 2 -q --durations=0 | tee suite.log
   python benchmarks/suite_profile.py suite.log --out=benchmarks/results/cpu_suite_profile \
       --note='...what ran beside it...'
+
+With ``--compile=DIR``, the output of the ``compile_profile`` plugin (run pytest
+with ``-p compile_profile``; see that module), each file's row also gives its
+seconds in XLA compiles and in JAX tracing and lowering.
 """
 
 from __future__ import annotations
@@ -46,7 +50,30 @@ def by_file(tests: dict[str, float]) -> list[tuple[str, float]]:
   return sorted(files.items(), key=lambda kv: -kv[1])
 
 
-def markdown(profile: dict, note: str, top: int) -> str:
+def read_compile(folder: pathlib.Path) -> dict[str, dict[str, float]]:
+  """The ``compile_profile`` plugin's files in ``folder``, merged over workers."""
+  merged: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+  files = sorted(folder.glob('compile_*.json'))
+  if not files:
+    raise ValueError(
+      f'no compile_*.json in {folder}: run pytest with -p compile_profile and '
+      'JMETA_COMPILE_PROFILE set to that folder.'
+    )
+  for f in files:
+    for node, sums in json.loads(f.read_text()).items():
+      merged[node].update(sums)
+  return {node: dict(sums) for node, sums in merged.items()}
+
+
+def compile_by_file(compile_: dict[str, dict[str, float]]) -> dict[str, dict]:
+  """Per test file: ``compile`` and ``trace`` + ``lower`` seconds, ``compiles``."""
+  files: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+  for node, sums in compile_.items():
+    files[node.split('::')[0]].update(sums)
+  return {name: dict(sums) for name, sums in files.items()}
+
+
+def markdown(profile: dict, note: str, top: int, compile_: dict | None = None) -> str:
   tests = profile['tests']
   total = sum(tests.values())
   lines = [
@@ -56,17 +83,42 @@ def markdown(profile: dict, note: str, top: int) -> str:
     '',
     f'{profile["passed"]} tests passed in {profile["wall_seconds"]:.0f} s of wall time; '
     f'the durations below add up to {total:.0f} s of worker time.',
-    '',
-    '| file | seconds | share | cumulative |',
-    '| --- | --- | --- | --- |',
   ]
+  files = compile_by_file(compile_) if compile_ is not None else None
+  if files is not None:
+    sums = collections.Counter()
+    for node, s in compile_.items():
+      if node in tests:  # the plugin also sees work outside tests
+        sums.update(s)
+    traced = sums['trace'] + sums['lower']
+    lines.append(
+      f'Of that worker time, {sums["compile"]:.0f} s ({100 * sums["compile"] / total:.0f}%) '
+      f'went to {sums["compiles"]:.0f} XLA compiles and {traced:.0f} s '
+      f'({100 * traced / total:.0f}%) to JAX tracing and lowering, in the test '
+      'processes (not counting the subprocesses some tests start).'
+    )
+  lines += ['']
+  if files is None:
+    lines += ['| file | seconds | share | cumulative |', '| --- | --- | --- | --- |']
+  else:
+    lines += [
+      '| file | seconds | share | cumulative | XLA compiles | compile s | trace + lower s |',
+      '| --- | --- | --- | --- | --- | --- | --- |',
+    ]
   cumulative = 0.0
   for name, seconds in by_file(tests)[:top]:
     cumulative += seconds
-    lines.append(
+    row = (
       f'| `{name}` | {seconds:.0f} | {100 * seconds / total:.1f}% '
       f'| {100 * cumulative / total:.1f}% |'
     )
+    if files is not None:
+      s = files.get(name, {})
+      row += (
+        f' {s.get("compiles", 0):.0f} | {s.get("compile", 0):.0f} '
+        f'| {s.get("trace", 0) + s.get("lower", 0):.0f} |'
+      )
+    lines.append(row)
   lines += [
     '',
     '| slowest tests (setup + call + teardown) | seconds |',
@@ -83,13 +135,19 @@ def main(argv=None) -> None:
   p.add_argument('--out', type=pathlib.Path, required=True, help='OUT.json, OUT.md')
   p.add_argument('--note', default='', help='machine and what ran beside the suite')
   p.add_argument('--top', type=int, default=30)
+  p.add_argument(
+    '--compile', type=pathlib.Path, help="the compile_profile plugin's folder"
+  )
   args = p.parse_args(argv)
   profile = parse(args.log.read_text())
-  by = by_file(profile['tests'])
-  args.out.with_suffix('.json').write_text(
-    json.dumps({**profile, 'note': args.note, 'by_file': by}, indent=1) + '\n'
+  compile_ = read_compile(args.compile) if args.compile else None
+  record = {**profile, 'note': args.note, 'by_file': by_file(profile['tests'])}
+  if compile_ is not None:
+    record['compile_by_file'] = compile_by_file(compile_)
+  args.out.with_suffix('.json').write_text(json.dumps(record, indent=1) + '\n')
+  args.out.with_suffix('.md').write_text(
+    markdown(profile, args.note, args.top, compile_)
   )
-  args.out.with_suffix('.md').write_text(markdown(profile, args.note, args.top))
 
 
 if __name__ == '__main__':

@@ -42,3 +42,62 @@ def test_phases_add_up_per_test_and_per_file(tmp_path):
 def test_a_log_without_durations_is_refused():
   with pytest.raises(ValueError, match='run pytest with --durations=0'):
     suite_profile.parse('42 passed in 3.0s\n')
+
+
+def test_compile_seconds_are_merged_over_workers_and_summed_per_file(tmp_path):
+  log = tmp_path / 'suite.log'
+  log.write_text(LOG)
+  folder = tmp_path / 'compile'
+  folder.mkdir()
+  one = 'tests/a/test_x.py::test_one[p]'
+  (folder / 'compile_gw0.json').write_text(
+    json.dumps(
+      {
+        one: {'compile': 6.0, 'trace': 1.0, 'lower': 0.5, 'compiles': 3},
+        '<outside tests>': {'compile': 100.0, 'compiles': 9},
+      }
+    )
+  )
+  (folder / 'compile_gw1.json').write_text(
+    json.dumps(
+      {
+        'tests/a/test_x.py::test_three': {'compile': 2.0, 'trace': 0.25, 'compiles': 1},
+        'tests/b/test_y.py::test_two': {'compile': 1.5, 'lower': 0.25, 'compiles': 2},
+      }
+    )
+  )
+  suite_profile.main(
+    [
+      str(log),
+      f'--out={tmp_path / "p"}',
+      f'--compile={folder}',
+    ]
+  )
+  md = (tmp_path / 'p.md').read_text()
+  # File a: 3 + 1 compiles, 6 + 2 s, 1 + 0.5 + 0.25 s traced and lowered.
+  assert '| `tests/a/test_x.py` | 18 | 71.7% | 71.7% | 4 | 8 | 2 |' in md
+  assert '| `tests/b/test_y.py` | 7 | 28.3% | 100.0% | 2 | 2 | 0 |' in md
+  # 9.5 of 24.75 s in 6 compiles; the work outside tests is left out.
+  assert '10 s (38%) went to 6 XLA compiles and 2 s (8%)' in md
+  by = json.loads((tmp_path / 'p.json').read_text())['compile_by_file']
+  assert by['tests/a/test_x.py']['compiles'] == 4
+  with pytest.raises(ValueError, match='-p compile_profile'):
+    suite_profile.read_compile(tmp_path)
+
+
+def test_the_plugin_charges_a_compile_to_the_test_that_ran_it():
+  import compile_profile
+  import jax
+  import jax.numpy as jnp
+
+  node = 'tests/benchmarks/test_suite_profile.py::fake'
+  x = jnp.arange(7.0)
+  compile_profile._current[0] = node
+  try:
+    # A function of its own: nothing cached can serve it.
+    jax.jit(lambda x: jnp.sin(x) * 3.25 + 0.125)(x).block_until_ready()
+  finally:
+    compile_profile._current[0] = compile_profile.OUTSIDE
+  got = compile_profile.totals()[node]
+  assert got['compiles'] == 1
+  assert got['compile'] > 0 and got['trace'] > 0 and got['lower'] > 0
