@@ -15,10 +15,6 @@ def compilation_cache(tmp_path_factory):
   cache (keyed by the HLO, flags and versions) compiles each once per run. The
   directory is this run's pytest temp dir (the parent of the per-worker dirs under
   xdist), so nothing outlives pytest's own temp-dir retention.
-
-  Every compile is kept, however short: most of the suite's time is XLA compiles
-  (``benchmarks/results/cpu_suite_profile.md``), thousands of them single ops run
-  eagerly, which each worker would otherwise compile again.
   """
   base = tmp_path_factory.getbasetemp()
   if 'PYTEST_XDIST_WORKER' in os.environ:
@@ -26,9 +22,9 @@ def compilation_cache(tmp_path_factory):
   path = str(base / 'jax-compilation-cache')
   # Subprocesses (notebook kernels, multi-device runs) read these at import.
   os.environ['JAX_COMPILATION_CACHE_DIR'] = path
-  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.5'
   jax.config.update('jax_compilation_cache_dir', path)
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
   yield
 
 
