@@ -15,6 +15,7 @@ collection) is under ``OUTSIDE``. Subprocesses a test starts are not seen.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import pathlib
@@ -41,6 +42,16 @@ def record(event: str, duration: float, **kwargs) -> None:
     sums['compiles'] += kind == 'compile'
 
 
+@contextlib.contextmanager
+def charging(node: str):
+  """Charges what compiles inside the block to ``node``."""
+  _current[0] = node
+  try:
+    yield
+  finally:
+    _current[0] = OUTSIDE
+
+
 def totals() -> dict[str, dict[str, float]]:
   """What has been recorded so far, per test."""
   return {node: dict(sums) for node, sums in _sums.items()}
@@ -51,11 +62,8 @@ jax.monitoring.register_event_duration_secs_listener(record)
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-  _current[0] = item.nodeid
-  try:
+  with charging(item.nodeid):
     yield
-  finally:
-    _current[0] = OUTSIDE
 
 
 def pytest_sessionfinish(session):

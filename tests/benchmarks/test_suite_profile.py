@@ -92,12 +92,9 @@ def test_the_plugin_charges_a_compile_to_the_test_that_ran_it():
 
   node = 'tests/benchmarks/test_suite_profile.py::fake'
   x = jnp.arange(7.0)
-  compile_profile._current[0] = node
-  try:
+  with compile_profile.charging(node):
     # A function of its own: nothing cached can serve it.
     jax.jit(lambda x: jnp.sin(x) * 3.25 + 0.125)(x).block_until_ready()
-  finally:
-    compile_profile._current[0] = compile_profile.OUTSIDE
   got = compile_profile.totals()[node]
   assert got['compiles'] == 1
   assert got['compile'] > 0 and got['trace'] > 0 and got['lower'] > 0
