@@ -12,7 +12,11 @@ loaded; seconds only on an idle one.
 
 With ``--compile=DIR``, the output of the ``compile_profile`` plugin (run pytest
 with ``-p compile_profile``; see that module), each file's row also gives its
-seconds in XLA compiles and in JAX tracing and lowering.
+seconds in XLA compiles and in JAX tracing and lowering, and a second table gives
+the jitted functions that took the most compile seconds: how many distinct programs
+(persistent-cache keys) each was compiled as, in how many test files, and the
+seconds spent compiling a key that had been compiled before (by the other worker,
+or too fast for the cache to keep).
 """
 
 from __future__ import annotations
@@ -65,6 +69,49 @@ def read_compile(folder: pathlib.Path) -> dict[str, dict[str, float]]:
   return {node: dict(sums) for node, sums in merged.items()}
 
 
+def read_programs(folder: pathlib.Path) -> list[list]:
+  """The plugin's ``programs_*.json`` rows, over all workers."""
+  rows = []
+  for f in sorted(folder.glob('programs_*.json')):
+    rows += json.loads(f.read_text())
+  return rows
+
+
+def programs_by_function(rows: list[list]) -> list[dict]:
+  """Per jitted function name, most compile seconds first: ``seconds``,
+  ``compiles``, ``programs`` (distinct keys compiled), ``files``, ``hits``, and
+  ``repeated`` (seconds compiling a key compiled before)."""
+  out: dict[str, dict] = {}
+  seen: set = set()
+  for test, name, key, seconds, outcome in rows:
+    f = out.setdefault(
+      name,
+      {
+        'function': name,
+        'seconds': 0.0,
+        'compiles': 0,
+        'hits': 0,
+        'repeated': 0.0,
+        'keys': set(),
+        'files': set(),
+      },
+    )
+    f['files'].add(test.split('::')[0])
+    if outcome == 'hit':
+      f['hits'] += 1
+      continue
+    f['seconds'] += seconds
+    f['compiles'] += 1
+    if key is not None and key in seen:
+      f['repeated'] += seconds
+    seen.add(key)
+    f['keys'].add(key)
+  for f in out.values():
+    f['programs'] = len(f.pop('keys'))
+    f['files'] = len(f['files'])
+  return sorted(out.values(), key=lambda f: -f['seconds'])
+
+
 def compile_by_file(compile_: dict[str, dict[str, float]]) -> dict[str, dict]:
   """Per test file: ``compile`` and ``trace`` + ``lower`` seconds, ``compiles``."""
   files: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -73,7 +120,13 @@ def compile_by_file(compile_: dict[str, dict[str, float]]) -> dict[str, dict]:
   return {name: dict(sums) for name, sums in files.items()}
 
 
-def markdown(profile: dict, note: str, top: int, compile_: dict | None = None) -> str:
+def markdown(
+  profile: dict,
+  note: str,
+  top: int,
+  compile_: dict | None = None,
+  functions: list[dict] | None = None,
+) -> str:
   tests = profile['tests']
   total = sum(tests.values())
   lines = [
@@ -95,7 +148,9 @@ def markdown(profile: dict, note: str, top: int, compile_: dict | None = None) -
       f'Of that worker time, {sums["compile"]:.0f} s ({100 * sums["compile"] / total:.0f}%) '
       f'went to {sums["compiles"]:.0f} XLA compiles and {traced:.0f} s '
       f'({100 * traced / total:.0f}%) to JAX tracing and lowering, in the test '
-      'processes (not counting the subprocesses some tests start).'
+      'processes (not counting the subprocesses some tests start); '
+      f'{sums["hits"]:.0f} executables came from the persistent cache instead, '
+      f'in {sums["hit"]:.0f} s.'
     )
   lines += ['']
   if files is None:
@@ -126,6 +181,18 @@ def markdown(profile: dict, note: str, top: int, compile_: dict | None = None) -
   ]
   for node, seconds in sorted(tests.items(), key=lambda kv: -kv[1])[:top]:
     lines.append(f'| `{node}` | {seconds:.0f} |')
+  if functions:
+    lines += [
+      '',
+      '| jitted function | compile s | compiles | distinct programs | test files '
+      '| cache hits | s compiling a key compiled before |',
+      '| --- | --- | --- | --- | --- | --- | --- |',
+    ]
+    for f in functions[:top]:
+      lines.append(
+        f'| `{f["function"]}` | {f["seconds"]:.0f} | {f["compiles"]} | {f["programs"]} '
+        f'| {f["files"]} | {f["hits"]} | {f["repeated"]:.0f} |'
+      )
   return '\n'.join(lines) + '\n'
 
 
@@ -142,11 +209,14 @@ def main(argv=None) -> None:
   profile = parse(args.log.read_text())
   compile_ = read_compile(args.compile) if args.compile else None
   record = {**profile, 'note': args.note, 'by_file': by_file(profile['tests'])}
+  functions = None
   if compile_ is not None:
     record['compile_by_file'] = compile_by_file(compile_)
+    functions = programs_by_function(read_programs(args.compile))
+    record['compile_by_function'] = functions
   args.out.with_suffix('.json').write_text(json.dumps(record, indent=1) + '\n')
   args.out.with_suffix('.md').write_text(
-    markdown(profile, args.note, args.top, compile_)
+    markdown(profile, args.note, args.top, compile_, functions)
   )
 
 

@@ -66,6 +66,26 @@ def test_compile_seconds_are_merged_over_workers_and_summed_per_file(tmp_path):
       }
     )
   )
+  step, ev = 'tests/a/test_x.py::test_one[p]', 'tests/b/test_y.py::test_two'
+  (folder / 'programs_gw0.json').write_text(
+    json.dumps(
+      [
+        [step, 'jit_step', 'jit_step-1', 4.0, 'compile'],
+        [step, 'jit_step', 'jit_step-2', 2.0, 'compile'],
+        [step, 'jit_eval', 'jit_eval-1', 0.5, 'compile'],
+      ]
+    )
+  )
+  (folder / 'programs_gw1.json').write_text(
+    json.dumps(
+      [
+        [ev, 'jit_step', 'jit_step-1', 0.25, 'hit'],
+        [ev, 'jit_step', 'jit_step-2', 1.5, 'compile'],  # the other worker's race
+        [ev, 'jit_eval', 'jit_eval-9', 1.0, 'compile'],
+        [ev, 'jit_small', 'jit_small-1', 0.125, 'compile'],
+      ]
+    )
+  )
   suite_profile.main(
     [
       str(log),
@@ -81,6 +101,11 @@ def test_compile_seconds_are_merged_over_workers_and_summed_per_file(tmp_path):
   assert '10 s (38%) went to 6 XLA compiles and 2 s (8%)' in md
   by = json.loads((tmp_path / 'p.json').read_text())['compile_by_file']
   assert by['tests/a/test_x.py']['compiles'] == 4
+  # jit_step: 4 + 2 + 1.5 s in 3 compiles of 2 keys, in 2 files, one hit; key 2
+  # compiled twice, so its second 1.5 s were a repeat. Most seconds first.
+  assert md.index('| `jit_step` | 8 | 3 | 2 | 2 | 1 | 2 |') < md.index(
+    '| `jit_eval` | 2 | 2 | 2 | 2 | 0 | 0 |'
+  )
   with pytest.raises(ValueError, match='-p compile_profile'):
     suite_profile.read_compile(tmp_path)
 
@@ -98,3 +123,31 @@ def test_the_plugin_charges_a_compile_to_the_test_that_ran_it():
   got = compile_profile.totals()[node]
   assert got['compiles'] == 1
   assert got['compile'] > 0 and got['trace'] > 0 and got['lower'] > 0
+  assert [r[1] for r in compile_profile.programs() if r[0] == node] == ['jit__lambda']
+
+
+def test_the_plugin_tells_a_persistent_cache_hit_from_a_compile():
+  import compile_profile
+  import jax
+  import jax.numpy as jnp
+
+  node = 'tests/benchmarks/test_suite_profile.py::hit'
+  x = jnp.arange(5.0)
+  before = jax.config.jax_persistent_cache_min_compile_time_secs
+  # The suite's persistent cache (tests/conftest.py), keeping even this program.
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  try:
+    with compile_profile.charging(node):
+      # Two functions of one program, new to this run: the second is read back.
+      for _ in range(2):
+        jax.jit(lambda x: jnp.cos(x) * 1.75 - 0.5)(x).block_until_ready()
+  finally:
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', before)
+  rows = [r for r in compile_profile.programs() if r[0] == node]
+  assert [(r[1], r[4]) for r in rows] == [
+    ('jit__lambda', 'compile'),
+    ('jit__lambda', 'hit'),
+  ]
+  assert rows[0][2] == rows[1][2] and rows[0][2].startswith('jit__lambda-')
+  got = compile_profile.totals()[node]
+  assert (got['compiles'], got['hits']) == (1, 1)
