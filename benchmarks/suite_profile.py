@@ -28,23 +28,30 @@ import pathlib
 import re
 
 LINE = re.compile(r'^([\d.]+)s (setup|call|teardown)\s+(\S+)')
-SUMMARY = re.compile(r'^=*\s*(\d+) passed.* in ([\d.]+)s')
+SUMMARY = re.compile(r'^=*\s*(?:(\d+) failed, )?(\d+) passed.* in ([\d.]+)s')
 
 
 def parse(text: str) -> dict:
-  """``{'tests': {nodeid: seconds}, 'wall_seconds', 'passed'}`` from a pytest log."""
+  """``{'tests': {nodeid: seconds}, 'wall_seconds', 'passed', 'failed'}`` from a
+  pytest log."""
   tests: dict[str, float] = collections.defaultdict(float)
   wall = passed = None
+  failed = 0
   for line in text.splitlines():
     if m := LINE.match(line):
       tests[m.group(3)] += float(m.group(1))
     elif m := SUMMARY.match(line.strip()):
-      passed, wall = int(m.group(1)), float(m.group(2))
+      failed, passed, wall = int(m.group(1) or 0), int(m.group(2)), float(m.group(3))
   if not tests:
     raise ValueError(
       'no duration lines found: run pytest with --durations=0 and pass its output.'
     )
-  return {'tests': dict(tests), 'wall_seconds': wall, 'passed': passed}
+  return {
+    'tests': dict(tests),
+    'wall_seconds': wall,
+    'passed': passed,
+    'failed': failed,
+  }
 
 
 def by_file(tests: dict[str, float]) -> list[tuple[str, float]]:
@@ -134,7 +141,9 @@ def markdown(
     '',
     f'{note}',
     '',
-    f'{profile["passed"]} tests passed in {profile["wall_seconds"]:.0f} s of wall time; '
+    f'{profile["passed"]} tests passed'
+    + (f' and {profile["failed"]} failed' if profile.get('failed') else '')
+    + f' in {profile["wall_seconds"]:.0f} s of wall time; '
     f'the durations below add up to {total:.0f} s of worker time.',
   ]
   files = compile_by_file(compile_) if compile_ is not None else None

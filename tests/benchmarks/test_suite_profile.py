@@ -39,6 +39,17 @@ def test_phases_add_up_per_test_and_per_file(tmp_path):
   assert json.loads((tmp_path / 'p.json').read_text())['note'] == 'idle'
 
 
+def test_failures_are_counted_beside_the_passes():
+  profile = suite_profile.parse(LOG.replace('42 passed', '2 failed, 40 passed'))
+  assert (profile['failed'], profile['passed'], profile['wall_seconds']) == (
+    2,
+    40,
+    30.25,
+  )
+  md = suite_profile.markdown(profile, 'note', top=3)
+  assert '40 tests passed and 2 failed in 30 s of wall time' in md
+
+
 def test_a_log_without_durations_is_refused():
   with pytest.raises(ValueError, match='run pytest with --durations=0'):
     suite_profile.parse('42 passed in 3.0s\n')
