@@ -248,16 +248,23 @@ def make_evaluator(
   """``evaluate(params, bank, num_episodes, seed) -> {'accuracy', 'loss'}``, each an
   array of one value per episode (``learners.Learner.metrics``).
 
-  The episodes come from ``evaluation_keys(seed, num_episodes)`` and are evaluated
-  ``config.eval.episodes_per_call`` at a time by one jitted function.
+  The episodes come from ``evaluation_keys(seed, num_episodes)``, and
+  ``config.eval.episodes_per_call`` at a time are sampled by one jitted function and
+  evaluated by another. The second depends only on the episodes' shapes, so the
+  evaluators of the validation and test splits share one compiled program.
   """
 
   @jax.jit
-  def evaluate_chunk(params, keys, bank):
-    batch = jax.vmap(
+  def sample_chunk(keys, bank):
+    return jax.vmap(
       lambda k: jax.tree.map(lambda x: x[0], sampler.sample_from(bank, k, 1))
     )(keys)
-    return learner.metrics(params, batch, n_way)
+
+  # jit caches by the function it wraps: every evaluator of this learner shares it.
+  metrics = jax.jit(learner.metrics, static_argnums=2)
+
+  def evaluate_chunk(params, keys, bank):
+    return metrics(params, sample_chunk(keys, bank), n_way)
 
   def evaluate(
     params, bank, num_episodes: int, seed: int, desc: str = 'evaluation'
