@@ -7,7 +7,9 @@ def get_config(setting: str = '5w1s'):
   config = maml.get_config(setting)
   config.model.filters = 8
   config.meta_batch_size = 4
-  config.outer_learning_rate = 3e-3
+  # At 3e-3 the loss of 60 steps fell by 3-5%, within float noise of the fusion
+  # choices XLA:CPU makes; at 1e-2 by 9%.
+  config.outer_learning_rate = 1e-2
   config.num_iterations = 30
   config.log_every = 5
   config.checkpoint_every = 10
