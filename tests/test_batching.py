@@ -35,7 +35,6 @@ def estimator(name, model, strategy, chunk_size=None):
 
 
 @pytest.mark.parametrize('name', ['maml', 'fomaml', 'reptile'])
-@pytest.mark.xdist_group('test_batching.setup')
 def test_strategies_and_python_loop_give_the_same_meta_gradient(setup, name):
   model, params, batch = setup
   results = {
@@ -58,7 +57,6 @@ def test_strategies_and_python_loop_give_the_same_meta_gradient(setup, name):
   assert not np.allclose(per_task[0].grads['layer_1']['b'], loop.grads['layer_1']['b'])
 
 
-@pytest.mark.xdist_group('test_batching.setup')
 def test_auto_uses_the_backend_default(setup):
   model, params, batch = setup
   auto = jax.jit(estimator('maml', model, 'auto').meta_gradient)(params, batch)
@@ -91,7 +89,6 @@ def task_summary(model, params):
 
 
 @pytest.mark.parametrize('strategy, chunk_size', STRATEGIES + [('auto', None)])
-@pytest.mark.xdist_group('test_batching.setup')
 def test_map_tasks_equals_python_loop(setup, strategy, chunk_size):
   model, params, batch = setup
   fn = task_summary(model, params)
@@ -103,7 +100,6 @@ def test_map_tasks_equals_python_loop(setup, strategy, chunk_size):
 
 
 @pytest.mark.parametrize('strategy, chunk_size', STRATEGIES)
-@pytest.mark.xdist_group('test_batching.setup')
 def test_mean_over_tasks_equals_numpy_mean(setup, strategy, chunk_size):
   model, params, batch = setup
   fn = task_summary(model, params)
@@ -113,7 +109,6 @@ def test_mean_over_tasks_equals_numpy_mean(setup, strategy, chunk_size):
   chex.assert_trees_all_close(mean, expected, **TOL)
 
 
-@pytest.mark.xdist_group('test_batching.setup')
 def test_chunked_mean_handles_chunk_of_whole_batch_and_of_one(setup):
   model, params, batch = setup
   fn = task_summary(model, params)
@@ -123,7 +118,6 @@ def test_chunked_mean_handles_chunk_of_whole_batch_and_of_one(setup):
     chex.assert_trees_all_close(got, ref, **TOL)
 
 
-@pytest.mark.xdist_group('test_batching.setup')
 def test_chunk_size_that_does_not_divide_the_batch_raises(setup):
   model, params, batch = setup
   fn = task_summary(model, params)
@@ -137,7 +131,6 @@ def test_chunk_size_that_does_not_divide_the_batch_raises(setup):
 
 
 @pytest.mark.parametrize('chunk_size', [None, 0, -2, 2.0, True])
-@pytest.mark.xdist_group('test_batching.setup')
 def test_chunked_needs_a_positive_int_chunk_size(setup, chunk_size):
   model, params, batch = setup
   with pytest.raises(ValueError, match='positive int chunk_size'):
@@ -146,7 +139,6 @@ def test_chunked_needs_a_positive_int_chunk_size(setup, chunk_size):
     )
 
 
-@pytest.mark.xdist_group('test_batching.setup')
 def test_unknown_strategy_raises(setup):
   model, params, batch = setup
   for fn in (jmeta.map_tasks, jmeta.mean_over_tasks):
@@ -160,7 +152,6 @@ def test_leaves_with_different_task_counts_raise():
     jmeta.mean_over_tasks(lambda t: t[0], tasks, strategy='map')
 
 
-@pytest.mark.xdist_group('test_batching.setup')
 def test_mean_over_tasks_in_order_passes_the_state_on_as_a_python_loop_does(setup):
   tasks = tuple(setup[2])
 

@@ -352,7 +352,6 @@ def mlp_comparison():
   return report, params, batch
 
 
-@pytest.mark.xdist_group('test_compare.mlp_comparison')
 def test_mlp_agreement_and_layer_cosines_match_a_numpy_reference(mlp_comparison):
   report, params, batch = mlp_comparison
   grads = np_reference_gradients(params, batch)
@@ -401,7 +400,6 @@ def test_mlp_agreement_and_layer_cosines_match_a_numpy_reference(mlp_comparison)
 # --- The printed table ----------------------------------------------------------------
 
 
-@pytest.mark.xdist_group('test_compare.mlp_comparison')
 def test_format_comparison_prints_a_row_per_estimator_and_layers_on_request(
   mlp_comparison,
 ):

@@ -50,7 +50,6 @@ def curve_setup():
   return model, params, batch
 
 
-@pytest.mark.xdist_group('test_evaluation.curve_setup')
 def test_adaptation_curves_equal_query_loss_after_k_adapt_steps(curve_setup):
   model, params, batch = curve_setup
   steps = 3
@@ -96,7 +95,6 @@ def test_adaptation_curves_equal_query_loss_after_k_adapt_steps(curve_setup):
   assert not np.allclose(curves[:, 0], curves[:, -1])
 
 
-@pytest.mark.xdist_group('test_evaluation.curve_setup')
 def test_adaptation_curves_agree_across_batching(curve_setup):
   model, params, batch = curve_setup
   kwargs = dict(steps=2, learning_rate=0.05)
@@ -116,7 +114,6 @@ def test_adaptation_curves_agree_across_batching(curve_setup):
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.xdist_group('test_evaluation.curve_setup')
 def test_adaptation_curves_rejects_bad_batches(curve_setup):
   model, params, batch = curve_setup
   mismatched = batch._replace(

@@ -235,7 +235,6 @@ def test_task_mesh_refuses_a_task_count_that_is_not_a_positive_int(num_tasks):
 
 
 @pytest.mark.parametrize('name', sorted(CHECKS))
-@pytest.mark.xdist_group('test_sharding.results')
 def test_on_eight_devices(results, name):
   assert results[name] == 'ok', results[name]
 

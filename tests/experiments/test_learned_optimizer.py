@@ -28,7 +28,6 @@ def smoke_run(tmp_path_factory):
   return out, workdir
 
 
-@pytest.mark.xdist_group('test_learned_optimizer.smoke_run')
 def test_smoke_run_writes_every_output(smoke_run):
   out, workdir = smoke_run
   for name in (*train.OUTPUTS, 'metrics.jsonl', 'timing.jsonl', 'config.json'):
@@ -65,7 +64,6 @@ def held_out_test_of(rule, config: dict, meta_params) -> dict:
   return train.summarize(*jax.tree.map(lambda x: np.asarray(x, np.float64), out))
 
 
-@pytest.mark.xdist_group('test_learned_optimizer.smoke_run')
 def test_the_saved_rule_loads_and_reproduces_the_run_s_test(smoke_run, tmp_path):
   out, workdir = smoke_run
   rule, config, meta_params = train.load_rule(workdir)
@@ -90,7 +88,6 @@ class Stop(Exception):
   pass
 
 
-@pytest.mark.xdist_group('test_learned_optimizer.smoke_run')
 def test_a_stopped_run_resumes_to_the_same_meta_params(
   smoke_run, tmp_path, monkeypatch
 ):
@@ -182,7 +179,6 @@ def mnist_smoke_run(tmp_path_factory):
   return out, root / 'run'
 
 
-@pytest.mark.xdist_group('test_learned_optimizer.mnist_smoke_run')
 def test_mnist_smoke_run_reports_training_and_heldout_losses(mnist_smoke_run):
   out, workdir = mnist_smoke_run
   saved = json.loads((workdir / 'results.json').read_text())

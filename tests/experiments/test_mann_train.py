@@ -280,7 +280,6 @@ def smoke_run(tmp_path_factory):
   return out, workdir
 
 
-@pytest.mark.xdist_group('test_mann_train.smoke_run')
 def test_smoke_run_writes_its_files(smoke_run):
   out, workdir = smoke_run
   for name in train.OUTPUTS:
@@ -304,7 +303,6 @@ def test_smoke_run_writes_its_files(smoke_run):
     train.train_and_evaluate(smoke.get_config(), str(workdir))
 
 
-@pytest.mark.xdist_group('test_mann_train.smoke_run')
 def test_report_tables_and_plots_finished_runs(smoke_run, tmp_path):
   _, workdir = smoke_run
   assert report.main([str(workdir), str(workdir), '--out', str(tmp_path)]) == 0
@@ -313,7 +311,6 @@ def test_report_tables_and_plots_finished_runs(smoke_run, tmp_path):
   assert (tmp_path / 'accuracy_by_instance.png').stat().st_size > 0
 
 
-@pytest.mark.xdist_group('test_mann_train.smoke_run')
 def test_report_gives_a_string_label_run_table_2s_row(smoke_run):
   _, workdir = smoke_run
   (result,) = report.load_results([workdir])
@@ -328,7 +325,6 @@ def test_report_gives_a_string_label_run_table_2s_row(smoke_run):
   assert 'Table 1' not in table
 
 
-@pytest.mark.xdist_group('test_mann_train.smoke_run')
 def test_a_stopped_run_resumes_to_the_same_params(smoke_run, tmp_path):
   out, _ = smoke_run
   config = smoke.get_config()

@@ -17,7 +17,6 @@ def measured():
   return cosines.estimator_cosines(config, params, batches=4, seed=7)['estimators']
 
 
-@pytest.mark.xdist_group('test_meta_rl_cosines.measured')
 def test_every_estimator_is_compared_on_the_same_batches(measured):
   assert list(measured) == list(rl.ESTIMATORS)
   exact = measured['dice_full']
@@ -41,7 +40,6 @@ def test_every_estimator_is_compared_on_the_same_batches(measured):
       ), name
 
 
-@pytest.mark.xdist_group('test_meta_rl_cosines.measured')
 def test_cosines_between_means_are_symmetric(measured):
   for a in measured:
     for b in measured:

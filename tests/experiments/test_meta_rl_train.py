@@ -49,7 +49,6 @@ def smoke_run(tmp_path_factory):
   return out, workdir
 
 
-@pytest.mark.xdist_group('test_meta_rl_train.smoke_run')
 def test_smoke_run_writes_its_files(smoke_run):
   out, workdir = smoke_run
   for name in train.OUTPUTS:
@@ -80,7 +79,6 @@ def test_smoke_run_writes_its_files(smoke_run):
     train.train_and_evaluate(smoke.get_config(), str(workdir))
 
 
-@pytest.mark.xdist_group('test_meta_rl_train.smoke_run')
 def test_a_stopped_run_resumes_to_the_same_params(smoke_run, tmp_path):
   out, _ = smoke_run
   config = smoke.get_config()

@@ -37,7 +37,6 @@ def smoke_run(tmp_path_factory):
   return out, workdir
 
 
-@pytest.mark.xdist_group('test_np_train.smoke_run')
 def test_smoke_run_writes_its_files(smoke_run):
   out, workdir = smoke_run
   for name in train.OUTPUTS:
@@ -63,7 +62,6 @@ def test_smoke_run_writes_its_files(smoke_run):
   assert completed_result(workdir, 7) is None
 
 
-@pytest.mark.xdist_group('test_np_train.smoke_run')
 def test_a_stopped_run_resumes_to_the_same_params(smoke_run, tmp_path):
   out, _ = smoke_run
   config = tiny()
@@ -207,7 +205,6 @@ def test_the_configs_follow_the_notebooks():
   assert (baseline.model.inner_steps, baseline.model.inner_learning_rate) == (1, 0.01)
 
 
-@pytest.mark.xdist_group('test_np_train.smoke_run')
 def test_plot_and_report_read_finished_runs(smoke_run, tmp_path):
   _, workdir = smoke_run
   plot.plot_runs(tmp_path / 'both.png', [workdir, workdir])
@@ -219,7 +216,6 @@ def test_plot_and_report_read_finished_runs(smoke_run, tmp_path):
   assert "CPU budget: 6 of the paper's 100,000 iterations" in table
 
 
-@pytest.mark.xdist_group('test_np_train.smoke_run')
 def test_calibration_reads_the_kept_checkpoints(smoke_run):
   _, workdir = smoke_run
   rows = calibration.calibration(workdir, 3)

@@ -294,7 +294,6 @@ def maml_plus_plus_run(tmp_path_factory):
   return workdir, train.train_and_evaluate(_tiny_maml_plus_plus(), str(workdir))
 
 
-@pytest.mark.xdist_group('test_omniglot_train.maml_plus_plus_run')
 def test_maml_plus_plus_trains_on_omniglot(maml_plus_plus_run):
   config = _tiny_maml_plus_plus()
   workdir, out = maml_plus_plus_run
@@ -355,7 +354,6 @@ def test_outer_clip_norm_clips_the_meta_gradient_to_that_global_norm():
     train.check_config(config)
 
 
-@pytest.mark.xdist_group('test_omniglot_train.maml_plus_plus_run')
 def test_annealed_schedule_refuses_resume_with_other_length(
   maml_plus_plus_run, tmp_path
 ):

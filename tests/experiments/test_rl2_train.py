@@ -44,7 +44,6 @@ def smoke_run(tmp_path_factory):
   return out, workdir
 
 
-@pytest.mark.xdist_group('test_rl2_train.smoke_run')
 def test_smoke_run_writes_its_files_and_resumes_to_the_same_params(smoke_run, tmp_path):
   out, workdir = smoke_run
   records = [json.loads(line) for line in (workdir / 'metrics.jsonl').open()]
@@ -66,7 +65,6 @@ def test_smoke_run_writes_its_files_and_resumes_to_the_same_params(smoke_run, tm
   )
 
 
-@pytest.mark.xdist_group('test_rl2_train.smoke_run')
 def test_baselines_script_and_report(smoke_run, tmp_path):
   out, workdir = smoke_run
   assert (

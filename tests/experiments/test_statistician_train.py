@@ -32,7 +32,6 @@ def smoke_run(tmp_path_factory):
   return out, workdir
 
 
-@pytest.mark.xdist_group('test_statistician_train.smoke_run')
 def test_smoke_run_writes_its_files(smoke_run):
   _, workdir = smoke_run
   sizes = {name: (workdir / name).stat().st_size for name in train.OUTPUTS}
@@ -60,7 +59,6 @@ def test_smoke_run_writes_its_files(smoke_run):
     train.train_and_evaluate(default.get_config('smoke'), str(workdir))
 
 
-@pytest.mark.xdist_group('test_statistician_train.smoke_run')
 def test_a_stopped_run_resumes_to_the_same_params(smoke_run, tmp_path):
   out, _ = smoke_run
   config = default.get_config('smoke')
@@ -121,7 +119,6 @@ def test_bad_config_values_are_named_before_a_workdir_is_made(tmp_path, field):
   assert not workdir.exists()
 
 
-@pytest.mark.xdist_group('test_statistician_train.smoke_run')
 def test_report_gives_ours_beside_the_papers(smoke_run):
   out, workdir = smoke_run
   table = report.results_table(report.load_result(workdir))
@@ -188,7 +185,6 @@ def test_ablation_rows_are_named_by_the_flags_that_differ_from_the_baseline():
   assert row.startswith('| f | `model.batch_norm=True` |')
 
 
-@pytest.mark.xdist_group('test_statistician_train.smoke_run')
 def test_rules_restore_the_last_checkpoint_and_the_models_rule_repeats_results(
   smoke_run,
 ):

@@ -66,7 +66,6 @@ def test_bernoulli_log_likelihood_matches_a_hand_computation():
   )
 
 
-@pytest.mark.xdist_group('test_statistician_model.tiny')
 def test_elbo_reconstruction_is_the_bernoulli_log_likelihood_of_the_decoder(tiny):
   """With every z layer's std ~ 0 (min_std and softplus(-inf)), the draws equal the
   means, so the reconstruction term must equal a hand Bernoulli log-likelihood of
@@ -113,7 +112,6 @@ def test_elbo_reconstruction_is_the_bernoulli_log_likelihood_of_the_decoder(tiny
   np.testing.assert_allclose(terms.reconstruction, hand, rtol=1e-4)
 
 
-@pytest.mark.xdist_group('test_statistician_model.tiny')
 def test_statistic_network_is_permutation_invariant(tiny):
   model, params = tiny
   x = images(jax.random.key(4), 5)
@@ -143,7 +141,6 @@ def test_kl_logits_pick_the_class_with_the_closest_posterior():
   np.testing.assert_allclose(logits[0, 2], want, rtol=1e-6)
 
 
-@pytest.mark.xdist_group('test_statistician_model.tiny')
 def test_classify_recovers_the_support_classes_of_copied_queries(tiny):
   """Queries that are copies of 1-shot support images: each query's q(c | {x}) is
   its class's own, KL 0, so the rule must pick it."""
@@ -159,7 +156,6 @@ def test_weighted_loss_is_the_negative_bound_per_image_at_alpha_zero():
   np.testing.assert_allclose(ns.weighted_loss(terms, 1.0, 4), (100 + 4) / 4)
 
 
-@pytest.mark.xdist_group('test_statistician_model.tiny')
 def test_errors_name_empty_sets_and_wrong_shapes(tiny):
   model, params = tiny
   with pytest.raises(ValueError, match='empty set'):
@@ -176,7 +172,6 @@ def test_errors_name_empty_sets_and_wrong_shapes(tiny):
     ns.neural_statistician(batch_norm='yes')
 
 
-@pytest.mark.xdist_group('test_statistician_model.tiny')
 def test_the_learner_predicts_by_classify_and_trains_on_class_sets(tiny):
   model, params = tiny
   learner = ns.statistician_learner(model, n_way=2, key=jax.random.key(7))
@@ -224,7 +219,6 @@ def normed():
   return model, model.init(jax.random.key(0), jnp.zeros((4, *SHAPE)))
 
 
-@pytest.mark.xdist_group('test_statistician_model.normed')
 def test_batch_norm_trains_on_the_statistics_of_the_whole_batch_of_sets(normed):
   """The first conv's running mean and variance after one batch must be 0.9 of
   the initial ones plus 0.1 of the mean and (biased) variance of its outputs over
@@ -275,7 +269,6 @@ def test_global_normalize_uses_one_mean_and_variance_for_all_outputs():
   assert float(jnp.ptp(y.mean(0))) > 1.0
 
 
-@pytest.mark.xdist_group('test_statistician_model.normed')
 def test_batch_norm_gives_loss_a_zero_gradient_for_the_running_averages(normed):
   model, params = normed
   sets = jax.random.bernoulli(jax.random.key(5), 0.3, (2, 3, *SHAPE)).astype(
@@ -287,7 +280,6 @@ def test_batch_norm_gives_loss_a_zero_gradient_for_the_running_averages(normed):
   assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads['encoder']))
 
 
-@pytest.mark.xdist_group('test_statistician_model.normed')
 def test_evaluation_uses_running_averages_so_queries_do_not_interact(normed):
   """With running averages, a query's logits must not depend on the other
   queries beside it (transductive batch statistics would make them)."""
@@ -324,7 +316,6 @@ def test_three_stage_encoder_and_decoder_fit_28_pixels():
   assert np.isfinite(float(terms.reconstruction))
 
 
-@pytest.mark.xdist_group('test_statistician_model.normed')
 def test_the_learner_carries_the_running_averages(normed):
   model, params = normed
   learner = ns.statistician_learner(model, n_way=2, key=jax.random.key(11))

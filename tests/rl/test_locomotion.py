@@ -41,7 +41,6 @@ def cheetah():
   return env, actions, play(1.0), play(-1.0)
 
 
-@pytest.mark.xdist_group('test_locomotion.cheetah')
 def test_half_cheetah_direction_rewards_velocity_by_direction_less_control(cheetah):
   env, actions, forward, backward = cheetah
   ctrl = 0.05 * jnp.sum(jnp.square(jnp.clip(actions, -1, 1)), axis=-1)
@@ -55,7 +54,6 @@ def test_half_cheetah_direction_rewards_velocity_by_direction_less_control(cheet
   assert not np.any(forward[1])  # the cheetah never ends an episode
 
 
-@pytest.mark.xdist_group('test_locomotion.cheetah')
 def test_half_cheetah_velocity_rewards_closeness_to_the_goal_velocity(cheetah):
   _, actions, forward, backward = cheetah
   velocity = (forward[0] - backward[0]) / 2

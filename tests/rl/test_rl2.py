@@ -56,7 +56,6 @@ def loop_trial(env, policy, params, task, key):
   return out
 
 
-@pytest.mark.xdist_group('test_rl2.setup')
 def test_recurrent_rollout_equals_a_loop_of_single_steps(setup):
   env, policy, params, task = setup
   key = jax.random.key(2)
@@ -81,7 +80,6 @@ def test_recurrent_rollout_equals_a_loop_of_single_steps(setup):
   np.testing.assert_allclose(values, trial.values, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.xdist_group('test_rl2.setup')
 def test_hidden_state_is_kept_across_episodes_and_reset_between_trials(setup):
   env, policy, params, task = setup
   loop = loop_trial(env, policy, params, task, jax.random.key(3))
