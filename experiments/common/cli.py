@@ -15,12 +15,14 @@ Each experiment's ``main.py`` is ``run_experiment`` (or, with flags of its own,
   compile ends, so the normal interpreter teardown would destroy the XLA client under
   the running compile and crash with a segmentation fault. SIGTERM takes the same
   path because a shell starts a background job with SIGINT ignored, so ``kill PID``
-  is how such a run is stopped.
+  is how such a run is stopped. An interrupt that lands in a garbage-collector
+  callback, where Python would print and drop it, is delivered again.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import gc
 import logging as std_logging
 import os
@@ -29,6 +31,7 @@ import re
 import shlex
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -106,10 +109,16 @@ def run(
   ``python -m experiments.mann.main``.
   """
   signal.signal(signal.SIGTERM, _interrupt)
+  if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
+    signal.signal(signal.SIGINT, _interrupt)
+  default_hook = sys.unraisablehook
+  sys.unraisablehook = functools.partial(_redeliver_swallowed_interrupt, default_hook)
   try:
     app.run(main, flags_parser=parse_flags)
   except KeyboardInterrupt:  # anywhere: flags, imports, compiles, steps, evaluation
     exit_interrupted(program, workdir.value if flags.FLAGS.is_parsed() else None)
+  finally:  # the run has ended: an interrupt during the teardown changes nothing
+    sys.unraisablehook = default_hook
 
 
 # --- Unknown and misplaced overrides ------------------------------------------------
@@ -303,9 +312,34 @@ def resume_hint(program: str, workdir: str | None, argv: list[str]) -> str:
   )
 
 
+_delivered = [signal.SIGINT]  # the last interrupt's signal, to deliver it again
+
+
 def _interrupt(signum, frame) -> NoReturn:
-  del signum, frame
+  del frame
+  _delivered[0] = signum
   raise KeyboardInterrupt
+
+
+def _redeliver_swallowed_interrupt(
+  default_hook: Callable[[Any], None], unraisable: Any
+) -> None:
+  """Delivers again an interrupt that Python printed and dropped.
+
+  A signal's handler runs in whatever Python code the main thread is in, and an
+  exception raised in a garbage-collector callback (JAX registers one), a
+  ``__del__`` or a weakref callback is printed as "Exception ignored" and dropped:
+  the run would go on for hours after Ctrl-C or ``kill``. Another thread sends the
+  signal to the main thread again a moment later, once it has left that callback
+  (sent from here, it would be handled at once, inside this hook, and dropped too).
+  """
+  if isinstance(unraisable.exc_value, KeyboardInterrupt):
+    main = threading.main_thread().ident
+    again = threading.Timer(0.01, signal.pthread_kill, args=(main, _delivered[0]))
+    again.daemon = True
+    again.start()
+    return
+  default_hook(unraisable)
 
 
 def exit_interrupted(program: str, workdir: str | None) -> NoReturn:

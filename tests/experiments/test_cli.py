@@ -85,3 +85,48 @@ def test_resume_hint_names_the_latest_checkpoint(tmp_path):
   (tmp_path / 'checkpoints' / 'tmp.orbax-checkpoint-tmp').mkdir()
   hint = cli.resume_hint('python -m experiments.mann.main', str(tmp_path), argv)
   assert 'The last checkpoint is step 500' in hint
+
+
+# A run whose interrupt lands in a garbage-collector callback, as JAX's gc callback
+# does when a signal arrives during a collection: Python prints and drops exceptions
+# raised there, so the run would go on.
+INTERRUPTED_IN_A_GC_CALLBACK = """
+import gc, os, signal, sys, time
+from experiments.common import cli
+
+def signal_itself_while_collecting(phase, info):
+  if phase == 'start' and not sent:
+    sent.append(True)
+    os.kill(os.getpid(), signum)
+    for _ in range(10_000):  # the handler runs here, inside the callback
+      pass
+
+def main(argv):
+  gc.callbacks.append(signal_itself_while_collecting)
+  gc.collect()
+  gc.callbacks.remove(signal_itself_while_collecting)
+  print('collected', flush=True)
+  time.sleep(20)
+  print('finished', flush=True)
+
+signum, sent = getattr(signal, sys.argv.pop(1)), []
+workdir = cli.define_flags(sys.argv.pop(1), 'Where the run writes.')
+cli.run('python run.py', main, workdir)
+"""
+
+
+@pytest.mark.parametrize('signum', ['SIGINT', 'SIGTERM'])
+def test_an_interrupt_dropped_in_a_gc_callback_is_delivered_again(tmp_path, signum):
+  result = subprocess.run(
+    [sys.executable, '-c', INTERRUPTED_IN_A_GC_CALLBACK, signum, tiny.__file__]
+    + [f'--workdir={tmp_path}'],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
+  assert 'finished' not in result.stdout, 'the interrupt was lost: ' + result.stderr
+  assert result.returncode == cli.INTERRUPTED_EXIT_CODE, result.stderr[-3000:]
+  assert 'Interrupted. No checkpoint was written yet' in result.stderr
+  assert 'Exception ignored' not in result.stderr

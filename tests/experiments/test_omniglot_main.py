@@ -134,7 +134,9 @@ def omniglot_env():
   return env
 
 
-def interrupt_tiny_run(workdir, ready, deadline_s=240, signum=signal.SIGINT):
+def interrupt_tiny_run(
+  workdir, ready, deadline_s=240, signum=signal.SIGINT, overrides=()
+):
   """Starts a tiny run, sends ``signum`` once ``ready(line, state)`` says so.
 
   Returns the exit status and stderr. ``ready`` sees each stderr line as it comes.
@@ -146,6 +148,7 @@ def interrupt_tiny_run(workdir, ready, deadline_s=240, signum=signal.SIGINT):
     'experiments.omniglot.main',
     f'--workdir={workdir}',
     f'--config={TINY}',
+    *overrides,
   ]
   if signum == signal.SIGTERM:  # `trap '' INT` is inherited through exec
     command = ['sh', '-c', 'trap "" INT; exec "$@"', 'sh', *command]
@@ -220,7 +223,14 @@ def test_interrupt_after_a_checkpoint_leaves_it_intact_and_names_it(tmp_path, si
     directory = tmp_path / 'checkpoints'
     return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
-  returncode, output = interrupt_tiny_run(tmp_path, checkpoint_written, signum=signum)
+  # Long enough that the signal lands in training: the tiny run's 30 steps end
+  # about 3 s after its first checkpoint, less on a fast machine.
+  returncode, output = interrupt_tiny_run(
+    tmp_path,
+    checkpoint_written,
+    signum=signum,
+    overrides=['--config.num_iterations=3000'],
+  )
   assert_clean_exit(returncode, output)
   step = int(re.search(r'The last checkpoint is step (\d+)', output).group(1))
   assert 'the same command resumes from it' in output
