@@ -1,6 +1,7 @@
 """The command line the experiments share (experiments/common/cli.py)."""
 
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -125,6 +126,9 @@ def test_an_interrupt_dropped_in_a_gc_callback_is_delivered_again(tmp_path, sign
     text=True,
     timeout=120,
     check=False,
+    # SIGINT at its default, as in a terminal; an xdist worker can have it ignored,
+    # which the child would inherit, and then the run rightly does not catch it.
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
   )
   assert 'finished' not in result.stdout, 'the interrupt was lost: ' + result.stderr
   assert result.returncode == cli.INTERRUPTED_EXIT_CODE, result.stderr[-3000:]
