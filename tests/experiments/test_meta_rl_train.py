@@ -510,15 +510,54 @@ def test_readme_statement_on_the_forward_trpo_runs_matches_their_results():
   assert generalized['config']['env']['n_frames'] == 1
   # "still below the 293.2" of the reference's MAML after one step.
   assert results['eval']['maml']['mean'][0] < 293.2
-  # MAML-RL's one-step return on forward goals over the forward-only policy's, at
-  # 101 updates each.
-  maml = json.loads(
+
+
+def test_readme_statement_on_the_runs_at_mamls_sample_matches_their_results():
+  run, results, text = _locomotion_run_and_readme('half_cheetah_forward_trpo_800')
+  at_101 = json.loads((run / 'results_at_101.json').read_text())
+  stretches = [
+    json.loads(line) for line in (run / 'timing.jsonl').read_text().splitlines()
+  ]
+  for r, iterations in ((at_101, 101), (results, 501)):
+    config = r['config']
+    assert (r['iterations'], config['inner_steps']) == (iterations, 0)
+    assert (config['env']['direction'], config['num_tasks']) == (1.0, 1)
+    assert (config['num_episodes'], config['trpo']['max_kl']) == (800, 0.02)
+    assert _cell(r['eval']['maml'], 0) in text
+  minutes = [round(t['seconds'] / 60) for t in stretches]
+  assert f'(`{run.name}`, {minutes[0]} min beside only a niced run, then ' in text
+  assert f'{minutes[1]} min beside another)' in text
+  # "above the reference's oracle (442.7)": the whole interval.
+  assert results['eval']['maml']['mean'][0] - results['eval']['maml']['ci95'][0] > 442.7
+  # MAML-RL's one-step return on forward goals over this policy's, both at 101
+  # updates of 800 episodes and max KL 0.02.
+  reference = json.loads(
     (run.parent / 'half_cheetah_direction_reference' / 'results.json').read_text()
   )
-  forward, _ = _by_direction(maml['eval'], 'maml', 1.0)
+  mc = reference['config']
+  assert (mc['num_tasks'] * mc['num_episodes'], mc['trpo']['max_kl']) == (800, 0.02)
+  assert reference['iterations'] == 101
+  forward, _ = _by_direction(reference['eval'], 'maml', 1.0)
   ratio = forward[1] / at_101['eval']['maml']['mean'][0]
   assert f'forward goals is {ratio:.2f} of that directly trained' in text
-  assert f"the reference's is {293.2 / 442.7:.2f} of its oracle" in text
+  # MAML-RL with every task forward, at the reference run's sizes.
+  _, maml, _ = _locomotion_run_and_readme('half_cheetah_forward_maml')
+  config = maml['config']
+  assert config['env']['direction'] == 1.0
+  for key in ('num_tasks', 'num_episodes', 'inner_steps', 'inner_learning_rate'):
+    assert config[key] == mc[key], key
+  assert (config['trpo'], maml['iterations']) == (mc['trpo'], 101)
+  ev = maml['eval']['maml']
+  assert (
+    f'returns {_cell(ev, 0)} before adaptation and {_cell(ev, 1)} after one' in text
+  )
+  # "its inner step lowers the return": paired over the tasks, beyond the 95%
+  # interval; "learns more slowly than TRPO": below it at equal updates.
+  change, ci = _paired_change(maml['eval'], 'maml')
+  assert change + ci < 0
+  assert ev['mean'][0] < at_101['eval']['maml']['mean'][0]
+  # "the reference's one step worth 344": 293.2 after it, -50.7 before.
+  assert f"reference's one step worth {293.2 - -50.7:.0f}" in text
 
 
 def _paired_change(ev: dict, policy: str) -> tuple[float, float]:
