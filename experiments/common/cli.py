@@ -109,8 +109,6 @@ def run(
   ``python -m experiments.mann.main``.
   """
   signal.signal(signal.SIGTERM, _interrupt)
-  if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
-    signal.signal(signal.SIGINT, _interrupt)
   default_hook = sys.unraisablehook
   sys.unraisablehook = functools.partial(_redeliver_swallowed_interrupt, default_hook)
   try:
@@ -312,13 +310,9 @@ def resume_hint(program: str, workdir: str | None, argv: list[str]) -> str:
   )
 
 
-_delivered = [signal.SIGINT]  # the last interrupt's signal, to deliver it again
-
-
 def _interrupt(signum, frame) -> NoReturn:
   del frame
-  _delivered[0] = signum
-  raise KeyboardInterrupt
+  raise KeyboardInterrupt(signum)  # the signal, should it need delivering again
 
 
 def _redeliver_swallowed_interrupt(
@@ -333,9 +327,12 @@ def _redeliver_swallowed_interrupt(
   signal to the main thread again a moment later, once it has left that callback
   (sent from here, it would be handled at once, inside this hook, and dropped too).
   """
-  if isinstance(unraisable.exc_value, KeyboardInterrupt):
+  error = unraisable.exc_value
+  if isinstance(error, KeyboardInterrupt):
+    # SIGTERM's handler names its signal; Python's own SIGINT handler names none.
+    signum = error.args[0] if error.args else signal.SIGINT
     main = threading.main_thread().ident
-    again = threading.Timer(0.01, signal.pthread_kill, args=(main, _delivered[0]))
+    again = threading.Timer(0.01, signal.pthread_kill, args=(main, signum))
     again.daemon = True
     again.start()
     return
