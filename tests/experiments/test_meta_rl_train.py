@@ -541,7 +541,9 @@ def test_readme_statement_on_the_runs_at_mamls_sample_matches_their_results():
   ratio = forward[1] / at_101['eval']['maml']['mean'][0]
   assert f'forward goals is {ratio:.2f} of that directly trained' in text
   # MAML-RL with every task forward, at the reference run's sizes.
-  _, maml, _ = _locomotion_run_and_readme('half_cheetah_forward_maml')
+  maml = json.loads(
+    (run.parent / 'half_cheetah_forward_maml' / 'results.json').read_text()
+  )
   config = maml['config']
   assert config['env']['direction'] == 1.0
   for key in ('num_tasks', 'num_episodes', 'inner_steps', 'inner_learning_rate'):
