@@ -1,9 +1,11 @@
 """How one inner policy-gradient step changes a trained MAML-RL policy, by its size.
 
   python -m experiments.meta_rl.inner_step_sizes --workdir=RUN --out=RUN/inner_step_sizes.json
+  python -m experiments.meta_rl.inner_step_sizes --out=... \
+      --config=experiments/meta_rl/configs/locomotion.py [--config.env.backend=...]
 
 At the params of a run's latest checkpoint (``--workdir``: its ``config.json`` and
-checkpoint), on ``--tasks`` tasks of the run's family: per task, one batch of
+checkpoint), or of a config's initial policy (``--config``, as its training starts), on ``--tasks`` tasks of the run's family: per task, one batch of
 ``--episodes`` episodes (default: the run's evaluation's, ``config.eval.num_episodes``)
 with the trained policy, the run's advantages and the
 gradient g of the naive surrogate (the inner step of ``jmeta.rl.maml_rl``), then for
@@ -36,7 +38,12 @@ from absl import app, flags, logging
 
 def define_flags() -> None:
   """Defined when the command runs, not on import (see ``omniglot.probe``)."""
-  flags.DEFINE_string('workdir', None, 'A trained MAML-RL workdir.', required=True)
+  from ml_collections import config_flags  # noqa: PLC0415
+
+  flags.DEFINE_string('workdir', None, 'A trained MAML-RL workdir.')
+  config_flags.DEFINE_config_file(
+    'config', None, 'Without --workdir: a config whose initial policy is stepped.'
+  )
   flags.DEFINE_string('out', None, 'Where to write the JSON.', required=True)
   flags.DEFINE_list(
     'rates', ['0', '0.025', '0.05', '0.1', '0.2', '0.4'], 'Inner step sizes.'
@@ -148,7 +155,20 @@ def main(argv):
     raise app.UsageError(f'--rates must not be negative: {f.rates}')
   if f.tasks < 2:
     raise app.UsageError(f'--tasks must be at least 2 (for a CI), got {f.tasks}.')
-  config, params, step = cosines.load(pathlib.Path(f.workdir))
+  if (f.workdir is None) == (f.config is None):
+    raise app.UsageError('give either --workdir (a trained run) or --config.')
+  if f.workdir is None:
+    import jax  # noqa: PLC0415
+
+    from experiments.meta_rl import train  # noqa: PLC0415
+
+    config, step = f.config, 0
+    train.check_config(config)
+    # The params a run of this config starts from, as train_and_evaluate draws them.
+    key = jax.random.fold_in(jax.random.key(config.seed), 0)
+    params = train.make_policy(config).init(key)
+  else:
+    config, params, step = cosines.load(pathlib.Path(f.workdir))
   trained_rate = float(config.inner_learning_rate)
   rates = sorted({0.0, *rates, trained_rate})
   episodes = config.eval.num_episodes if f.episodes is None else f.episodes
@@ -162,6 +182,7 @@ def main(argv):
     'run': run_info(),
     'workdir': f.workdir,
     'step': step,
+    'config': config.to_dict(),
     'tasks': f.tasks,
     'episodes': episodes,
     'seed': f.seed,

@@ -2,6 +2,7 @@
 computed one task at a time with the library's own functions."""
 
 import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,7 @@ from experiments.meta_rl.configs import smoke
 from jmeta import rl
 
 RATES = [0.0, 0.01, 0.02, 0.1]
+SMOKE = pathlib.Path(smoke.__file__)
 SEED = 5
 
 
@@ -95,10 +97,18 @@ def test_the_command_writes_paired_changes_and_refuses_negative_rates(
     no_step = result['by_rate'][0]
     assert no_step['change'] == {'mean': 0.0, 'ci95': 0.0}
     assert '| 0.1 (trained with) |' in out.with_suffix('.md').read_text()
+    # Without a workdir, a config's initial policy: step 0, this config's sizes.
+    flags.FLAGS['workdir'].value = None
+    flags.FLAGS['config'].parse(str(SMOKE))
+    flags.FLAGS.out = str(tmp_path / 'init.json')
+    inner_step_sizes.main(['inner_step_sizes'])
+    at_init = json.loads((tmp_path / 'init.json').read_text())
+    assert at_init['step'] == 0 and at_init['workdir'] is None
+    assert at_init['config']['policy']['hidden_sizes'] == [8]
     flags.FLAGS.rates = ['-0.1']
     flags.FLAGS.out = str(tmp_path / 'other.json')
     with pytest.raises(Exception, match='must not be negative'):
       inner_step_sizes.main(['inner_step_sizes'])
   finally:
-    for name in ('workdir', 'out', 'rates', 'tasks', 'episodes', 'seed'):
+    for name in ('workdir', 'config', 'out', 'rates', 'tasks', 'episodes', 'seed'):
       delattr(flags.FLAGS, name)
