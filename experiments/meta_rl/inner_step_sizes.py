@@ -5,13 +5,13 @@
       --config=experiments/meta_rl/configs/locomotion.py [--config.env.backend=...]
 
 At the params of a run's latest checkpoint (``--workdir``: its ``config.json`` and
-checkpoint), or of a config's initial policy (``--config``, as its training starts), on ``--tasks`` tasks of the run's family: per task, one batch of
+checkpoint), or of a config's initial policy (``--config``, the params its training
+starts from), on ``--tasks`` tasks of the run's family: per task, one batch of
 ``--episodes`` episodes (default: the run's evaluation's, ``config.eval.num_episodes``)
-with the trained policy, the run's advantages and the
-gradient g of the naive surrogate (the inner step of ``jmeta.rl.maml_rl``), then for
-each rate a in ``--rates`` the policy theta + a g, sampled on as many fresh
-episodes with the same key for every rate. Per rate, mean and 95% CI over
-tasks of:
+with that policy, the run's advantages and the gradient g of the naive surrogate
+(the inner step of ``jmeta.rl.maml_rl``), then for each rate a in ``--rates`` the
+policy theta + a g, sampled on as many fresh episodes with the same key for every
+rate. Per rate, mean and 95% CI over tasks of:
 
 * ``return_after``: the mean return of the stepped policy (``return_before``: the
   trained policy's, on the batch the step was computed from);

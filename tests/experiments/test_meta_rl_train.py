@@ -555,6 +555,8 @@ def test_readme_statement_on_the_runs_at_mamls_sample_matches_their_results():
   )
   # "learns more slowly than TRPO": below it at equal updates.
   assert ev['mean'][0] < at_101['eval']['maml']['mean'][0]
+  # "the reference's one step worth 344": 293.2 after it, -50.7 before.
+  assert f"reference's one step worth {293.2 - -50.7:.0f}" in text
 
 
 def _sweep_row(sweep: dict, rate: float) -> dict:
@@ -598,8 +600,6 @@ def test_readme_statement_on_the_inner_step_sizes_matches_their_files():
   # policy's loss is far outside its own.
   assert abs(step['change']['mean']) < step['change']['ci95']
   assert loss['mean'] - loss['ci95'] > 10 * step['change']['ci95']
-  # "the reference's one step worth 344": 293.2 after it, -50.7 before.
-  assert f"reference's one step worth {293.2 - -50.7:.0f}" in text
 
 
 def _paired_change(ev: dict, policy: str) -> tuple[float, float]:
