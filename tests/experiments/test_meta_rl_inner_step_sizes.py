@@ -77,6 +77,12 @@ def test_the_command_writes_paired_changes_and_refuses_negative_rates(
   config = smoke.get_config()
   params = train.make_policy(config).init(jax.random.key(0))
   monkeypatch.setattr(cosines, 'load', lambda workdir: (config, params, 7))
+  # Other tests in this process may have defined flags of these names (absl's
+  # FLAGS is global): set them aside while the command's own are defined.
+  names = ('workdir', 'config', 'out', 'rates', 'tasks', 'episodes', 'seed')
+  saved = {n: flags.FLAGS[n] for n in names if n in flags.FLAGS}
+  for name in saved:
+    delattr(flags.FLAGS, name)
   inner_step_sizes.define_flags()
   out = tmp_path / 'sweep.json'
   try:
@@ -110,5 +116,7 @@ def test_the_command_writes_paired_changes_and_refuses_negative_rates(
     with pytest.raises(Exception, match='must not be negative'):
       inner_step_sizes.main(['inner_step_sizes'])
   finally:
-    for name in ('workdir', 'config', 'out', 'rates', 'tasks', 'episodes', 'seed'):
+    for name in names:
       delattr(flags.FLAGS, name)
+    for name, flag in saved.items():
+      flags.FLAGS[name] = flag
