@@ -46,9 +46,9 @@ def define_flags() -> None:
   )
 
 
-def load(workdir: pathlib.Path | None):
-  """``(config, params, step)``: a workdir's config and latest checkpoint, or the
-  default config's initial policy (step 0)."""
+def load(workdir: pathlib.Path | None, config=None):
+  """``(config, params, step)``: a workdir's config and latest checkpoint, or
+  (no workdir) the initial policy of ``config``, default the default config (step 0)."""
   import jax  # noqa: PLC0415
   import ml_collections  # noqa: PLC0415
 
@@ -57,7 +57,7 @@ def load(workdir: pathlib.Path | None):
   from experiments.meta_rl.configs import default  # noqa: PLC0415
 
   if workdir is None:
-    config = default.get_config()
+    config = default.get_config() if config is None else config
   else:
     config = ml_collections.ConfigDict(
       json.loads((workdir / 'config.json').read_text())

@@ -157,18 +157,8 @@ def main(argv):
     raise app.UsageError(f'--tasks must be at least 2 (for a CI), got {f.tasks}.')
   if (f.workdir is None) == (f.config is None):
     raise app.UsageError('give either --workdir (a trained run) or --config.')
-  if f.workdir is None:
-    import jax  # noqa: PLC0415
-
-    from experiments.meta_rl import train  # noqa: PLC0415
-
-    config, step = f.config, 0
-    train.check_config(config)
-    # The params a run of this config starts from, as train_and_evaluate draws them.
-    key = jax.random.fold_in(jax.random.key(config.seed), 0)
-    params = train.make_policy(config).init(key)
-  else:
-    config, params, step = cosines.load(pathlib.Path(f.workdir))
+  workdir = None if f.workdir is None else pathlib.Path(f.workdir)
+  config, params, step = cosines.load(workdir, f.config)
   trained_rate = float(config.inner_learning_rate)
   rates = sorted({0.0, *rates, trained_rate})
   episodes = config.eval.num_episodes if f.episodes is None else f.episodes

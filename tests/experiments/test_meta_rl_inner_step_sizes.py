@@ -76,7 +76,14 @@ def test_the_command_writes_paired_changes_and_refuses_negative_rates(
 ):
   config = smoke.get_config()
   params = train.make_policy(config).init(jax.random.key(0))
-  monkeypatch.setattr(cosines, 'load', lambda workdir: (config, params, 7))
+  load = cosines.load
+  monkeypatch.setattr(
+    cosines,
+    'load',
+    lambda workdir, other=None: (
+      load(workdir, other) if workdir is None else (config, params, 7)
+    ),
+  )
   # Other tests in this process may have defined flags of these names (absl's
   # FLAGS is global): set them aside while the command's own are defined.
   names = ('workdir', 'config', 'out', 'rates', 'tasks', 'episodes', 'seed')
