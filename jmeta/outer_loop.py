@@ -39,6 +39,12 @@ class MetaTrainState(NamedTuple):
   whose labels lie outside ``[0, num_classes)`` of a classifier (see
   ``MetaLearner.class_labels``). From either on, updates are skipped, so the params
   stay those of the last good step; ``raise_if_nonfinite`` reports both.
+
+  ``zero_gradient_since`` is -1 while the last meta-gradient had a non-zero entry,
+  else the step at which the current run of exactly zero meta-gradients began (a
+  network whose ReLUs all died: no update can move it again); ``raise_if_failed``
+  reports a run that lasts too long. It is the last field, so checkpoints saved
+  before it existed restore with it at -1.
   """
 
   step: jax.Array
@@ -46,6 +52,7 @@ class MetaTrainState(NamedTuple):
   opt_state: optax.OptState
   nonfinite_step: jax.Array
   bad_labels: BadLabels
+  zero_gradient_since: jax.Array
 
 
 class MetaTrainer(NamedTuple):
@@ -63,6 +70,10 @@ class MetaTrainer(NamedTuple):
 
 class NonFiniteMetaLossError(FloatingPointError):
   """The meta-loss or meta-gradient became NaN or infinite during training."""
+
+
+class ZeroMetaGradientError(FloatingPointError):
+  """The meta-gradient stayed exactly zero: training can no longer move the params."""
 
 
 class BadLabelsError(ValueError):
@@ -119,7 +130,7 @@ def make_meta_trainer(
   the same shapes; ``jmeta.precompile(trainer.step, state, batch)`` compiles it
   before the loop and hands the compiler's freed host memory back first.
   Non-finite meta-losses are recorded in the state rather than checked on the host
-  every step; call ``raise_if_nonfinite(state)`` whenever metrics are fetched. So
+  every step; call ``raise_if_failed(state)`` whenever metrics are fetched. So
   are labels outside ``[0, num_classes)`` where the learner knows its classes
   (``learner.class_labels``: a classifier's output width, a metric learner's
   ``n_way``); the check is a few integer reductions on device.
@@ -162,6 +173,7 @@ def make_meta_trainer(
       optimizer.init(trained),
       jnp.full((), -1, jnp.int32),
       BadLabels(*(jnp.full((), -1, jnp.int32) for _ in BadLabels._fields)),
+      jnp.full((), -1, jnp.int32),
     )
     return state if mesh is None else replicate(state, mesh)
 
@@ -193,12 +205,21 @@ def make_meta_trainer(
     nonfinite_step = jnp.where(
       finite | (state.nonfinite_step >= 0), state.nonfinite_step, state.step
     )
+    leaves = jax.tree.leaves(trained_grads)
+    # A learner that trains nothing (all carried) has no gradient to go dead.
+    zero = jnp.array(bool(leaves)) & jnp.all(jnp.array([~jnp.any(g) for g in leaves]))
+    zero_since = jnp.where(
+      zero,
+      jnp.where(state.zero_gradient_since >= 0, state.zero_gradient_since, state.step),
+      -1,
+    )
     new_state = MetaTrainState(
       state.step + 1,
       keep(params, state.params),
       keep(opt_state, state.opt_state),
       nonfinite_step,
       bad_labels,
+      zero_since,
     )
     if mesh is not None:
       # Replicated as init made it, so the next step takes it without a reshard.
@@ -273,6 +294,39 @@ def raise_if_nonfinite(state: MetaTrainState) -> None:
       f'the meta-loss or meta-gradient became non-finite at step {bad}; the '
       f'params were frozen at step {bad} and no later update was applied. Likely '
       f'causes, most likely first: {causes}.'
+    )
+
+
+# Why a meta-gradient is exactly zero at every step, most likely first.
+ZERO_GRADIENT_CAUSES = (
+  'dead ReLUs: every unit of a layer is negative on every input, so nothing '
+  'upstream gets a gradient (most likely in a network without biases or batch '
+  'norm); try another seed, a smaller outer learning rate, or batch norm',
+  'a loss that does not depend on the trained params (check the model, or the '
+  "learner's carry, which takes params out of training)",
+  'an outer learning rate so large that one step saturated every unit',
+)
+
+
+def raise_if_failed(state: MetaTrainState, *, zero_gradient_steps: int = 100) -> None:
+  """``raise_if_nonfinite``, then ``ZeroMetaGradientError`` if the meta-gradient
+  has been exactly zero for the last ``zero_gradient_steps`` steps or more.
+
+  An exactly zero meta-gradient leaves the params where they are (after Adam's
+  momentum, 0.9^100 ~ 3e-5 of its size by 100 steps, has run out), so the rest
+  of the run would be wasted; ``ZERO_GRADIENT_CAUSES`` lists why, in order.
+  """
+  if zero_gradient_steps < 1:
+    raise ValueError(f'zero_gradient_steps must be >= 1, got {zero_gradient_steps}.')
+  raise_if_nonfinite(state)
+  since = int(np.asarray(state.zero_gradient_since))
+  step = int(np.asarray(state.step))
+  if since >= 0 and step - since >= zero_gradient_steps:
+    causes = '; '.join(f'({i}) {c}' for i, c in enumerate(ZERO_GRADIENT_CAUSES, 1))
+    raise ZeroMetaGradientError(
+      f'the meta-gradient has been exactly zero at every step since step {since} '
+      f'({step - since} steps, up to step {step}), so no update can move the '
+      f'params. Likely causes, most likely first: {causes}.'
     )
 
 

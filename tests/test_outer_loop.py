@@ -267,3 +267,68 @@ def test_out_of_memory_names_the_knobs_that_reduce_memory():
   assert not jmeta.outer_loop.is_out_of_memory(jax.errors.JaxRuntimeError('INTERNAL'))
   compiled = trainer.step.lower(state, batch).compile()
   assert compiled.memory_analysis().output_size_in_bytes >= 4 * HUGE
+
+
+def relu_net():
+  """``relu(x w1 + b1) w2``: no output bias, so a dead hidden layer ends every
+  gradient."""
+
+  def init(key, inputs):
+    k1, k2 = jax.random.split(key)
+    return {
+      'w1': jax.random.normal(k1, (inputs.shape[-1], 8)),
+      'b1': jnp.zeros(8),
+      'w2': jax.random.normal(k2, (8, 1)) / 3,
+    }
+
+  def apply(params, inputs, **_):
+    return jax.nn.relu(inputs @ params['w1'] + params['b1']) @ params['w2']
+
+  return jmeta.Model(init, apply)
+
+
+def dead(params):
+  """``params`` with every hidden unit negative on every input."""
+  return {**params, 'w1': jnp.zeros_like(params['w1']), 'b1': -jnp.ones(8)}
+
+
+def test_an_exactly_zero_meta_gradient_is_counted_from_its_first_step_and_raises():
+  model = relu_net()
+  trainer = jmeta.make_meta_trainer(maml(model), optax.sgd(0.1))
+  live = initial_params(model)
+  batches = [sample(k) for k in jax.random.split(jax.random.key(5), 9)]
+  state, _ = run_steps(trainer, trainer.init(live), batches[:2])
+  assert int(state.zero_gradient_since) == -1
+  grads, _ = maml(model).meta_gradient(dead(live), batches[2])
+  assert all(not np.any(g) for g in jax.tree.leaves(grads))  # the premise
+
+  # The units die at step 2; the counter starts there and keeps its start.
+  state = state._replace(params=dead(live))
+  state, history = run_steps(trainer, state, batches[2:7])
+  assert int(state.zero_gradient_since) == 2 and int(state.step) == 7
+  chex.assert_trees_all_equal(history[0], state.params)  # SGD: stuck for good
+  jmeta.raise_if_failed(state, zero_gradient_steps=6)  # 5 steps: not yet
+  with pytest.raises(
+    jmeta.ZeroMetaGradientError, match=r'since step 2 \(5 steps, up to step 7\)'
+  ):
+    jmeta.raise_if_failed(state, zero_gradient_steps=5)
+  assert issubclass(jmeta.ZeroMetaGradientError, FloatingPointError)
+  jmeta.raise_if_nonfinite(state)  # the narrower check does not look at it
+
+  # One step with a non-zero meta-gradient resets it.
+  state, _ = trainer.step(state._replace(params=live), batches[7])
+  assert int(state.zero_gradient_since) == -1
+  jmeta.raise_if_failed(state, zero_gradient_steps=1)
+  with pytest.raises(ValueError, match='zero_gradient_steps must be >= 1, got 0'):
+    jmeta.raise_if_failed(state, zero_gradient_steps=0)
+
+
+def test_a_nan_meta_gradient_is_not_counted_as_zero():
+  model = relu_net()
+  trainer = jmeta.make_meta_trainer(maml(model), optax.adam(1e-2))
+  batch = sample(jax.random.key(6))
+  batch = batch._replace(query_targets=batch.query_targets.at[0, 0, 0].set(jnp.nan))
+  state, _ = trainer.step(trainer.init(initial_params(model)), batch)
+  assert int(state.zero_gradient_since) == -1 and int(state.nonfinite_step) == 0
+  with pytest.raises(jmeta.NonFiniteMetaLossError):
+    jmeta.raise_if_failed(state, zero_gradient_steps=1)

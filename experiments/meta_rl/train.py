@@ -280,7 +280,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
       done = step + 1
       if done % config.log_every == 0 or done == total:
         if isinstance(state, jmeta.outer_loop.MetaTrainState):
-          jmeta.outer_loop.raise_if_nonfinite(state)
+          jmeta.raise_if_failed(state)
         record = {k: float(v) / window_steps for k, v in jax.device_get(window).items()}
         if not np.isfinite(record['loss']):
           raise FloatingPointError(f'the meta-loss became non-finite by {done}.')

@@ -390,7 +390,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
       window_steps += 1
       done = step + 1
       if done % config.log_every == 0 or done == total:
-        jmeta.raise_if_nonfinite(state)
+        jmeta.raise_if_failed(state)
         window = jax.device_get(window)
         record = {
           f'train_{k}': float(np.mean([m[k] for m in window])) for k in window[0]

@@ -563,7 +563,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       validate = at_eval and validates
       # A validation step is logged too, whether or not log_every divides it.
       if done % config.log_every == 0 or at_eval:
-        jmeta.raise_if_nonfinite(state)
+        jmeta.raise_if_failed(state)
         record = {f'train_{k}': float(v) / window_steps for k, v in window.items()}
         window, window_steps = None, 0
         elapsed = seconds_before + time.perf_counter() - start

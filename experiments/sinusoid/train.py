@@ -97,7 +97,7 @@ def train_algorithm(
     for step in bar:
       state, metrics = trainer.step(state, jax.random.fold_in(train_key, step))
       if (step + 1) % config.log_every == 0 or step + 1 == config.num_iterations:
-        jmeta.raise_if_nonfinite(state)
+        jmeta.raise_if_failed(state)
         record = {k: float(v) for k, v in metrics.items()}
         record.update(
           algorithm=algorithm,
