@@ -292,35 +292,48 @@ def dead(params):
   return {**params, 'w1': jnp.zeros_like(params['w1']), 'b1': -jnp.ones(8)}
 
 
-def test_an_exactly_zero_meta_gradient_is_counted_from_its_first_step_and_raises():
+def zero_bits(state):
+  """The steps whose meta-gradient ``state`` records as exactly zero, latest first."""
+  bits = int(state.zero_gradients)
+  return [i for i in range(32) if bits >> i & 1]
+
+
+def test_exactly_zero_meta_gradients_are_counted_over_the_last_32_steps():
   model = relu_net()
   trainer = jmeta.make_meta_trainer(maml(model), optax.sgd(0.1))
   live = initial_params(model)
-  batches = [sample(k) for k in jax.random.split(jax.random.key(5), 9)]
+  batches = [sample(k) for k in jax.random.split(jax.random.key(5), 40)]
   state, _ = run_steps(trainer, trainer.init(live), batches[:2])
-  assert int(state.zero_gradient_since) == -1
+  assert zero_bits(state) == []
   grads, _ = maml(model).meta_gradient(dead(live), batches[2])
   assert all(not np.any(g) for g in jax.tree.leaves(grads))  # the premise
 
-  # The units die at step 2; the counter starts there and keeps its start.
-  state = state._replace(params=dead(live))
-  state, history = run_steps(trainer, state, batches[2:7])
-  assert int(state.zero_gradient_since) == 2 and int(state.step) == 7
-  chex.assert_trees_all_equal(history[0], state.params)  # SGD: stuck for good
-  jmeta.raise_if_failed(state, zero_gradient_steps=6)  # 5 steps: not yet
+  # The units die at step 2: steps 2-6 are zero, and SGD leaves the params there.
+  state, history = run_steps(trainer, state._replace(params=dead(live)), batches[2:7])
+  assert zero_bits(state) == [0, 1, 2, 3, 4] and int(state.step) == 7
+  chex.assert_trees_all_equal(history[0], state.params)
+  jmeta.raise_if_failed(state, zero_gradient_steps=6)  # 5 zeros: not yet
   with pytest.raises(
-    jmeta.ZeroMetaGradientError, match=r'since step 2 \(5 steps, up to step 7\)'
+    jmeta.ZeroMetaGradientError, match='exactly zero at 5 of the last 7 steps'
   ):
     jmeta.raise_if_failed(state, zero_gradient_steps=5)
   assert issubclass(jmeta.ZeroMetaGradientError, FloatingPointError)
   jmeta.raise_if_nonfinite(state)  # the narrower check does not look at it
 
-  # One step with a non-zero meta-gradient resets it.
+  # A live step in between does not clear them: the dead ones still count.
   state, _ = trainer.step(state._replace(params=live), batches[7])
-  assert int(state.zero_gradient_since) == -1
-  jmeta.raise_if_failed(state, zero_gradient_steps=1)
-  with pytest.raises(ValueError, match='zero_gradient_steps must be >= 1, got 0'):
-    jmeta.raise_if_failed(state, zero_gradient_steps=0)
+  assert zero_bits(state) == [1, 2, 3, 4, 5]
+  state, _ = run_steps(trainer, state._replace(params=dead(live)), batches[8:35])
+  assert zero_bits(state) == [i for i in range(32) if i != 27]
+  with pytest.raises(jmeta.ZeroMetaGradientError, match='at 31 of the last 32 steps'):
+    jmeta.raise_if_failed(state)  # the default: 16 of 32
+  # Live steps push them out of the window: 5 of them leave 27 zeros of 32.
+  state, _ = run_steps(trainer, state._replace(params=live), batches[35:40])
+  assert zero_bits(state) == list(range(5, 32))
+  jmeta.raise_if_failed(state, zero_gradient_steps=28)
+  for bad in (0, 33):
+    with pytest.raises(ValueError, match=f'in \\[1, 32\\].*got {bad}'):
+      jmeta.raise_if_failed(state, zero_gradient_steps=bad)
 
 
 def test_a_nan_meta_gradient_is_not_counted_as_zero():
@@ -329,6 +342,6 @@ def test_a_nan_meta_gradient_is_not_counted_as_zero():
   batch = sample(jax.random.key(6))
   batch = batch._replace(query_targets=batch.query_targets.at[0, 0, 0].set(jnp.nan))
   state, _ = trainer.step(trainer.init(initial_params(model)), batch)
-  assert int(state.zero_gradient_since) == -1 and int(state.nonfinite_step) == 0
+  assert zero_bits(state) == [] and int(state.nonfinite_step) == 0
   with pytest.raises(jmeta.NonFiniteMetaLossError):
     jmeta.raise_if_failed(state, zero_gradient_steps=1)
