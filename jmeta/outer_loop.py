@@ -73,7 +73,7 @@ class NonFiniteMetaLossError(FloatingPointError):
 
 
 class ZeroMetaGradientError(FloatingPointError):
-  """The meta-gradient stayed exactly zero: training can no longer move the params."""
+  """The meta-gradient was exactly zero at most recent steps: training has stopped."""
 
 
 class BadLabelsError(ValueError):
@@ -293,7 +293,7 @@ def raise_if_nonfinite(state: MetaTrainState) -> None:
     )
 
 
-# Why a meta-gradient is exactly zero at every step, most likely first.
+# Why a meta-gradient is exactly zero at most steps, most likely first.
 ZERO_GRADIENT_CAUSES = (
   'dead ReLUs: every unit of a layer is negative on every input, so nothing '
   'upstream gets a gradient (most likely in a network without biases or batch '
@@ -313,9 +313,9 @@ def raise_if_failed(state: MetaTrainState, *, zero_gradient_steps: int = 16) -> 
   ``zero_gradient_steps`` of the last 32 meta-gradients were exactly zero.
 
   A healthy run never meets an exactly zero meta-gradient. A dead one meets it at
-  almost every step: Meta Networks' seed 0 at 20-way did from step 37 on, with a
-  non-zero one every 10-40 steps that moved nothing. So the rest of the run would
-  be wasted; ``ZERO_GRADIENT_CAUSES`` lists why it happens, most likely first.
+  almost every step, with a non-zero one now and then that revives nothing (Meta
+  Networks' seed 0 at 20-way, from step 37 on), so counting a run of them would
+  miss it. ``ZERO_GRADIENT_CAUSES`` lists why it happens, most likely first.
   """
   if not 1 <= zero_gradient_steps <= ZERO_GRADIENT_WINDOW:
     raise ValueError(
@@ -331,7 +331,8 @@ def raise_if_failed(state: MetaTrainState, *, zero_gradient_steps: int = 16) -> 
     causes = '; '.join(f'({i}) {c}' for i, c in enumerate(ZERO_GRADIENT_CAUSES, 1))
     raise ZeroMetaGradientError(
       f'the meta-gradient was exactly zero at {zeros} of the last {last} steps (up '
-      f'to step {step}), so training has stopped moving the params. Likely causes, most likely first: {causes}.'
+      f'to step {step}), so training has stopped moving the params. Likely '
+      f'causes, most likely first: {causes}.'
     )
 
 
