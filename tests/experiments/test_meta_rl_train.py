@@ -633,25 +633,36 @@ def test_readme_statement_on_the_full_velocity_reference_run_matches_its_results
   assert abs(mean) < ci
 
 
-def test_readme_statement_on_half_the_inner_rate_matches_the_runs():
-  run, gentle, text = _locomotion_run_and_readme('half_cheetah_direction_inner0.05')
+@pytest.mark.parametrize('rate', [0.05, 0.2])
+def test_readme_statement_on_another_inner_rate_matches_the_runs(rate):
+  run, other, text = _locomotion_run_and_readme(f'half_cheetah_direction_inner{rate}')
   reference = json.loads(
     (run.parent / 'half_cheetah_direction_reference' / 'results.json').read_text()
   )
-  config, mc = gentle['config'], reference['config']
-  assert (config['inner_learning_rate'], mc['inner_learning_rate']) == (0.05, 0.1)
+  config, mc = other['config'], reference['config']
+  assert (config['inner_learning_rate'], mc['inner_learning_rate']) == (rate, 0.1)
   for key in ('env', 'num_tasks', 'num_episodes', 'inner_steps', 'trpo', 'estimator'):
     assert config[key] == mc[key], key
-  assert gentle['iterations'] == reference['iterations'] == 101
-  assert gentle['git_dirty'] is False
-  minutes = round(gentle['train_seconds_total'] / 60)
+  assert other['iterations'] == reference['iterations'] == 101
+  assert other['git_dirty'] is False
+  minutes = round(other['train_seconds_total'] / 60)
   assert f"(`{run.name}`, otherwise that run's training, {minutes} min on the" in text
-  after = (_cell(gentle['eval']['maml'], 1), _cell(reference['eval']['maml'], 1))
-  forward = [_by_direction(r['eval'], 'maml', 1.0)[0][1] for r in (gentle, reference)]
+  after = (_cell(other['eval']['maml'], 1), _cell(reference['eval']['maml'], 1))
+  forward = [_by_direction(r['eval'], 'maml', 1.0)[0][1] for r in (other, reference)]
   assert (
     f'returns {after[0]} after one step against {after[1]} at 0.1, and '
     f'{forward[0]:.1f} against {forward[1]:.1f} on the forward goals' in text
   )
   # "does not help": lower after one step, on all goals and on the forward ones.
-  assert gentle['eval']['maml']['mean'][1] < reference['eval']['maml']['mean'][1]
+  assert other['eval']['maml']['mean'][1] < reference['eval']['maml']['mean'][1]
   assert forward[0] < forward[1]
+
+
+def test_a_two_direction_policy_gains_most_at_the_rate_it_trained_with():
+  run, results, text = _locomotion_run_and_readme('half_cheetah_direction_inner0.2')
+  sweep = json.loads((run / 'inner_step_sizes.json').read_text())
+  rates = [r['rate'] for r in sweep['by_rate']]
+  changes = [r['change']['mean'] for r in sweep['by_rate']]
+  assert results['config']['inner_learning_rate'] == sweep['trained_rate'] == 0.2
+  assert max(rates) > 0.2 and rates[int(np.argmax(changes))] == 0.2
+  assert 'that policy gains most at the rate it trained with' in text
