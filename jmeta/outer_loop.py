@@ -207,7 +207,9 @@ def make_meta_trainer(
     )
     leaves = jax.tree.leaves(trained_grads)
     # A learner that trains nothing (all carried) has no gradient to go dead.
-    zero = jnp.array(bool(leaves)) & jnp.all(jnp.array([~jnp.any(g) for g in leaves]))
+    zero = (
+      jnp.all(jnp.array([~jnp.any(g) for g in leaves])) if leaves else jnp.array(False)
+    )
     zero_gradients = (state.zero_gradients << 1) | zero.astype(jnp.uint32)
     new_state = MetaTrainState(
       state.step + 1,
@@ -285,7 +287,7 @@ def raise_if_nonfinite(state: MetaTrainState) -> None:
   if labels.step >= 0 and (bad < 0 or labels.step <= bad):
     raise BadLabelsError(bad_labels_message(labels))
   if bad >= 0:
-    causes = '; '.join(f'({i}) {c}' for i, c in enumerate(NONFINITE_CAUSES, 1))
+    causes = _numbered(NONFINITE_CAUSES)
     raise NonFiniteMetaLossError(
       f'the meta-loss or meta-gradient became non-finite at step {bad}; the '
       f'params were frozen at step {bad} and no later update was applied. Likely '
@@ -328,12 +330,17 @@ def raise_if_failed(state: MetaTrainState, *, zero_gradient_steps: int = 16) -> 
   if zeros >= zero_gradient_steps:
     step = int(np.asarray(state.step))
     last = min(step, ZERO_GRADIENT_WINDOW)
-    causes = '; '.join(f'({i}) {c}' for i, c in enumerate(ZERO_GRADIENT_CAUSES, 1))
+    causes = _numbered(ZERO_GRADIENT_CAUSES)
     raise ZeroMetaGradientError(
       f'the meta-gradient was exactly zero at {zeros} of the last {last} steps (up '
       f'to step {step}), so training has stopped moving the params. Likely '
       f'causes, most likely first: {causes}.'
     )
+
+
+def _numbered(causes: tuple[str, ...]) -> str:
+  """``causes`` as one line: '(1) first; (2) second; ...'."""
+  return '; '.join(f'({i}) {c}' for i, c in enumerate(causes, 1))
 
 
 def bad_labels_message(labels: BadLabels) -> str:
