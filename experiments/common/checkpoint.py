@@ -105,20 +105,28 @@ def check_compatible(
 
 
 class _DropOrbaxInfo(logging.Filter):
-  """Drops the INFO (and DEBUG) records logged from orbax's modules."""
+  """Drops the INFO (and DEBUG) records logged from orbax's modules, and the
+  tracebacks they log for an interrupt.
+
+  Ctrl-C or ``kill`` while orbax waits for the last save logs "Save Finalize thread
+  failed" with the ``KeyboardInterrupt``'s traceback; the save did not fail, and
+  the runner says what was interrupted and how to resume.
+  """
 
   def filter(self, record: logging.LogRecord) -> bool:
-    if record.levelno > logging.INFO:
-      return True
     path = record.pathname.replace(os.sep, '/')
-    return '/orbax/' not in path and not record.name.startswith('orbax')
+    if '/orbax/' not in path and not record.name.startswith('orbax'):
+      return True
+    interrupt = record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt)
+    return record.levelno > logging.INFO and not interrupt
 
 
 _DROP_ORBAX_INFO = _DropOrbaxInfo()
 
 
 def quiet_orbax_logs(quiet: bool = True) -> None:
-  """Silences orbax's INFO lines (about 10 per checkpoint); warnings still show.
+  """Silences orbax's INFO lines (about 10 per checkpoint) and its tracebacks of an
+  interrupt; other warnings and errors still show.
 
   Orbax logs through absl's logger, so this filters that logger (and Python's
   ``orbax`` loggers) by the module a record comes from. ``quiet=False`` undoes it.

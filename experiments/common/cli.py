@@ -15,8 +15,8 @@ Each experiment's ``main.py`` is ``run_experiment`` (or, with flags of its own,
   compile ends, so the normal interpreter teardown would destroy the XLA client under
   the running compile and crash with a segmentation fault. SIGTERM takes the same
   path because a shell starts a background job with SIGINT ignored, so ``kill PID``
-  is how such a run is stopped. An interrupt that lands in a garbage-collector
-  callback, where Python would print and drop it, is delivered again.
+  is how such a run is stopped. An interrupt that something drops (a bare
+  ``except:`` in JAX's tracing, a garbage-collector callback) is delivered again.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import difflib
 import functools
 import gc
 import logging as std_logging
+import math
 import os
 import pathlib
 import re
@@ -32,6 +33,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -109,6 +111,9 @@ def run(
   ``python -m experiments.mann.main``.
   """
   signal.signal(signal.SIGTERM, _interrupt)
+  if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
+    signal.signal(signal.SIGINT, _interrupt)
+  _start_redelivery()
   default_hook = sys.unraisablehook
   sys.unraisablehook = functools.partial(_redeliver_swallowed_interrupt, default_hook)
   try:
@@ -251,8 +256,30 @@ def _fatal_flag_error(message: str) -> NoReturn:
 # --- Interrupts ---------------------------------------------------------------------
 
 
-def _exit_now(signum=None, frame=None) -> NoReturn:
+class _Received:
+  """The interrupt this process received and has not yet exited for.
+
+  Signals are per process, so this is too. Each counter has one writer (``sent``
+  the redelivery thread, ``handled`` the main thread), so no update is lost.
+  """
+
+  signum: int | None = None  # the first SIGINT or SIGTERM
+  raised_at = 0.0  # time.monotonic() when a handler last raised it
+  exiting = False  # exit_interrupted has begun: deliver nothing more
+  sent = 0  # redeliveries sent
+  handled = 0  # redeliveries whose handler has run
+
+
+_REDELIVER_AFTER_S = 1.0
+_POLL_S = 0.1
+_redelivery: list[threading.Thread] = []
+
+
+def _exit_now(signum=None, frame=None) -> None:
   del signum, frame
+  if _Received.sent > _Received.handled:  # a redelivery sent just before exiting
+    _Received.handled += 1
+    return
   sys.stderr.write(
     '\nInterrupted again: exiting without waiting for the checkpoint being written; '
     'the one before it is intact.\n'
@@ -269,6 +296,12 @@ def _finish_pending_writes() -> None:
     for manager in managers:
       try:
         manager.wait_until_finished()
+        # A signal that interrupted orbax's own wait (Thread.join) can leave its
+        # finalize thread marked as stopped while it still writes (CPython's
+        # handling of bpo-45274), and the wait above then returns at once.
+        saving = getattr(manager, 'is_saving_in_progress', lambda: False)
+        while saving():
+          time.sleep(0.05)
       except Exception as e:  # noqa: BLE001 -- report and exit anyway
         sys.stderr.write(f'waiting for a checkpoint write failed: {e!r}\n')
   for handler in (
@@ -312,35 +345,78 @@ def resume_hint(program: str, workdir: str | None, argv: list[str]) -> str:
 
 def _interrupt(signum, frame) -> NoReturn:
   del frame
-  raise KeyboardInterrupt(signum)  # the signal, should it need delivering again
+  if _Received.sent > _Received.handled:
+    _Received.handled += 1
+  if _Received.signum is None:
+    _Received.signum = signum
+  _Received.raised_at = time.monotonic()
+  raise KeyboardInterrupt(signum)
+
+
+def _start_redelivery() -> None:
+  """Starts the thread that delivers an interrupt again until the run exits for it.
+
+  A signal's handler raises ``KeyboardInterrupt`` in whatever Python code the main
+  thread is in, and some code drops it: JAX's tracing has bare ``except:`` clauses,
+  and an exception raised in a garbage-collector callback (JAX registers one), a
+  ``__del__`` or a weakref callback is printed as "Exception ignored" and dropped.
+  The run would go on for hours after Ctrl-C or ``kill``. So until the run begins
+  to exit, this thread sends the signal to the main thread again whenever it has
+  gone ``_REDELIVER_AFTER_S`` seconds without handling a ``KeyboardInterrupt``
+  (one being handled is on its way out through ``finally`` blocks, which a second
+  one would cut short). It is started here, not in the handler, which can run
+  while the main thread holds ``threading``'s own locks.
+  """
+  if _redelivery:
+    return
+  main = threading.main_thread().ident
+
+  def redeliver() -> None:
+    while not _Received.exiting:
+      time.sleep(_POLL_S)
+      due = time.monotonic() - _Received.raised_at >= _REDELIVER_AFTER_S
+      if _Received.signum is None or _Received.exiting or not due:
+        continue
+      if _handling_an_interrupt(main):
+        _Received.raised_at = time.monotonic()
+        continue
+      _Received.raised_at = time.monotonic()
+      _Received.sent += 1
+      signal.pthread_kill(main, _Received.signum)
+
+  _redelivery.append(threading.Thread(target=redeliver, daemon=True))
+  _redelivery[0].start()
+
+
+def _handling_an_interrupt(thread: int) -> bool:
+  """Whether ``thread`` is in an ``except`` or ``finally`` block of a
+  ``KeyboardInterrupt`` (Python 3.11 reports an exc_info tuple, 3.12 the error)."""
+  current = sys._current_exceptions().get(thread)  # noqa: SLF001 -- no public twin
+  error = current[1] if isinstance(current, tuple) else current
+  return isinstance(error, KeyboardInterrupt)
 
 
 def _redeliver_swallowed_interrupt(
   default_hook: Callable[[Any], None], unraisable: Any
 ) -> None:
-  """Delivers again an interrupt that Python printed and dropped.
+  """Has an interrupt that Python would print and drop delivered again at once.
 
-  A signal's handler runs in whatever Python code the main thread is in, and an
-  exception raised in a garbage-collector callback (JAX registers one), a
-  ``__del__`` or a weakref callback is printed as "Exception ignored" and dropped:
-  the run would go on for hours after Ctrl-C or ``kill``. Another thread sends the
-  signal to the main thread again a moment later, once it has left that callback
-  (sent from here, it would be handled at once, inside this hook, and dropped too).
+  It was raised in a garbage-collector callback, a ``__del__`` or a weakref
+  callback; the redelivery thread sends it again once the main thread has left
+  that callback (sent from here, it would be handled inside this hook, and dropped).
   """
   error = unraisable.exc_value
   if isinstance(error, KeyboardInterrupt):
-    # SIGTERM's handler names its signal; Python's own SIGINT handler names none.
-    signum = error.args[0] if error.args else signal.SIGINT
-    main = threading.main_thread().ident
-    again = threading.Timer(0.01, signal.pthread_kill, args=(main, signum))
-    again.daemon = True
-    again.start()
+    if _Received.signum is None:  # raised by Python's own SIGINT handler
+      _Received.signum = error.args[0] if error.args else signal.SIGINT
+    _Received.raised_at = -math.inf
     return
   default_hook(unraisable)
 
 
 def exit_interrupted(program: str, workdir: str | None) -> NoReturn:
   """Finishes pending writes, prints the resume hint, exits 130 without teardown."""
+  _Received.exiting = True
   signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C: exit at once
   signal.signal(signal.SIGTERM, _exit_now)
   _finish_pending_writes()

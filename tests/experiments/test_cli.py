@@ -4,6 +4,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -134,3 +135,86 @@ def test_an_interrupt_dropped_in_a_gc_callback_is_delivered_again(tmp_path, sign
   assert result.returncode == cli.INTERRUPTED_EXIT_CODE, result.stderr[-3000:]
   assert 'Interrupted. No checkpoint was written yet' in result.stderr
   assert 'Exception ignored' not in result.stderr
+
+
+# A run whose interrupt lands in a bare ``except:``, as JAX's tracing has, which drops
+# it; then a ``finally`` block that an interrupt on its way out must not cut short.
+INTERRUPTED_IN_A_BARE_EXCEPT = """
+import os, signal, sys, time
+from experiments.common import cli
+
+def main(argv):
+  try:
+    os.kill(os.getpid(), signum)
+    for _ in range(10_000):  # the handler runs here
+      pass
+  except:  # noqa: E722
+    print('dropped', flush=True)
+  try:
+    time.sleep(20)
+    print('finished', flush=True)
+  finally:
+    time.sleep(2.5)  # longer than the redelivery's wait
+    print('cleaned up', flush=True)
+
+signum = getattr(signal, sys.argv.pop(1))
+workdir = cli.define_flags(sys.argv.pop(1), 'Where the run writes.')
+cli.run('python run.py', main, workdir)
+"""
+
+
+@pytest.mark.parametrize('signum', ['SIGINT', 'SIGTERM'])
+def test_an_interrupt_dropped_by_a_bare_except_is_delivered_again(tmp_path, signum):
+  start = time.monotonic()
+  result = subprocess.run(
+    [sys.executable, '-c', INTERRUPTED_IN_A_BARE_EXCEPT, signum, tiny.__file__]
+    + [f'--workdir={tmp_path}'],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+  )
+  assert result.stdout.split() == ['dropped', 'cleaned', 'up'], result.stderr[-3000:]
+  assert result.returncode == cli.INTERRUPTED_EXIT_CODE, result.stderr[-3000:]
+  assert 'Interrupted. No checkpoint was written yet' in result.stderr
+  assert time.monotonic() - start < 15, 'the interrupt came only after the sleep'
+
+
+# A run interrupted while orbax waits for its last save (``Checkpointer.close``).
+INTERRUPTED_WHILE_A_SAVE_IS_WRITTEN = """
+import os, signal, sys, threading
+import numpy as np
+from experiments.common import checkpoint, cli
+
+def main(argv):
+  saver = checkpoint.Checkpointer(workdir.value, {'a': 1})
+  # Random, so that compression cannot make the write instant.
+  big = np.random.default_rng(0).standard_normal(2**25, dtype=np.float32)
+  saver.save(1, {'w': big})
+  threading.Timer(0.01, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
+  saver.close()
+  print('closed', flush=True)
+
+sys.argv.pop(1)
+workdir = cli.define_flags(sys.argv.pop(1), 'Where the run writes.')
+cli.run('python run.py', main, workdir)
+"""
+
+
+def test_an_interrupt_during_the_wait_for_a_save_exits_after_it_is_written(tmp_path):
+  result = subprocess.run(
+    [sys.executable, '-c', INTERRUPTED_WHILE_A_SAVE_IS_WRITTEN, '-', tiny.__file__]
+    + [f'--workdir={tmp_path}'],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
+  assert 'closed' not in result.stdout, 'the signal came after the save: no test'
+  assert result.returncode == cli.INTERRUPTED_EXIT_CODE, result.stderr[-3000:]
+  assert 'The last checkpoint is step 1 in' in result.stderr, result.stderr[-3000:]
+  assert [p.name for p in (tmp_path / 'checkpoints').iterdir()] == ['1']
+  assert 'Traceback' not in result.stderr, result.stderr[-3000:]

@@ -5,6 +5,7 @@ import logging
 import pathlib
 import re
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -190,6 +191,27 @@ def test_orbax_info_lines_are_silenced_by_default(tmp_path, monkeypatch, caplog)
   monkeypatch.setenv('JMETA_ORBAX_LOGS', '1')
   assert len(orbax_lines(tmp_path / 'verbose')) >= 5
   monkeypatch.delenv('JMETA_ORBAX_LOGS')
+  checkpoint.quiet_orbax_logs()
+
+
+def test_quiet_orbax_logs_drop_the_traceback_of_an_interrupt_and_keep_errors():
+  def record(pathname, error):
+    try:
+      raise error
+    except BaseException:  # noqa: BLE001 -- a record of each kind
+      exc_info = sys.exc_info()
+    return logging.LogRecord(
+      'absl', logging.ERROR, pathname, 1, 'Save Finalize thread failed.', (), exc_info
+    )
+
+  orbax = '/site-packages/orbax/checkpoint/checkpoint_manager.py'
+  logger = logging.getLogger('absl')
+  checkpoint.quiet_orbax_logs()
+  assert not logger.filter(record(orbax, KeyboardInterrupt(15)))
+  assert logger.filter(record(orbax, OSError('disk full')))
+  assert logger.filter(record('/work/jmeta/experiments/train.py', KeyboardInterrupt()))
+  checkpoint.quiet_orbax_logs(quiet=False)
+  assert logger.filter(record(orbax, KeyboardInterrupt(15)))
   checkpoint.quiet_orbax_logs()
 
 
