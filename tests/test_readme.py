@@ -179,3 +179,19 @@ def test_readme_imaml_prose_matches_the_logs():
   ).groups()
   assert train == _train_accuracy('imaml_20w1s', 1000)
   assert val == _train_accuracy('imaml_20w1s', 1000, 'val_accuracy')
+
+
+def test_every_test_the_readme_cites_exists():
+  # `tests/x.py::name`, then `::other` for another test of the same file.
+  readme = README.read_text()
+  cited, missing, current = 0, [], None
+  for m in re.finditer(r'`(tests/[\w/]+\.py)?(?:::(\w+)(\[[^\]`]*\])?)?`', readme):
+    current = m.group(1) or current
+    if m.group(2) is None:
+      continue
+    cited += 1
+    source = (README.parent / current).read_text() if current else ''
+    if not re.search(rf'^def {m.group(2)}\(', source, re.MULTILINE):
+      missing.append(f'{current}::{m.group(2)}')
+  assert cited >= 40, cited
+  assert missing == [], 'the README cites tests that do not exist: ' + str(missing)
