@@ -18,8 +18,8 @@ torso's forward velocity ``v`` (brax's ``x_velocity`` metric) and the action ``a
 
 Where it differs from the reference: brax's models and physics (each family's
 ``backend``), not MuJoCo 1.31's, and brax's observations (the half-cheetah's 17 are
-the reference's without the torso's centre of mass; the ant's 27 leave out the
-contact forces and orientation matrix). The step: brax's default is 0.05 s for both
+the reference's without the torso's centre of mass, which ``observation='reference'``
+appends; the ant's 27 leave out the contact forces and orientation matrix). The step: brax's default is 0.05 s for both
 (on ``spring``, 16 physics steps of 0.003125 s for the half-cheetah, 10 of 0.005 s
 for the ant); the reference's half-cheetah takes 0.01 s a step (``half_cheetah.xml``'s
 timestep with no frame skip), so a 200-step episode there is 2 s, and its ant 0.02
@@ -41,6 +41,10 @@ from jmeta.validation import check_positive_int, check_positive_real
 # brax's physics pipelines; 'spring' is the default (benchmarks/rl_envs.py: the
 # fastest on this CPU, 2-3x 'generalized' and 'positional').
 BACKENDS = ('spring', 'positional', 'generalized', 'mjx')
+# 'brax': brax's own observation; 'reference': the half-cheetah's as rllab builds it
+# (``half_cheetah_env_rand_direc.py``'s get_current_obs), brax's with the centre of
+# mass of the torso's subtree, the whole robot, appended.
+OBSERVATIONS = ('brax', 'reference')
 
 
 class LocomotionTask(NamedTuple):
@@ -72,13 +76,20 @@ def _family(
   horizon: int,
   n_frames: int | None = None,
   brax_options: dict | None = None,
+  observation: str = 'brax',
 ) -> Environment:
   horizon = check_horizon(horizon)
+  if observation not in OBSERVATIONS:
+    raise ValueError(
+      f'unknown observation {observation!r}; expected one of {OBSERVATIONS}.'
+    )
   brax_options = dict(brax_options or {})
   if n_frames is not None:
     brax_options['n_frames'] = check_positive_int(n_frames, 'n_frames')
   env = _brax_environment(brax_name, backend, **brax_options)
   action_shape = (env.action_size,)
+  observe = _observe_centre_of_mass(env) if observation == 'reference' else None
+  observation_size = env.observation_size + (3 if observe else 0)
 
   def sample_task(key: jax.Array) -> LocomotionTask:
     return LocomotionTask(sample_goal(key))
@@ -86,6 +97,8 @@ def _family(
   def reset(task: LocomotionTask, key: jax.Array):
     del task  # the start does not depend on the goal
     state = env.reset(key)
+    if observe is not None:
+      state = state.replace(obs=observe(state))
     return state, state.obs
 
   def step(task: LocomotionTask, state, action: jax.Array):
@@ -98,6 +111,8 @@ def _family(
     # brax recomputes done at every step; an ended episode stays ended.
     done = ended | (state.done > 0)
     state = state.replace(done=done.astype(state.done.dtype))
+    if observe is not None:
+      state = state.replace(obs=observe(state))
     return state, state.obs, reward, done
 
   return Environment(
@@ -105,11 +120,27 @@ def _family(
     sample_task=sample_task,
     reset=reset,
     step=step,
-    observation_shape=(env.observation_size,),
+    observation_shape=(observation_size,),
     action_shape=action_shape,
     num_actions=None,
     horizon=horizon,
   )
+
+
+def _observe_centre_of_mass(env):
+  """state -> brax's observation with the robot's centre of mass (x, y, z) appended:
+  sum_i m_i c_i / sum_i m_i over the links' centres c_i in the world frame."""
+  from brax import math as brax_math
+
+  mass = env.sys.link.inertia.mass
+  offsets = env.sys.link.inertia.transform.pos  # each link's centre, in its frame
+
+  def observe(state) -> jax.Array:
+    frames = state.pipeline_state.x
+    centres = frames.pos + jax.vmap(brax_math.rotate)(offsets, frames.rot)
+    return jnp.concatenate([state.obs, mass @ centres / jnp.sum(mass)])
+
+  return observe
 
 
 def _direction(direction: float | None):
@@ -131,11 +162,14 @@ def half_cheetah_direction(
   horizon: int = 200,
   n_frames: int | None = None,
   direction: float | None = None,
+  observation: str = 'brax',
 ) -> Environment:
   """Run forward (d = 1) or backward (d = -1): reward d v - 0.05 |a|^2.
 
   ``n_frames``: physics steps per step (None: brax's own, 0.05 s a step).
-  ``direction``: None draws d per task; 1.0 or -1.0 fixes it (one task)."""
+  ``direction``: None draws d per task; 1.0 or -1.0 fixes it (one task).
+  ``observation``: one of ``OBSERVATIONS``; 'reference' appends the centre of
+  mass to brax's 17 numbers."""
   return _family(
     'half_cheetah_direction',
     'halfcheetah',
@@ -144,6 +178,7 @@ def half_cheetah_direction(
     backend=backend,
     horizon=horizon,
     n_frames=n_frames,
+    observation=observation,
   )
 
 
@@ -153,10 +188,12 @@ def half_cheetah_velocity(
   horizon: int = 200,
   max_velocity: float = 2.0,
   n_frames: int | None = None,
+  observation: str = 'brax',
 ) -> Environment:
   """Run at the goal velocity g ~ U[0, max_velocity]: reward -|v - g| - 0.05 |a|^2.
 
-  ``n_frames``: physics steps per step (None: brax's own, 0.05 s a step)."""
+  ``n_frames``: physics steps per step (None: brax's own, 0.05 s a step).
+  ``observation``: as ``half_cheetah_direction``'s."""
   max_velocity = check_positive_real(max_velocity, 'max_velocity')
 
   def goal(key):
@@ -170,6 +207,7 @@ def half_cheetah_velocity(
     backend=backend,
     horizon=horizon,
     n_frames=n_frames,
+    observation=observation,
   )
 
 

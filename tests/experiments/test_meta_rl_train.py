@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from run_checks import assert_log_names_commit, log_to, readme_block
 
+from experiments.common import checkpoint
 from experiments.meta_rl import report, train
 from experiments.meta_rl.configs import default, smoke
 from jmeta import rl
@@ -167,6 +168,7 @@ def test_locomotion_config_has_the_papers_sizes_and_its_codes_training():
     'name': 'half_cheetah_velocity',
     'horizon': 200,
     'n_frames': 3,
+    'observation': 'brax',
   }
   assert (config.num_tasks, config.num_episodes) == (40, 10)
   assert tuple(config.policy.hidden_sizes) == (100, 100) and config.outer == 'trpo'
@@ -208,12 +210,15 @@ def test_locomotion_cpu_budgets_differ_only_in_the_outer_step():
 )
 def test_the_first_budgets_still_give_the_configs_their_runs_recorded(run, module):
   """locomotion.py took the reference code's training after these runs; their
-  configs keep the settings they ran with."""
+  configs keep the settings they ran with (and fields added since at the values
+  they ran with)."""
   root = pathlib.Path(__file__).parents[2] / 'results' / 'meta_rl' / 'locomotion'
   recorded = json.loads((root / run / 'config.json').read_text())
   config = importlib.import_module(f'experiments.meta_rl.configs.{module}')
   got = config.get_config(recorded['env']['name']).to_dict()
-  assert json.loads(json.dumps(got)) == recorded
+  assert json.loads(json.dumps(got)) == checkpoint.with_added_fields(
+    recorded, train.ADDED_FIELDS
+  )
 
 
 def test_locomotion_cpu_reference_budget_keeps_the_references_training():

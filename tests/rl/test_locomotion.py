@@ -82,6 +82,36 @@ def test_n_frames_sets_the_physics_steps_per_step():
   assert abs(float(x1 - x0)) > 1e-4
 
 
+def test_reference_observation_appends_the_centre_of_mass_of_the_links():
+  task = rl.LocomotionTask(jnp.float32(1.0))
+  brax_env = rl.half_cheetah_velocity(n_frames=3)
+  env = rl.half_cheetah_velocity(n_frames=3, observation='reference')
+  assert env.observation_shape == (20,) and brax_env.observation_shape == (17,)
+  actions = _actions(env, jax.random.key(0))
+
+  def play(env):
+    state, obs = env.reset(task, jax.random.key(1))
+
+    def body(state, action):
+      state, obs, _, _ = env.step(task, state, action)
+      return state, (obs, state.pipeline_state.x_i.pos)
+
+    _, (observations, centres) = jax.lax.scan(body, state, actions)
+    return obs, observations, centres
+
+  first, observations, centres = jax.jit(lambda: play(env))()
+  brax_first, brax_observations, _ = jax.jit(lambda: play(brax_env))()
+  np.testing.assert_array_equal(first[:17], brax_first)
+  np.testing.assert_array_equal(observations[:, :17], brax_observations)
+  # spring's own link centres (x_i), weighted by the model's link masses.
+  from brax import envs  # noqa: PLC0415 -- the optional dependency, as rl's
+
+  mass = np.asarray(envs.get_environment('halfcheetah').sys.link.inertia.mass)
+  expected = np.einsum('l,tlk->tk', mass, np.asarray(centres)) / mass.sum()
+  np.testing.assert_allclose(observations[:, 17:], expected, rtol=1e-5, atol=1e-6)
+  assert np.ptp(observations[:, 17]) > 1e-3  # the centre moves along x
+
+
 def test_directions_are_plus_or_minus_one_with_equal_odds():
   env = rl.half_cheetah_direction()
   goals = np.asarray(rl.sample_tasks(env, jax.random.key(3), 4000).goal)
@@ -152,6 +182,8 @@ def test_locomotion_refuses_bad_input(monkeypatch):
       rl.ant_direction(direction=bad)
   with pytest.raises(ValueError, match='max_velocity must be > 0, got 0.0'):
     rl.half_cheetah_velocity(max_velocity=0.0)
+  with pytest.raises(ValueError, match=r"unknown observation 'rllab'; expected one"):
+    rl.half_cheetah_direction(observation='rllab')
   monkeypatch.setitem(sys.modules, 'brax', None)
   with pytest.raises(ImportError, match=r"pip install 'jmeta\[rl\]'"):
     rl.half_cheetah_direction()

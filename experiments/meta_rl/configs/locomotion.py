@@ -17,7 +17,9 @@ bound and the snapshot (rllab's ``itr_N.pkl`` holds the params after N + 1 updat
 * ant direction: 40 episodes, max KL 0.01, ``itr_575``.
 
 The step time is the reference's: 0.01 s for the half-cheetah (3 of brax's
-0.003125 s physics steps: 0.009375 s), 0.02 s for the ant (``n_frames`` 4).
+0.003125 s physics steps: 0.009375 s), 0.02 s for the ant (``n_frames`` 4). The
+half-cheetah observes brax's 17 numbers; ``--config.env.observation=reference``
+appends the centre of mass, as the reference's 20 do.
 Evaluation: 40 held-out tasks, 20 episodes per step, returns after 0..3 steps at
 the inner rate, against a randomly initialised policy adapted the same way (the
 reference's tests halve the rate after the first step and tune the random
@@ -47,6 +49,8 @@ def get_config(family: str = 'half_cheetah_direction'):
   config.env = ml_collections.ConfigDict(
     {'name': family, 'horizon': 200, 'n_frames': n_frames}
   )
+  if family.startswith('half_cheetah'):
+    config.env.observation = 'brax'
   config.estimator = 'naive'
   config.trpo = ml_collections.ConfigDict(
     {
