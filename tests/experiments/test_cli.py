@@ -89,12 +89,38 @@ def test_resume_hint_names_the_latest_checkpoint(tmp_path):
   assert 'The last checkpoint is step 500' in hint
 
 
+# Each script defines main(argv), run by cli.run as an experiment's main.py runs it,
+# with the signal's name in `signum`.
+RUN = """
+signum = getattr(signal, sys.argv.pop(1))
+workdir = cli.define_flags(sys.argv.pop(1), 'Where the run writes.')
+cli.run('python run.py', main, workdir)
+"""
+
+
+def run_script(script, tmp_path, signum='SIGTERM'):
+  return subprocess.run(
+    [sys.executable, '-c', script + RUN, signum, tiny.__file__]
+    + [f'--workdir={tmp_path}'],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+    # SIGINT at its default, as in a terminal; an xdist worker can have it ignored,
+    # which the child would inherit, and then the run rightly does not catch it.
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+  )
+
+
 # A run whose interrupt lands in a garbage-collector callback, as JAX's gc callback
 # does when a signal arrives during a collection: Python prints and drops exceptions
 # raised there, so the run would go on.
 INTERRUPTED_IN_A_GC_CALLBACK = """
 import gc, os, signal, sys, time
 from experiments.common import cli
+
+sent = []
 
 def signal_itself_while_collecting(phase, info):
   if phase == 'start' and not sent:
@@ -110,27 +136,12 @@ def main(argv):
   print('collected', flush=True)
   time.sleep(20)
   print('finished', flush=True)
-
-signum, sent = getattr(signal, sys.argv.pop(1)), []
-workdir = cli.define_flags(sys.argv.pop(1), 'Where the run writes.')
-cli.run('python run.py', main, workdir)
 """
 
 
 @pytest.mark.parametrize('signum', ['SIGINT', 'SIGTERM'])
 def test_an_interrupt_dropped_in_a_gc_callback_is_delivered_again(tmp_path, signum):
-  result = subprocess.run(
-    [sys.executable, '-c', INTERRUPTED_IN_A_GC_CALLBACK, signum, tiny.__file__]
-    + [f'--workdir={tmp_path}'],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-    check=False,
-    # SIGINT at its default, as in a terminal; an xdist worker can have it ignored,
-    # which the child would inherit, and then the run rightly does not catch it.
-    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-  )
+  result = run_script(INTERRUPTED_IN_A_GC_CALLBACK, tmp_path, signum)
   assert 'finished' not in result.stdout, 'the interrupt was lost: ' + result.stderr
   assert result.returncode == cli.INTERRUPTED_EXIT_CODE, result.stderr[-3000:]
   assert 'Interrupted. No checkpoint was written yet' in result.stderr
@@ -156,26 +167,13 @@ def main(argv):
   finally:
     time.sleep(2.5)  # longer than the redelivery's wait
     print('cleaned up', flush=True)
-
-signum = getattr(signal, sys.argv.pop(1))
-workdir = cli.define_flags(sys.argv.pop(1), 'Where the run writes.')
-cli.run('python run.py', main, workdir)
 """
 
 
 @pytest.mark.parametrize('signum', ['SIGINT', 'SIGTERM'])
 def test_an_interrupt_dropped_by_a_bare_except_is_delivered_again(tmp_path, signum):
   start = time.monotonic()
-  result = subprocess.run(
-    [sys.executable, '-c', INTERRUPTED_IN_A_BARE_EXCEPT, signum, tiny.__file__]
-    + [f'--workdir={tmp_path}'],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-    check=False,
-    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-  )
+  result = run_script(INTERRUPTED_IN_A_BARE_EXCEPT, tmp_path, signum)
   assert result.stdout.split() == ['dropped', 'cleaned', 'up'], result.stderr[-3000:]
   assert result.returncode == cli.INTERRUPTED_EXIT_CODE, result.stderr[-3000:]
   assert 'Interrupted. No checkpoint was written yet' in result.stderr
@@ -193,26 +191,14 @@ def main(argv):
   # Random, so that compression cannot make the write instant.
   big = np.random.default_rng(0).standard_normal(2**25, dtype=np.float32)
   saver.save(1, {'w': big})
-  threading.Timer(0.01, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
+  threading.Timer(0.01, os.kill, args=(os.getpid(), signum)).start()
   saver.close()
   print('closed', flush=True)
-
-sys.argv.pop(1)
-workdir = cli.define_flags(sys.argv.pop(1), 'Where the run writes.')
-cli.run('python run.py', main, workdir)
 """
 
 
 def test_an_interrupt_during_the_wait_for_a_save_exits_after_it_is_written(tmp_path):
-  result = subprocess.run(
-    [sys.executable, '-c', INTERRUPTED_WHILE_A_SAVE_IS_WRITTEN, '-', tiny.__file__]
-    + [f'--workdir={tmp_path}'],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-    check=False,
-  )
+  result = run_script(INTERRUPTED_WHILE_A_SAVE_IS_WRITTEN, tmp_path)
   assert 'closed' not in result.stdout, 'the signal came after the save: no test'
   assert result.returncode == cli.INTERRUPTED_EXIT_CODE, result.stderr[-3000:]
   assert 'The last checkpoint is step 1 in' in result.stderr, result.stderr[-3000:]
