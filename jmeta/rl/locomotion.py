@@ -18,14 +18,15 @@ torso's forward velocity ``v`` (brax's ``x_velocity`` metric) and the action ``a
 
 Where it differs from the reference: brax's models and physics (each family's
 ``backend``), not MuJoCo 1.31's, and brax's observations (the half-cheetah's 17 are
-the reference's without the torso's centre of mass, which ``observation='reference'``
-appends; the ant's 27 leave out the contact forces and orientation matrix). The step: brax's default is 0.05 s for both
-(on ``spring``, 16 physics steps of 0.003125 s for the half-cheetah, 10 of 0.005 s
-for the ant); the reference's half-cheetah takes 0.01 s a step (``half_cheetah.xml``'s
-timestep with no frame skip), so a 200-step episode there is 2 s, and its ant 0.02
-s. ``n_frames`` sets the physics steps per step: 3 gives the half-cheetah 0.009375 s,
-the nearest on ``spring``, and 4 the ant 0.02 s. brax is an optional dependency:
-``pip install 'jmeta[rl]'``.
+the reference's without the torso's centre of mass, which
+``observation='reference'`` appends; the ant's 27 leave out the contact forces and
+orientation matrix). The step: brax's default is 0.05 s for both (on ``spring``, 16
+physics steps of 0.003125 s for the half-cheetah, 10 of 0.005 s for the ant); the
+reference's half-cheetah takes 0.01 s a step (``half_cheetah.xml``'s timestep with
+no frame skip), so a 200-step episode there is 2 s, and its ant 0.02 s. ``n_frames``
+sets the physics steps per step: 3 gives the half-cheetah 0.009375 s, the nearest on
+``spring``, and 4 the ant 0.02 s. brax is an optional dependency: ``pip install
+'jmeta[rl]'``.
 """
 
 from __future__ import annotations
