@@ -486,3 +486,37 @@ def test_protonet_5w5s_prose_quotes_its_runs_and_its_batch_norm_probe():
   text = ' '.join((ROOT / 'README.md').read_text().split())
   for sentence in expected:
     assert sentence in text, sentence
+
+
+def test_protonet_5w1s_prose_quotes_its_two_runs():
+  full = ROOT / 'results' / 'omniglot' / 'full'
+
+  def record(name):
+    (path,) = (full / name).glob('test_step*.json')
+    return json.loads(path.read_text())
+
+  def q(t):
+    return f'{100 * t["accuracy"]:.2f} ± {100 * t["ci95"]:.2f}'
+
+  select, run = record('protonet_5w1s_select'), record('protonet_5w1s_trainval')
+  stretches = (full / 'protonet_5w1s_trainval' / 'NOTES.md').read_text()
+  assert stretches.count('## Stretch') == 10 and 'Intel Xeon' in stretches
+  expected = (
+    f'trained for {run["iterations"]:,} episodes on the training and validation '
+    f'characters ({run["train_seconds_total"] / 3600:.1f} h of training in ten '
+    'stretches: the first four on a 2-core Intel Xeon, the rest on the 2-core AMD '
+    f'EPYC the table names), and tests at {q(run["test"]["1000"])} at 5 ways and '
+    f'{q(run["test_extra_ways"]["20"]["1000"])} at 20 ways (1,000 episodes, 1 shot, '
+    f"15 queries per class), beside the first run's {q(select['test']['1000'])} and "
+    f'{q(select["test_extra_ways"]["20"]["1000"])}: below the paper at both',
+  )
+  assert run['run']['cpu'] == 'AMD EPYC' and run['run']['git_dirty'] is False
+  text = ' '.join((ROOT / 'README.md').read_text().split())
+  for sentence in expected:
+    assert sentence in text, sentence
+  notes = ' '.join(stretches.split())
+  assert (
+    f'{q(run["test"]["1000"])} at 5 ways and {q(run["test_extra_ways"]["20"]["1000"])} '
+    f"at 20 ways, against the paper's 98.8 and 96.0 and the first run's "
+    f'{q(select["test"]["1000"])} and {q(select["test_extra_ways"]["20"]["1000"])}'
+  ) in notes
