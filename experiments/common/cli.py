@@ -377,12 +377,10 @@ def _start_redelivery() -> None:
       due = time.monotonic() - _Received.raised_at >= _REDELIVER_AFTER_S
       if _Received.signum is None or _Received.exiting or not due:
         continue
-      if _handling_an_interrupt(main):
-        _Received.raised_at = time.monotonic()
-        continue
-      _Received.raised_at = time.monotonic()
-      _Received.sent += 1
-      signal.pthread_kill(main, _Received.signum)
+      _Received.raised_at = time.monotonic()  # the next look, a wait later
+      if not _handling_an_interrupt(main):
+        _Received.sent += 1
+        signal.pthread_kill(main, _Received.signum)
 
   _redelivery.append(threading.Thread(target=redeliver, daemon=True))
   _redelivery[0].start()
