@@ -89,8 +89,10 @@ def _family(
     brax_options['n_frames'] = check_positive_int(n_frames, 'n_frames')
   env = _brax_environment(brax_name, backend, **brax_options)
   action_shape = (env.action_size,)
-  observe = _observe_centre_of_mass(env) if observation == 'reference' else None
-  observation_size = env.observation_size + (3 if observe else 0)
+  if observation == 'reference':
+    observe, observation_size = _observe_centre_of_mass(env), env.observation_size + 3
+  else:
+    observe, observation_size = (lambda state: state.obs), env.observation_size
 
   def sample_task(key: jax.Array) -> LocomotionTask:
     return LocomotionTask(sample_goal(key))
@@ -98,8 +100,7 @@ def _family(
   def reset(task: LocomotionTask, key: jax.Array):
     del task  # the start does not depend on the goal
     state = env.reset(key)
-    if observe is not None:
-      state = state.replace(obs=observe(state))
+    state = state.replace(obs=observe(state))
     return state, state.obs
 
   def step(task: LocomotionTask, state, action: jax.Array):
@@ -111,9 +112,7 @@ def _family(
     reward = reward_fn(task.goal, velocity, jnp.sum(jnp.square(action)))
     # brax recomputes done at every step; an ended episode stays ended.
     done = ended | (state.done > 0)
-    state = state.replace(done=done.astype(state.done.dtype))
-    if observe is not None:
-      state = state.replace(obs=observe(state))
+    state = state.replace(done=done.astype(state.done.dtype), obs=observe(state))
     return state, state.obs, reward, done
 
   return Environment(
