@@ -54,7 +54,12 @@ class TRPOState(NamedTuple):
 # Changing these does not change the training trajectory.
 MAY_DIFFER_ON_RESUME = ('num_iterations', 'log_every', 'checkpoint_every', 'eval.')
 # Fields added since runs were started, at the values those runs trained with.
-ADDED_FIELDS = {'env.name': 'navigation_2d', 'env.observation': 'brax'}
+ADDED_FIELDS = {
+  'env.name': 'navigation_2d',
+  'env.observation': 'brax',
+  'env.velocity': 'torso',
+  'env.reset': 'brax',
+}
 # config.env.name -> the task family, built with config.env's other fields.
 ENVIRONMENTS = {
   'navigation_2d': rl.navigation_2d,

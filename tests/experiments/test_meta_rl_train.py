@@ -169,6 +169,8 @@ def test_locomotion_config_has_the_papers_sizes_and_its_codes_training():
     'horizon': 200,
     'n_frames': 3,
     'observation': 'brax',
+    'velocity': 'torso',
+    'reset': 'brax',
   }
   assert (config.num_tasks, config.num_episodes) == (40, 10)
   assert tuple(config.policy.hidden_sizes) == (100, 100) and config.outer == 'trpo'
@@ -197,7 +199,11 @@ def test_locomotion_cpu_budgets_differ_only_in_the_outer_step():
   assert trpo_budget.pop('outer') == 'trpo'
   assert trpo_budget.pop('trpo') == trpo.get_config().trpo.to_dict()
   assert adam == trpo_budget
-  assert trpo_budget['env'] == {'name': 'ant_direction', 'horizon': 100}
+  assert trpo_budget['env'] == {
+    'name': 'ant_direction',
+    'horizon': 100,
+    'velocity': 'torso',
+  }
 
 
 @pytest.mark.parametrize(
@@ -286,7 +292,7 @@ def test_any_family_trains_through_the_same_code_without_an_oracle(
   monkeypatch.setitem(train.ENVIRONMENTS, 'line_walk', _line_walk)
   config = locomotion_cpu.get_config('half_cheetah_direction')
   config.env.name, config.env.horizon = 'line_walk', 5
-  del config.env.observation  # the half-cheetah's
+  del config.env.observation, config.env.velocity, config.env.reset  # brax's
   config.policy.hidden_sizes = (8,)
   config.num_tasks = config.num_episodes = 2
   config.num_iterations = config.log_every = config.checkpoint_every = 2

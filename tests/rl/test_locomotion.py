@@ -112,6 +112,65 @@ def test_reference_observation_appends_the_centre_of_mass_of_the_links():
   assert np.ptp(observations[:, 17]) > 1e-3  # the centre moves along x
 
 
+def test_centre_of_mass_velocity_rewards_the_whole_robots_displacement():
+  actions = _actions(rl.half_cheetah_direction(), jax.random.key(0))
+  env = rl.half_cheetah_direction(n_frames=3, velocity='centre_of_mass')
+  torso = rl.half_cheetah_direction(n_frames=3)
+  task = rl.LocomotionTask(jnp.float32(1.0))
+
+  def play(env):
+    state, _ = env.reset(task, jax.random.key(1))
+
+    def body(state, action):
+      state, _, reward, _ = env.step(task, state, action)
+      return state, (reward, state.pipeline_state.x_i.pos)
+
+    first = state.pipeline_state.x_i.pos
+    _, (rewards, centres) = jax.lax.scan(body, state, actions)
+    return rewards, jnp.concatenate([first[None], centres])
+
+  rewards, centres = jax.jit(lambda: play(env))()
+  torso_rewards, _ = jax.jit(lambda: play(torso))()
+  from brax import envs  # noqa: PLC0415 -- the optional dependency, as rl's
+
+  mass = np.asarray(envs.get_environment('halfcheetah').sys.link.inertia.mass)
+  x = np.einsum('l,tl->t', mass, np.asarray(centres)[..., 0]) / mass.sum()
+  ctrl = 0.05 * jnp.sum(jnp.square(jnp.clip(actions, -1, 1)), axis=-1)
+  dt = 3 * 0.003125
+  np.testing.assert_allclose(rewards, np.diff(x) / dt - ctrl, rtol=1e-3, atol=2e-3)
+  # The same states, a different velocity: the legs' swing moves the centre of
+  # mass other than the torso.
+  assert np.max(np.abs(rewards - torso_rewards)) > 0.05
+
+
+def test_reference_reset_is_rllabs_start_noise():
+  task = rl.LocomotionTask(jnp.float32(1.0))
+  keys = jax.random.split(jax.random.key(2), 1000)
+  starts = {}
+  for reset in rl.locomotion.RESETS:
+    env = rl.half_cheetah_velocity(n_frames=3, reset=reset)
+    state, obs = jax.jit(jax.vmap(lambda k, env=env: env.reset(task, k)))(keys)
+    starts[reset] = state.pipeline_state.q, state.pipeline_state.qd, obs
+  q, qd, obs = map(np.asarray, starts['reference'])
+  # rllab: q0 + N(0, 0.01^2) (the cheetah's q0 is zero), qd + N(0, 0.1^2).
+  np.testing.assert_allclose(q.mean(0), 0.0, atol=0.0015)
+  np.testing.assert_allclose(q.std(0), 0.01, rtol=0.1)
+  np.testing.assert_allclose(qd.std(0), 0.1, rtol=0.1)
+  assert np.all(np.abs(q) < 0.06)  # a few sigma, not brax's uniform +-0.1
+  q_brax = np.asarray(starts['brax'][0])
+  np.testing.assert_allclose(q_brax.std(0), 0.1 / np.sqrt(3), rtol=0.1)  # U(-.1, .1)
+  np.testing.assert_array_equal(obs, np.concatenate([q[:, 1:], qd], axis=1))
+
+  # From that start, brax steps it: its own observation of the next state is the
+  # same formula, and the reference reset starts each key differently.
+  env = rl.half_cheetah_velocity(n_frames=3, reset='reference')
+  state, _ = env.reset(task, keys[0])
+  state, obs, _, _ = jax.jit(lambda s: env.step(task, s, jnp.ones(6)))(state)
+  ps = state.pipeline_state
+  np.testing.assert_allclose(obs, jnp.concatenate([ps.q[1:], ps.qd]), atol=1e-6)
+  assert np.ptp(q[:, 2]) > 0.03
+
+
 def test_directions_are_plus_or_minus_one_with_equal_odds():
   env = rl.half_cheetah_direction()
   goals = np.asarray(rl.sample_tasks(env, jax.random.key(3), 4000).goal)
@@ -184,6 +243,10 @@ def test_locomotion_refuses_bad_input(monkeypatch):
     rl.half_cheetah_velocity(max_velocity=0.0)
   with pytest.raises(ValueError, match=r"unknown observation 'rllab'; expected one"):
     rl.half_cheetah_direction(observation='rllab')
+  with pytest.raises(ValueError, match=r"unknown velocity 'com'; expected one of"):
+    rl.ant_direction(velocity='com')
+  with pytest.raises(ValueError, match=r"unknown reset 'rllab'; expected one of"):
+    rl.half_cheetah_velocity(reset='rllab')
   monkeypatch.setitem(sys.modules, 'brax', None)
   with pytest.raises(ImportError, match=r"pip install 'jmeta\[rl\]'"):
     rl.half_cheetah_direction()

@@ -18,8 +18,11 @@ bound and the snapshot (rllab's ``itr_N.pkl`` holds the params after N + 1 updat
 
 The step time is the reference's: 0.01 s for the half-cheetah (3 of brax's
 0.003125 s physics steps: 0.009375 s), 0.02 s for the ant (``n_frames`` 4). The
-half-cheetah observes brax's 17 numbers; ``--config.env.observation=reference``
-appends the centre of mass, as the reference's 20 do.
+half-cheetah observes brax's 17 numbers and starts from brax's reset noise, and the
+reward's velocity is the torso's; the reference's ``--config.env.observation=reference``
+(the centre of mass appended, as its 20 numbers), ``--config.env.reset=reference``
+(rllab's start) and ``--config.env.velocity=centre_of_mass`` (the whole robot's,
+``get_body_comvel('torso')``) are options (``jmeta.rl.locomotion``).
 Evaluation: 40 held-out tasks, 20 episodes per step, returns after 0..3 steps at
 the inner rate, against a randomly initialised policy adapted the same way (the
 reference's tests halve the rate after the first step and tune the random
@@ -49,8 +52,10 @@ def get_config(family: str = 'half_cheetah_direction'):
   config.env = ml_collections.ConfigDict(
     {'name': family, 'horizon': 200, 'n_frames': n_frames}
   )
+  config.env.velocity = 'torso'
   if family.startswith('half_cheetah'):
     config.env.observation = 'brax'
+    config.env.reset = 'brax'
   config.estimator = 'naive'
   config.trpo = ml_collections.ConfigDict(
     {
