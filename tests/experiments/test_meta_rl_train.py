@@ -671,6 +671,51 @@ def test_readme_statement_on_another_inner_rate_matches_the_runs(rate):
   assert forward[0] < forward[1]
 
 
+@pytest.mark.parametrize(
+  'run, env, label',
+  [
+    (
+      'half_cheetah_direction_reference_observation',
+      {'observation': 'reference'},
+      ", otherwise that run's training, {minutes} min on the AMD EPYC",
+    ),
+    (
+      'half_cheetah_direction_reference_env',
+      {'observation': 'reference', 'velocity': 'centre_of_mass', 'reset': 'reference'},
+      ', {minutes} min on the AMD EPYC',
+    ),
+  ],
+)
+def test_readme_statement_on_the_reference_environment_runs_matches_them(
+  run, env, label
+):
+  folder, other, text = _locomotion_run_and_readme(run)
+  reference = json.loads(
+    (folder.parent / 'half_cheetah_direction_reference' / 'results.json').read_text()
+  )
+  # That run's config but for the environment options named.
+  config = checkpoint.with_added_fields(other['config'], train.ADDED_FIELDS)
+  base = checkpoint.with_added_fields(reference['config'], train.ADDED_FIELDS)
+  assert config == {**base, 'env': {**base['env'], **env}}
+  assert other['iterations'] == reference['iterations'] == 101
+  assert other['git_dirty'] is False
+  assert other['eval']['goals'] == reference['eval']['goals']
+  minutes = round(other['train_seconds_total'] / 60)
+  assert f'(`{run}`' + label.format(minutes=minutes) in text
+  after = (_cell(other['eval']['maml'], 1), _cell(reference['eval']['maml'], 1))
+  forward = [_by_direction(r['eval'], 'maml', 1.0)[0][1] for r in (other, reference)]
+  assert (
+    f'returns {after[0]} after one step against {after[1]}, and '
+    f'{forward[0]:.1f} against {forward[1]:.1f} on the forward goals' in text
+  )
+  # "not the gap": paired by task, one step's return differs by less than its 95% CI.
+  diff = (
+    np.asarray(other['eval']['per_task']['maml'])[:, 1]
+    - np.asarray(reference['eval']['per_task']['maml'])[:, 1]
+  )
+  assert abs(diff.mean()) < 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
+
+
 def test_a_two_direction_policy_gains_most_at_the_rate_it_trained_with():
   run, results, text = _locomotion_run_and_readme('half_cheetah_direction_inner0.2')
   sweep = json.loads((run / 'inner_step_sizes.json').read_text())
