@@ -12,7 +12,11 @@ def compilation_cache(tmp_path_factory):
   """Shares compiled XLA executables between tests, xdist workers and notebook kernels.
 
   Many tests compile the same tiny Omniglot step and evaluation; JAX's persistent
-  cache (keyed by the HLO, flags and versions) compiles each once per run. The
+  cache (keyed by the HLO, flags and versions) compiles each once per run. (Cheaper
+  compiles are not an option: ``XLA_FLAGS=--xla_backend_optimization_level=0``
+  halved a compile-bound file's time on jaxlib 0.10.2's CPU, but made the metric
+  learners' meta-loss non-finite at step 0 and failed 23 tests; level 1 saved
+  nothing.) The
   directory is this run's pytest temp dir (the parent of the per-worker dirs under
   xdist), so nothing outlives pytest's own temp-dir retention.
   """
