@@ -4,7 +4,8 @@ direction and velocity, ant direction.
 Each wraps one brax environment (``brax.envs.get_environment``) in jmeta's pure
 ``Environment`` interface: the brax ``State`` is the environment state, brax's
 observation is the observation, and the reward is the task's, computed from the
-torso's forward velocity ``v`` (brax's ``x_velocity`` metric) and the action ``a``
+forward velocity ``v`` (by default the torso's, brax's ``x_velocity`` metric) and the
+action ``a``
 (clipped to [-1, 1], the action bounds) as the reference code
 (cbfinn/maml_rl, ``rllab/envs/mujoco``) computes it:
 
