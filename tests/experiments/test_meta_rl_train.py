@@ -724,3 +724,14 @@ def test_a_two_direction_policy_gains_most_at_the_rate_it_trained_with():
   assert results['config']['inner_learning_rate'] == sweep['trained_rate'] == 0.2
   assert max(rates) > 0.2 and rates[int(np.argmax(changes))] == 0.2
   assert 'that policy gains most at the rate it trained with' in text
+
+
+def test_readme_says_whether_the_full_velocity_run_has_finished():
+  root = pathlib.Path(__file__).parents[2]
+  workdir = root / 'results' / 'meta_rl' / 'full' / 'half_cheetah_velocity_reference'
+  assert (workdir / 'RUN.json').exists()
+  text = ' '.join((root / 'README.md').read_text().split())
+  at = text.index(f'(`{workdir.relative_to(root)}`')
+  says_unfinished = 'not finished' in text[at : at + 300]
+  # A finished run writes results.json; the README must then report it instead.
+  assert says_unfinished == (not (workdir / 'results.json').exists())
