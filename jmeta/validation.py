@@ -62,6 +62,13 @@ def check_bool(value: Any, name: str) -> bool:
   return value
 
 
+def check_choice(value: Any, choices: tuple, name: str) -> Any:
+  """Returns ``value`` if it is one of ``choices``, else raises naming them."""
+  if value not in choices:
+    raise ValueError(f'unknown {name} {value!r}; expected one of {choices}.')
+  return value
+
+
 def check_n_way(n_way: Any) -> int:
   """Returns ``n_way`` if it is an int >= 2 (a static class count), else raises."""
   if not _is_int(n_way) or n_way < 2:

@@ -5,8 +5,7 @@ Each wraps one brax environment (``brax.envs.get_environment``) in jmeta's pure
 ``Environment`` interface: the brax ``State`` is the environment state, brax's
 observation is the observation, and the reward is the task's, computed from the
 forward velocity ``v`` (by default the torso's, brax's ``x_velocity`` metric) and the
-action ``a``
-(clipped to [-1, 1], the action bounds) as the reference code
+action ``a`` (clipped to [-1, 1], the action bounds) as the reference code
 (cbfinn/maml_rl, ``rllab/envs/mujoco``) computes it:
 
 * half-cheetah direction: ``d v - 0.05 |a|^2``, d = +1 or -1 with probability 1/2
@@ -42,7 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from jmeta.rl.environment import Environment, check_continuous_action, check_horizon
-from jmeta.validation import check_positive_int, check_positive_real
+from jmeta.validation import check_choice, check_positive_int, check_positive_real
 
 # brax's physics pipelines; 'spring' is the default (benchmarks/rl_envs.py: the
 # fastest on this CPU, 2-3x 'generalized' and 'positional').
@@ -78,12 +77,6 @@ def _brax_environment(name: str, backend: str, **kwargs: Any):
   return envs.get_environment(name, backend=backend, **kwargs)
 
 
-def _choice(value: str, choices: tuple[str, ...], name: str) -> str:
-  if value not in choices:
-    raise ValueError(f'unknown {name} {value!r}; expected one of {choices}.')
-  return value
-
-
 def _family(
   name: str,
   brax_name: str,
@@ -102,9 +95,9 @@ def _family(
   """``reference_observation(q, qd)``: brax's observation of a state, which
   ``reset='reference'`` needs and the families that allow it give."""
   horizon = check_horizon(horizon)
-  _choice(observation, OBSERVATIONS, 'observation')
-  _choice(velocity, VELOCITIES, 'velocity')
-  _choice(reset, RESETS, 'reset')
+  check_choice(observation, OBSERVATIONS, 'observation')
+  check_choice(velocity, VELOCITIES, 'velocity')
+  check_choice(reset, RESETS, 'reset')
   brax_options = dict(brax_options or {})
   if n_frames is not None:
     brax_options['n_frames'] = check_positive_int(n_frames, 'n_frames')
