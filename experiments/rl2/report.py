@@ -3,20 +3,25 @@
   python -m experiments.rl2.report results/meta_rl/rl2
 
 reads ``baselines/results.json`` (``python -m experiments.rl2.baselines``) and the
-``results.json`` of each RL^2 run in the folder's other subfolders, and prints the
-table (the README's block): for each setting the average total reward (± standard
-error over held-out bandits) of each method, with the paper's number beside it.
+``results.json`` of each RL^2 run in the folder's other subfolders and of each
+registered long run ``rl2_*`` beside it in ``../full`` (``experiments/runs.py``), and
+prints the table (the README's block): for each setting the average total reward
+(± standard error over held-out bandits) of each method, with the paper's number
+beside it. A long run that has not finished is named in its row.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import pathlib
 
 from experiments.common.progress import duration
 from experiments.common.run_info import hardware_label
+from experiments.runs import RUN_FILE
 
+ROOT = pathlib.Path(__file__).parents[2]
 PAPER = 'Duan et al. (2016), Table 1'
 # Table 1 of arXiv:1611.02779 (average total reward over 1,000 bandits), keyed by
 # (n pulls, k arms): random, Gittins, TS, UCB1, RL^2. The table's OTS, epsilon-greedy
@@ -40,9 +45,48 @@ METHODS = (
 )
 
 
-def load(folder: str | pathlib.Path) -> tuple[dict, list[dict]]:
-  """The baselines' results and the RL^2 runs' results, in Table 1's order."""
+LONG_RUN_PREFIX = 'rl2_'
+
+
+def _registered_config(workdir: pathlib.Path) -> dict | None:
+  """The config a run in ``workdir`` trains with: its ``config.json`` once started,
+  else the config file its ``RUN.json`` command names."""
+  if (workdir / 'config.json').exists():
+    return json.loads((workdir / 'config.json').read_text())
+  if not (workdir / RUN_FILE).exists():
+    return None
+  command = json.loads((workdir / RUN_FILE).read_text())['command']
+  (path,) = [a.split('=', 1)[1] for a in command if a.startswith('--config=')]
+  spec = importlib.util.spec_from_file_location('_rl2_config', ROOT / path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config().to_dict()
+
+
+def unfinished_long_run(workdir: pathlib.Path) -> dict | None:
+  """A run in ``workdir`` without results: its setting, workdir and whether it
+  has started; None if ``workdir`` holds no run."""
+  config = _registered_config(workdir)
+  if (workdir / 'results.json').exists() or config is None:
+    return None
+  return {
+    'num_pulls': config['num_pulls'],
+    'num_arms': config['num_arms'],
+    'unfinished': str(pathlib.Path(*workdir.parts[-4:])),
+    'started': (workdir / 'config.json').exists(),
+  }
+
+
+def load(
+  folder: str | pathlib.Path, long_runs: str | pathlib.Path | None = None
+) -> tuple[dict, list[dict]]:
+  """The baselines' results and the RL^2 runs' results, in Table 1's order.
+
+  ``long_runs`` (default ``folder/../full``) holds the registered runs ``rl2_*``;
+  one without results yet appears as ``{'num_pulls', 'num_arms', 'unfinished'}``.
+  """
   folder = pathlib.Path(folder)
+  long_runs = folder.parent / 'full' if long_runs is None else pathlib.Path(long_runs)
   path = folder / 'baselines' / 'results.json'
   if not path.exists():
     raise FileNotFoundError(
@@ -55,6 +99,11 @@ def load(folder: str | pathlib.Path) -> tuple[dict, list[dict]]:
     for p in folder.glob('*/results.json')
     if p.parent.name != 'baselines'
   ]
+  for workdir in sorted(long_runs.glob(f'{LONG_RUN_PREFIX}*/')):
+    if (workdir / 'results.json').exists():
+      runs.append(json.loads((workdir / 'results.json').read_text()))
+    elif (pending := unfinished_long_run(workdir)) is not None:
+      runs.append(pending)
   return baselines, sorted(runs, key=lambda r: (r['num_pulls'], r['num_arms']))
 
 
@@ -118,11 +167,12 @@ def results_table(baselines: dict, runs: list[dict]) -> str:
     paper = PAPER_TABLE_1.get((n, k), ('–',) * 5)
     cells = [f'{cell(c[key])} | {p}' for (key, _), p in zip(METHODS, paper)]
     run = by_setting.get((n, k))
-    rl2 = (
-      f'{cell(run["eval"]["rl2"])} | {paper[-1]} | {budget(run)}'
-      if run
-      else f'not run | {paper[-1]} | –'
-    )
+    if run is None:
+      rl2 = f'not run | {paper[-1]} | –'
+    elif 'unfinished' in run:
+      rl2 = f'not finished | {paper[-1]} | see below'
+    else:
+      rl2 = f'{cell(run["eval"]["rl2"])} | {paper[-1]} | {budget(run)}'
     lines.append(f'| n = {n}, k = {k} | ' + ' | '.join(cells) + f' | {rl2} |')
   lines.append('')
   hyper = ', '.join(
@@ -140,6 +190,17 @@ def results_table(baselines: dict, runs: list[dict]) -> str:
     f'{" (dirty)" if run.get("git_dirty") else ""}. Command: `{run["command"]}`.'
   )
   for r in runs:
+    if 'unfinished' in r:
+      lines.append(
+        f'- RL², n = {r["num_pulls"]}, k = {r["num_arms"]}: a registered long run in '
+        f'`{r["unfinished"]}`, '
+        + (
+          'not finished; `python -m experiments.runs status` shows how far it is.'
+          if r['started']
+          else 'not started.'
+        )
+      )
+      continue
     lines.append(
       f'- RL², n = {r["num_pulls"]}, k = {r["num_arms"]}: {budget(r)} of training '
       f'({r["train_seconds_total"] / r["iterations"]:.2f} s per iteration on '

@@ -1,6 +1,7 @@
 """The RL^2 bandit experiment: a real smoke run, resuming, the baselines script,
 and the README's Table 1 block against the committed runs."""
 
+import importlib
 import json
 import pathlib
 
@@ -93,6 +94,34 @@ def test_baselines_script_and_report(smoke_run, tmp_path):
   table = report.results_table(*report.load(tmp_path))
   row = next(line for line in table.splitlines() if line.startswith('| n = 4, k = 3'))
   assert f'{out["eval"]["rl2"]["mean"]:.2f}' in row and '4 iterations' in row
+  # A registered long run beside the folder counts once it has results, and is
+  # named as unfinished before.
+  (tmp_path / 'k3_n4' / 'results.json').unlink()
+  long_run = tmp_path / 'full' / 'rl2_k3_n4'
+  long_run.mkdir(parents=True)
+  (long_run / 'config.json').write_text(json.dumps({'num_pulls': 4, 'num_arms': 3}))
+  table = report.results_table(*report.load(tmp_path, tmp_path / 'full'))
+  row = next(line for line in table.splitlines() if line.startswith('| n = 4, k = 3'))
+  assert row.endswith('| not finished | – | see below |')
+  assert 'full/rl2_k3_n4`, not finished;' in table
+  (long_run / 'results.json').write_text((workdir / 'results.json').read_text())
+  table = report.results_table(*report.load(tmp_path, tmp_path / 'full'))
+  row = next(line for line in table.splitlines() if line.startswith('| n = 4, k = 3'))
+  assert f'{out["eval"]["rl2"]["mean"]:.2f}' in row and 'not finished' not in table
+  # A registered run not started yet is named with the setting of its config file.
+  waiting = tmp_path / 'full' / 'rl2_k5_n500'
+  waiting.mkdir()
+  command = ['python', '-m', 'experiments.rl2.main', f'--workdir={waiting}']
+  command.append('--config=experiments/rl2/configs/k5_n500.py')
+  (waiting / 'RUN.json').write_text(json.dumps({'command': command}))
+  (pending,) = [
+    r for r in report.load(tmp_path, tmp_path / 'full')[1] if 'unfinished' in r
+  ]
+  assert (pending['num_pulls'], pending['num_arms'], pending['started']) == (
+    500,
+    5,
+    False,
+  )
   # Settings of the paper's table keep its numbers; RL^2 cells without a run say so.
   result['cells'][0].update(num_arms=50, num_pulls=500)
   table = report.results_table(result, [])
@@ -106,9 +135,7 @@ def test_readme_table_is_the_committed_runs_report():
 
 def test_readme_statement_on_the_50_arm_100_pull_run_matches_the_files():
   baselines, runs = report.load(ROOT / 'results/meta_rl/rl2')
-  (run,) = [
-    r for r in runs if (r['config']['num_pulls'], r['config']['num_arms']) == (100, 50)
-  ]
+  (run,) = [r for r in runs if (r['num_pulls'], r['num_arms']) == (100, 50)]
   (cell,) = [
     c for c in baselines['cells'] if (c['num_pulls'], c['num_arms']) == (100, 50)
   ]
@@ -121,3 +148,20 @@ def test_readme_statement_on_the_50_arm_100_pull_run_matches_the_files():
   for other in (cell['gittins']['mean'], cell['ucb1']['mean'], paper_rl2):
     assert other - rl2['mean'] > 10
   assert run['iterations'] == 800 and 'Xeon' in run['run']['cpu']
+
+
+@pytest.mark.parametrize('arms', [5, 10, 50])
+def test_the_500_pull_long_runs_are_registered_as_the_readme_says(arms):
+  name = f'rl2_k{arms}_n500'
+  run = json.loads((ROOT / 'results/meta_rl/full' / name / 'RUN.json').read_text())
+  assert f'--config=experiments/rl2/configs/k{arms}_n500.py' in run['command']
+  config = report.unfinished_long_run(ROOT / 'results/meta_rl/full' / name)
+  if config is not None:  # once finished, the generated table shows its budget
+    assert (config['num_pulls'], config['num_arms']) == (500, arms)
+    module = importlib.import_module(f'experiments.rl2.configs.k{arms}_n500')
+    settings = module.get_config()
+    text = ' '.join((ROOT / 'README.md').read_text().split())
+    assert (
+      f'of {settings.num_iterations} iterations of {settings.num_trials} trials '
+      'each, not finished' in text
+    )
