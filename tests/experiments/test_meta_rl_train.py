@@ -735,3 +735,44 @@ def test_readme_says_whether_the_full_velocity_run_has_finished():
   says_unfinished = 'not finished' in text[at : at + 300]
   # A finished run writes results.json; the README must then report it instead.
   assert says_unfinished == (not (workdir / 'results.json').exists())
+
+
+def test_readme_statement_on_the_finished_velocity_run_matches_its_results():
+  root = pathlib.Path(__file__).parents[2]
+  workdir = root / 'results' / 'meta_rl' / 'full' / 'half_cheetah_velocity_reference'
+  results = json.loads((workdir / 'results.json').read_text())
+  reference = json.loads((workdir / 'reference_results.json').read_text())
+  text = ' '.join((root / 'README.md').read_text().split())
+  config, ev = results['config'], results['eval']
+  assert (config['num_tasks'], config['num_episodes']) == (40, 10)
+  assert config['env'] == {
+    **config['env'],
+    'observation': 'reference',
+    'velocity': 'centre_of_mass',
+    'reset': 'reference',
+  }
+  assert config['num_iterations'] == results['iterations'] == 476
+  timing = [json.loads(line) for line in (workdir / 'timing.jsonl').open()]
+  assert not any(t['git_dirty'] for t in timing)
+  minutes = round(results['train_seconds_total'] / 60)
+  stretches = {2: 'two', 3: 'three'}[len(timing)]
+  assert f'{minutes} min on the AMD EPYC over {stretches} stretches' in text
+  maml, random_init = ev['maml'], ev['random_init']
+  assert (
+    f'on {ev["num_tasks"]} held-out goals it returns {_cell(maml, 0)} before '
+    f'adaptation and {_cell(maml, 1)} after one step, a paired gain of '
+    f'{_paired_gain(ev, "maml")}' in text
+  )
+  per_task = np.asarray(ev['per_task']['maml'])
+  raised = int((per_task[:, 1] > per_task[:, 0]).sum())
+  assert f'raises the return on {raised} of the 40 tasks' in text
+  assert (
+    f'random initialisation gains {_paired_gain(ev, "random_init")} '
+    f'({_cell(random_init, 0)} to {_cell(random_init, 1)})' in text
+  )
+  # "adapts" / "is met": the paired gain is above zero beyond its 95% CI.
+  mean, ci = _paired_change(ev, 'maml')
+  assert mean - ci > 0
+  ref = reference['policies']['maml']['mean']
+  assert f'are {ref[0]:.1f} before and {ref[1]:.1f} after one step' in text
+  assert f'its step gains {ref[1] - ref[0]:.1f}, ours {mean:.1f}' in text
