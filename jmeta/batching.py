@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jmeta.options import lists_options
+from jmeta.validation import check_choice
 
 if TYPE_CHECKING:
   from typing_extensions import Unpack
@@ -59,10 +60,7 @@ def default_batching(backend: str | None = None) -> str:
 
 def check_batching(strategy: str, chunk_size: int | None) -> str:
   """Validates a strategy name and its chunk size; returns the name."""
-  if strategy not in BATCHING_STRATEGIES:
-    raise ValueError(
-      f'unknown batching strategy {strategy!r}; expected one of {BATCHING_STRATEGIES}.'
-    )
+  check_choice(strategy, BATCHING_STRATEGIES, 'batching strategy')
   if strategy == 'chunked':
     if (
       not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1

@@ -14,6 +14,7 @@ from jmeta.metric.base import (
   squared_distances,
 )
 from jmeta.models.base import SUPPORT, Model
+from jmeta.validation import check_choice
 
 DISTANCES = ('squared_euclidean', 'cosine')
 
@@ -33,8 +34,7 @@ def prototypical(
   with cross-entropy on the queries. ``model`` is the embedding network (e.g.
   ``conv4(0, variant='maxpool')``).
   """
-  if distance not in DISTANCES:
-    raise ValueError(f'unknown distance {distance!r}; expected one of {DISTANCES}.')
+  check_choice(distance, DISTANCES, 'distance')
   embed = embed_episode(model, batch_norm)
 
   def logits(params, support_inputs, support_labels, query_inputs, n_way: int):

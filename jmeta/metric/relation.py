@@ -40,15 +40,14 @@ from jmeta.models.layers import (
   norm_relu_pool,
   resolve_conv_impl,
 )
-from jmeta.validation import check_positive_int
+from jmeta.validation import check_choice, check_positive_int
 
 # The encoder pools after its first two of four blocks only (Sung et al., 2018).
 ENCODER_POOLED_BLOCKS = (True, True, False, False)
 
 
 def _check_conv_impl(conv_impl: str) -> str:
-  if conv_impl not in CONV_IMPLS:
-    raise ValueError(f'unknown conv_impl {conv_impl!r}; expected one of {CONV_IMPLS}.')
+  check_choice(conv_impl, CONV_IMPLS, 'conv_impl')
   return resolve_conv_impl(conv_impl)
 
 

@@ -19,6 +19,7 @@ from jmeta.metric.losses import (
 )
 from jmeta.models.base import SUPPORT, Model
 from jmeta.tasks.batch import Task
+from jmeta.validation import check_choice
 
 SIAMESE_LOSSES = ('bce', 'contrastive', 'triplet_batch_hard', 'triplet_semi_hard')
 
@@ -62,8 +63,7 @@ def siamese(
   at w = -1/D, b = 0: a negative mean L1 distance, so the untrained learner is
   already a nearest-neighbour classifier.
   """
-  if loss not in SIAMESE_LOSSES:
-    raise ValueError(f'unknown loss {loss!r}; expected one of {SIAMESE_LOSSES}.')
+  check_choice(loss, SIAMESE_LOSSES, 'loss')
   embed_params = embed_episode(model, batch_norm)
 
   def embed(params, support_inputs, query_inputs):

@@ -8,6 +8,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jmeta.validation import check_choice
+
 Params = Any  # any pytree of arrays
 PRNGKey = jax.Array
 
@@ -85,11 +87,7 @@ def population_batch_norm(model: Model, reference_inputs: jax.Array) -> Model:
 
 def check_batch_norm_mode(mode: str) -> str:
   """Returns ``mode`` if it is a known batch-norm mode, else raises ``ValueError``."""
-  if mode not in BATCH_NORM_MODES:
-    raise ValueError(
-      f'unknown batch_norm mode {mode!r}; expected one of {BATCH_NORM_MODES}.'
-    )
-  return mode
+  return check_choice(mode, BATCH_NORM_MODES, 'batch_norm mode')
 
 
 def check_num_support(mode: str, num_support: int | None, batch: int) -> None:

@@ -18,6 +18,7 @@ from jmeta.models.layers import (
   init_layers,
   resolve_conv_impls,
 )
+from jmeta.validation import check_choice
 
 CONV4_VARIANTS = ('strided', 'maxpool')
 HEAD_INITS = ('glorot_uniform', 'normal')
@@ -70,16 +71,9 @@ def conv4(
   ``'torch_2017'`` is the PyTorch initialisation of the 2017 reference codes, such
   as Prototypical Networks' (Snell et al., 2017), batch-norm scales from U(0, 1).
   """
-  if variant not in CONV4_VARIANTS:
-    raise ValueError(
-      f'unknown Conv4 variant {variant!r}; expected one of {CONV4_VARIANTS}.'
-    )
-  if head_init not in HEAD_INITS:
-    raise ValueError(f'unknown head_init {head_init!r}; expected one of {HEAD_INITS}.')
-  if block_init not in BLOCK_INITS:
-    raise ValueError(
-      f'unknown block_init {block_init!r}; expected one of {BLOCK_INITS}.'
-    )
+  check_choice(variant, CONV4_VARIANTS, 'Conv4 variant')
+  check_choice(head_init, HEAD_INITS, 'head_init')
+  check_choice(block_init, BLOCK_INITS, 'block_init')
   if not batch_norm_eps > 0:
     raise ValueError(f'batch_norm_eps must be positive, got {batch_norm_eps}.')
   if num_classes < 0 or filters < 1:

@@ -16,6 +16,7 @@ from jmeta.models.base import (
   check_batch_norm_mode,
   check_num_support,
 )
+from jmeta.validation import check_choice
 
 CONV_IMPLS = ('auto', 'xla', 'patches')
 
@@ -37,8 +38,7 @@ def default_conv_impl(backend: str | None = None) -> str:
 
 
 def resolve_conv_impl(impl: str) -> str:
-  if impl not in CONV_IMPLS:
-    raise ValueError(f'unknown conv impl {impl!r}; expected one of {CONV_IMPLS}.')
+  check_choice(impl, CONV_IMPLS, 'conv impl')
   return default_conv_impl() if impl == 'auto' else impl
 
 

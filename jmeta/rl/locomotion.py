@@ -65,8 +65,7 @@ class LocomotionTask(NamedTuple):
 
 
 def _brax_environment(name: str, backend: str, **kwargs: Any):
-  if backend not in BACKENDS:
-    raise ValueError(f'unknown brax backend {backend!r}; expected one of {BACKENDS}.')
+  check_choice(backend, BACKENDS, 'brax backend')
   try:
     from brax import envs
   except ImportError as error:

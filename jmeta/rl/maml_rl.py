@@ -52,7 +52,12 @@ from jmeta.rl.objectives import SURROGATES, dice_surrogate, magic_box
 from jmeta.rl.policies import Policy
 from jmeta.rl.rollout import Trajectory, episode_returns, rollouts
 from jmeta.rl.trpo import TRPOOptions, trpo_step
-from jmeta.validation import check_positive_int, check_positive_real, check_steps
+from jmeta.validation import (
+  check_choice,
+  check_positive_int,
+  check_positive_real,
+  check_steps,
+)
 
 if TYPE_CHECKING:
   from typing_extensions import Unpack
@@ -95,9 +100,7 @@ def sample_task_batch(env: Environment, key: jax.Array, num_tasks: int) -> RLTas
 
 
 def check_estimator(estimator: str) -> str:
-  if estimator not in ESTIMATORS:
-    raise ValueError(f'unknown estimator {estimator!r}; expected one of {ESTIMATORS}.')
-  return estimator
+  return check_choice(estimator, ESTIMATORS, 'estimator')
 
 
 def policy_gradient_step(
