@@ -112,9 +112,10 @@ def cell(summary: dict) -> str:
 
 
 def budget(run: dict) -> str:
+  value = ', value GRU' if run['config'].get('separate_value') else ''
   return (
-    f'{run["iterations"]:,} iterations x {run["config"]["num_trials"]} trials, '
-    f'{duration(run["train_seconds_total"])}'
+    f'{run["iterations"]:,} iterations x {run["config"]["num_trials"]} trials'
+    f'{value}, {duration(run["train_seconds_total"])}'
   )
 
 

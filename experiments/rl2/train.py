@@ -86,7 +86,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   check_config(config)
   workdir = prepare_workdir(workdir, OUTPUTS)
   env = make_env(config)
-  policy = rl2.gru_policy(env, config.hidden_size)
+  policy = rl2.gru_policy(env, config.hidden_size, config.separate_value)
   with runs.workdir_lock(workdir):
     state, info = train(config, workdir, env, policy)
     return evaluate(config, workdir, env, policy, state, info)

@@ -9,7 +9,8 @@ zeros in every trial, so what the policy learned about the task lives in its
 activations (Sec. 2.2-2.3 of the paper).
 
 * ``gru_policy``: a ``RecurrentPolicy`` (flax's ``GRUCell`` over a params pytree, a
-  linear policy head and a linear value head on the GRU's output).
+  linear policy head and a linear value head on the GRU's output, or on a second
+  GRU's).
 * ``play_trial``: one trial with ``lax.scan``; ``play_trials`` vmaps it over tasks.
 * ``trial_outputs``: the logits and values of a recorded trial under other params
   (the GRU re-run from its initial state), as PPO needs after each update.
@@ -74,33 +75,51 @@ def rl2_input_size(env: Environment) -> int:
   return size + env.num_actions + 2
 
 
-def gru_policy(env: Environment, hidden_size: int = 256) -> RecurrentPolicy:
-  """A GRU of ``hidden_size`` units with linear policy and value heads, for
-  ``env``'s RL^2 inputs (the paper's policy, with the baseline as a second head
-  instead of a second GRU)."""
+def gru_policy(
+  env: Environment, hidden_size: int = 256, separate_value: bool = False
+) -> RecurrentPolicy:
+  """A GRU of ``hidden_size`` units with a linear policy head, for ``env``'s RL^2
+  inputs, and a linear value head: on the same GRU's output, or with
+  ``separate_value`` on a second GRU of the same size over the same inputs (the
+  paper's baseline is a recurrent network of its own, Sec. 4). With a shared GRU the
+  value regression shapes the policy's features; the hidden state is then the two
+  GRUs' states concatenated."""
   hidden_size = check_positive_int(hidden_size, 'hidden_size')
+  if not isinstance(separate_value, bool):
+    raise ValueError(f'separate_value must be a bool, got {separate_value!r}.')
   input_size = rl2_input_size(env)
   num_actions = env.num_actions
   cell = nn.GRUCell(hidden_size)
+  state_size = 2 * hidden_size if separate_value else hidden_size
 
   def init(key: jax.Array) -> dict:
-    gru_key, policy_key, value_key = jax.random.split(key, 3)
+    gru_key, policy_key, value_key, value_gru_key = jax.random.split(key, 4)
     zeros = jnp.zeros((hidden_size,), jnp.float32)
+    inputs = jnp.zeros((input_size,), jnp.float32)
     policy = dense_init(policy_key, hidden_size, num_actions)
     # Small initial logits: a near-uniform first policy, as in PPO's usual init.
     policy['w'] = policy['w'] * 0.01
-    return {
-      'gru': cell.init(gru_key, zeros, jnp.zeros((input_size,), jnp.float32)),
+    params = {
+      'gru': cell.init(gru_key, zeros, inputs),
       'policy': policy,
       'value': dense_init(value_key, hidden_size, 1),
     }
+    if separate_value:
+      params['value_gru'] = cell.init(value_gru_key, zeros, inputs)
+    return params
 
   def initial_state(params: dict) -> jax.Array:
-    return jnp.zeros((hidden_size,), params['policy']['w'].dtype)
+    return jnp.zeros((state_size,), params['policy']['w'].dtype)
 
   def step(params: dict, hidden: jax.Array, x: jax.Array):
+    if separate_value:
+      hidden, value_hidden = jnp.split(hidden, 2, axis=-1)
+      value_hidden, value_out = cell.apply(params['value_gru'], value_hidden, x)
     hidden, out = cell.apply(params['gru'], hidden, x)
     logits = dense(out, params['policy']['w'], params['policy']['b'])
+    if separate_value:
+      value = dense(value_out, params['value']['w'], params['value']['b'])[..., 0]
+      return jnp.concatenate([hidden, value_hidden], axis=-1), logits, value
     value = dense(out, params['value']['w'], params['value']['b'])[..., 0]
     return hidden, logits, value
 

@@ -167,3 +167,39 @@ def test_a_training_step_runs_and_bad_settings_are_named():
     )
   with pytest.raises(ValueError, match='continuous actions'):
     rl2.gru_policy(rl.navigation_2d())
+
+
+def test_a_separate_value_gru_is_a_second_network_over_the_same_inputs():
+  env = rl.bernoulli_bandit(3, horizon=1)
+  separate = rl2.gru_policy(env, hidden_size=5, separate_value=True)
+  shared = rl2.gru_policy(env, hidden_size=5)
+  params = separate.init(jax.random.key(0))
+  params['policy']['w'] = params['policy']['w'] * 300.0
+  # The same inputs through both: the policy's path is the shared policy with the
+  # first GRU, the value's is the shared policy's value head on the second GRU.
+  as_policy = {k: params[k] for k in ('gru', 'policy', 'value')}
+  as_value = {**as_policy, 'gru': params['value_gru']}
+  inputs = jax.random.uniform(jax.random.key(1), (7, separate.input_size))
+  hidden = separate.initial_state(params)
+  h_policy, h_value = shared.initial_state(as_policy), shared.initial_state(as_value)
+  assert hidden.shape == (10,)
+  for x in inputs:
+    hidden, logits, value = separate.step(params, hidden, x)
+    h_policy, want_logits, _ = shared.step(as_policy, h_policy, x)
+    h_value, _, want_value = shared.step(as_value, h_value, x)
+    np.testing.assert_allclose(logits, want_logits, rtol=1e-6)
+    np.testing.assert_allclose(value, want_value, rtol=1e-6)
+    np.testing.assert_allclose(hidden, jnp.concatenate([h_policy, h_value]))
+
+  # Neither network's output depends on the other's weights.
+  def outputs(params):
+    _, logits, value = separate.step(params, separate.initial_state(params), x)
+    return logits.sum(), value
+
+  d_logits = jax.grad(lambda p: outputs(p)[0])(params)
+  d_value = jax.grad(lambda p: outputs(p)[1])(params)
+  for leaf in jax.tree.leaves(d_logits['value_gru']) + jax.tree.leaves(d_value['gru']):
+    assert not np.any(leaf)
+  assert any(np.any(leaf) for leaf in jax.tree.leaves(d_value['value_gru']))
+  with pytest.raises(ValueError, match='separate_value must be a bool'):
+    rl2.gru_policy(env, separate_value='yes')

@@ -8,6 +8,9 @@ def get_config() -> ml_collections.ConfigDict:
       'num_arms': 5,
       'num_pulls': 10,
       'hidden_size': 128,
+      # The value head on a GRU of its own (the paper's baseline network) rather
+      # than on the policy's GRU.
+      'separate_value': False,
       'num_trials': 256,
       'learning_rate': 1e-3,
       'clip_norm': 0.5,
