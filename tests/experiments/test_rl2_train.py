@@ -165,3 +165,16 @@ def test_the_500_pull_long_runs_are_registered_as_the_readme_says(arms):
       f'of {settings.num_iterations} iterations of {settings.num_trials} trials '
       'each, not finished' in text
     )
+
+
+def test_readme_statement_on_the_shared_value_ablation_matches_its_files():
+  folder = ROOT / 'results/meta_rl/rl2_ablations/k5_n500_shared_value'
+  run = json.loads((folder / 'results.json').read_text())
+  registered = importlib.import_module('experiments.rl2.configs.k5_n500').get_config()
+  # The registered run's config but for the value head (that run predates the field,
+  # when the head was always on the policy's GRU).
+  assert 'separate_value' not in run['config'] and registered.separate_value
+  assert {**run['config'], 'separate_value': True} == registered.to_dict()
+  assert run['iterations'] == registered.num_iterations and not run['git_dirty']
+  text = ' '.join((ROOT / 'README.md').read_text().split())
+  assert f'the same 5-arm run returned {report.cell(run["eval"]["rl2"])}' in text
