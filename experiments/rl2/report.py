@@ -221,8 +221,21 @@ def results_table(baselines: dict, runs: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('folder', nargs='?', default='results/meta_rl/rl2')
+  parser.add_argument(
+    '--runs-only',
+    action='store_true',
+    help="one row per RL^2 run in the folder's subfolders, without the baselines",
+  )
   args = parser.parse_args(argv)
-  print(results_table(*load(args.folder)), end='')
+  if args.runs_only:
+    runs = [
+      json.loads(p.read_text())
+      for p in pathlib.Path(args.folder).glob('*/results.json')
+    ]
+    runs.sort(key=lambda r: (r['num_pulls'], r['num_arms']))
+    print(rl2_runs_table(runs), end='')
+  else:
+    print(results_table(*load(args.folder)), end='')
   return 0
 
 

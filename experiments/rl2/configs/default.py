@@ -8,9 +8,10 @@ def get_config() -> ml_collections.ConfigDict:
       'num_arms': 5,
       'num_pulls': 10,
       'hidden_size': 128,
-      # The value head on a GRU of its own (the paper's baseline network) rather
-      # than on the policy's GRU.
-      'separate_value': False,
+      # The value head on a GRU of its own, as the paper's baseline network. On the
+      # policy's GRU the value's regression slows the policy's learning, more the
+      # longer the trial (results/meta_rl/rl2_ablations/shared_value).
+      'separate_value': True,
       'num_trials': 256,
       'learning_rate': 1e-3,
       'clip_norm': 0.5,

@@ -1,6 +1,6 @@
 """RL^2 on Bernoulli bandits with k = 5 arms and n = 100 pulls: trials ten times
-longer, so half as many per iteration and fewer iterations in the CPU budget
-(default.py's settings otherwise)."""
+longer, so half as many per iteration, and 800 iterations (default.py's settings
+otherwise)."""
 
 from experiments.rl2.configs import default
 
@@ -11,7 +11,7 @@ def get_config():
     {
       'num_pulls': 100,
       'num_trials': 128,
-      'num_iterations': 400,
+      'num_iterations': 800,
       'checkpoint_every': 25,
     }
   )
