@@ -188,3 +188,52 @@ def test_the_shared_value_500_pull_run_differs_from_the_registered_one_in_the_va
   assert 'separate_value' not in run['config'] and registered.separate_value
   assert {**run['config'], 'separate_value': True} == registered.to_dict()
   assert run['iterations'] == registered.num_iterations and not run['git_dirty']
+
+
+def test_readme_statement_on_the_value_gru_runs_matches_their_files():
+  _, runs = report.load(ROOT / 'results/meta_rl/rl2')
+  new = {(r['num_pulls'], r['num_arms']): r for r in runs if 'eval' in r}
+  old = {
+    (r['num_pulls'], r['num_arms']): r
+    for r in (
+      json.loads(p.read_text())
+      for p in (ROOT / 'results/meta_rl/rl2_ablations/shared_value').glob(
+        '*/results.json'
+      )
+    )
+  }
+  for run in new.values():
+    assert run['config']['separate_value'] and not run['git_dirty']
+  text = ' '.join((ROOT / 'README.md').read_text().split())
+
+  def cell(runs, setting):
+    return report.cell(runs[setting]['eval']['rl2'])
+
+  assert (
+    f'those two settings reach {cell(new, (100, 5))} and {cell(new, (500, 5))}, and '
+    f'10 arms at n = 100 reaches {cell(new, (100, 10))} against '
+    f'{cell(old, (100, 10))}. 50 arms at n = 100 did worse with it, '
+    f'{cell(new, (100, 50))} against {cell(old, (100, 50))}, below Thompson' in text
+  )
+  # "the same budgets": iterations and trials per iteration as the first round.
+  for setting in ((100, 5), (500, 5), (100, 10), (100, 50)):
+    for key in ('num_iterations', 'num_trials'):
+      assert new[setting]['config'][key] == old[setting]['config'][key]
+    better = new[setting]['eval']['rl2']['mean'] > old[setting]['eval']['rl2']['mean']
+    assert better == (setting != (100, 50))
+  baselines, _ = report.load(ROOT / 'results/meta_rl/rl2')
+  (cell_50,) = [
+    c for c in baselines['cells'] if (c['num_pulls'], c['num_arms']) == (100, 50)
+  ]
+  assert new[(100, 50)]['eval']['rl2']['mean'] < cell_50['thompson']['mean']
+  # The collapse, from the run's metrics.
+  path = ROOT / 'results/meta_rl/rl2/k50_n100/metrics.jsonl'
+  records = {r['step']: r for r in map(json.loads, path.open())}
+  before, after = records[330], records[410]
+  assert (
+    f'the entropy fell from {before["entropy"]:.2f} at iteration 330 to '
+    f'{after["entropy"]:.2f} at 410, the training return from '
+    f'{before["trial_return"]:.2f} to {after["trial_return"]:.2f}' in text
+  )
+  later = [r['trial_return'] for s, r in records.items() if s > 410]
+  assert max(later) < before['trial_return']  # "did not recover its return"
