@@ -83,7 +83,7 @@ def load(
   """The baselines' results and the RL^2 runs' results, in Table 1's order.
 
   ``long_runs`` (default ``folder/../full``) holds the registered runs ``rl2_*``;
-  one without results yet appears as ``{'num_pulls', 'num_arms', 'unfinished'}``.
+  one without results yet appears as ``unfinished_long_run`` gives it.
   """
   folder = pathlib.Path(folder)
   long_runs = folder.parent / 'full' if long_runs is None else pathlib.Path(long_runs)

@@ -133,7 +133,7 @@ def test_readme_table_is_the_committed_runs_report():
   assert block == report.results_table(*report.load(ROOT / 'results/meta_rl/rl2'))
 
 
-def test_readme_statement_on_the_shared_value_runs_matches_their_files():
+def test_readme_statement_on_the_shared_value_runs_matches_their_files(capsys):
   folder = ROOT / 'results/meta_rl/rl2_ablations/shared_value'
   block = readme_block(
     'python -m experiments.rl2.report '
@@ -146,6 +146,8 @@ def test_readme_statement_on_the_shared_value_runs_matches_their_files():
     key=lambda r: (r['num_pulls'], r['num_arms']),
   )
   assert block == report.rl2_runs_table(runs)
+  assert report.main([str(folder), '--runs-only']) == 0
+  assert capsys.readouterr().out == block
   by_setting = {(r['num_pulls'], r['num_arms']): r for r in runs}
   assert all('separate_value' not in r['config'] for r in runs)
   text = ' '.join((ROOT / 'README.md').read_text().split())
