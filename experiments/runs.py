@@ -37,6 +37,7 @@ import contextlib
 import datetime
 import errno
 import fcntl
+import importlib.util
 import json
 import os
 import pathlib
@@ -167,6 +168,23 @@ def _command_value(command: tuple[str, ...], flag: str) -> str | None:
   return None
 
 
+def _config_file_value(command: tuple[str, ...], field: str, root) -> object | None:
+  """``field`` of the config that ``--config=PATH[:ARG]`` in ``command`` names (a
+  module with ``get_config``, relative to ``root``); None if there is none."""
+  flag = _command_value(command, '--config')
+  if flag is None:
+    return None
+  path, _, arg = flag.partition(':')
+  path = pathlib.Path(root) / path
+  if not path.is_file():
+    return None
+  spec = importlib.util.spec_from_file_location(f'_run_config_{path.stem}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg) if arg else module.get_config()
+  return config.get(field)
+
+
 def seconds_per_step(progress: dict, step: int, seconds: float | None) -> float | None:
   """Training seconds per step: of the latest segment (the one that wrote the
   checkpoint, on today's machine) when the progress record has it, else of all
@@ -195,6 +213,8 @@ def run_status(run: Run, root: str | pathlib.Path = ROOT) -> dict:
     total = _command_value(run.command, '--config.num_iterations')
     if total is None and (workdir / 'config.json').exists():
       total = json.loads((workdir / 'config.json').read_text()).get('num_iterations')
+    if total is None:  # not started yet: the config file the command names
+      total = _config_file_value(run.command, 'num_iterations', root)
     total = int(total) if total is not None else None
   seconds = progress.get('train_seconds')
   if seconds is None and (workdir / 'timing.jsonl').exists():

@@ -350,3 +350,23 @@ def test_a_run_registered_for_a_backend_is_continued_only_there(tmp_path, monkey
     line for line in runs.format_status(statuses).splitlines() if 'on_gpu' in line
   )
   assert 'stopped (on gpu)' in row and '10/20' in row
+
+
+def test_status_of_a_run_not_started_reads_its_length_from_the_config_file(tmp_path):
+  (tmp_path / 'cfg.py').write_text(
+    'import ml_collections\n\n\n'
+    'def get_config(arg=None):\n'
+    "  return ml_collections.ConfigDict({'num_iterations': 7 if arg else 123})\n"
+  )
+  for name, flag in (('plain', 'cfg.py'), ('with_arg', 'cfg.py:small')):
+    runs.register(
+      f'results/x/full/{name}',
+      ['python', '-m', 'x', f'--workdir=results/x/full/{name}', f'--config={flag}'],
+      root=tmp_path,
+    )
+  found = {r.name: runs.run_status(r, tmp_path) for r in runs.load_runs(tmp_path)}
+  assert found['plain']['state'] == 'not started'
+  assert (found['plain']['num_iterations'], found['with_arg']['num_iterations']) == (
+    123,
+    7,
+  )
