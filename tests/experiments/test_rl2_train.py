@@ -239,3 +239,22 @@ def test_readme_statement_on_the_value_gru_runs_matches_their_files():
   )
   later = [r['trial_return'] for s, r in records.items() if s > 410]
   assert max(later) < before['trial_return']  # "did not recover its return"
+
+
+def test_readme_statement_on_the_10_arm_500_pull_run_matches_its_files():
+  folder = ROOT / 'results/meta_rl/full/rl2_k10_n500'
+  run = json.loads((folder / 'results.json').read_text())
+  records = [json.loads(line) for line in (folder / 'metrics.jsonl').open()]
+  text = ' '.join((ROOT / 'README.md').read_text().split())
+  paper = report.PAPER_TABLE_1[(500, 10)][-1]
+  assert (
+    f'10 arms at n = 500 levelled off the same way, at '
+    f"{report.cell(run['eval']['rl2'])} against the paper's {paper}, its entropy "
+    f'falling to {records[-1]["entropy"]:.2f} by the end' in text
+  )
+  # "levelled off": after iteration 200 the means over 100 iterations stay within 5%
+  # of each other, far below the paper's.
+  late = [r['trial_return'] for r in records if r['step'] > 200]
+  windows = [np.mean(late[i : i + 10]) for i in range(0, len(late), 10)]
+  assert max(windows) - min(windows) < 0.05 * np.mean(windows)
+  assert paper - run['eval']['rl2']['mean'] > 20 * run['eval']['rl2']['stderr']
