@@ -258,3 +258,20 @@ def test_readme_statement_on_the_10_arm_500_pull_run_matches_its_files():
   windows = [np.mean(late[i : i + 10]) for i in range(0, len(late), 10)]
   assert max(windows) - min(windows) < 0.05 * np.mean(windows)
   assert paper - run['eval']['rl2']['mean'] > 20 * run['eval']['rl2']['stderr']
+
+
+def test_readme_statement_on_the_50_arm_500_pull_run_matches_its_files():
+  run = json.loads(
+    (ROOT / 'results/meta_rl/full/rl2_k50_n500/results.json').read_text()
+  )
+  baselines, _ = report.load(ROOT / 'results/meta_rl/rl2')
+  (cell,) = [
+    c for c in baselines['cells'] if (c['num_pulls'], c['num_arms']) == (500, 50)
+  ]
+  paper = report.PAPER_TABLE_1[(500, 50)][-1]
+  text = ' '.join((ROOT / 'README.md').read_text().split())
+  assert (
+    f'50 arms at n = 500 reached only {report.cell(run["eval"]["rl2"])} against '
+    f'{paper}, below Thompson sampling' in text
+  )
+  assert run['eval']['rl2']['mean'] < cell['thompson']['mean']
