@@ -168,10 +168,10 @@ def _command_value(command: tuple[str, ...], flag: str) -> str | None:
   return None
 
 
-def _config_file_value(command: tuple[str, ...], field: str, root) -> object | None:
-  """``field`` of the config that ``--config=PATH[:ARG]`` in ``command`` names (a
-  module with ``get_config``, relative to ``root``); None if there is none."""
-  flag = _command_value(command, '--config')
+def config_from_command(command: tuple[str, ...], root=ROOT):
+  """The config that ``--config=PATH[:ARG]`` in ``command`` names (a module with
+  ``get_config``, relative to ``root``), or None if the command names no such file."""
+  flag = _command_value(tuple(command), '--config')
   if flag is None:
     return None
   path, _, arg = flag.partition(':')
@@ -181,8 +181,7 @@ def _config_file_value(command: tuple[str, ...], field: str, root) -> object | N
   spec = importlib.util.spec_from_file_location(f'_run_config_{path.stem}', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config(arg) if arg else module.get_config()
-  return config.get(field)
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def seconds_per_step(progress: dict, step: int, seconds: float | None) -> float | None:
@@ -214,7 +213,8 @@ def run_status(run: Run, root: str | pathlib.Path = ROOT) -> dict:
     if total is None and (workdir / 'config.json').exists():
       total = json.loads((workdir / 'config.json').read_text()).get('num_iterations')
     if total is None:  # not started yet: the config file the command names
-      total = _config_file_value(run.command, 'num_iterations', root)
+      config = config_from_command(run.command, root)
+      total = None if config is None else config.get('num_iterations')
     total = int(total) if total is not None else None
   seconds = progress.get('train_seconds')
   if seconds is None and (workdir / 'timing.jsonl').exists():

@@ -13,13 +13,12 @@ beside it. A long run that has not finished is named in its row.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import pathlib
 
 from experiments.common.progress import duration
 from experiments.common.run_info import hardware_label
-from experiments.runs import RUN_FILE
+from experiments.runs import RUN_FILE, config_from_command
 
 ROOT = pathlib.Path(__file__).parents[2]
 PAPER = 'Duan et al. (2016), Table 1'
@@ -56,11 +55,19 @@ def _registered_config(workdir: pathlib.Path) -> dict | None:
   if not (workdir / RUN_FILE).exists():
     return None
   command = json.loads((workdir / RUN_FILE).read_text())['command']
-  (path,) = [a.split('=', 1)[1] for a in command if a.startswith('--config=')]
-  spec = importlib.util.spec_from_file_location('_rl2_config', ROOT / path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config().to_dict()
+  config = config_from_command(command, ROOT)
+  return None if config is None else config.to_dict()
+
+
+def folder_runs(folder: str | pathlib.Path) -> list[dict]:
+  """The ``results.json`` of each RL^2 run in ``folder``'s subfolders, in Table 1's
+  order."""
+  runs = [
+    json.loads(p.read_text())
+    for p in pathlib.Path(folder).glob('*/results.json')
+    if p.parent.name != 'baselines'
+  ]
+  return sorted(runs, key=lambda r: (r['num_pulls'], r['num_arms']))
 
 
 def unfinished_long_run(workdir: pathlib.Path) -> dict | None:
@@ -94,11 +101,7 @@ def load(
       f'--out={folder / "baselines"} first.'
     )
   baselines = json.loads(path.read_text())
-  runs = [
-    json.loads(p.read_text())
-    for p in folder.glob('*/results.json')
-    if p.parent.name != 'baselines'
-  ]
+  runs = folder_runs(folder)
   for workdir in sorted(long_runs.glob(f'{LONG_RUN_PREFIX}*/')):
     if (workdir / 'results.json').exists():
       runs.append(json.loads((workdir / 'results.json').read_text()))
@@ -228,12 +231,7 @@ def main(argv: list[str] | None = None) -> int:
   )
   args = parser.parse_args(argv)
   if args.runs_only:
-    runs = [
-      json.loads(p.read_text())
-      for p in pathlib.Path(args.folder).glob('*/results.json')
-    ]
-    runs.sort(key=lambda r: (r['num_pulls'], r['num_arms']))
-    print(rl2_runs_table(runs), end='')
+    print(rl2_runs_table(folder_runs(args.folder)), end='')
   else:
     print(results_table(*load(args.folder)), end='')
   return 0

@@ -141,10 +141,7 @@ def test_readme_statement_on_the_shared_value_runs_matches_their_files(capsys):
     'rl2_shared_value',
     folder / 'README.md',
   )
-  runs = sorted(
-    (json.loads(p.read_text()) for p in folder.glob('*/results.json')),
-    key=lambda r: (r['num_pulls'], r['num_arms']),
-  )
+  runs = report.folder_runs(folder)
   assert block == report.rl2_runs_table(runs)
   assert report.main([str(folder), '--runs-only']) == 0
   assert capsys.readouterr().out == block
@@ -197,12 +194,7 @@ def test_readme_statement_on_the_value_gru_runs_matches_their_files():
   new = {(r['num_pulls'], r['num_arms']): r for r in runs if 'eval' in r}
   old = {
     (r['num_pulls'], r['num_arms']): r
-    for r in (
-      json.loads(p.read_text())
-      for p in (ROOT / 'results/meta_rl/rl2_ablations/shared_value').glob(
-        '*/results.json'
-      )
-    )
+    for r in report.folder_runs(ROOT / 'results/meta_rl/rl2_ablations/shared_value')
   }
   for run in new.values():
     assert run['config']['separate_value'] and not run['git_dirty']
