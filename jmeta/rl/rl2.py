@@ -81,9 +81,9 @@ def gru_policy(
   """A GRU of ``hidden_size`` units with a linear policy head, for ``env``'s RL^2
   inputs, and a linear value head: on the same GRU's output, or with
   ``separate_value`` on a second GRU of the same size over the same inputs (the
-  paper's baseline is a recurrent network of its own, Sec. 4). With a shared GRU the
-  value regression shapes the policy's features; the hidden state is then the two
-  GRUs' states concatenated."""
+  paper's baseline is a recurrent network of its own, Sec. 4), whose hidden state is
+  then concatenated to the policy GRU's. With a shared GRU the value regression
+  shapes the policy's features."""
   hidden_size = check_positive_int(hidden_size, 'hidden_size')
   if not isinstance(separate_value, bool):
     raise ValueError(f'separate_value must be a bool, got {separate_value!r}.')
@@ -93,6 +93,8 @@ def gru_policy(
   state_size = 2 * hidden_size if separate_value else hidden_size
 
   def init(key: jax.Array) -> dict:
+    # With JAX's partitionable threefry the first three of four keys are
+    # split(key, 3), the shared policy's keys before the value GRU existed.
     gru_key, policy_key, value_key, value_gru_key = jax.random.split(key, 4)
     zeros = jnp.zeros((hidden_size,), jnp.float32)
     inputs = jnp.zeros((input_size,), jnp.float32)

@@ -1,6 +1,7 @@
 """RL^2: the recurrent rollout against a loop of single steps, the hidden state
 across episodes and trials, PPO's clipped loss by hand, and one training step."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -201,5 +202,13 @@ def test_a_separate_value_gru_is_a_second_network_over_the_same_inputs():
   for leaf in jax.tree.leaves(d_logits['value_gru']) + jax.tree.leaves(d_value['gru']):
     assert not np.any(leaf)
   assert any(np.any(leaf) for leaf in jax.tree.leaves(d_value['value_gru']))
+  # The shared GRU keeps the keys it had before the value GRU existed (the runs
+  # committed with it start from them).
+  gru_key = jax.random.split(jax.random.key(0), 3)[0]
+  zeros = jnp.zeros((5,)), jnp.zeros((shared.input_size,))
+  want = nn.GRUCell(5).init(gru_key, *zeros)
+  jax.tree.map(
+    np.testing.assert_array_equal, shared.init(jax.random.key(0))['gru'], want
+  )
   with pytest.raises(ValueError, match='separate_value must be a bool'):
     rl2.gru_policy(env, separate_value='yes')
